@@ -1,0 +1,5 @@
+package cli
+
+import "context"
+
+func runBench(_ context.Context, env Env, _ []string) int { return notYet("bench", env) }

@@ -1,0 +1,83 @@
+// Package rebuild is flagwarden's flag-cache rebuild engine: intake and per-team dedup,
+// admission by measured size into lanes (small, large, quarantine), a shared memory
+// budget, the streaming builder that writes both caches in one bounded pass, and the
+// publisher that makes a payload live atomically.
+package rebuild
+
+import (
+	"errors"
+	"time"
+)
+
+// Lane is where an admitted build runs.
+type Lane string
+
+// Lanes: small teams run many at once; large teams stream with few workers; quarantined
+// teams wait for release or run one at a time, never delaying the others.
+const (
+	LaneSmall      Lane = "small"
+	LaneLarge      Lane = "large"
+	LaneQuarantine Lane = "quarantine"
+)
+
+// ErrUnknownTeam is returned for a team id that does not exist in the flag database.
+var ErrUnknownTeam = errors.New("unknown team")
+
+// RequestResult says what a rebuild request became.
+type RequestResult struct {
+	TeamID int64 `json:"team_id"`
+	// JobID is the waiting job the request created or joined.
+	JobID int64 `json:"job_id"`
+	// Joined is true when a build was already waiting and the request joined it.
+	Joined bool `json:"joined"`
+	Lane   Lane `json:"lane"`
+}
+
+// Quarantine is one quarantined team.
+type Quarantine struct {
+	TeamID int64  `json:"team_id"`
+	Reason string `json:"reason"`
+	// Auto is true when the engine quarantined the team (size or repeated failures).
+	Auto  bool      `json:"auto"`
+	Since time.Time `json:"since"`
+}
+
+// BuildResult is the outcome of one build.
+type BuildResult struct {
+	TeamID     int64     `json:"team_id"`
+	JobID      int64     `json:"job_id"`
+	Lane       Lane      `json:"lane"`
+	StartedAt  time.Time `json:"started_at"`
+	FinishedAt time.Time `json:"finished_at"`
+	OK         bool      `json:"ok"`
+	Error      string    `json:"error,omitempty"`
+	// Unchanged is true when the payloads hashed the same as the live ones and were not
+	// rewritten.
+	Unchanged        bool   `json:"unchanged"`
+	Flags            int64  `json:"flags"`
+	Cohorts          int64  `json:"cohorts"`
+	SkippedFlags     int64  `json:"skipped_flags"`
+	FlagsBytes       int64  `json:"flags_bytes"`
+	DefinitionsBytes int64  `json:"definitions_bytes"`
+	FlagsETag        string `json:"flags_etag,omitempty"`
+	DefinitionsETag  string `json:"definitions_etag,omitempty"`
+	PeakHeapBytes    int64  `json:"peak_heap_bytes"`
+}
+
+// LaneStatus is one lane's load in this deployment.
+type LaneStatus struct {
+	Lane    Lane `json:"lane"`
+	Running int  `json:"running"`
+	Waiting int  `json:"waiting"`
+	Workers int  `json:"workers"`
+}
+
+// Status is the engine's state for the API and dashboard.
+type Status struct {
+	Lanes []LaneStatus `json:"lanes"`
+	// BudgetBytes is this process's memory budget; BudgetInUse what running builds hold.
+	BudgetBytes int64         `json:"budget_bytes"`
+	BudgetInUse int64         `json:"budget_in_use_bytes"`
+	Quarantined []Quarantine  `json:"quarantined"`
+	Recent      []BuildResult `json:"recent"`
+}

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The one test command: installs and starts what the tests need, checks formatting and
+# vet, runs every test against real services, then the dashboards' checks.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/install-deps.sh
+
+echo "== gofmt"
+unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
+if [ -n "$unformatted" ]; then
+  echo "gofmt needed:"; echo "$unformatted"; exit 1
+fi
+
+echo "== go vet"
+go vet ./...
+
+echo "== go test"
+export TEST_OUTPUT_DIR=${TEST_OUTPUT_DIR:-$PWD/.test-output}
+go test -race -count=1 -timeout 25m ./...
+
+if [ -x scripts/check-dashboards.sh ]; then
+  echo "== dashboards"
+  scripts/check-dashboards.sh
+fi
+echo "== all checks passed"
