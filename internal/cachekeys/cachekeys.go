@@ -1,0 +1,276 @@
+// Package cachekeys is the Redis key layout of the flag caches flagwarden publishes:
+// the payload keys, the chunk keys of payloads too large for one value, the per-team
+// metadata hash (a manifest for chunked payloads), and the per-kind index of build
+// times that makes freshness scans cheap. The publisher writes through it; the
+// cache-freshness collector and the API that serves payloads read through it, so the
+// three always agree.
+package cachekeys
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Kind is one of the two caches built per team.
+type Kind string
+
+const (
+	// KindFlags is the payload the /flags evaluation service reads (flags.json:
+	// flags, evaluation_metadata, cohorts).
+	KindFlags Kind = "flags"
+	// KindDefinitions is the local-evaluation payload server SDKs download
+	// (flags_with_cohorts.json: flags, group_type_mapping, cohorts).
+	KindDefinitions Kind = "definitions"
+)
+
+// Kinds lists every kind in publish order.
+var Kinds = []Kind{KindFlags, KindDefinitions}
+
+// File is the kind's HyperCache file name.
+func (k Kind) File() string {
+	if k == KindDefinitions {
+		return "flags_with_cohorts.json"
+	}
+	return "flags.json"
+}
+
+// Valid reports whether k is a known kind.
+func (k Kind) Valid() bool { return k == KindFlags || k == KindDefinitions }
+
+// ParseKind accepts "flags", "definitions" or the file names.
+func ParseKind(s string) (Kind, error) {
+	switch s {
+	case "flags", "flags.json":
+		return KindFlags, nil
+	case "definitions", "flags_with_cohorts.json":
+		return KindDefinitions, nil
+	}
+	return "", fmt.Errorf("unknown cache kind %q (want flags or definitions)", s)
+}
+
+// PostHogPrefix is django-redis's key prefix (cache version 1) that PostHog's readers
+// expect in front of every HyperCache key.
+const PostHogPrefix = "posthog:1:"
+
+// Layout names every key. The zero value is flagwarden's own layout with no prefix.
+type Layout struct {
+	// Prefix is prepended to every key. With PostHog set and Prefix empty, PostHogPrefix
+	// is used.
+	Prefix string
+	// PostHog writes payloads where PostHog's own readers look for them
+	// (cache/teams/{id}/feature_flags/{file}), plus its :etag keys and expiry sorted
+	// sets, so that flagwarden can stand in for the Celery tasks.
+	PostHog bool
+}
+
+func (l Layout) prefix() string {
+	if l.PostHog && l.Prefix == "" {
+		return PostHogPrefix
+	}
+	return l.Prefix
+}
+
+// Payload is the key holding the live payload (absent when the payload is chunked).
+func (l Layout) Payload(team int64, kind Kind) string {
+	if l.PostHog {
+		return l.prefix() + "cache/teams/" + strconv.FormatInt(team, 10) + "/feature_flags/" + kind.File()
+	}
+	return l.prefix() + "flagwarden/teams/" + strconv.FormatInt(team, 10) + "/" + kind.File()
+}
+
+// Meta is the hash with the payload's metadata; for a chunked payload it is the
+// manifest that names the build whose chunks are live.
+func (l Layout) Meta(team int64, kind Kind) string { return l.Payload(team, kind) + ":meta" }
+
+// Temp is the key a build streams into before it is renamed live.
+func (l Layout) Temp(team int64, kind Kind, build string) string {
+	return l.Payload(team, kind) + ":tmp:" + build
+}
+
+// Chunk is the i-th chunk (from 0) of a chunked payload written by build.
+func (l Layout) Chunk(team int64, kind Kind, build string, i int) string {
+	return l.Payload(team, kind) + ":chunk:" + build + ":" + strconv.Itoa(i)
+}
+
+// ETag is PostHog's :etag key next to the payload (PostHog layout only).
+func (l Layout) ETag(team int64, kind Kind) string { return l.Payload(team, kind) + ":etag" }
+
+// Index is the sorted set of build times of one kind: member team id, score unix
+// seconds of the last successful build (or unchanged check).
+func (l Layout) Index(kind Kind) string { return l.prefix() + "flagwarden:built_at:" + string(kind) }
+
+// Expiry is PostHog's expiry-tracking sorted set for the kind (member team id, score
+// expiry unix seconds).
+func (l Layout) Expiry(kind Kind) string {
+	if kind == KindDefinitions {
+		return "flag_definitions_cache_expiry"
+	}
+	return "flags_cache_expiry"
+}
+
+// Meta describes the live payload of one team and kind.
+type Meta struct {
+	// BuiltAt is when the live payload was last built or confirmed unchanged.
+	BuiltAt time.Time `json:"built_at"`
+	// ETag is the hex SHA-256 of the payload bytes.
+	ETag string `json:"etag"`
+	// Bytes is the payload length.
+	Bytes   int64 `json:"bytes"`
+	Flags   int64 `json:"flags"`
+	Cohorts int64 `json:"cohorts"`
+	// SourceWatermark is the newest change to the team's flag data the build saw.
+	SourceWatermark time.Time `json:"source_watermark,omitzero"`
+	// Chunks is 0 for a payload stored in the payload key, else the chunk count.
+	Chunks int `json:"chunks"`
+	// Build identifies the build; chunk keys carry it.
+	Build string `json:"build"`
+}
+
+// Fields renders m as HSET arguments.
+func (m Meta) Fields() []any {
+	return []any{
+		"built_at", m.BuiltAt.UTC().Format(time.RFC3339Nano),
+		"etag", m.ETag,
+		"bytes", m.Bytes,
+		"flags", m.Flags,
+		"cohorts", m.Cohorts,
+		"source_watermark", formatTime(m.SourceWatermark),
+		"chunks", m.Chunks,
+		"build", m.Build,
+	}
+}
+
+func formatTime(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339Nano)
+}
+
+// ErrNoMeta means the team has no published payload of that kind.
+var ErrNoMeta = errors.New("no cache metadata")
+
+// ParseMeta reads a metadata hash as HGETALL returns it.
+func ParseMeta(h map[string]string) (Meta, error) {
+	if len(h) == 0 {
+		return Meta{}, ErrNoMeta
+	}
+	var m Meta
+	var err error
+	parseInt := func(field string) int64 {
+		if err != nil || h[field] == "" {
+			return 0
+		}
+		v, e := strconv.ParseInt(h[field], 10, 64)
+		if e != nil {
+			err = fmt.Errorf("metadata field %s=%q: %w", field, h[field], e)
+		}
+		return v
+	}
+	parseTime := func(field string) time.Time {
+		if err != nil || h[field] == "" {
+			return time.Time{}
+		}
+		v, e := time.Parse(time.RFC3339Nano, h[field])
+		if e != nil {
+			err = fmt.Errorf("metadata field %s=%q: %w", field, h[field], e)
+		}
+		return v
+	}
+	m.BuiltAt = parseTime("built_at")
+	m.SourceWatermark = parseTime("source_watermark")
+	m.ETag = h["etag"]
+	m.Build = h["build"]
+	m.Bytes = parseInt("bytes")
+	m.Flags = parseInt("flags")
+	m.Cohorts = parseInt("cohorts")
+	m.Chunks = int(parseInt("chunks"))
+	if err == nil && m.Chunks < 0 {
+		err = fmt.Errorf("metadata field chunks=%d is negative", m.Chunks)
+	}
+	return m, err
+}
+
+// ReadMeta returns the metadata of one team's payload, or ErrNoMeta.
+func ReadMeta(ctx context.Context, rdb redis.Cmdable, l Layout, team int64, kind Kind) (Meta, error) {
+	h, err := rdb.HGetAll(ctx, l.Meta(team, kind)).Result()
+	if err != nil {
+		return Meta{}, fmt.Errorf("read cache metadata of team %d %s: %w", team, kind, err)
+	}
+	return ParseMeta(h)
+}
+
+// ErrPayloadChanged means a chunked payload was replaced while it was being read;
+// reading again gets the new one.
+var ErrPayloadChanged = errors.New("payload replaced while reading")
+
+// CopyPayload writes one team's live payload to w and returns its metadata. A payload
+// in one key is read with one GET (the value is replaced whole, by RENAME, so one read
+// is consistent); a chunked payload is read chunk by chunk, so memory stays at one
+// chunk, from the immutable chunks of the build the manifest names.
+func CopyPayload(ctx context.Context, rdb redis.Cmdable, l Layout, team int64, kind Kind, w io.Writer) (Meta, error) {
+	m, err := ReadMeta(ctx, rdb, l, team, kind)
+	if err != nil {
+		return m, err
+	}
+	if m.Chunks == 0 {
+		b, err := rdb.Get(ctx, l.Payload(team, kind)).Bytes()
+		if errors.Is(err, redis.Nil) {
+			return m, ErrPayloadChanged
+		}
+		if err != nil {
+			return m, fmt.Errorf("read payload of team %d %s: %w", team, kind, err)
+		}
+		_, err = w.Write(b)
+		return m, err
+	}
+	for i := range m.Chunks {
+		b, err := rdb.Get(ctx, l.Chunk(team, kind, m.Build, i)).Bytes()
+		if errors.Is(err, redis.Nil) {
+			return m, ErrPayloadChanged
+		}
+		if err != nil {
+			return m, fmt.Errorf("read chunk %d of team %d %s: %w", i, team, kind, err)
+		}
+		if _, err := w.Write(b); err != nil {
+			return m, err
+		}
+	}
+	return m, nil
+}
+
+// IndexEntry is one team's last build time from the index.
+type IndexEntry struct {
+	TeamID  int64
+	BuiltAt time.Time
+}
+
+// ReadIndex returns up to limit teams of one kind ordered oldest build first, starting
+// at offset: the cheap way to find stale caches without reading every hash.
+func ReadIndex(ctx context.Context, rdb redis.Cmdable, l Layout, kind Kind, offset, limit int64) ([]IndexEntry, error) {
+	zs, err := rdb.ZRangeWithScores(ctx, l.Index(kind), offset, offset+limit-1).Result()
+	if err != nil {
+		return nil, fmt.Errorf("read %s build index: %w", kind, err)
+	}
+	out := make([]IndexEntry, 0, len(zs))
+	for _, z := range zs {
+		s, _ := z.Member.(string)
+		id, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			continue // not ours; the index holds only team ids
+		}
+		out = append(out, IndexEntry{TeamID: id, BuiltAt: unixFloat(z.Score)})
+	}
+	return out, nil
+}
+
+// IndexScore is the sorted-set score for a build time.
+func IndexScore(t time.Time) float64 { return float64(t.UnixMilli()) / 1000 }
+
+func unixFloat(f float64) time.Time { return time.UnixMilli(int64(f * 1000)).UTC() }
