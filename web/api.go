@@ -1,0 +1,199 @@
+package web
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/flagwarden/flagwarden/detectors"
+	"github.com/flagwarden/flagwarden/internal/config"
+	"github.com/flagwarden/flagwarden/internal/loop"
+	"github.com/flagwarden/flagwarden/internal/series"
+	"github.com/flagwarden/flagwarden/internal/snapshot"
+	"github.com/flagwarden/flagwarden/rebuild"
+)
+
+// Snapshots is the latest measurement of each source (internal/snapshot.Store).
+type Snapshots interface {
+	Queues() snapshot.Queues
+	Teams() snapshot.Teams
+	Team(id int64) (snapshot.TeamSize, bool)
+	Pods() snapshot.Pods
+	Caches() snapshot.Caches
+}
+
+// Series is the in-memory history (internal/series.Store).
+type Series interface {
+	Range(key string, from, to time.Time) []series.Point
+	Last(key string) (series.Point, bool)
+	Keys(prefix string) []string
+}
+
+// Findings lists what the detectors found.
+type Findings interface {
+	Active(ctx context.Context) ([]detectors.Finding, error)
+	Recent(ctx context.Context, limit int) ([]detectors.Finding, error)
+}
+
+// Engine is the rebuild engine as the API drives it.
+type Engine interface {
+	Request(ctx context.Context, teamID int64, reason string) (rebuild.RequestResult, error)
+	Quarantine(ctx context.Context, teamID int64, reason string) error
+	Release(ctx context.Context, teamID int64, reason string) error
+	Quarantined(ctx context.Context) ([]rebuild.Quarantine, error)
+	Status(ctx context.Context) (rebuild.Status, error)
+	History(ctx context.Context, teamID int64, limit int) ([]rebuild.BuildResult, error)
+}
+
+// APIOptions configures the REST API and the dashboard. Snapshots and Series are
+// required; Findings, Engine and Payloads may be nil when that component is disabled,
+// and the API then answers with an empty result or a 503 that says so.
+//
+// Interface fields must hold a nil interface, not a typed nil pointer, to mean
+// "disabled": a typed nil is a non-nil interface value.
+type APIOptions struct {
+	Snapshots Snapshots
+	Series    Series
+	// Loops reports collector and detector loop health; nil means none run here.
+	Loops    func() []loop.Health
+	Findings Findings
+	Engine   Engine
+	// Payloads streams published cache payloads; nil disables the flags endpoints.
+	Payloads PayloadStore
+
+	// Auth holds the bearer tokens and whether reads are open.
+	Auth config.Auth
+	// HandlerTimeout bounds one API request (default 30s).
+	HandlerTimeout time.Duration
+	// MaxBodyBytes bounds a request body (default 1 MiB).
+	MaxBodyBytes int64
+	// MaxConcurrent bounds API requests in flight; past it the API answers 503 (default 256).
+	MaxConcurrent int
+
+	// BacklogLimit is the queue depth the backlog ETA is computed against (default 100000).
+	BacklogLimit int64
+	// TrendWindow is how much queue history the trend is fitted on (default 6h).
+	TrendWindow time.Duration
+	// StaleAfter is the cache lag past which a team's cache counts as stale (default 15m).
+	StaleAfter time.Duration
+	// WorkerMemoryLimit is the worker memory a load-everything build is compared with
+	// (default 8 GiB); the teams page marks it on the size distribution.
+	WorkerMemoryLimit int64
+
+	// Logger receives request errors and the audit log of writes (never tokens).
+	Logger *slog.Logger
+	// Registerer receives the HTTP metrics; nil registers nowhere.
+	Registerer prometheus.Registerer
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+func (o *APIOptions) withDefaults() {
+	o.HandlerTimeout = cmp.Or(o.HandlerTimeout, 30*time.Second)
+	o.MaxBodyBytes = cmp.Or(o.MaxBodyBytes, 1<<20)
+	o.MaxConcurrent = cmp.Or(o.MaxConcurrent, 256)
+	o.BacklogLimit = cmp.Or(o.BacklogLimit, 100_000)
+	o.TrendWindow = cmp.Or(o.TrendWindow, 6*time.Hour)
+	o.StaleAfter = cmp.Or(o.StaleAfter, 15*time.Minute)
+	o.WorkerMemoryLimit = cmp.Or(o.WorkerMemoryLimit, 8<<30)
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+}
+
+func (o *APIOptions) validate() error {
+	switch {
+	case o.Snapshots == nil:
+		return errors.New("web: APIOptions.Snapshots is required")
+	case o.Series == nil:
+		return errors.New("web: APIOptions.Series is required")
+	case o.HandlerTimeout < 0:
+		return fmt.Errorf("web: APIOptions.HandlerTimeout must be positive, got %s", o.HandlerTimeout)
+	case o.MaxBodyBytes < 0:
+		return fmt.Errorf("web: APIOptions.MaxBodyBytes must be positive, got %d", o.MaxBodyBytes)
+	case o.MaxConcurrent < 0:
+		return fmt.Errorf("web: APIOptions.MaxConcurrent must be positive, got %d", o.MaxConcurrent)
+	case o.BacklogLimit < 0:
+		return fmt.Errorf("web: APIOptions.BacklogLimit must be positive, got %d", o.BacklogLimit)
+	}
+	for i, t := range o.Auth.Tokens {
+		if len(t.Token) == 0 {
+			return fmt.Errorf("web: APIOptions.Auth.Tokens[%d].Token is empty", i)
+		}
+		if t.Role != config.RoleRead && t.Role != config.RoleOperate {
+			return fmt.Errorf("web: APIOptions.Auth.Tokens[%d].Role must be read or operate, got %q", i, t.Role)
+		}
+	}
+	return nil
+}
+
+// API serves the REST API under /api/v1 and the dashboard.
+type API struct {
+	opts    APIOptions
+	log     *slog.Logger
+	auth    *authenticator
+	metrics *httpMetrics
+	sem     chan struct{}
+
+	teams  teamIndexCache
+	decor  decorationCache
+	caches cacheIndexCache
+}
+
+// NewAPI validates opts and returns the API; Register adds its routes to a router.
+func NewAPI(opts APIOptions) (*API, error) {
+	opts.withDefaults()
+	if err := opts.validate(); err != nil {
+		return nil, err
+	}
+	a := &API{
+		opts:    opts,
+		log:     opts.Logger,
+		auth:    newAuthenticator(opts.Auth),
+		metrics: newHTTPMetrics(opts.Registerer),
+		sem:     make(chan struct{}, opts.MaxConcurrent),
+	}
+	a.decor.ttl = time.Second
+	return a, nil
+}
+
+// Register adds the API and dashboard routes to r. It fits Options.Routes.
+func (a *API) Register(r *gin.Engine) {
+	v1 := r.Group("/api/v1", a.metrics.middleware(), a.limit, a.deadline, a.bodyLimit, a.authenticate)
+	// The document and whoami need no role: the dashboard asks who it is before it has
+	// a token, and a client reads the document to learn how to authenticate.
+	v1.GET("/openapi.json", a.openAPI)
+	v1.GET("/whoami", a.whoami)
+	read := v1.Group("", a.require(config.RoleRead))
+	read.GET("/queues", a.queues)
+	read.GET("/teams", a.listTeams)
+	read.GET("/teams/distribution", a.distribution)
+	read.GET("/teams/:id", a.team)
+	read.GET("/teams/:id/flags", a.payload("flags"))
+	read.GET("/teams/:id/flags/definitions", a.payload("definitions"))
+	read.GET("/outliers", a.outliers)
+	read.GET("/findings", a.findings)
+	read.GET("/pods", a.pods)
+	read.GET("/rebuilds", a.rebuildStatus)
+	read.GET("/collectors", a.collectors)
+
+	write := v1.Group("", a.require(config.RoleOperate))
+	write.POST("/teams/:id/rebuild", a.requestRebuild)
+	write.POST("/teams/:id/quarantine", a.quarantine)
+	write.POST("/teams/:id/release", a.release)
+
+	a.registerDashboard(r)
+	r.NoRoute(a.metrics.middleware(), a.noRoute)
+}
+
+// now is the API's clock.
+func (a *API) now() time.Time { return a.opts.Now() }

@@ -1,0 +1,583 @@
+package web
+
+import (
+	"cmp"
+	"fmt"
+	"math"
+	"net/http"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/flagwarden/flagwarden/detectors"
+	"github.com/flagwarden/flagwarden/internal/config"
+	"github.com/flagwarden/flagwarden/internal/loop"
+	"github.com/flagwarden/flagwarden/internal/series"
+	"github.com/flagwarden/flagwarden/internal/snapshot"
+	"github.com/flagwarden/flagwarden/rebuild"
+)
+
+// maxHistoryPoints bounds the points a chart series carries over the wire.
+const maxHistoryPoints = 240
+
+// sqrt10 is the ratio of a half-decade bin's edges.
+var sqrt10 = math.Sqrt(10)
+
+// maxWindow is the longest history a client may ask for (the store's longest retention).
+const maxWindow = 30 * 24 * time.Hour
+
+func (a *API) whoami(c *gin.Context) {
+	id := callerOf(c)
+	c.JSON(http.StatusOK, gin.H{
+		"authenticated": id.Role != "",
+		"name":          id.Name,
+		"role":          id.Role,
+		"open_reads":    a.auth.openReads,
+		"can_read":      id.Role != "" || a.auth.openReads,
+		"can_operate":   id.Role == config.RoleOperate,
+	})
+}
+
+// queueView is one queue with its history and fitted trend.
+type queueView struct {
+	snapshot.Queue
+	OldestAgeSeconds float64        `json:"oldest_age_seconds"`
+	History          []series.Point `json:"history"`
+	Trend            *Trend         `json:"trend"`
+}
+
+func (a *API) queues(c *gin.Context) {
+	window, ok := durationParam(c, "window", a.opts.TrendWindow)
+	if !ok {
+		return
+	}
+	only := c.Query("queue")
+	snap := a.opts.Snapshots.Queues()
+	now := a.now()
+	views := make([]queueView, 0, len(snap.Queues))
+	for _, q := range snap.Queues {
+		if only != "" && q.Name != only {
+			continue
+		}
+		pts := a.opts.Series.Range(series.Key(series.QueueDepth, q.Name), now.Add(-window), time.Time{})
+		views = append(views, queueView{
+			Queue:            q,
+			OldestAgeSeconds: q.OldestAge.Seconds(),
+			History:          nonNil(thin(pts, maxHistoryPoints)),
+			Trend:            fitTrend(pts, float64(a.opts.BacklogLimit)),
+		})
+	}
+	if only != "" && len(views) == 0 {
+		abort(c, http.StatusNotFound, codeNotFound, fmt.Sprintf("unknown queue %q", only))
+		return
+	}
+	slices.SortFunc(views, func(x, y queueView) int { return cmp.Or(cmp.Compare(y.Depth, x.Depth), cmp.Compare(x.Name, y.Name)) })
+	c.JSON(http.StatusOK, gin.H{
+		"at":             snap.At,
+		"collected":      !snap.At.IsZero(),
+		"unacked":        snap.Unacked,
+		"overdue":        snap.Overdue,
+		"backlog_limit":  a.opts.BacklogLimit,
+		"window_seconds": window.Seconds(),
+		"queues":         views,
+	})
+}
+
+// teamView is one team's size with the marks the list shows.
+type teamView struct {
+	snapshot.TeamSize
+	PayloadBytes    int64 `json:"payload_bytes"`
+	NaiveBuildBytes int64 `json:"naive_build_bytes"`
+	Outlier         bool  `json:"outlier"`
+	Quarantined     bool  `json:"quarantined"`
+}
+
+func (a *API) view(t snapshot.TeamSize, d *decorations) teamView {
+	_, outlier := d.outliers[t.TeamID]
+	_, quarantined := d.quarantined[t.TeamID]
+	return teamView{TeamSize: t, PayloadBytes: t.PayloadBytes(), NaiveBuildBytes: t.EstimatedNaiveBuildBytes(),
+		Outlier: outlier, Quarantined: quarantined}
+}
+
+func (a *API) listTeams(c *gin.Context) {
+	limit, ok := intParam(c, "limit", 50, 1, 500)
+	if !ok {
+		return
+	}
+	offset, ok := intParam(c, "offset", 0, 0, math.MaxInt32)
+	if !ok {
+		return
+	}
+	sortKey := c.DefaultQuery("sort", "payload_bytes")
+	if _, known := teamSortKeys[sortKey]; !known {
+		abort(c, http.StatusBadRequest, codeBadRequest, fmt.Sprintf("sort must be one of %s, got %q", sortKeyList(), sortKey))
+		return
+	}
+	order := c.DefaultQuery("order", "desc")
+	if order != "asc" && order != "desc" {
+		abort(c, http.StatusBadRequest, codeBadRequest, fmt.Sprintf("order must be asc or desc, got %q", order))
+		return
+	}
+	minBytes, ok := intParam(c, "min_bytes", 0, 0, math.MaxInt64)
+	if !ok {
+		return
+	}
+	maxBytes, ok := intParam(c, "max_bytes", math.MaxInt64, 0, math.MaxInt64)
+	if !ok {
+		return
+	}
+	project, ok := intParam(c, "project_id", 0, 1, math.MaxInt64)
+	if !ok {
+		return
+	}
+	var flagFilters [3]*bool // outlier, quarantined, bad
+	for i, name := range []string{"outlier", "quarantined", "bad"} {
+		if flagFilters[i], ok = boolParam(c, name); !ok {
+			return
+		}
+	}
+	d, err := a.decorations(c.Request.Context())
+	if err != nil {
+		a.fail(c, "read findings and quarantines", err)
+		return
+	}
+	snap := a.opts.Snapshots.Teams()
+	sorted := a.teams.get(snap).sortedBy(sortKey)
+
+	page := make([]teamView, 0, limit)
+	total := int64(0)
+	visit := func(t snapshot.TeamSize) {
+		b := t.PayloadBytes()
+		if b < minBytes || b > maxBytes || (project != 0 && t.ProjectID != project) {
+			return
+		}
+		v := a.view(t, d)
+		if (flagFilters[0] != nil && v.Outlier != *flagFilters[0]) ||
+			(flagFilters[1] != nil && v.Quarantined != *flagFilters[1]) ||
+			(flagFilters[2] != nil && (t.BadRows > 0) != *flagFilters[2]) {
+			return
+		}
+		if total >= offset && int64(len(page)) < limit {
+			page = append(page, v)
+		}
+		total++
+	}
+	if order == "asc" {
+		for _, t := range sorted {
+			visit(t)
+		}
+	} else {
+		for i := len(sorted) - 1; i >= 0; i-- {
+			visit(sorted[i])
+		}
+	}
+	c.JSON(http.StatusOK, gin.H{
+		"at": snap.At, "collected": !snap.At.IsZero(), "full": snap.Full,
+		"total": total, "offset": offset, "limit": limit, "sort": sortKey, "order": order,
+		"teams": page,
+	})
+}
+
+// bucket is one bin of the size distribution: lower <= payload bytes < upper.
+type bucket struct {
+	LowerBytes int64 `json:"lower_bytes"`
+	UpperBytes int64 `json:"upper_bytes"`
+	Count      int   `json:"count"`
+}
+
+func (a *API) distribution(c *gin.Context) {
+	d, err := a.decorations(c.Request.Context())
+	if err != nil {
+		a.fail(c, "read findings and quarantines", err)
+		return
+	}
+	snap := a.opts.Snapshots.Teams()
+	sorted := a.teams.get(snap).sortedBy("payload_bytes")
+	// Half-decade bins from 1 KB: a log scale, where the one team that is 1,000 times
+	// bigger than the rest stands apart instead of squashing everyone else into one bar.
+	var bins []bucket
+	zero := 0
+	for lower := 1000.0; ; lower *= sqrt10 {
+		upper := lower * sqrt10
+		bins = append(bins, bucket{LowerBytes: int64(math.Round(lower)), UpperBytes: int64(math.Round(upper))})
+		if len(sorted) == 0 || upper > float64(sorted[len(sorted)-1].PayloadBytes()) {
+			break
+		}
+	}
+	bins[0].LowerBytes = 0
+	for _, t := range sorted {
+		b := t.PayloadBytes()
+		if b == 0 {
+			zero++
+			continue
+		}
+		i := 0
+		if b >= 1000 {
+			i = min(int(math.Floor(math.Log10(float64(b)/1000)*2)), len(bins)-1)
+		}
+		// Floating point may put a value on a bin edge one bin off; settle it exactly.
+		for i > 0 && b < bins[i].LowerBytes {
+			i--
+		}
+		for i < len(bins)-1 && b >= bins[i].UpperBytes {
+			i++
+		}
+		bins[i].Count++
+	}
+	outliers := make([]teamView, 0, len(d.outliers))
+	for id := range d.outliers {
+		if t, ok := a.opts.Snapshots.Team(id); ok {
+			t.TeamID = id
+			outliers = append(outliers, a.view(t, d))
+		}
+	}
+	slices.SortFunc(outliers, func(x, y teamView) int { return cmp.Compare(y.PayloadBytes, x.PayloadBytes) })
+	quantile := func(q float64) int64 {
+		if len(sorted) == 0 {
+			return 0
+		}
+		return sorted[min(int(q*float64(len(sorted))), len(sorted)-1)].PayloadBytes()
+	}
+	c.JSON(http.StatusOK, gin.H{
+		"at": snap.At, "collected": !snap.At.IsZero(), "teams": len(sorted), "empty_teams": zero,
+		"buckets": bins, "p50_bytes": quantile(0.5), "p99_bytes": quantile(0.99), "max_bytes": quantile(1),
+		"worker_memory_limit_bytes": a.opts.WorkerMemoryLimit,
+		"outliers":                  outliers,
+	})
+}
+
+// cacheView is one cache of the team with its freshness judged.
+type cacheView struct {
+	snapshot.CacheState
+	LagSeconds float64 `json:"lag_seconds"`
+	AgeSeconds float64 `json:"age_seconds"`
+	Stale      bool    `json:"stale"`
+}
+
+func (a *API) team(c *gin.Context) {
+	id, ok := teamID(c)
+	if !ok {
+		return
+	}
+	t, found := a.opts.Snapshots.Team(id)
+	if !found {
+		abort(c, http.StatusNotFound, codeNotFound, fmt.Sprintf("unknown team %d", id))
+		return
+	}
+	t.TeamID = id
+	ctx := c.Request.Context()
+	window, ok := durationParam(c, "window", 14*24*time.Hour)
+	if !ok {
+		return
+	}
+	now := a.now()
+	subject := strconv.FormatInt(id, 10)
+	history := gin.H{
+		"payload_bytes": nonNil(thin(a.opts.Series.Range(series.Key(series.TeamPayloadBytes, subject), now.Add(-window), time.Time{}), maxHistoryPoints)),
+		"flags":         nonNil(thin(a.opts.Series.Range(series.Key(series.TeamFlags, subject), now.Add(-window), time.Time{}), maxHistoryPoints)),
+	}
+
+	caches := []cacheView{}
+	for _, cs := range a.caches.forTeam(a.opts.Snapshots.Caches(), id) {
+		v := cacheView{CacheState: cs, LagSeconds: cs.Lag.Seconds(), Stale: cs.Missing || cs.Lag > a.opts.StaleAfter}
+		if !cs.BuiltAt.IsZero() {
+			v.AgeSeconds = now.Sub(cs.BuiltAt).Seconds()
+		}
+		caches = append(caches, v)
+	}
+
+	findings := []detectors.Finding{}
+	if a.opts.Findings != nil {
+		active, err := a.opts.Findings.Active(ctx)
+		if err != nil {
+			a.fail(c, "read findings", err)
+			return
+		}
+		for _, f := range active {
+			if tid, ok := findingTeam(f); ok && tid == id {
+				findings = append(findings, f)
+			}
+		}
+	}
+
+	out := gin.H{"history": history, "caches": caches, "findings": findings,
+		"engine_enabled": a.opts.Engine != nil, "rebuilds": []rebuild.BuildResult{}, "quarantine": nil}
+	if a.opts.Engine != nil {
+		hist, err := a.opts.Engine.History(ctx, id, 20)
+		if err != nil {
+			a.fail(c, "read rebuild history", err)
+			return
+		}
+		out["rebuilds"] = nonNil(hist)
+		qs, err := a.opts.Engine.Quarantined(ctx)
+		if err != nil {
+			a.fail(c, "read quarantined teams", err)
+			return
+		}
+		for _, q := range qs {
+			if q.TeamID == id {
+				out["quarantine"] = q
+			}
+		}
+	}
+	d, err := a.decorations(ctx)
+	if err != nil {
+		a.fail(c, "read findings and quarantines", err)
+		return
+	}
+	v := a.view(t, d)
+	v.Quarantined = out["quarantine"] != nil
+	out["team"] = v
+	c.JSON(http.StatusOK, out)
+}
+
+func (a *API) outliers(c *gin.Context) {
+	type outlier struct {
+		Finding detectors.Finding `json:"finding"`
+		Team    *teamView         `json:"team"`
+	}
+	list := []outlier{}
+	if a.opts.Findings == nil {
+		c.JSON(http.StatusOK, gin.H{"enabled": false, "outliers": list})
+		return
+	}
+	d, err := a.decorations(c.Request.Context())
+	if err != nil {
+		a.fail(c, "read findings", err)
+		return
+	}
+	for id, f := range d.outliers {
+		o := outlier{Finding: f}
+		if t, ok := a.opts.Snapshots.Team(id); ok {
+			t.TeamID = id
+			v := a.view(t, d)
+			o.Team = &v
+		}
+		list = append(list, o)
+	}
+	slices.SortFunc(list, func(x, y outlier) int {
+		xb, yb := int64(0), int64(0)
+		if x.Team != nil {
+			xb = x.Team.PayloadBytes
+		}
+		if y.Team != nil {
+			yb = y.Team.PayloadBytes
+		}
+		return cmp.Or(cmp.Compare(yb, xb), cmp.Compare(x.Finding.ID, y.Finding.ID))
+	})
+	c.JSON(http.StatusOK, gin.H{"enabled": true, "outliers": list})
+}
+
+func (a *API) findings(c *gin.Context) {
+	limit, ok := intParam(c, "limit", 50, 1, 500)
+	if !ok {
+		return
+	}
+	kind := c.Query("kind")
+	if a.opts.Findings == nil {
+		c.JSON(http.StatusOK, gin.H{"enabled": false, "active": []detectors.Finding{}, "recent": []detectors.Finding{}})
+		return
+	}
+	ctx := c.Request.Context()
+	active, err := a.opts.Findings.Active(ctx)
+	if err != nil {
+		a.fail(c, "read active findings", err)
+		return
+	}
+	recent, err := a.opts.Findings.Recent(ctx, int(limit))
+	if err != nil {
+		a.fail(c, "read recent findings", err)
+		return
+	}
+	if kind != "" {
+		keep := func(f detectors.Finding) bool { return f.Kind != kind }
+		active = slices.DeleteFunc(slices.Clone(active), keep)
+		recent = slices.DeleteFunc(slices.Clone(recent), keep)
+	}
+	c.JSON(http.StatusOK, gin.H{"enabled": true, "active": nonNil(active), "recent": nonNil(recent)})
+}
+
+func (a *API) pods(c *gin.Context) {
+	window, ok := durationParam(c, "window", time.Hour)
+	if !ok {
+		return
+	}
+	snap := a.opts.Snapshots.Pods()
+	now := a.now()
+	type nsSummary struct {
+		Namespace    string `json:"namespace"`
+		Total        int    `json:"total"`
+		Ready        int    `json:"ready"`
+		CrashLooping int    `json:"crashlooping"`
+		OOMKilled    int    `json:"last_terminated_oomkilled"`
+		// OOMKills and Restarts are the events counted over the window.
+		OOMKills       float64        `json:"oom_kills_in_window"`
+		Restarts       float64        `json:"restarts_in_window"`
+		MaxMemoryRatio float64        `json:"max_memory_ratio"`
+		ReadyHistory   []series.Point `json:"ready_history"`
+		OOMHistory     []series.Point `json:"oom_kill_history"`
+	}
+	byNS := map[string]*nsSummary{}
+	get := func(ns string) *nsSummary {
+		if s, ok := byNS[ns]; ok {
+			return s
+		}
+		s := &nsSummary{Namespace: ns}
+		byNS[ns] = s
+		return s
+	}
+	for _, p := range snap.Pods {
+		s := get(p.Namespace)
+		s.Total++
+		if p.Ready {
+			s.Ready++
+		}
+		if p.Waiting == "CrashLoopBackOff" {
+			s.CrashLooping++
+		}
+		if p.LastTermination == "OOMKilled" {
+			s.OOMKilled++
+		}
+		if p.MemoryLimit > 0 && p.MemoryUsage > 0 {
+			s.MaxMemoryRatio = max(s.MaxMemoryRatio, float64(p.MemoryUsage)/float64(p.MemoryLimit))
+		}
+	}
+	// Namespaces seen only in history (every pod gone) still show.
+	for _, k := range a.opts.Series.Keys(series.PodsTotal + "/") {
+		get(k[len(series.PodsTotal)+1:])
+	}
+	from := now.Add(-window)
+	sum := func(pts []series.Point) (s float64) {
+		for _, p := range pts {
+			s += p.V
+		}
+		return s
+	}
+	out := make([]nsSummary, 0, len(byNS))
+	for ns, s := range byNS {
+		oom := a.opts.Series.Range(series.Key(series.OOMKills, ns), from, time.Time{})
+		s.OOMKills = sum(oom)
+		s.Restarts = sum(a.opts.Series.Range(series.Key(series.Restarts, ns), from, time.Time{}))
+		s.OOMHistory = nonNil(thin(oom, maxHistoryPoints))
+		s.ReadyHistory = nonNil(thin(a.opts.Series.Range(series.Key(series.PodsReady, ns), from, time.Time{}), maxHistoryPoints))
+		out = append(out, *s)
+	}
+	slices.SortFunc(out, func(x, y nsSummary) int { return cmp.Compare(x.Namespace, y.Namespace) })
+	pods := nonNil(slices.Clone(snap.Pods))
+	slices.SortFunc(pods, func(x, y snapshot.Pod) int {
+		return cmp.Or(cmp.Compare(x.Namespace, y.Namespace), cmp.Compare(x.Name, y.Name))
+	})
+	c.JSON(http.StatusOK, gin.H{
+		"at": snap.At, "collected": !snap.At.IsZero(), "source": snap.Source, "window_seconds": window.Seconds(),
+		"namespaces": out, "pods": pods,
+	})
+}
+
+func (a *API) rebuildStatus(c *gin.Context) {
+	if a.opts.Engine == nil {
+		abort(c, http.StatusServiceUnavailable, codeDisabled, "rebuild engine disabled")
+		return
+	}
+	st, err := a.opts.Engine.Status(c.Request.Context())
+	if err != nil {
+		a.fail(c, "read rebuild engine status", err)
+		return
+	}
+	st.Lanes = nonNil(st.Lanes)
+	st.Quarantined = nonNil(st.Quarantined)
+	st.Recent = nonNil(st.Recent)
+	c.JSON(http.StatusOK, st)
+}
+
+func (a *API) collectors(c *gin.Context) {
+	type collectorView struct {
+		loop.Health
+		// SinceSuccessSeconds is how long ago the last pass succeeded; null if never.
+		SinceSuccessSeconds *float64 `json:"since_success_seconds"`
+	}
+	var hs []loop.Health
+	if a.opts.Loops != nil {
+		hs = a.opts.Loops()
+	}
+	now := a.now()
+	out := make([]collectorView, 0, len(hs))
+	for _, h := range hs {
+		v := collectorView{Health: h}
+		if !h.LastSuccess.IsZero() {
+			s := now.Sub(h.LastSuccess).Seconds()
+			v.SinceSuccessSeconds = &s
+		}
+		out = append(out, v)
+	}
+	slices.SortFunc(out, func(x, y collectorView) int { return cmp.Compare(x.Name, y.Name) })
+	c.JSON(http.StatusOK, gin.H{"collectors": out})
+}
+
+// teamID parses the :id path parameter, answering 400 when it is not a positive integer.
+func teamID(c *gin.Context) (int64, bool) {
+	raw := c.Param("id")
+	id, err := strconv.ParseInt(raw, 10, 64)
+	if err != nil || id <= 0 {
+		abort(c, http.StatusBadRequest, codeBadRequest, fmt.Sprintf("team id must be a positive integer, got %q", raw))
+		return 0, false
+	}
+	return id, true
+}
+
+func intParam(c *gin.Context, name string, def, lo, hi int64) (int64, bool) {
+	raw, present := c.GetQuery(name)
+	if !present {
+		return def, true
+	}
+	v, err := strconv.ParseInt(raw, 10, 64)
+	if err != nil || v < lo || v > hi {
+		abort(c, http.StatusBadRequest, codeBadRequest, fmt.Sprintf("%s must be an integer from %d to %d, got %q", name, lo, hi, raw))
+		return 0, false
+	}
+	return v, true
+}
+
+func boolParam(c *gin.Context, name string) (*bool, bool) {
+	raw, present := c.GetQuery(name)
+	if !present {
+		return nil, true
+	}
+	v, err := strconv.ParseBool(raw)
+	if err != nil {
+		abort(c, http.StatusBadRequest, codeBadRequest, fmt.Sprintf("%s must be true or false, got %q", name, raw))
+		return nil, false
+	}
+	return &v, true
+}
+
+func durationParam(c *gin.Context, name string, def time.Duration) (time.Duration, bool) {
+	raw, present := c.GetQuery(name)
+	if !present {
+		return def, true
+	}
+	v, err := time.ParseDuration(raw)
+	if err != nil || v <= 0 || v > maxWindow {
+		abort(c, http.StatusBadRequest, codeBadRequest, fmt.Sprintf("%s must be a duration from 1s to %s (e.g. 6h), got %q", name, maxWindow, raw))
+		return 0, false
+	}
+	return v, true
+}
+
+func sortKeyList() string {
+	keys := make([]string, 0, len(teamSortKeys))
+	for k := range teamSortKeys {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return fmt.Sprint(keys)
+}
+
+// nonNil makes an empty list encode as [] rather than null.
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}

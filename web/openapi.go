@@ -1,0 +1,201 @@
+package web
+
+import (
+	"encoding/json"
+	"net/http"
+	"sync"
+
+	"github.com/gin-gonic/gin"
+)
+
+// The OpenAPI 3 document is built here in Go, next to the routes, and a test fails when
+// a registered /api/v1 route is missing from it (or it names one that does not exist).
+
+type obj = map[string]any
+
+func ref(name string) obj { return obj{"$ref": "#/components/schemas/" + name} }
+
+func arrayOf(s obj) obj { return obj{"type": "array", "items": s} }
+
+func jsonContent(s obj) obj { return obj{"application/json": obj{"schema": s}} }
+
+func resp(desc string, s obj) obj {
+	r := obj{"description": desc}
+	if s != nil {
+		r["content"] = jsonContent(s)
+	}
+	return r
+}
+
+func errResp(desc string) obj { return resp(desc, ref("Error")) }
+
+func param(name, in, typ, desc string, required bool) obj {
+	return obj{"name": name, "in": in, "required": required, "description": desc, "schema": obj{"type": typ}}
+}
+
+var idParam = obj{"name": "id", "in": "path", "required": true, "description": "Team id (a positive integer).",
+	"schema": obj{"type": "integer", "format": "int64", "minimum": 1}}
+
+func op(summary string, params []obj, ok obj, okCode string, errs ...string) obj {
+	responses := obj{okCode: ok}
+	descs := map[string]string{
+		"304": "Not modified: the If-None-Match ETag is current.",
+		"400": "Bad team id, query parameter or body.",
+		"401": "No token where one is required, or an unknown or malformed token.",
+		"403": "The token's role may not do this.",
+		"404": "Unknown team, queue or payload.",
+		"413": "Request body too large (http.max_body_bytes).",
+		"503": "Concurrency limit reached (http.max_concurrent), handler timeout, or the component is disabled.",
+	}
+	for _, e := range append([]string{"401", "503"}, errs...) {
+		if e == "304" {
+			responses[e] = obj{"description": descs[e]}
+			continue
+		}
+		responses[e] = errResp(descs[e])
+	}
+	o := obj{"summary": summary, "responses": responses}
+	if len(params) > 0 {
+		o["parameters"] = params
+	}
+	return o
+}
+
+func buildOpenAPI() obj {
+	window := param("window", "query", "string", "History window as a Go duration, e.g. 6h.", false)
+	reasonBody := obj{"required": false, "content": jsonContent(ref("WriteBody"))}
+	reasonRequired := obj{"required": true, "content": jsonContent(ref("WriteBody"))}
+	payloadOp := func(what string) obj {
+		o := op("Stream the team's published "+what+" payload from the cache Redis.",
+			[]obj{idParam, param("If-None-Match", "header", "string", "ETag of a copy the client holds.", false)},
+			obj{"description": "The payload JSON, streamed; ETag header set.",
+				"headers": obj{"ETag": obj{"schema": obj{"type": "string"}}},
+				"content": jsonContent(obj{"type": "object"})}, "200", "304", "400", "404")
+		return o
+	}
+	paths := obj{
+		"/api/v1/openapi.json": obj{"get": op("This document.", nil, resp("OpenAPI 3 document.", obj{"type": "object"}), "200")},
+		"/api/v1/whoami": obj{"get": op("Who the caller is and what it may do.", nil,
+			resp("Identity.", ref("Whoami")), "200")},
+		"/api/v1/queues": obj{"get": op("Celery queues: depth by priority, unacked, overdue, composition, history, trend and ETA.",
+			[]obj{window, param("queue", "query", "string", "Only this queue.", false)},
+			resp("Queues.", ref("Queues")), "200", "400", "404")},
+		"/api/v1/teams": obj{"get": op("Teams by size, paged, sortable and filterable.", []obj{
+			param("limit", "query", "integer", "Page size, 1–500 (default 50).", false),
+			param("offset", "query", "integer", "Teams to skip.", false),
+			param("sort", "query", "string", "payload_bytes (default), flags, active_flags, cohorts, cohort_bytes, filters_bytes, bad_rows, updated_at, team_id.", false),
+			param("order", "query", "string", "desc (default) or asc.", false),
+			param("min_bytes", "query", "integer", "Only teams whose payload is at least this.", false),
+			param("max_bytes", "query", "integer", "Only teams whose payload is at most this.", false),
+			param("project_id", "query", "integer", "Only this project's teams.", false),
+			param("outlier", "query", "boolean", "Only outliers (true) or non-outliers (false).", false),
+			param("quarantined", "query", "boolean", "Only quarantined (true) or not (false).", false),
+			param("bad", "query", "boolean", "Only teams with unreadable rows (true) or without (false).", false),
+		}, resp("A page of teams.", ref("TeamPage")), "200", "400")},
+		"/api/v1/teams/distribution": obj{"get": op("Team payload sizes in half-decade bins (log scale), with outliers.", nil,
+			resp("Distribution.", ref("Distribution")), "200")},
+		"/api/v1/teams/{id}": obj{"get": op("One team: size, size history, cache state, findings, rebuild history, quarantine.",
+			[]obj{idParam, window}, resp("The team.", ref("TeamDetail")), "200", "400", "404")},
+		"/api/v1/teams/{id}/flags":             obj{"get": payloadOp("/flags evaluation")},
+		"/api/v1/teams/{id}/flags/definitions": obj{"get": payloadOp("local-evaluation definitions")},
+		"/api/v1/outliers": obj{"get": op("Active outlier_team findings with each team's size.", nil,
+			resp("Outliers.", obj{"type": "object", "properties": obj{"enabled": obj{"type": "boolean"},
+				"outliers": arrayOf(obj{"type": "object", "properties": obj{"finding": ref("Finding"), "team": ref("Team")}})}}), "200")},
+		"/api/v1/findings": obj{"get": op("Active and recent findings with evidence.", []obj{
+			param("limit", "query", "integer", "Recent findings to return, 1–500 (default 50).", false),
+			param("kind", "query", "string", "Only findings of this kind.", false),
+		}, resp("Findings.", obj{"type": "object", "properties": obj{"enabled": obj{"type": "boolean"},
+			"active": arrayOf(ref("Finding")), "recent": arrayOf(ref("Finding"))}}), "200", "400")},
+		"/api/v1/pods": obj{"get": op("Worker pods and a summary per namespace.", []obj{window},
+			resp("Pods.", obj{"type": "object"}), "200", "400")},
+		"/api/v1/rebuilds": obj{"get": op("Rebuild engine: lanes (running, waiting), memory budget, quarantined teams, recent results.", nil,
+			resp("Engine status.", ref("EngineStatus")), "200")},
+		"/api/v1/collectors": obj{"get": op("Health of every collector and detector loop.", nil,
+			resp("Loops.", obj{"type": "object", "properties": obj{"collectors": arrayOf(ref("LoopHealth"))}}), "200")},
+		"/api/v1/teams/{id}/rebuild": obj{"post": withBody(op("Request a rebuild of the team's caches (operate role).",
+			[]obj{idParam}, resp("Accepted: the job created, or the waiting one joined.", ref("RebuildAccepted")), "202",
+			"400", "403", "404", "413"), reasonBody)},
+		"/api/v1/teams/{id}/quarantine": obj{"post": withBody(op("Quarantine the team: its builds stop delaying others (operate role).",
+			[]obj{idParam}, resp("Quarantined.", ref("WriteResult")), "200", "400", "403", "404", "413"), reasonRequired)},
+		"/api/v1/teams/{id}/release": obj{"post": withBody(op("Release the team from quarantine (operate role).",
+			[]obj{idParam}, resp("Released.", ref("WriteResult")), "200", "400", "403", "404", "413"), reasonRequired)},
+	}
+	str, integer, num, boolean, ts := obj{"type": "string"}, obj{"type": "integer", "format": "int64"},
+		obj{"type": "number"}, obj{"type": "boolean"}, obj{"type": "string", "format": "date-time"}
+	point := obj{"type": "object", "properties": obj{"t": ts, "v": num}}
+	schemas := obj{
+		"Error": obj{"type": "object", "required": []string{"error"}, "properties": obj{"error": obj{
+			"type": "object", "required": []string{"code", "message"}, "properties": obj{
+				"code": obj{"type": "string", "enum": []string{codeBadRequest, codeBodyTooLarge, codeUnauthorized, codeForbidden,
+					codeNotFound, codeOverloaded, codeTimeout, codeDisabled, codeNotReady, codeInternal}},
+				"message": str}}}},
+		"Whoami": obj{"type": "object", "properties": obj{"authenticated": boolean, "name": str, "role": str,
+			"open_reads": boolean, "can_read": boolean, "can_operate": boolean}},
+		"Point": point,
+		"Trend": obj{"type": "object", "nullable": true, "properties": obj{"points": integer, "slope_per_hour": num,
+			"intercept": num, "anchor": ts, "tau": num,
+			"eta_to_limit_seconds": obj{"type": "number", "nullable": true}, "eta_to_empty_seconds": obj{"type": "number", "nullable": true}}},
+		"Queue": obj{"type": "object", "properties": obj{"name": str, "depth": integer,
+			"by_priority": obj{"type": "object", "additionalProperties": integer}, "unacked": integer, "overdue": integer,
+			"oldest_age_seconds": num, "bound": boolean, "composition": obj{"type": "object"},
+			"history": arrayOf(ref("Point")), "trend": ref("Trend")}},
+		"Queues": obj{"type": "object", "properties": obj{"at": ts, "collected": boolean, "unacked": integer,
+			"overdue": integer, "backlog_limit": integer, "window_seconds": num, "queues": arrayOf(ref("Queue"))}},
+		"Team": obj{"type": "object", "properties": obj{"team_id": integer, "project_id": integer, "flags": integer,
+			"active_flags": integer, "deleted_flags": integer, "cohorts": integer, "cohort_bytes": integer,
+			"filters_bytes": integer, "largest_filter_bytes": integer, "group_types": integer,
+			"flags_payload_bytes": integer, "definitions_payload_bytes": integer, "payload_bytes": integer,
+			"naive_build_bytes": integer, "updated_at": ts, "bad_rows": integer, "bad_reasons": arrayOf(str),
+			"measured_at": ts, "outlier": boolean, "quarantined": boolean}},
+		"TeamPage": obj{"type": "object", "properties": obj{"at": ts, "collected": boolean, "full": boolean,
+			"total": integer, "offset": integer, "limit": integer, "sort": str, "order": str, "teams": arrayOf(ref("Team"))}},
+		"Distribution": obj{"type": "object", "properties": obj{"at": ts, "teams": integer, "empty_teams": integer,
+			"buckets": arrayOf(obj{"type": "object", "properties": obj{"lower_bytes": integer, "upper_bytes": integer, "count": integer}}),
+			"p50_bytes": integer, "p99_bytes": integer, "max_bytes": integer, "worker_memory_limit_bytes": integer,
+			"outliers": arrayOf(ref("Team"))}},
+		"TeamDetail": obj{"type": "object", "properties": obj{"team": ref("Team"),
+			"history": obj{"type": "object", "properties": obj{"payload_bytes": arrayOf(ref("Point")), "flags": arrayOf(ref("Point"))}},
+			"caches": arrayOf(obj{"type": "object", "properties": obj{"kind": str, "source": str, "bytes": integer,
+				"built_at": ts, "etag": str, "lag_seconds": num, "age_seconds": num, "stale": boolean, "missing": boolean}}),
+			"findings": arrayOf(ref("Finding")), "engine_enabled": boolean, "rebuilds": arrayOf(ref("BuildResult")),
+			"quarantine": obj{"allOf": []obj{ref("Quarantine")}, "nullable": true}}},
+		"Finding": obj{"type": "object", "properties": obj{"id": str, "kind": str, "severity": str, "subject": str,
+			"labels": obj{"type": "object", "additionalProperties": str}, "summary": str, "description": str,
+			"evidence": obj{"type": "object", "additionalProperties": num}, "state": str, "active_at": ts,
+			"fired_at": ts, "resolved_at": ts, "runbook_url": str, "generator_url": str}},
+		"Quarantine":  obj{"type": "object", "properties": obj{"team_id": integer, "reason": str, "auto": boolean, "since": ts}},
+		"BuildResult": obj{"type": "object", "properties": obj{"team_id": integer, "job_id": integer, "lane": str, "started_at": ts, "finished_at": ts, "ok": boolean, "error": str, "unchanged": boolean, "flags": integer, "cohorts": integer, "skipped_flags": integer, "flags_bytes": integer, "definitions_bytes": integer, "peak_heap_bytes": integer}},
+		"EngineStatus": obj{"type": "object", "properties": obj{
+			"lanes":       arrayOf(obj{"type": "object", "properties": obj{"lane": str, "running": integer, "waiting": integer, "workers": integer}}),
+			"budget_bytes": integer, "budget_in_use_bytes": integer,
+			"quarantined": arrayOf(ref("Quarantine")), "recent": arrayOf(ref("BuildResult"))}},
+		"LoopHealth": obj{"type": "object", "properties": obj{"name": str, "up": boolean, "passes": integer, "failures": integer,
+			"missed_iterations": integer, "last_success": ts, "last_attempt": ts, "last_error": str,
+			"last_pass_seconds": num, "since_success_seconds": obj{"type": "number", "nullable": true}}},
+		"WriteBody":       obj{"type": "object", "additionalProperties": false, "properties": obj{"reason": obj{"type": "string", "maxLength": maxReasonLen}}},
+		"WriteResult":     obj{"type": "object", "properties": obj{"team_id": integer, "quarantined": boolean, "reason": str}},
+		"RebuildAccepted": obj{"type": "object", "properties": obj{"team_id": integer, "job_id": integer, "joined": boolean, "lane": str, "message": str}},
+	}
+	return obj{
+		"openapi": "3.0.3",
+		"info": obj{"title": "flagwarden API", "version": "1",
+			"description": "Findings, queues, team sizes, caches and the rebuild engine. Errors are {\"error\":{\"code\",\"message\"}}."},
+		"paths":      paths,
+		"security":   []obj{{"bearer": []string{}}},
+		"components": obj{"schemas": schemas, "securitySchemes": obj{"bearer": obj{"type": "http", "scheme": "bearer"}}},
+	}
+}
+
+func withBody(o, body obj) obj { o["requestBody"] = body; return o }
+
+var openAPIDoc = sync.OnceValue(func() []byte {
+	b, err := json.MarshalIndent(buildOpenAPI(), "", "  ")
+	if err != nil {
+		panic("web: encode OpenAPI document: " + err.Error()) // a bug in buildOpenAPI
+	}
+	return b
+})
+
+func (a *API) openAPI(c *gin.Context) {
+	c.Data(http.StatusOK, "application/json", openAPIDoc())
+}

@@ -1,0 +1,143 @@
+package web
+
+import (
+	"math"
+	"slices"
+	"time"
+
+	"github.com/flagwarden/flagwarden/internal/series"
+)
+
+// maxTrendPoints bounds the points the Theil–Sen fit sees: it compares every pair, so
+// a 14-day series at 15 s would be 10^10 pairs. Longer series are thinned to the
+// median of equal time buckets first.
+const maxTrendPoints = 240
+
+// Trend is a robust straight-line fit of a series and what it predicts.
+type Trend struct {
+	// Points is how many (thinned) points the fit used.
+	Points int `json:"points"`
+	// SlopePerHour is the Theil–Sen slope: the median of the pairwise slopes, so a
+	// short burst barely moves it.
+	SlopePerHour float64 `json:"slope_per_hour"`
+	// Intercept is the fitted value at Anchor; the line is Intercept + slope × (t - Anchor).
+	Intercept float64   `json:"intercept"`
+	Anchor    time.Time `json:"anchor"`
+	// Tau is the Mann–Kendall τ: +1 when every later point is higher, −1 when lower.
+	Tau float64 `json:"tau"`
+	// ETAToLimitSeconds is when the fitted line reaches the limit (growing only);
+	// ETAToEmptySeconds when it reaches zero (draining only). Null when it never does.
+	ETAToLimitSeconds *float64 `json:"eta_to_limit_seconds"`
+	ETAToEmptySeconds *float64 `json:"eta_to_empty_seconds"`
+}
+
+// fitTrend fits points and predicts from the last point's level. It returns nil for
+// fewer than three points or a series that spans no time.
+func fitTrend(points []series.Point, limit float64) *Trend {
+	pts := thin(points, maxTrendPoints)
+	if len(pts) < 3 || !pts[len(pts)-1].T.After(pts[0].T) {
+		return nil
+	}
+	anchor := pts[0].T
+	hours := func(t time.Time) float64 { return t.Sub(anchor).Hours() }
+	slopes := make([]float64, 0, len(pts)*(len(pts)-1)/2)
+	var s int
+	for i := range pts {
+		for j := i + 1; j < len(pts); j++ {
+			dy := pts[j].V - pts[i].V
+			s += sign(dy)
+			if dt := hours(pts[j].T) - hours(pts[i].T); dt > 0 {
+				slopes = append(slopes, dy/dt)
+			}
+		}
+	}
+	if len(slopes) == 0 {
+		return nil
+	}
+	slope := median(slopes)
+	intercepts := make([]float64, len(pts))
+	for i, p := range pts {
+		intercepts[i] = p.V - slope*hours(p.T)
+	}
+	n := float64(len(pts))
+	tr := &Trend{
+		Points:       len(pts),
+		SlopePerHour: slope,
+		Intercept:    median(intercepts),
+		Anchor:       anchor,
+		Tau:          float64(s) / (n * (n - 1) / 2),
+	}
+	level := points[len(points)-1].V
+	switch {
+	case slope > 0 && limit > level:
+		eta := (limit - level) / slope * 3600
+		tr.ETAToLimitSeconds = &eta
+	case slope < 0 && level > 0:
+		eta := level / -slope * 3600
+		tr.ETAToEmptySeconds = &eta
+	}
+	return tr
+}
+
+// thin reduces points to at most n by taking the median of each of n equal time
+// buckets (at the bucket's median time), which keeps the shape and drops spikes.
+func thin(points []series.Point, n int) []series.Point {
+	if len(points) <= n {
+		return points
+	}
+	first, last := points[0].T, points[len(points)-1].T
+	span := last.Sub(first)
+	if span <= 0 {
+		return points[len(points)-1:]
+	}
+	out := make([]series.Point, 0, n)
+	var vals []float64
+	var times []time.Time
+	bucket := 0
+	flush := func() {
+		if len(vals) == 0 {
+			return
+		}
+		out = append(out, series.Point{T: times[len(times)/2], V: median(vals)})
+		vals, times = vals[:0], times[:0]
+	}
+	for _, p := range points {
+		b := min(int(float64(p.T.Sub(first))/float64(span)*float64(n)), n-1)
+		if b != bucket {
+			flush()
+			bucket = b
+		}
+		vals = append(vals, p.V)
+		times = append(times, p.T)
+	}
+	flush()
+	return out
+}
+
+// median sorts xs in place and returns its median.
+func median(xs []float64) float64 {
+	slices.Sort(xs)
+	m := len(xs) / 2
+	if len(xs)%2 == 1 {
+		return xs[m]
+	}
+	return (xs[m-1] + xs[m]) / 2
+}
+
+func sign(x float64) int {
+	switch {
+	case x > 0:
+		return 1
+	case x < 0:
+		return -1
+	}
+	return 0
+}
+
+// finite turns NaN and ±Inf into 0 so that a JSON encoder never fails on them.
+func finite(x float64) float64 {
+	if math.IsNaN(x) || math.IsInf(x, 0) {
+		return 0
+	}
+	return x
+}
