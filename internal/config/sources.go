@@ -43,6 +43,17 @@ type Broker struct {
 	SampleSize int `yaml:"sample_size"`
 	// TeamArg says where the team id is in a task's arguments.
 	TeamArg TeamArg `yaml:"team_arg"`
+	// SampleQueues is how many of the deepest queues get a backlog sample each pass.
+	SampleQueues int `yaml:"sample_queues"`
+	// MaxLabelledQueues caps the queues that get their own Prometheus label value; the
+	// rest are summed under queue="__other__" so a broker with 10,000 queues stays cheap.
+	// Configured queues are labelled first, then the deepest.
+	MaxLabelledQueues int `yaml:"max_labelled_queues"`
+	// PipelineChunk bounds the commands sent in one Redis pipeline.
+	PipelineChunk int `yaml:"pipeline_chunk"`
+	// UnackedScanLimit bounds the unacked messages decoded per pass to split the unacked
+	// count by queue.
+	UnackedScanLimit int `yaml:"unacked_scan_limit"`
 }
 
 // TeamArg locates the team id in a Celery task's args or kwargs.
@@ -60,6 +71,10 @@ func defaultBroker() Broker {
 		VisibilityTimeout: time.Hour,
 		SampleSize:        100,
 		TeamArg:           TeamArg{Position: 0, Kwarg: "team_id"},
+		SampleQueues:      20,
+		MaxLabelledQueues: 50,
+		PipelineChunk:     5000,
+		UnackedScanLimit:  10000,
 	}
 }
 
@@ -81,6 +96,10 @@ func (b Broker) validate(p *problems) {
 	p.positive("broker.visibility_timeout", b.VisibilityTimeout)
 	p.atLeast("broker.sample_size", int64(b.SampleSize), 0)
 	p.atLeast("broker.team_arg.position", int64(b.TeamArg.Position), 0)
+	p.atLeast("broker.sample_queues", int64(b.SampleQueues), 0)
+	p.atLeast("broker.max_labelled_queues", int64(b.MaxLabelledQueues), 1)
+	p.atLeast("broker.pipeline_chunk", int64(b.PipelineChunk), 1)
+	p.atLeast("broker.unacked_scan_limit", int64(b.UnackedScanLimit), 0)
 }
 
 // Cache is the Redis holding flag caches.
