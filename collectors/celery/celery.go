@@ -134,9 +134,9 @@ func New(rdb redis.UniversalClient, opts Options, snaps *snapshot.Store, ss *ser
 	}
 	return &Collector{
 		rdb: rdb, opts: opts,
-		keys:    keyspace{prefix: opts.GlobalKeyPrefix, sep: opts.Sep, steps: opts.PrioritySteps},
-		loc:     teamLocator{kwarg: opts.TeamKwarg, position: opts.TeamPosition},
-		snaps:   snaps, series: ss,
+		keys:  keyspace{prefix: opts.GlobalKeyPrefix, sep: opts.Sep, steps: opts.PrioritySteps},
+		loc:   teamLocator{kwarg: opts.TeamKwarg, position: opts.TeamPosition},
+		snaps: snaps, series: ss,
 		metrics: newMetrics(reg, opts.PrioritySteps),
 		logger:  logger.With("component", "celery"),
 		tails:   map[string]*tailTrack{}, labelled: map[string]bool{},

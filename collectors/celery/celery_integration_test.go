@@ -274,5 +274,3 @@ func labelValues(t *testing.T, reg prometheus.Gatherer, name, label string) map[
 	}
 	return out
 }
-
-
