@@ -28,7 +28,6 @@ const (
 	codeOverloaded   = "overloaded"
 	codeTimeout      = "timeout"
 	codeDisabled     = "disabled"
-	codeNotReady     = "not_ready"
 	codeInternal     = "internal"
 )
 

@@ -127,7 +127,7 @@ func buildOpenAPI() obj {
 		"Error": obj{"type": "object", "required": []string{"error"}, "properties": obj{"error": obj{
 			"type": "object", "required": []string{"code", "message"}, "properties": obj{
 				"code": obj{"type": "string", "enum": []string{codeBadRequest, codeBodyTooLarge, codeUnauthorized, codeForbidden,
-					codeNotFound, codeOverloaded, codeTimeout, codeDisabled, codeNotReady, codeInternal}},
+					codeNotFound, codeOverloaded, codeTimeout, codeDisabled, codeInternal}},
 				"message": str}}}},
 		"Whoami": obj{"type": "object", "properties": obj{"authenticated": boolean, "name": str, "role": str,
 			"open_reads": boolean, "can_read": boolean, "can_operate": boolean}},
