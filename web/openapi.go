@@ -150,7 +150,7 @@ func buildOpenAPI() obj {
 		"TeamPage": obj{"type": "object", "properties": obj{"at": ts, "collected": boolean, "full": boolean,
 			"total": integer, "offset": integer, "limit": integer, "sort": str, "order": str, "teams": arrayOf(ref("Team"))}},
 		"Distribution": obj{"type": "object", "properties": obj{"at": ts, "teams": integer, "empty_teams": integer,
-			"buckets": arrayOf(obj{"type": "object", "properties": obj{"lower_bytes": integer, "upper_bytes": integer, "count": integer}}),
+			"buckets":   arrayOf(obj{"type": "object", "properties": obj{"lower_bytes": integer, "upper_bytes": integer, "count": integer}}),
 			"p50_bytes": integer, "p99_bytes": integer, "max_bytes": integer, "worker_memory_limit_bytes": integer,
 			"outliers": arrayOf(ref("Team"))}},
 		"TeamDetail": obj{"type": "object", "properties": obj{"team": ref("Team"),
@@ -166,7 +166,7 @@ func buildOpenAPI() obj {
 		"Quarantine":  obj{"type": "object", "properties": obj{"team_id": integer, "reason": str, "auto": boolean, "since": ts}},
 		"BuildResult": obj{"type": "object", "properties": obj{"team_id": integer, "job_id": integer, "lane": str, "started_at": ts, "finished_at": ts, "ok": boolean, "error": str, "unchanged": boolean, "flags": integer, "cohorts": integer, "skipped_flags": integer, "flags_bytes": integer, "definitions_bytes": integer, "peak_heap_bytes": integer}},
 		"EngineStatus": obj{"type": "object", "properties": obj{
-			"lanes":       arrayOf(obj{"type": "object", "properties": obj{"lane": str, "running": integer, "waiting": integer, "workers": integer}}),
+			"lanes":        arrayOf(obj{"type": "object", "properties": obj{"lane": str, "running": integer, "waiting": integer, "workers": integer}}),
 			"budget_bytes": integer, "budget_in_use_bytes": integer,
 			"quarantined": arrayOf(ref("Quarantine")), "recent": arrayOf(ref("BuildResult"))}},
 		"LoopHealth": obj{"type": "object", "properties": obj{"name": str, "up": boolean, "passes": integer, "failures": integer,
