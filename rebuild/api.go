@@ -62,6 +62,11 @@ type BuildResult struct {
 	FlagsETag        string `json:"flags_etag,omitempty"`
 	DefinitionsETag  string `json:"definitions_etag,omitempty"`
 	PeakHeapBytes    int64  `json:"peak_heap_bytes"`
+	// Problems are the bad rows the build reported (malformed filters, cohort cycles),
+	// at most 20.
+	Problems []string `json:"problems,omitempty"`
+	// Reason is what asked for the build (api, notify, celery, sweep, cli, …).
+	Reason string `json:"reason,omitempty"`
 }
 
 // LaneStatus is one lane's load in this deployment.

@@ -1,0 +1,360 @@
+package rebuild
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/require"
+
+	"github.com/flagwarden/flagwarden/internal/cachekeys"
+	"github.com/flagwarden/flagwarden/internal/flagdb"
+	"github.com/flagwarden/flagwarden/internal/testenv"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files under testdata")
+
+// fixtureSQL is a small hand-written team: flags with cohort, nested-cohort and
+// flag-on-flag conditions, a deleted flag, an encrypted remote-config flag, tags and
+// group types.
+const fixtureSQL = `
+INSERT INTO posthog_team (id, project_id, api_token, name) VALUES (1, 1, 'phc_one', 'one'), (2, 2, 'phc_two', 'two');
+INSERT INTO posthog_grouptypemapping (team_id, project_id, group_type, group_type_index) VALUES (1, 1, 'organization', 0), (1, 1, 'company', 1);
+INSERT INTO posthog_cohort (id, team_id, name, description, deleted, is_static, filters, groups, version, count) VALUES
+ (10, 1, 'paying', 'pays', false, false, '{"properties":{"type":"OR","values":[{"type":"AND","values":[{"key":"plan","type":"person","value":["pro"],"operator":"exact"},{"key":"id","type":"cohort","value":11}]}]}}', '[]', 2, 40),
+ (11, 1, 'active', '', false, false, '{"properties":{"type":"AND","values":[{"key":"seen","type":"person","value":"7","operator":"gt"}]}}', '[]', 1, 90),
+ (12, 1, 'static list', '', false, true, '{"properties":{"type":"AND","values":[]}}', '[]', 1, 3),
+ (13, 1, 'gone', '', true, false, '{"properties":{"type":"AND","values":[]}}', '[]', 1, 0),
+ (14, 1, 'unused', '', false, false, '{"properties":{"type":"AND","values":[]}}', '[]', 1, 0);
+INSERT INTO posthog_featureflag (id, team_id, key, name, filters, created_at, updated_at, deleted, active, version, is_remote_configuration, has_encrypted_payloads, evaluation_runtime) VALUES
+ (100, 1, 'beta', 'Beta "quoted"', '{"groups":[{"properties":[{"key":"id","type":"cohort","value":10}],"rollout_percentage":50}]}', '2026-01-01', '2026-01-02', false, true, 3, false, false, 'all'),
+ (101, 1, 'alpha', 'Alpha', '{"groups":[{"properties":[],"rollout_percentage":100}],"multivariate":{"variants":[{"key":"a","rollout_percentage":100}]}}', '2026-01-01', NULL, false, false, 1, false, false, 'server'),
+ (102, 1, 'gamma', 'Gamma', '{"groups":[{"properties":[{"key":"100","type":"flag","value":true,"operator":"flag_evaluates_to"},{"key":"id","type":"cohort","value":"12"}]}]}', '2026-01-01', '2026-01-03', false, true, 1, false, false, 'all'),
+ (103, 1, 'deleted', 'Deleted', '{"groups":[]}', '2026-01-01', NULL, true, true, 1, false, false, 'all'),
+ (104, 1, 'secret', 'Secret', '{"groups":[]}', '2026-01-01', NULL, false, true, 1, true, true, 'all'),
+ (105, 1, 'delta', 'Delta', '{"groups":[{"properties":[{"key":"102","type":"flag","value":true},{"key":"999","type":"flag","value":true}]}]}', '2026-01-01', NULL, false, true, NULL, false, false, 'client');
+INSERT INTO posthog_tag (id, name, team_id) VALUES ('00000000-0000-4000-8000-000000000001', 'web', 1), ('00000000-0000-4000-8000-000000000002', 'app', 1);
+INSERT INTO posthog_featureflagevaluationtag (feature_flag_id, tag_id, created_at) VALUES (100, '00000000-0000-4000-8000-000000000001', now()), (100, '00000000-0000-4000-8000-000000000002', now());
+`
+
+type fixture struct {
+	pool *pgxpool.Pool
+	url  string
+	rdb  *redis.Client
+	src  *PGSource
+}
+
+func newFixture(t *testing.T, redisURL string) *fixture {
+	t.Helper()
+	ctx := context.Background()
+	url := testenv.Postgres(t)
+	pool, err := pgxpool.New(ctx, url)
+	require.NoError(t, err)
+	t.Cleanup(pool.Close)
+	require.NoError(t, flagdb.ApplySchema(ctx, pool))
+	_, err = pool.Exec(ctx, fixtureSQL)
+	require.NoError(t, err)
+	if redisURL == "" {
+		redisURL = testenv.Redis(t)
+	}
+	opt, err := redis.ParseURL(redisURL)
+	require.NoError(t, err)
+	opt.MaxRetries = -1
+	rdb := redis.NewClient(opt)
+	t.Cleanup(func() { rdb.Close() })
+	return &fixture{pool: pool, url: url, rdb: rdb, src: NewPGSource(pool, nil)}
+}
+
+func (f *fixture) rebuilder(b BuilderOptions, p PublisherOptions) *Rebuilder {
+	return NewRebuilder(f.src, NewBuilder(b), NewPublisher(f.rdb, p))
+}
+
+func (f *fixture) payload(t *testing.T, l cachekeys.Layout, team int64, kind cachekeys.Kind) (cachekeys.Meta, []byte) {
+	t.Helper()
+	var buf bytes.Buffer
+	m, err := cachekeys.CopyPayload(context.Background(), f.rdb, l, team, kind, &buf)
+	require.NoError(t, err)
+	return m, buf.Bytes()
+}
+
+func golden(t *testing.T, name string, got []byte) {
+	t.Helper()
+	var pretty bytes.Buffer
+	require.NoError(t, json.Indent(&pretty, got, "", "  "), "payload must be valid JSON")
+	path := filepath.Join("testdata", name)
+	if *update {
+		require.NoError(t, os.MkdirAll("testdata", 0o755))
+		require.NoError(t, os.WriteFile(path, pretty.Bytes(), 0o644))
+	}
+	want, err := os.ReadFile(path)
+	require.NoError(t, err, "run go test ./rebuild -run %s -update to create it", t.Name())
+	require.Equal(t, string(want), pretty.String())
+}
+
+func TestBuildPayloadsGolden(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, "")
+	ctx := context.Background()
+	r := f.rebuilder(BuilderOptions{PageSize: 2}, PublisherOptions{})
+	res, err := r.Rebuild(ctx, 1)
+	require.NoError(t, err)
+	require.True(t, res.OK)
+	require.EqualValues(t, 4, res.Flags, "deleted and encrypted remote-config flags are left out")
+	require.EqualValues(t, 2, res.Cohorts, "cohort 10 and its nested 11; static 12 is not shipped")
+	require.Empty(t, res.Problems)
+
+	l := cachekeys.Layout{}
+	fm, flagsJSON := f.payload(t, l, 1, cachekeys.KindFlags)
+	dm, defsJSON := f.payload(t, l, 1, cachekeys.KindDefinitions)
+	golden(t, "team1_flags.json", flagsJSON)
+	golden(t, "team1_flags_with_cohorts.json", defsJSON)
+	require.Equal(t, res.FlagsETag, fm.ETag)
+	require.Equal(t, int64(len(flagsJSON)), fm.Bytes)
+	require.Equal(t, res.DefinitionsETag, dm.ETag)
+	require.EqualValues(t, 4, fm.Flags)
+	require.Equal(t, time.Date(2026, 1, 3, 0, 0, 0, 0, time.UTC), fm.SourceWatermark.UTC().Truncate(24*time.Hour))
+
+	// The same data again: nothing rewritten, build time moves.
+	before := f.rdb.ObjectIdleTime(ctx, l.Payload(1, cachekeys.KindFlags)).Val()
+	_ = before
+	res2, err := r.Rebuild(ctx, 1)
+	require.NoError(t, err)
+	require.True(t, res2.Unchanged)
+	fm2, _ := f.payload(t, l, 1, cachekeys.KindFlags)
+	require.Equal(t, fm.Build, fm2.Build, "an unchanged payload keeps its build")
+	require.False(t, fm2.BuiltAt.Before(fm.BuiltAt))
+
+	// A change makes a new build.
+	_, err = f.pool.Exec(ctx, `UPDATE posthog_featureflag SET active = true, updated_at = now() WHERE id = 101`)
+	require.NoError(t, err)
+	res3, err := r.Rebuild(ctx, 1)
+	require.NoError(t, err)
+	require.False(t, res3.Unchanged)
+	require.NotEqual(t, res.FlagsETag, res3.FlagsETag)
+
+	// An empty team still gets valid payloads.
+	_, err = r.Rebuild(ctx, 2)
+	require.NoError(t, err)
+	_, empty := f.payload(t, l, 2, cachekeys.KindFlags)
+	golden(t, "team2_flags.json", empty)
+	requireNoTempKeys(t, f.rdb)
+}
+
+func TestBuildChunkedMatchesSingle(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, "")
+	ctx := context.Background()
+	_, err := flagdb.Seed(ctx, f.pool, flagdb.SeedOptions{Teams: 0, GiantFlags: 300, Seed: 5})
+	require.NoError(t, err)
+	var giant int64
+	require.NoError(t, f.pool.QueryRow(ctx, `SELECT id FROM posthog_team WHERE name = 'giant'`).Scan(&giant))
+
+	single := f.rebuilder(BuilderOptions{}, PublisherOptions{Layout: cachekeys.Layout{Prefix: "a:"}})
+	chunked := f.rebuilder(BuilderOptions{PageSize: 7}, PublisherOptions{Layout: cachekeys.Layout{Prefix: "b:"}, ChunkBytes: 1024, MaxValueBytes: 8192})
+	ra, err := single.Rebuild(ctx, giant)
+	require.NoError(t, err)
+	rb, err := chunked.Rebuild(ctx, giant)
+	require.NoError(t, err)
+	require.Equal(t, ra.FlagsETag, rb.FlagsETag, "page and chunk sizes must not change the payload")
+	require.Equal(t, ra.DefinitionsETag, rb.DefinitionsETag)
+
+	m, body := f.payload(t, cachekeys.Layout{Prefix: "b:"}, giant, cachekeys.KindFlags)
+	require.Greater(t, m.Chunks, 3)
+	require.Zero(t, f.rdb.Exists(ctx, cachekeys.Layout{Prefix: "b:"}.Payload(giant, cachekeys.KindFlags)).Val())
+	_, want := f.payload(t, cachekeys.Layout{Prefix: "a:"}, giant, cachekeys.KindFlags)
+	require.Equal(t, want, body)
+	var decoded struct {
+		Flags []json.RawMessage `json:"flags"`
+	}
+	require.NoError(t, json.Unmarshal(body, &decoded))
+	require.EqualValues(t, ra.Flags, len(decoded.Flags))
+
+	// Replacing a chunked payload with a changed one leaves the old chunks to expire.
+	_, err = f.pool.Exec(ctx, `UPDATE posthog_featureflag SET name = 'renamed', updated_at = now() WHERE team_id = $1`, giant)
+	require.NoError(t, err)
+	rc, err := chunked.Rebuild(ctx, giant)
+	require.NoError(t, err)
+	require.False(t, rc.Unchanged)
+	ttl := f.rdb.TTL(ctx, cachekeys.Layout{Prefix: "b:"}.Chunk(giant, cachekeys.KindFlags, m.Build, 0)).Val()
+	require.Positive(t, ttl, "old chunks expire after a grace period")
+	requireNoTempKeys(t, f.rdb)
+}
+
+func TestBuildMalformedData(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, "")
+	ctx := context.Background()
+	res, err := flagdb.Seed(ctx, f.pool, flagdb.SeedOptions{Teams: 200, Seed: 9, BadData: true})
+	require.NoError(t, err)
+	require.Len(t, res.BadTeams, 3)
+	l := cachekeys.Layout{}
+	for team, kind := range res.BadTeams {
+		t.Run(kind, func(t *testing.T) {
+			failing := f.rebuilder(BuilderOptions{FailOnMalformed: true}, PublisherOptions{})
+			out, err := failing.Rebuild(ctx, team)
+			require.ErrorIs(t, err, ErrMalformed)
+			require.False(t, out.OK)
+			require.NotEmpty(t, out.Problems)
+			_, err = cachekeys.ReadMeta(ctx, f.rdb, l, team, cachekeys.KindFlags)
+			require.ErrorIs(t, err, cachekeys.ErrNoMeta, "a failed build publishes nothing")
+
+			skipping := f.rebuilder(BuilderOptions{}, PublisherOptions{})
+			out, err = skipping.Rebuild(ctx, team)
+			require.NoError(t, err)
+			require.NotEmpty(t, out.Problems)
+			switch kind {
+			case flagdb.BadCohortCycle:
+				require.Contains(t, out.Problems[0], "cohort cycle")
+				require.Zero(t, out.SkippedFlags)
+			case flagdb.BadNullFilters:
+				require.Contains(t, out.Problems[0], "NULL")
+				require.EqualValues(t, 1, out.SkippedFlags)
+			case flagdb.BadNonObjectFilters:
+				require.Contains(t, out.Problems[0], "a string, not an object")
+				require.EqualValues(t, 1, out.SkippedFlags)
+			}
+			_, body := f.payload(t, l, team, cachekeys.KindDefinitions)
+			require.True(t, json.Valid(body))
+		})
+	}
+	requireNoTempKeys(t, f.rdb)
+}
+
+func TestBuildUnknownTeam(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, "")
+	_, err := f.rebuilder(BuilderOptions{}, PublisherOptions{}).Rebuild(context.Background(), 424242)
+	require.ErrorIs(t, err, ErrUnknownTeam)
+	_, err = f.src.TeamSize(context.Background(), 424242)
+	require.ErrorIs(t, err, ErrUnknownTeam)
+}
+
+// TestBuildPostgresKilledMidBuild terminates the build's database connection after the
+// first page: the build fails, the live payload stays, no temporary key is left.
+func TestBuildPostgresKilledMidBuild(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, "")
+	ctx := context.Background()
+	l := cachekeys.Layout{}
+	ok := f.rebuilder(BuilderOptions{}, PublisherOptions{})
+	_, err := ok.Rebuild(ctx, 1)
+	require.NoError(t, err)
+	live, liveBody := f.payload(t, l, 1, cachekeys.KindFlags)
+	_, err = f.pool.Exec(ctx, `UPDATE posthog_featureflag SET name = name || '!' WHERE team_id = 1`)
+	require.NoError(t, err)
+
+	admin, err := pgxpool.New(ctx, f.url)
+	require.NoError(t, err)
+	defer admin.Close()
+	killed := false
+	b := NewBuilder(BuilderOptions{PageSize: 1, Progress: func(BuildProgress) {
+		if !killed {
+			killed = true
+			_, err := admin.Exec(ctx, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()`)
+			require.NoError(t, err)
+		}
+	}})
+	_, err = NewRebuilder(f.src, b, NewPublisher(f.rdb, PublisherOptions{ChunkBytes: 64})).Rebuild(ctx, 1)
+	require.Error(t, err)
+	require.True(t, killed)
+	after, afterBody := f.payload(t, l, 1, cachekeys.KindFlags)
+	require.Equal(t, live.ETag, after.ETag)
+	require.Equal(t, liveBody, afterBody)
+	requireNoTempKeys(t, f.rdb)
+
+	// The retry (what the job does next) succeeds on fresh connections.
+	res, err := ok.Rebuild(ctx, 1)
+	require.NoError(t, err)
+	require.NotEqual(t, live.ETag, res.FlagsETag)
+}
+
+// TestBuildRedisKilledMidPublish kills the redis-server while a build streams into it:
+// the build fails with an error (no panic, nothing half live), and once Redis is back
+// the retry publishes a complete payload.
+func TestBuildRedisKilledMidPublish(t *testing.T) {
+	t.Parallel()
+	srv := startRedis(t)
+	f := newFixture(t, srv.url)
+	ctx := context.Background()
+	_, err := flagdb.Seed(ctx, f.pool, flagdb.SeedOptions{Teams: 0, GiantFlags: 2000, Seed: 2})
+	require.NoError(t, err)
+	var giant int64
+	require.NoError(t, f.pool.QueryRow(ctx, `SELECT id FROM posthog_team WHERE name = 'giant'`).Scan(&giant))
+
+	pages := 0
+	b := NewBuilder(BuilderOptions{PageSize: 100, Progress: func(BuildProgress) {
+		pages++
+		if pages == 3 {
+			srv.kill(t)
+		}
+	}})
+	r := NewRebuilder(f.src, b, NewPublisher(f.rdb, PublisherOptions{ChunkBytes: 4096}))
+	res, err := r.Rebuild(ctx, giant)
+	require.Error(t, err)
+	require.False(t, res.OK)
+	require.NotEmpty(t, res.Error)
+
+	srv.start(t)
+	pages = 100
+	res, err = r.Rebuild(ctx, giant)
+	require.NoError(t, err)
+	_, body := f.payload(t, cachekeys.Layout{}, giant, cachekeys.KindFlags)
+	require.True(t, json.Valid(body))
+	require.EqualValues(t, len(body), res.FlagsBytes)
+	requireNoTempKeys(t, f.rdb)
+}
+
+func requireNoTempKeys(t *testing.T, rdb *redis.Client) {
+	t.Helper()
+	keys, err := rdb.Keys(context.Background(), "*:tmp:*").Result()
+	require.NoError(t, err)
+	require.Empty(t, keys)
+}
+
+// redisProc is a redis-server this test can kill and start again on the same port.
+type redisProc struct {
+	port int
+	url  string
+	cmd  *exec.Cmd
+	dir  string
+}
+
+func startRedis(t *testing.T) *redisProc {
+	t.Helper()
+	testenv.Binary(t, "redis-server")
+	p := &redisProc{port: testenv.FreePort(t), dir: t.TempDir()}
+	p.url = "redis://127.0.0.1:" + strconv.Itoa(p.port) + "/0"
+	p.start(t)
+	t.Cleanup(func() {
+		if p.cmd != nil {
+			_ = p.cmd.Process.Kill()
+			_ = p.cmd.Wait()
+		}
+	})
+	return p
+}
+
+func (p *redisProc) start(t *testing.T) {
+	t.Helper()
+	p.cmd = exec.Command("redis-server", "--bind", "127.0.0.1", "--port", strconv.Itoa(p.port),
+		"--save", "", "--appendonly", "no", "--dir", p.dir, "--loglevel", "warning")
+	require.NoError(t, p.cmd.Start())
+	testenv.WaitTCP(t, net.JoinHostPort("127.0.0.1", strconv.Itoa(p.port)), 10*time.Second)
+}
+
+func (p *redisProc) kill(t *testing.T) {
+	t.Helper()
+	require.NoError(t, p.cmd.Process.Kill())
+	_ = p.cmd.Wait()
+	p.cmd = nil
+}

@@ -1,0 +1,272 @@
+package rebuild
+
+import (
+	"cmp"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/flagwarden/flagwarden/internal/cachekeys"
+)
+
+// PublisherOptions configure how payloads reach Redis.
+type PublisherOptions struct {
+	Layout cachekeys.Layout
+	// ChunkBytes is the size of one write (APPEND) to Redis. Default 1 MiB.
+	ChunkBytes int
+	// MaxValueBytes is the largest single Redis value written; a payload beyond it is
+	// stored as chunk keys with a manifest. Redis's hard limit is 512 MB. Default 256 MiB.
+	MaxValueBytes int64
+	// TempTTL expires a build's temporary keys should the process die mid-build.
+	// Default 1h.
+	TempTTL time.Duration
+	// OldChunkGrace is how long a replaced chunked payload stays readable for readers
+	// in the middle of it. Default 5m.
+	OldChunkGrace time.Duration
+	// PostHogTTL, with the PostHog layout, is the expiry recorded in PostHog's expiry
+	// sorted sets and set on the payload key. Default 7 days (FLAGS_CACHE_TTL).
+	PostHogTTL time.Duration
+}
+
+func (o PublisherOptions) withDefaults() PublisherOptions {
+	o.ChunkBytes = cmp.Or(o.ChunkBytes, 1<<20)
+	o.MaxValueBytes = cmp.Or(o.MaxValueBytes, 256<<20)
+	o.TempTTL = cmp.Or(o.TempTTL, time.Hour)
+	o.OldChunkGrace = cmp.Or(o.OldChunkGrace, 5*time.Minute)
+	o.PostHogTTL = cmp.Or(o.PostHogTTL, 7*24*time.Hour)
+	if int64(o.ChunkBytes) > o.MaxValueBytes {
+		o.ChunkBytes = int(o.MaxValueBytes)
+	}
+	return o
+}
+
+// Publisher streams payloads into Redis and makes them live atomically.
+type Publisher struct {
+	rdb  redis.UniversalClient
+	opts PublisherOptions
+}
+
+// NewPublisher returns a publisher writing to rdb.
+func NewPublisher(rdb redis.UniversalClient, opts PublisherOptions) *Publisher {
+	return &Publisher{rdb: rdb, opts: opts.withDefaults()}
+}
+
+// Layout is the key layout the publisher writes.
+func (p *Publisher) Layout() cachekeys.Layout { return p.opts.Layout }
+
+// Stream is one payload being written. It is an io.Writer; Commit makes it live, Abort
+// removes what was written. Readers never see a Stream's bytes before Commit.
+type Stream struct {
+	p      *Publisher
+	ctx    context.Context
+	team   int64
+	kind   cachekeys.Kind
+	build  string
+	buf    []byte
+	hash   hash.Hash
+	total  int64
+	inPart int64 // bytes in the current temporary value
+	parts  int   // values rolled into chunk keys so far
+	wrote  bool  // the temporary key exists
+	done   bool
+}
+
+// Begin starts a payload of one team and kind. ctx bounds every write.
+func (p *Publisher) Begin(ctx context.Context, team int64, kind cachekeys.Kind) *Stream {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return &Stream{p: p, ctx: ctx, team: team, kind: kind, build: hex.EncodeToString(b[:]),
+		buf: make([]byte, 0, p.opts.ChunkBytes), hash: sha256.New()}
+}
+
+// Write buffers b and sends full chunks to the temporary key.
+func (s *Stream) Write(b []byte) (int, error) {
+	n := len(b)
+	s.hash.Write(b)
+	s.total += int64(n)
+	for len(b) > 0 {
+		room := s.p.opts.ChunkBytes - len(s.buf)
+		take := min(room, len(b))
+		s.buf = append(s.buf, b[:take]...)
+		b = b[take:]
+		if len(s.buf) >= s.p.opts.ChunkBytes {
+			if err := s.flush(); err != nil {
+				return 0, err
+			}
+		}
+	}
+	return n, nil
+}
+
+func (s *Stream) temp() string { return s.p.opts.Layout.Temp(s.team, s.kind, s.build) }
+
+// flush appends the buffer to the temporary value, first rolling the value into a
+// chunk key when the buffer would take it past MaxValueBytes.
+func (s *Stream) flush() error {
+	if len(s.buf) == 0 {
+		return nil
+	}
+	l := s.p.opts.Layout
+	if s.inPart > 0 && s.inPart+int64(len(s.buf)) > s.p.opts.MaxValueBytes {
+		if err := s.p.rdb.Rename(s.ctx, s.temp(), l.Chunk(s.team, s.kind, s.build, s.parts)).Err(); err != nil {
+			return fmt.Errorf("roll chunk %d of team %d %s: %w", s.parts, s.team, s.kind, err)
+		}
+		s.parts++
+		s.inPart = 0
+	}
+	pipe := s.p.rdb.Pipeline()
+	pipe.Append(s.ctx, s.temp(), string(s.buf))
+	if s.inPart == 0 {
+		pipe.Expire(s.ctx, s.temp(), s.p.opts.TempTTL)
+	}
+	if _, err := pipe.Exec(s.ctx); err != nil {
+		return fmt.Errorf("write payload of team %d %s: %w", s.team, s.kind, err)
+	}
+	s.wrote = true
+	s.inPart += int64(len(s.buf))
+	s.buf = s.buf[:0]
+	return nil
+}
+
+// Bytes is the payload length so far.
+func (s *Stream) Bytes() int64 { return s.total }
+
+// ETag is the hex SHA-256 of the bytes written so far.
+func (s *Stream) ETag() string { return hex.EncodeToString(s.hash.Sum(nil)) }
+
+// Published is the outcome of one Commit.
+type Published struct {
+	Meta cachekeys.Meta
+	// Unchanged is true when the live payload already had this ETag and was left as is.
+	Unchanged bool
+}
+
+// Commit makes the payload live: the live key (or manifest) is replaced in one
+// MULTI/EXEC, so a reader sees the old payload or the new one. An unchanged payload
+// (same ETag as live) is not rewritten; only its build time moves.
+func (s *Stream) Commit(meta cachekeys.Meta) (Published, error) {
+	if s.done {
+		return Published{}, errors.New("stream already finished")
+	}
+	if err := s.flush(); err != nil {
+		s.Abort()
+		return Published{}, err
+	}
+	s.done = true
+	ctx, l, rdb := s.ctx, s.p.opts.Layout, s.p.rdb
+	meta.ETag, meta.Bytes, meta.Build = s.ETag(), s.total, s.build
+	if meta.BuiltAt.IsZero() {
+		meta.BuiltAt = time.Now().UTC()
+	}
+	team := strconv.FormatInt(s.team, 10)
+
+	live, err := cachekeys.ReadMeta(ctx, rdb, l, s.team, s.kind)
+	if err != nil && !errors.Is(err, cachekeys.ErrNoMeta) {
+		s.abort()
+		return Published{}, err
+	}
+	if err == nil && live.ETag == meta.ETag {
+		s.abort()
+		_, err := rdb.TxPipelined(ctx, func(pipe redis.Pipeliner) error {
+			pipe.HSet(ctx, l.Meta(s.team, s.kind), "built_at", meta.BuiltAt.Format(time.RFC3339Nano),
+				"source_watermark", formatWatermark(meta.SourceWatermark))
+			pipe.ZAdd(ctx, l.Index(s.kind), redis.Z{Member: team, Score: cachekeys.IndexScore(meta.BuiltAt)})
+			s.posthogExtras(pipe, meta, team)
+			return nil
+		})
+		if err != nil {
+			return Published{}, fmt.Errorf("record unchanged payload of team %d %s: %w", s.team, s.kind, err)
+		}
+		live.BuiltAt, live.SourceWatermark = meta.BuiltAt, meta.SourceWatermark
+		return Published{Meta: live, Unchanged: true}, nil
+	}
+
+	if !s.wrote {
+		// An empty payload never reaches Redis through flush; builders always write
+		// something, but keep the key present for correctness.
+		if err := rdb.Set(ctx, s.temp(), "", s.p.opts.TempTTL).Err(); err != nil {
+			s.abort()
+			return Published{}, fmt.Errorf("write payload of team %d %s: %w", s.team, s.kind, err)
+		}
+	}
+	if s.parts > 0 {
+		meta.Chunks = s.parts + 1
+	}
+	_, err = rdb.TxPipelined(ctx, func(pipe redis.Pipeliner) error {
+		if meta.Chunks > 0 {
+			last := l.Chunk(s.team, s.kind, s.build, s.parts)
+			pipe.Rename(ctx, s.temp(), last)
+			for i := range meta.Chunks {
+				pipe.Persist(ctx, l.Chunk(s.team, s.kind, s.build, i))
+			}
+			pipe.Del(ctx, l.Payload(s.team, s.kind))
+		} else {
+			pipe.Rename(ctx, s.temp(), l.Payload(s.team, s.kind))
+			if l.PostHog {
+				pipe.Expire(ctx, l.Payload(s.team, s.kind), s.p.opts.PostHogTTL)
+			} else {
+				pipe.Persist(ctx, l.Payload(s.team, s.kind))
+			}
+		}
+		pipe.Del(ctx, l.Meta(s.team, s.kind))
+		pipe.HSet(ctx, l.Meta(s.team, s.kind), meta.Fields()...)
+		pipe.ZAdd(ctx, l.Index(s.kind), redis.Z{Member: team, Score: cachekeys.IndexScore(meta.BuiltAt)})
+		s.posthogExtras(pipe, meta, team)
+		// A replaced chunked payload stays readable for a grace period, then expires.
+		for i := range live.Chunks {
+			pipe.Expire(ctx, l.Chunk(s.team, s.kind, live.Build, i), s.p.opts.OldChunkGrace)
+		}
+		return nil
+	})
+	if err != nil {
+		s.abort()
+		return Published{}, fmt.Errorf("publish payload of team %d %s: %w", s.team, s.kind, err)
+	}
+	return Published{Meta: meta}, nil
+}
+
+func (s *Stream) posthogExtras(pipe redis.Pipeliner, meta cachekeys.Meta, team string) {
+	l := s.p.opts.Layout
+	if !l.PostHog {
+		return
+	}
+	// PostHog's ETag is the first 16 hex digits of the SHA-256.
+	pipe.Set(s.ctx, l.ETag(s.team, s.kind), meta.ETag[:16], s.p.opts.PostHogTTL)
+	pipe.ZAdd(s.ctx, l.Expiry(s.kind), redis.Z{Member: team, Score: float64(meta.BuiltAt.Add(s.p.opts.PostHogTTL).Unix())})
+}
+
+func formatWatermark(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339Nano)
+}
+
+// Abort removes everything the stream wrote; the live payload is untouched. It is safe
+// to call after Commit (then it does nothing) and when Redis is unreachable (the
+// temporary keys then expire on their own).
+func (s *Stream) Abort() {
+	if s.done {
+		return
+	}
+	s.done = true
+	s.abort()
+}
+
+func (s *Stream) abort() {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(s.ctx), 5*time.Second)
+	defer cancel()
+	keys := []string{s.temp()}
+	for i := 0; i <= s.parts; i++ {
+		keys = append(keys, s.p.opts.Layout.Chunk(s.team, s.kind, s.build, i))
+	}
+	_ = s.p.rdb.Del(ctx, keys...).Err() // best effort: the keys carry a TTL
+}
