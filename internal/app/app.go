@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/flagwarden/flagwarden/detectors"
 	"github.com/flagwarden/flagwarden/internal/config"
 	"github.com/flagwarden/flagwarden/internal/leader"
 	"github.com/flagwarden/flagwarden/internal/loop"
@@ -57,6 +58,12 @@ type App struct {
 	snapshots   *snapshot.Store
 	loopMetrics *loop.Metrics
 	loops       []*loop.Loop
+
+	// findings is readable on every replica; the leader's detector pass writes it.
+	findings *detectors.Store
+	// quarantines is the rebuild engine's quarantine list, set by wireRebuild when the
+	// engine runs; nil (a nil interface, never a typed nil) when it is disabled.
+	quarantines detectors.QuarantineSource
 
 	// services run on every replica, in this order; leaderOnly run on the leader.
 	services   []service.Service

@@ -103,6 +103,27 @@ type Detectors struct {
 	CollectorDownAfter time.Duration `yaml:"collector_down_after"`
 	// OutlierMinBytes is the absolute floor under which no team is an outlier.
 	OutlierMinBytes ByteSize `yaml:"outlier_min_bytes"`
+	// BacklogShortWindow is the window in which a queue must grow steadily (Mann–Kendall
+	// τ and Theil–Sen slope over 5-minute medians) to be called growing.
+	BacklogShortWindow time.Duration `yaml:"backlog_short_window"`
+	// BacklogLongWindow backs the short window up while less than a day of history
+	// exists (after a day, growth is compared with the same hours of the previous day).
+	BacklogLongWindow time.Duration `yaml:"backlog_long_window"`
+	// StallAfter is how long a non-empty queue may go without its depth decreasing
+	// before it is stalled.
+	StallAfter time.Duration `yaml:"stall_after"`
+	// OOMWindow is the interval worker OOM kills are counted over.
+	OOMWindow time.Duration `yaml:"oom_window"`
+	// MemoryNearLimit is the worker memory usage/limit ratio that is a warning.
+	MemoryNearLimit float64 `yaml:"memory_near_limit"`
+	// GrowthMinDays is how many days of size history a team needs before slow-burn
+	// growth is judged.
+	GrowthMinDays int `yaml:"growth_min_days"`
+	// FindingsRetention is how long resolved findings are kept in the state database.
+	FindingsRetention time.Duration `yaml:"findings_retention"`
+	// RunbookBaseURL is the runbook document; each finding links to its alertname's
+	// section (#backlog_growth, …).
+	RunbookBaseURL string `yaml:"runbook_base_url"`
 }
 
 func defaultDetectors() Detectors {
@@ -115,6 +136,14 @@ func defaultDetectors() Detectors {
 		StaleAfter:         15 * time.Minute,
 		CollectorDownAfter: 5 * time.Minute,
 		OutlierMinBytes:    1 << 20,
+		BacklogShortWindow: 2 * time.Hour,
+		BacklogLongWindow:  6 * time.Hour,
+		StallAfter:         15 * time.Minute,
+		OOMWindow:          15 * time.Minute,
+		MemoryNearLimit:    0.9,
+		GrowthMinDays:      3,
+		FindingsRetention:  30 * 24 * time.Hour,
+		RunbookBaseURL:     "https://github.com/flagwarden/flagwarden/blob/main/docs/runbook.md",
 	}
 }
 
@@ -130,5 +159,22 @@ func (d Detectors) validate(p *problems) {
 	p.positive("detectors.collector_down_after", d.CollectorDownAfter)
 	if d.BacklogFloor >= d.BacklogLimit {
 		p.add("detectors.backlog_floor", "must be below detectors.backlog_limit (%d), got %d", d.BacklogLimit, d.BacklogFloor)
+	}
+	p.atLeast("detectors.outlier_min_bytes", int64(d.OutlierMinBytes), 0)
+	if d.BacklogShortWindow < 30*time.Minute {
+		p.add("detectors.backlog_short_window", "must be at least 30m (six 5-minute buckets), got %s", d.BacklogShortWindow)
+	}
+	if d.BacklogLongWindow < d.BacklogShortWindow {
+		p.add("detectors.backlog_long_window", "must be at least detectors.backlog_short_window (%s), got %s", d.BacklogShortWindow, d.BacklogLongWindow)
+	}
+	p.positive("detectors.stall_after", d.StallAfter)
+	p.positive("detectors.oom_window", d.OOMWindow)
+	if d.MemoryNearLimit <= 0 || d.MemoryNearLimit > 1 {
+		p.add("detectors.memory_near_limit", "must be in (0, 1], got %g", d.MemoryNearLimit)
+	}
+	p.atLeast("detectors.growth_min_days", int64(d.GrowthMinDays), 2)
+	p.positive("detectors.findings_retention", d.FindingsRetention)
+	if d.RunbookBaseURL != "" {
+		checkURL(p, "detectors.runbook_base_url", d.RunbookBaseURL, "http", "https")
 	}
 }
