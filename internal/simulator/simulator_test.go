@@ -83,12 +83,12 @@ func TestMessageRoundTripAndBadInput(t *testing.T) {
 	require.EqualValues(t, 7, got.TeamID, "kwargs team_id is read")
 
 	for name, bad := range map[string]string{
-		"not json":     `hello`,
-		"protocol 1":   `{"body":"e30=","headers":{},"properties":{"body_encoding":"base64"}}`,
-		"bad base64":   `{"body":"%%%","headers":{"task":"x"},"properties":{"body_encoding":"base64"}}`,
-		"no team":      `{"body":"` + base64.StdEncoding.EncodeToString([]byte(`[[],{},{}]`)) + `","headers":{"task":"x"},"properties":{"body_encoding":"base64"}}`,
-		"string team":  `{"body":"` + base64.StdEncoding.EncodeToString([]byte(`[["abc"],{},{}]`)) + `","headers":{"task":"x"},"properties":{"body_encoding":"base64"}}`,
-		"short body":   `{"body":"` + base64.StdEncoding.EncodeToString([]byte(`[[1]]`)) + `","headers":{"task":"x"},"properties":{"body_encoding":"base64"}}`,
+		"not json":    `hello`,
+		"protocol 1":  `{"body":"e30=","headers":{},"properties":{"body_encoding":"base64"}}`,
+		"bad base64":  `{"body":"%%%","headers":{"task":"x"},"properties":{"body_encoding":"base64"}}`,
+		"no team":     `{"body":"` + base64.StdEncoding.EncodeToString([]byte(`[[],{},{}]`)) + `","headers":{"task":"x"},"properties":{"body_encoding":"base64"}}`,
+		"string team": `{"body":"` + base64.StdEncoding.EncodeToString([]byte(`[["abc"],{},{}]`)) + `","headers":{"task":"x"},"properties":{"body_encoding":"base64"}}`,
+		"short body":  `{"body":"` + base64.StdEncoding.EncodeToString([]byte(`[[1]]`)) + `","headers":{"task":"x"},"properties":{"body_encoding":"base64"}}`,
 	} {
 		_, _, err := DecodeMessage([]byte(bad))
 		require.ErrorIs(t, err, ErrNotCelery, name)
