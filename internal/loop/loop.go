@@ -97,6 +97,11 @@ func New(name string, timing config.Loop, pass func(ctx context.Context) error, 
 		panic(fmt.Sprintf("loop %s: interval and timeout must be positive", name))
 	}
 	m.up.WithLabelValues(name).Set(0)
+	// The counters exist at 0 from the start, so that rate() over them, and panels and
+	// alerts built on it, have data before the first failure or missed tick.
+	m.passes.WithLabelValues(name)
+	m.failures.WithLabelValues(name)
+	m.missed.WithLabelValues(name)
 	return &Loop{
 		name: name, timing: timing, pass: pass, metrics: m, now: time.Now,
 		logger: logger.With("component", name),
