@@ -3,7 +3,7 @@ package rebuild
 import (
 	"context"
 	"errors"
-	"runtime/metrics"
+	rtmetrics "runtime/metrics"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -76,9 +76,9 @@ type heapSampler struct {
 const heapMetric = "/memory/classes/heap/objects:bytes"
 
 func readHeap() int64 {
-	s := []metrics.Sample{{Name: heapMetric}}
-	metrics.Read(s)
-	if s[0].Value.Kind() != metrics.KindUint64 {
+	s := []rtmetrics.Sample{{Name: heapMetric}}
+	rtmetrics.Read(s)
+	if s[0].Value.Kind() != rtmetrics.KindUint64 {
 		return 0
 	}
 	return int64(s[0].Value.Uint64())

@@ -1,0 +1,52 @@
+package rebuild
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+)
+
+// metrics are the engine's flagwarden_rebuild_* series. Labels are bounded: lanes,
+// results, intake sources and outcomes; never team ids.
+type metrics struct {
+	builds      *prometheus.CounterVec
+	duration    *prometheus.HistogramVec
+	peakHeap    prometheus.Gauge
+	running     *prometheus.GaugeVec
+	waiting     *prometheus.GaugeVec
+	budget      prometheus.Gauge
+	inUse       prometheus.Gauge
+	quarantined prometheus.Gauge
+	requests    *prometheus.CounterVec
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	f := promauto.With(reg)
+	m := &metrics{
+		builds: f.NewCounterVec(prometheus.CounterOpts{Name: "flagwarden_rebuild_builds_total",
+			Help: "Builds finished, by lane and result (ok, unchanged, failed, rerouted)."}, []string{"lane", "result"}),
+		duration: f.NewHistogramVec(prometheus.HistogramOpts{Name: "flagwarden_rebuild_build_duration_seconds",
+			Help: "Duration of one build.", Buckets: prometheus.ExponentialBuckets(0.01, 3, 10)}, []string{"lane"}),
+		peakHeap: f.NewGauge(prometheus.GaugeOpts{Name: "flagwarden_rebuild_build_peak_heap_bytes",
+			Help: "Peak live heap of the process during the last build."}),
+		running: f.NewGaugeVec(prometheus.GaugeOpts{Name: "flagwarden_rebuild_lane_running",
+			Help: "Builds running in this process, by lane."}, []string{"lane"}),
+		waiting: f.NewGaugeVec(prometheus.GaugeOpts{Name: "flagwarden_rebuild_lane_waiting",
+			Help: "Builds waiting across the deployment, by lane (as of the last status read)."}, []string{"lane"}),
+		budget: f.NewGauge(prometheus.GaugeOpts{Name: "flagwarden_rebuild_budget_bytes",
+			Help: "Memory budget shared by this process's builds."}),
+		inUse: f.NewGauge(prometheus.GaugeOpts{Name: "flagwarden_rebuild_budget_in_use_bytes",
+			Help: "Estimated bytes held by this process's running builds."}),
+		quarantined: f.NewGauge(prometheus.GaugeOpts{Name: "flagwarden_rebuild_quarantined_teams",
+			Help: "Teams in quarantine."}),
+		requests: f.NewCounterVec(prometheus.CounterOpts{Name: "flagwarden_rebuild_requests_total",
+			Help: "Rebuild requests by intake source and outcome (inserted, joined, unknown_team, error)."}, []string{"source", "outcome"}),
+	}
+	for _, l := range []Lane{LaneSmall, LaneLarge, LaneQuarantine} {
+		m.running.WithLabelValues(string(l))
+		m.waiting.WithLabelValues(string(l))
+		for _, r := range []string{"ok", "unchanged", "failed"} {
+			m.builds.WithLabelValues(string(l), r)
+		}
+	}
+	return m
+}

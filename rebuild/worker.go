@@ -1,0 +1,134 @@
+package rebuild
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"time"
+
+	"github.com/riverqueue/river"
+)
+
+// worker runs one team's build as a River job.
+type worker struct {
+	river.WorkerDefaults[jobArgs]
+	e *Engine
+}
+
+// Timeout bounds one build; River cancels the job's context after it.
+func (w *worker) Timeout(*river.Job[jobArgs]) time.Duration { return w.e.opts.BuildTimeout }
+
+// Work admits the job again (the team may have been quarantined, released or resized
+// since it was queued), takes the team's run guard and a share of the memory budget,
+// builds, records the result, and turns a request that arrived meanwhile into one
+// follow-up run of this same job.
+func (w *worker) Work(ctx context.Context, job *river.Job[jobArgs]) error {
+	e := w.e
+	team, lane := job.Args.TeamID, Lane(job.Queue)
+	want, err := e.admit(ctx, team)
+	if errors.Is(err, ErrUnknownTeam) {
+		return river.JobCancel(err) // the team is gone; retrying cannot help
+	}
+	if err != nil {
+		return err
+	}
+	if want != lane {
+		// Move to the lane admission picks now; joining a job waiting there is fine.
+		if _, err := e.insert(ctx, team, job.Args.Reason, want); err != nil {
+			return err
+		}
+		e.metrics.builds.WithLabelValues(string(lane), "rerouted").Inc()
+		return nil
+	}
+	if lane == LaneQuarantine && e.opts.QuarantineHold {
+		return river.JobSnooze(e.opts.HoldRecheck)
+	}
+
+	now := time.Now()
+	ok, err := e.store.beginRun(ctx, team, now, now.Add(-e.opts.BuildTimeout-time.Minute))
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return river.JobSnooze(time.Second) // another replica builds this team right now
+	}
+	size, err := e.sizes.get(ctx, team)
+	if err != nil {
+		_, _, _ = e.store.endRun(context.WithoutCancel(ctx), team, true)
+		return err
+	}
+	est := e.estimateBytes(size)
+	if err := e.budget.Acquire(ctx, est); err != nil {
+		_, _, _ = e.store.endRun(context.WithoutCancel(ctx), team, true)
+		return fmt.Errorf("wait for memory budget: %w", err)
+	}
+	e.track(lane, est, 1)
+	res, buildErr := e.safeRebuild(ctx, team)
+	e.track(lane, -est, -1)
+	e.budget.Release(est)
+
+	res.JobID, res.Lane, res.Reason = job.ID, lane, job.Args.Reason
+	e.observe(res)
+	bg := context.WithoutCancel(ctx)
+	followup, failures, err := e.store.endRun(bg, team, buildErr == nil)
+	if err != nil {
+		e.logger.WarnContext(ctx, "recording build end failed", "team", team, "err", err)
+	}
+	if err := e.store.addResult(bg, res); err != nil {
+		e.logger.WarnContext(ctx, "recording build result failed", "team", team, "err", err)
+	}
+	if buildErr != nil {
+		e.logger.WarnContext(ctx, "build failed", "team", team, "lane", lane, "attempt", job.Attempt, "err", buildErr)
+		if failures >= e.opts.QuarantineAfterFailures {
+			reason := fmt.Sprintf("%d builds in a row failed; last: %v", failures, buildErr)
+			if err := e.quarantine(bg, team, reason, true); err != nil {
+				e.logger.WarnContext(ctx, "auto quarantine failed", "team", team, "err", err)
+			}
+		}
+		return buildErr
+	}
+	if followup {
+		return river.JobSnooze(0) // exactly one more build, for the requests that arrived meanwhile
+	}
+	return nil
+}
+
+// safeRebuild turns a panic in a build into a failed result.
+func (e *Engine) safeRebuild(ctx context.Context, team int64) (res BuildResult, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = fmt.Errorf("build of team %d panicked: %v", team, v)
+			res.TeamID, res.OK, res.Error = team, false, err.Error()
+			res.FinishedAt = time.Now().UTC()
+			e.logger.ErrorContext(ctx, "build panicked", "team", team, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+		}
+	}()
+	if e.testHook != nil {
+		e.testHook(team)
+	}
+	return e.rebuild.Rebuild(ctx, team)
+}
+
+func (e *Engine) track(lane Lane, bytes int64, running int) {
+	e.mu.Lock()
+	e.inUse += bytes
+	e.running[lane] += running
+	inUse, n := e.inUse, e.running[lane]
+	e.mu.Unlock()
+	e.metrics.inUse.Set(float64(inUse))
+	e.metrics.running.WithLabelValues(string(lane)).Set(float64(n))
+}
+
+func (e *Engine) observe(res BuildResult) {
+	result := "ok"
+	switch {
+	case !res.OK:
+		result = "failed"
+	case res.Unchanged:
+		result = "unchanged"
+	}
+	e.metrics.builds.WithLabelValues(string(res.Lane), result).Inc()
+	e.metrics.duration.WithLabelValues(string(res.Lane)).Observe(res.FinishedAt.Sub(res.StartedAt).Seconds())
+	e.metrics.peakHeap.Set(float64(res.PeakHeapBytes))
+}
