@@ -128,7 +128,7 @@ func (b *Builder) Build(ctx context.Context, src FlagSource, teamID int64, flags
 	do.str(`{"flags":[`)
 
 	var (
-		ids       []int64             // every written flag's id
+		ids       []int64               // every written flag's id
 		deps      = map[int64][]int64{} // only flags that depend on other flags
 		cohortRef = map[int64]struct{}{}
 		scratch   = make([]byte, 0, 4096)

@@ -103,10 +103,10 @@ func (s *PGSource) Cohorts(ctx context.Context, teamID int64, ids []int64, fn fu
 	}
 	defer rows.Close()
 	var (
-		c                         = CohortRow{TeamID: teamID}
-		version, pending, count   *int32
-		createdBy                 *int32
-		errorsCalculating         int32
+		c                       = CohortRow{TeamID: teamID}
+		version, pending, count *int32
+		createdBy               *int32
+		errorsCalculating       int32
 	)
 	for rows.Next() {
 		c.Filters, c.Query, c.Groups = c.Filters[:0], c.Query[:0], c.Groups[:0]
