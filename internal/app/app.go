@@ -24,6 +24,7 @@ import (
 	"github.com/flagwarden/flagwarden/internal/service"
 	"github.com/flagwarden/flagwarden/internal/snapshot"
 	"github.com/flagwarden/flagwarden/internal/statedb"
+	"github.com/flagwarden/flagwarden/rebuild"
 	"github.com/flagwarden/flagwarden/web"
 )
 
@@ -64,6 +65,8 @@ type App struct {
 	// quarantines is the rebuild engine's quarantine list, set by wireRebuild when the
 	// engine runs; nil (a nil interface, never a typed nil) when it is disabled.
 	quarantines detectors.QuarantineSource
+	// engine is the rebuild engine, set by wireRebuild; nil when rebuild.enabled is off.
+	engine *rebuild.Engine
 
 	// services run on every replica, in this order; leaderOnly run on the leader.
 	services   []service.Service

@@ -1,9 +1,86 @@
 package app
 
-import "context"
+import (
+	"context"
+	"fmt"
+	"time"
 
-// wireRebuild builds the rebuild engine. Filled in by the rebuild work.
-func (a *App) wireRebuild(ctx context.Context) error { return nil }
+	"github.com/flagwarden/flagwarden/internal/cachekeys"
+	"github.com/flagwarden/flagwarden/internal/config"
+	"github.com/flagwarden/flagwarden/internal/loop"
+	"github.com/flagwarden/flagwarden/rebuild"
+)
+
+// wireRebuild builds the rebuild engine (workers on every replica), its intake (NOTIFY
+// listener and Celery consumer, per config) and the stale sweep (leader only).
+func (a *App) wireRebuild(ctx context.Context) error {
+	r := a.cfg.Rebuild
+	if !r.Enabled {
+		return nil
+	}
+	logger := a.logger.With("component", "rebuild")
+	layout := cachekeys.Layout{Prefix: a.cfg.Cache.KeyPrefix, PostHog: a.cfg.Cache.Layout == "posthog"}
+	src := rebuild.NewPGSource(a.flagPool, a.snapshots)
+	pub := rebuild.NewPublisher(a.cache, rebuild.PublisherOptions{
+		Layout: layout, ChunkBytes: int(r.ChunkBytes), MaxValueBytes: int64(r.MaxValueBytes),
+		TempTTL: r.BuildTimeout + 10*time.Minute, PostHogTTL: a.cfg.Cache.TTL,
+	})
+	e, err := rebuild.NewPostgres(a.statePool, rebuild.Options{
+		Source: src, Sizes: src, Publisher: pub,
+		Builder:      rebuild.BuilderOptions{PageSize: r.PageSize, FailOnMalformed: r.OnMalformed == "fail"},
+		SmallWorkers: r.Workers.Small, LargeWorkers: r.Workers.Large, QuarantineWorkers: r.Workers.Quarantine,
+		LargeTeamBytes: int64(r.LargeTeamBytes), HardLimitBytes: int64(r.HardLimitBytes),
+		QuarantineAfterFailures: r.QuarantineAfterFailures, QuarantineHold: r.QuarantineMode == "hold",
+		MemoryBudget: int64(r.MemoryBudget), GoMemoryLimit: int64(r.GoMemoryLimit),
+		BuildTimeout: r.BuildTimeout, MaxAttempts: r.MaxAttempts,
+		Logger: logger, Registerer: a.registry,
+	})
+	if err != nil {
+		return fmt.Errorf("rebuild engine: %w", err)
+	}
+	a.engine = e
+	a.quarantines = e
+	a.services = append(a.services, e)
+
+	if r.Notify.Enabled {
+		l, err := rebuild.NewListener(a.flagPool, e, r.Notify.Channel, logger)
+		if err != nil {
+			return fmt.Errorf("rebuild notify: %w", err)
+		}
+		a.services = append(a.services, l)
+	}
+	if r.CeleryConsumer.Enabled {
+		b := a.cfg.Broker
+		c, err := rebuild.NewCeleryConsumer(a.broker, e, rebuild.CeleryOptions{
+			Queue: r.CeleryConsumer.Queue, Tasks: r.CeleryConsumer.Tasks,
+			Sep: b.Sep, PrioritySteps: b.PrioritySteps, KeyPrefix: b.GlobalKeyPrefix,
+			TeamKwarg: b.TeamArg.Kwarg, TeamPosition: b.TeamArg.Position, Logger: logger,
+		})
+		if err != nil {
+			return fmt.Errorf("rebuild celery consumer: %w", err)
+		}
+		a.services = append(a.services, c)
+	}
+	if r.SweepInterval > 0 {
+		sweep := rebuild.NewSweep(src, a.cache, layout, e)
+		l := loop.New("rebuild_sweep", config.Loop{Interval: r.SweepInterval, Timeout: r.SweepInterval * 9 / 10, Jitter: 0.1},
+			func(ctx context.Context) error {
+				n, err := sweep.RunOnce(ctx)
+				if n > 0 {
+					logger.InfoContext(ctx, "sweep requested rebuilds", "teams", n)
+				}
+				return err
+			}, logger, a.loopMetrics)
+		a.loops = append(a.loops, l)
+		a.leaderOnly = append(a.leaderOnly, l)
+	}
+	return nil
+}
 
 // migrateRebuild applies River's migrations to the state database.
-func (a *App) migrateRebuild(ctx context.Context) error { return nil }
+func (a *App) migrateRebuild(ctx context.Context) error {
+	if err := rebuild.MigratePostgres(ctx, a.statePool); err != nil {
+		return fmt.Errorf("migrate rebuild jobs: %w", err)
+	}
+	return nil
+}

@@ -29,6 +29,9 @@ type Rebuild struct {
 	PageSize int `yaml:"page_size"`
 	// ChunkBytes is the size of one write to Redis.
 	ChunkBytes ByteSize `yaml:"chunk_bytes"`
+	// MaxValueBytes is the largest single Redis value written; a larger payload is
+	// stored as chunk keys plus a manifest (Redis refuses values over 512 MB).
+	MaxValueBytes ByteSize `yaml:"max_value_bytes"`
 	// OnMalformed is "skip" (leave the flag out and report it) or "fail" (fail the build).
 	OnMalformed string `yaml:"on_malformed"`
 	// CeleryConsumer takes cache-update tasks off a broker queue.
@@ -78,6 +81,7 @@ func defaultRebuild() Rebuild {
 		MaxAttempts:             5,
 		PageSize:                500,
 		ChunkBytes:              1 << 20,
+		MaxValueBytes:           256 << 20,
 		OnMalformed:             "skip",
 		CeleryConsumer: CeleryConsumer{
 			Queue: "flagwarden",
@@ -109,6 +113,9 @@ func (r Rebuild) validate(p *problems) {
 	p.atLeast("rebuild.max_attempts", int64(r.MaxAttempts), 1)
 	p.atLeast("rebuild.page_size", int64(r.PageSize), 1)
 	p.atLeast("rebuild.chunk_bytes", int64(r.ChunkBytes), 1024)
+	if r.MaxValueBytes < r.ChunkBytes || r.MaxValueBytes > 512<<20 {
+		p.add("rebuild.max_value_bytes", "must be between rebuild.chunk_bytes (%s) and 512MiB, got %s", r.ChunkBytes, r.MaxValueBytes)
+	}
 	p.oneOf("rebuild.on_malformed", r.OnMalformed, "skip", "fail")
 	if r.CeleryConsumer.Enabled {
 		p.required("rebuild.celery_consumer.queue", r.CeleryConsumer.Queue)
