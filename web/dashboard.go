@@ -32,7 +32,7 @@ func (a *API) registerDashboard(r *gin.Engine) {
 		// The page carries no data, only the app that fetches it; a cached copy
 		// would outlive a new binary's script, so revalidate each time.
 		c.Header("Cache-Control", "no-cache")
-		c.Header("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self'")
+		c.Header("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; script-src 'self'; connect-src 'self'")
 		c.Header("X-Content-Type-Options", "nosniff")
 		c.Data(http.StatusOK, "text/html; charset=utf-8", index)
 	}
