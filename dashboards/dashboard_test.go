@@ -297,7 +297,7 @@ func loadRules(t *testing.T) []rule {
 // plus the notifier's own failure, which no detector can report.
 var alertKinds = []string{
 	"backlog_growth", "backlog_stalled", "collector_down", "workers_crashlooping",
-	"worker_oom_kills", "fleet_cache_stale", "team_quarantined", "notifier_dropping_alerts",
+	"worker_oom_kills", "workers_false_calm", "worker_memory_near_limit", "fleet_cache_stale", "team_quarantined", "notifier_dropping_alerts",
 }
 
 func TestAlertsAreDocumentedAndTested(t *testing.T) {
@@ -499,7 +499,7 @@ var coverage = map[string]string{
 	"worker restarts":                   "flagwarden_pods_restarts_total",
 	"OOM kills":                         "flagwarden_pods_oom_kills_total",
 	"crash-looping pods":                "flagwarden_pods_crashlooping",
-	"memory against limit":              "flagwarden_pods_memory_limit_ratio",
+	"memory against limit":              "flagwarden_pods_memory_ratio_max",
 	"largest teams":                     "flagwarden_teams_largest_payload_bytes",
 	"outlier scores":                    "flagwarden_outlier_max_score",
 	"cache staleness p99":               "flagwarden_cache_lag_p99_seconds",
