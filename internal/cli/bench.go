@@ -1,5 +1,315 @@
 package cli
 
-import "context"
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	rtmetrics "runtime/metrics"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
 
-func runBench(_ context.Context, env Env, _ []string) int { return notYet("bench", env) }
+	"github.com/alicebob/miniredis/v2"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/flagwarden/flagwarden/internal/flagdb"
+	"github.com/flagwarden/flagwarden/internal/statedb"
+	"github.com/flagwarden/flagwarden/rebuild"
+)
+
+func runBench(ctx context.Context, env Env, args []string) int {
+	if len(args) == 0 || (args[0] != "rebuild" && args[0] != "dedup") {
+		fmt.Fprintln(env.Stderr, "Usage: flagwarden bench rebuild [--flags 1000,10000,...] [--json] | bench dedup [--json]")
+		return 2
+	}
+	if args[0] == "dedup" {
+		return benchDedup(ctx, env, args[1:])
+	}
+	return benchRebuild(ctx, env, args[1:])
+}
+
+// benchRow is one measured build; the JSON keys are the benchmark's contract.
+type benchRow struct {
+	Mode          string  `json:"mode"`
+	Flags         int     `json:"flags"`
+	PayloadBytes  int64   `json:"payload_bytes"`
+	Seconds       float64 `json:"seconds"`
+	PeakHeapBytes int64   `json:"peak_heap_bytes"`
+	PeakRSSBytes  int64   `json:"peak_rss_bytes"`
+	Note          string  `json:"note,omitempty"`
+}
+
+func benchDB(env Env, cfgPath, url string) (string, error) {
+	if url != "" {
+		return url, nil
+	}
+	cfg, err := loadConfig(cfgPath, env)
+	if err != nil {
+		return "", err
+	}
+	return cfg.FlagDatabase.URL.Value(), nil
+}
+
+func benchRebuild(ctx context.Context, env Env, args []string) int {
+	fs := newFlagSet("bench", env, "bench rebuild [--config FILE | --url URL] [--flags 1000,10000,100000,1000000] [--naive-max N] [--json]")
+	cfgPath := configFlag(fs, env)
+	url := fs.String("url", "", "flag database `URL` to seed bench teams into (default flag_database.url)")
+	sizes := fs.String("flags", "1000,10000,100000,1000000", "team sizes in flags, comma separated")
+	naiveMax := fs.Int("naive-max", 200000, "largest team the naive build is run for (it holds everything in memory)")
+	asJSON := fs.Bool("json", false, "print JSON instead of a table")
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
+	}
+	dsn, err := benchDB(env, *cfgPath, *url)
+	if err != nil {
+		printConfigError(env.Stderr, err)
+		return 1
+	}
+	pool, err := pgxpool.New(ctx, dsn)
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "flagwarden bench: %v\n", err)
+		return 1
+	}
+	defer pool.Close()
+	src := rebuild.NewPGSource(pool, nil)
+	var rows []benchRow
+	for _, s := range strings.Split(*sizes, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n <= 0 {
+			fmt.Fprintf(env.Stderr, "flagwarden bench: bad --flags value %q\n", s)
+			return 2
+		}
+		team, err := benchTeam(ctx, pool, n, env.Stderr)
+		if err != nil {
+			fmt.Fprintf(env.Stderr, "flagwarden bench: %v\n", err)
+			return 1
+		}
+		rows = append(rows, measure("copy", n, func() (int64, error) {
+			var w countWriter
+			_, err := rebuild.CopyFlags(ctx, pool, team, &w)
+			return w.n, err
+		}))
+		rows = append(rows, measure("streaming", n, func() (int64, error) {
+			var fl, df countWriter
+			_, err := rebuild.NewBuilder(rebuild.BuilderOptions{}).Build(ctx, src, team, &fl, &df)
+			return fl.n + df.n, err
+		}))
+		if n > *naiveMax {
+			rows = append(rows, benchRow{Mode: "naive", Flags: n, Note: fmt.Sprintf("skipped: above --naive-max %d, it would hold the whole team in memory", *naiveMax)})
+		} else {
+			rows = append(rows, measure("naive", n, func() (int64, error) {
+				a, b, err := rebuild.NaiveBuild(ctx, src, team)
+				return int64(len(a) + len(b)), err
+			}))
+		}
+	}
+	if *asJSON {
+		enc := json.NewEncoder(env.Stdout)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(rows)
+		return 0
+	}
+	fmt.Fprintf(env.Stdout, "%-10s %9s %12s %9s %10s %12s %12s\n", "mode", "flags", "payload", "seconds", "MB/s", "peak heap", "peak rss")
+	for _, r := range rows {
+		if r.Note != "" {
+			fmt.Fprintf(env.Stdout, "%-10s %9d  %s\n", r.Mode, r.Flags, r.Note)
+			continue
+		}
+		fmt.Fprintf(env.Stdout, "%-10s %9d %12s %9.2f %10.1f %12s %12s\n", r.Mode, r.Flags, human(r.PayloadBytes), r.Seconds,
+			float64(r.PayloadBytes)/(1<<20)/max(r.Seconds, 1e-9), human(r.PeakHeapBytes), human(r.PeakRSSBytes))
+	}
+	return 0
+}
+
+// benchTeam returns the team named bench-N, seeding it when missing.
+func benchTeam(ctx context.Context, pool *pgxpool.Pool, n int, log io.Writer) (int64, error) {
+	if err := flagdb.ApplySchema(ctx, pool); err != nil {
+		return 0, err
+	}
+	name := "bench-" + strconv.Itoa(n)
+	var id int64
+	err := pool.QueryRow(ctx, `SELECT id FROM posthog_team WHERE name = $1`, name).Scan(&id)
+	if err == nil {
+		return id, nil
+	}
+	if !errors.Is(err, pgx.ErrNoRows) {
+		return 0, err
+	}
+	fmt.Fprintf(log, "seeding team %s (%d flags)…\n", name, n)
+	res, err := flagdb.Seed(ctx, pool, flagdb.SeedOptions{Teams: 0, GiantFlags: n, GiantName: name, Seed: int64(n)})
+	if err != nil {
+		return 0, err
+	}
+	return res.GiantTeamID, nil
+}
+
+// measure runs fn once with heap sampling and a reset RSS high-water mark.
+func measure(mode string, flags int, fn func() (int64, error)) benchRow {
+	runtime.GC()
+	resetPeakRSS()
+	base := heapBytes()
+	var peak atomic.Int64
+	peak.Store(base)
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(2 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				if v := heapBytes(); v > peak.Load() {
+					peak.Store(v)
+				}
+			}
+		}
+	}()
+	start := time.Now()
+	n, err := fn()
+	el := time.Since(start)
+	close(done)
+	wg.Wait()
+	row := benchRow{Mode: mode, Flags: flags, PayloadBytes: n, Seconds: el.Seconds(), PeakHeapBytes: peak.Load(), PeakRSSBytes: peakRSS()}
+	if err != nil {
+		row.Note = "error: " + err.Error()
+	}
+	return row
+}
+
+func heapBytes() int64 {
+	s := []rtmetrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+	rtmetrics.Read(s)
+	return int64(s[0].Value.Uint64())
+}
+
+// resetPeakRSS resets VmHWM (Linux: writing 5 to clear_refs); best effort.
+func resetPeakRSS() { _ = os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) }
+
+// peakRSS is VmHWM from /proc/self/status, 0 where unavailable.
+func peakRSS() int64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
+
+// benchDedup fires 116,000 requests over 500 teams at a running engine on Postgres
+// and reports how many builds ran and how long the burst took to drain.
+func benchDedup(ctx context.Context, env Env, args []string) int {
+	fs := newFlagSet("bench", env, "bench dedup [--config FILE | --url URL] [--requests N] [--teams N] [--json]")
+	cfgPath := configFlag(fs, env)
+	url := fs.String("url", "", "Postgres `URL` for the flag data and the engine's jobs (default flag_database.url)")
+	requests := fs.Int("requests", 116000, "requests in the burst")
+	teamsN := fs.Int("teams", 500, "distinct teams the requests name")
+	asJSON := fs.Bool("json", false, "print JSON")
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
+	}
+	dsn, err := benchDB(env, *cfgPath, *url)
+	if err != nil {
+		printConfigError(env.Stderr, err)
+		return 1
+	}
+	fail := func(err error) int { fmt.Fprintf(env.Stderr, "flagwarden bench dedup: %v\n", err); return 1 }
+	pool, err := pgxpool.New(ctx, dsn)
+	if err != nil {
+		return fail(err)
+	}
+	defer pool.Close()
+	if _, err := statedb.Migrate(ctx, pool); err != nil {
+		return fail(err)
+	}
+	if err := rebuild.MigratePostgres(ctx, pool); err != nil {
+		return fail(err)
+	}
+	res, err := flagdb.Seed(ctx, pool, flagdb.SeedOptions{Teams: *teamsN, FlagTeamShare: 1, MaxFlags: 200, Seed: 116})
+	if err != nil {
+		return fail(err)
+	}
+	mr := miniredis.NewMiniRedis()
+	if err := mr.Start(); err != nil {
+		return fail(err)
+	}
+	defer mr.Close()
+	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
+	defer rdb.Close()
+	src := rebuild.NewPGSource(pool, nil)
+	e, err := rebuild.NewPostgres(pool, rebuild.Options{Source: src, Sizes: src, Publisher: rebuild.NewPublisher(rdb, rebuild.PublisherOptions{}),
+		FetchPollInterval: 100 * time.Millisecond})
+	if err != nil {
+		return fail(err)
+	}
+	if err := e.Start(ctx); err != nil {
+		return fail(err)
+	}
+	defer e.Stop(context.WithoutCancel(ctx))
+	start := time.Now()
+	var next atomic.Int64
+	var errs atomic.Int64
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := next.Add(1) - 1
+				if i >= int64(*requests) {
+					return
+				}
+				team := res.FirstTeamID + i%int64(*teamsN)
+				if _, err := e.Request(ctx, team, "bench"); err != nil {
+					errs.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	intake := time.Since(start)
+	var builds int
+	for {
+		st, err := e.Status(ctx)
+		if err != nil {
+			return fail(err)
+		}
+		busy := 0
+		for _, l := range st.Lanes {
+			busy += l.Running + l.Waiting
+		}
+		if busy == 0 {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	drain := time.Since(start)
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM flagwarden_rebuild_results WHERE team_id BETWEEN $1 AND $2`, res.FirstTeamID, res.LastTeamID).Scan(&builds); err != nil {
+		return fail(err)
+	}
+	out := map[string]any{"requests": *requests, "teams": *teamsN, "request_errors": errs.Load(), "builds": builds,
+		"intake_seconds": intake.Seconds(), "drain_seconds": drain.Seconds()}
+	if *asJSON {
+		_ = json.NewEncoder(env.Stdout).Encode(out)
+		return 0
+	}
+	fmt.Fprintf(env.Stdout, "requests %d over %d teams: %d builds, %d request errors; intake %.1fs, drained in %.1fs\n",
+		*requests, *teamsN, builds, errs.Load(), intake.Seconds(), drain.Seconds())
+	return 0
+}

@@ -1,5 +1,169 @@
 package cli
 
-import "context"
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"time"
 
-func runRebuild(_ context.Context, env Env, _ []string) int { return notYet("rebuild", env) }
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/redis/go-redis/v9"
+	"golang.org/x/term"
+
+	"github.com/flagwarden/flagwarden/internal/cachekeys"
+	"github.com/flagwarden/flagwarden/rebuild"
+)
+
+func runRebuild(ctx context.Context, env Env, args []string) int {
+	fs := newFlagSet("rebuild", env, "rebuild --team N | --all [--dry-run] | --install-triggers [--config FILE]")
+	cfgPath := configFlag(fs, env)
+	team := fs.Int64("team", 0, "rebuild this team's caches")
+	all := fs.Bool("all", false, "rebuild every team that has flags")
+	dry := fs.Bool("dry-run", false, "build but publish nothing (measure only)")
+	install := fs.Bool("install-triggers", false, "install the NOTIFY triggers (rebuild.notify.channel) in the flag database and exit")
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
+	}
+	if (*team > 0) == *all && !*install {
+		fmt.Fprintln(env.Stderr, "flagwarden rebuild: give exactly one of --team N or --all (or --install-triggers)")
+		fs.Usage()
+		return 2
+	}
+	cfg, err := loadConfig(*cfgPath, env)
+	if err != nil {
+		printConfigError(env.Stderr, err)
+		return 1
+	}
+	pool, err := pgxpool.New(ctx, cfg.FlagDatabase.URL.Value())
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "flagwarden rebuild: %v\n", err)
+		return 1
+	}
+	defer pool.Close()
+	if *install {
+		if err := rebuild.InstallTriggers(ctx, pool, cfg.Rebuild.Notify.Channel); err != nil {
+			fmt.Fprintf(env.Stderr, "flagwarden rebuild: %v\n", err)
+			return 1
+		}
+		fmt.Fprintf(env.Stdout, "installed change triggers notifying channel %s\n", cfg.Rebuild.Notify.Channel)
+		return 0
+	}
+	var teams []int64
+	if *all {
+		rows, err := pool.Query(ctx, `SELECT DISTINCT team_id::bigint FROM posthog_featureflag ORDER BY 1`)
+		if err == nil {
+			for rows.Next() {
+				var id int64
+				if err = rows.Scan(&id); err != nil {
+					break
+				}
+				teams = append(teams, id)
+			}
+			rows.Close()
+			err = rows.Err()
+		}
+		if err != nil {
+			fmt.Fprintf(env.Stderr, "flagwarden rebuild: list teams: %v\n", err)
+			return 1
+		}
+	} else {
+		teams = []int64{*team}
+	}
+
+	layout := cachekeys.Layout{Prefix: cfg.Cache.KeyPrefix, PostHog: cfg.Cache.Layout == "posthog"}
+	var pub *rebuild.Publisher
+	if !*dry {
+		opt, err := redis.ParseURL(cfg.Cache.URL.Value())
+		if err != nil {
+			fmt.Fprintf(env.Stderr, "flagwarden rebuild: cache url: %v\n", err)
+			return 1
+		}
+		rdb := redis.NewClient(opt)
+		defer rdb.Close()
+		pub = rebuild.NewPublisher(rdb, rebuild.PublisherOptions{Layout: layout, ChunkBytes: int(cfg.Rebuild.ChunkBytes),
+			MaxValueBytes: int64(cfg.Rebuild.MaxValueBytes), PostHogTTL: cfg.Cache.TTL})
+	}
+	src := rebuild.NewPGSource(pool, nil)
+	tty := false
+	if f, ok := env.Stdout.(*os.File); ok {
+		tty = term.IsTerminal(int(f.Fd()))
+	}
+	failed := 0
+	var totalBytes int64
+	start := time.Now()
+	for i, id := range teams {
+		t0 := time.Now()
+		progress := func(p rebuild.BuildProgress) {
+			if !tty {
+				return
+			}
+			el := time.Since(t0).Seconds()
+			fmt.Fprintf(env.Stdout, "\r team %d (%d/%d): %d rows, %s, %.0f rows/s, %.1fs   ", id, i+1, len(teams),
+				p.Rows, human(p.Bytes), float64(p.Rows)/max(el, 1e-9), el)
+		}
+		b := rebuild.NewBuilder(rebuild.BuilderOptions{PageSize: cfg.Rebuild.PageSize, FailOnMalformed: cfg.Rebuild.OnMalformed == "fail", Progress: progress})
+		var res rebuild.BuildResult
+		if *dry {
+			var fl, df countWriter
+			st, err := b.Build(ctx, src, id, &fl, &df)
+			res = rebuild.BuildResult{TeamID: id, OK: err == nil, Flags: st.Flags, Cohorts: st.Cohorts, SkippedFlags: st.Skipped,
+				FlagsBytes: fl.n, DefinitionsBytes: df.n, Problems: st.Problems}
+			if err != nil {
+				res.Error = err.Error()
+			}
+		} else {
+			res, err = rebuild.NewRebuilder(src, b, pub).Rebuild(ctx, id)
+		}
+		if tty {
+			fmt.Fprint(env.Stdout, "\r\033[K")
+		}
+		totalBytes += res.FlagsBytes + res.DefinitionsBytes
+		if !res.OK {
+			failed++
+			fmt.Fprintf(env.Stderr, "team %d: FAILED: %s\n", id, res.Error)
+			continue
+		}
+		state := "published"
+		switch {
+		case *dry:
+			state = "dry run"
+		case res.Unchanged:
+			state = "unchanged"
+		}
+		etag := res.FlagsETag
+		if len(etag) > 16 {
+			etag = etag[:16]
+		}
+		fmt.Fprintf(env.Stdout, "team %d: %s: %d flags, %d cohorts, %d skipped; flags.json %s, flags_with_cohorts.json %s; etag %s; peak heap %s; %s\n",
+			id, state, res.Flags, res.Cohorts, res.SkippedFlags, human(res.FlagsBytes), human(res.DefinitionsBytes), etag,
+			human(res.PeakHeapBytes), time.Since(t0).Round(time.Millisecond))
+		for _, p := range res.Problems {
+			fmt.Fprintf(env.Stdout, "  problem: %s\n", p)
+		}
+	}
+	fmt.Fprintf(env.Stdout, "%d team(s), %d failed, %s written in %s\n", len(teams), failed, human(totalBytes), time.Since(start).Round(time.Millisecond))
+	if failed > 0 {
+		return 1
+	}
+	return 0
+}
+
+// countWriter discards what it is given and counts it.
+type countWriter struct{ n int64 }
+
+func (w *countWriter) Write(b []byte) (int, error) { w.n += int64(len(b)); return len(b), nil }
+
+var _ io.Writer = (*countWriter)(nil)
+
+func human(b int64) string {
+	switch {
+	case b >= 1<<30:
+		return fmt.Sprintf("%.2f GiB", float64(b)/(1<<30))
+	case b >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20))
+	case b >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(b)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", b)
+}

@@ -1,0 +1,101 @@
+package rebuild
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strconv"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// NaiveBuild builds both payloads the way the incident's task did: every flag and
+// cohort loaded into memory, turned into maps, then marshalled whole. It exists only as
+// the benchmark's baseline; its memory grows with the team.
+func NaiveBuild(ctx context.Context, src FlagSource, teamID int64) (flagsJSON, defsJSON []byte, err error) {
+	team, err := src.Team(ctx, teamID)
+	if err != nil {
+		return nil, nil, err
+	}
+	var flags []map[string]any
+	cohortIDs := map[int64]struct{}{}
+	after := ""
+	for {
+		n, err := src.Flags(ctx, teamID, after, 10_000, func(f *FlagRow) error {
+			after = f.Key
+			var filters any
+			if err := json.Unmarshal(f.Filters, &filters); err != nil {
+				return nil
+			}
+			var scan filterScan
+			scan.inspect(f.Filters)
+			for _, c := range scan.cohorts {
+				cohortIDs[c] = struct{}{}
+			}
+			flags = append(flags, map[string]any{
+				"id": f.ID, "team_id": f.TeamID, "name": f.Name, "key": f.Key, "filters": filters,
+				"deleted": false, "active": f.Active, "ensure_experience_continuity": f.EnsureExperienceContinuity,
+				"has_encrypted_payloads": f.HasEncryptedPayloads, "version": f.Version,
+				"evaluation_runtime": f.EvaluationRuntime, "evaluation_tags": append([]string{}, f.Tags...),
+			})
+			return nil
+		})
+		if err != nil {
+			return nil, nil, err
+		}
+		if n < 10_000 {
+			break
+		}
+	}
+	ids := make([]int64, 0, len(cohortIDs))
+	for id := range cohortIDs {
+		ids = append(ids, id)
+	}
+	var cohortList []map[string]any
+	cohortProps := map[string]any{}
+	if err := src.Cohorts(ctx, teamID, ids, func(c *CohortRow) error {
+		var filters any
+		_ = json.Unmarshal(c.Filters, &filters)
+		cohortList = append(cohortList, map[string]any{"id": c.ID, "name": c.Name, "filters": filters, "team_id": c.TeamID})
+		if m, ok := filters.(map[string]any); ok {
+			cohortProps[strconv.FormatInt(c.ID, 10)] = m["properties"]
+		}
+		return nil
+	}); err != nil {
+		return nil, nil, err
+	}
+	groups, err := src.GroupTypes(ctx, team.ProjectID)
+	if err != nil {
+		return nil, nil, err
+	}
+	gtm := map[string]string{}
+	for _, g := range groups {
+		gtm[strconv.Itoa(g.Index)] = g.Type
+	}
+	if flagsJSON, err = json.Marshal(map[string]any{"flags": flags, "cohorts": cohortList, "evaluation_metadata": map[string]any{}}); err != nil {
+		return nil, nil, err
+	}
+	if defsJSON, err = json.Marshal(map[string]any{"flags": flags, "group_type_mapping": gtm, "cohorts": cohortProps}); err != nil {
+		return nil, nil, err
+	}
+	return flagsJSON, defsJSON, nil
+}
+
+// CopyFlags streams the same rows a build reads with COPY … TO STDOUT into w: the
+// fastest the database can hand them over, the benchmark's limit.
+func CopyFlags(ctx context.Context, pool *pgxpool.Pool, teamID int64, w io.Writer) (int64, error) {
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Release()
+	q := fmt.Sprintf(`COPY (SELECT f.id, f.key, f.name, f.filters, f.active, f.ensure_experience_continuity,
+		f.has_encrypted_payloads, f.is_remote_configuration, f.version, f.evaluation_runtime
+		FROM posthog_featureflag f WHERE f.team_id = %d AND NOT f.deleted ORDER BY f.key) TO STDOUT`, teamID)
+	tag, err := conn.Conn().PgConn().CopyTo(ctx, w, q)
+	if err != nil {
+		return 0, fmt.Errorf("copy flags of team %d: %w", teamID, err)
+	}
+	return tag.RowsAffected(), nil
+}
