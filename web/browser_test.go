@@ -19,6 +19,7 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/stretchr/testify/require"
 
+	"github.com/flagwarden/flagwarden/internal/loop"
 	"github.com/flagwarden/flagwarden/internal/testenv"
 )
 
@@ -37,7 +38,21 @@ func newBrowserEnv(t *testing.T) *browserEnv {
 	t.Helper()
 	chromium := testenv.Binary(t, "chromium")
 	now := time.Now().UTC().Truncate(time.Second)
-	b := newBundle(t, func(o *APIOptions) { o.Now = time.Now })
+	b := newBundle(t, func(o *APIOptions) {
+		o.Now = time.Now
+		loops := o.Loops
+		// The fixture's loop health, moved to the wall clock the browser reads.
+		o.Loops = func() []loop.Health {
+			hs := loops()
+			shift := time.Since(fixtureNow)
+			for i := range hs {
+				hs[i].LastSuccess = hs[i].LastSuccess.Add(shift)
+				hs[i].LastAttempt = hs[i].LastSuccess
+			}
+			return hs
+		}
+	})
+	b.engine.now = time.Now
 	// The fixture's data, relative to the wall clock the browser reads.
 	b.snaps.SetTeams(b.snaps.Teams())
 	fillStores(b.snaps, b.series, now)
@@ -128,7 +143,7 @@ func (e *browserEnv) open(t *testing.T, path string) {
 
 func (e *browserEnv) screenshot(t *testing.T, name string) {
 	t.Helper()
-	png, err := chromedp.Run(e.ctx, chromedp.FullScreenshot(90))
+	png, err := chromedp.Run(e.ctx, chromedp.FullScreenshot(100))
 	require.NoError(t, err)
 	p := filepath.Join(e.out, name+".png")
 	require.NoError(t, os.WriteFile(p, png, 0o644))

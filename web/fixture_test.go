@@ -62,11 +62,11 @@ func fillStores(snaps *snapshot.Store, ser *series.Store, now time.Time) {
 
 	teams := map[int64]snapshot.TeamSize{}
 	for id := int64(1); id <= 300; id++ {
-		t := snapshot.TeamSize{TeamID: id, ProjectID: id, Flags: id % 40, ActiveFlags: id % 30,
+		t := snapshot.TeamSize{TeamID: id, ProjectID: id, Flags: id % 40, ActiveFlags: id % 30, FiltersBytes: 900 + id*61,
 			FlagsPayloadBytes: 2000 + id*137, DefinitionsPayloadBytes: 1500 + id*150,
 			UpdatedAt: now.Add(-time.Duration(id) * time.Minute), MeasuredAt: now}
 		if id == 2 {
-			t.Flags, t.ActiveFlags, t.Cohorts = 48000, 47000, 900
+			t.Flags, t.ActiveFlags, t.Cohorts, t.CohortBytes, t.FiltersBytes = 48000, 47000, 900, 310_000_000, 1_200_000_000
 			t.FlagsPayloadBytes, t.DefinitionsPayloadBytes = 2_100_000_000, 1_900_000_000
 			t.BadRows, t.BadReasons = 3, []string{"non-JSON filters"}
 		}
@@ -146,12 +146,13 @@ type memEngine struct {
 	quarantined map[int64]rebuild.Quarantine
 	history     map[int64][]rebuild.BuildResult
 	err         error
+	now         func() time.Time
 	// block makes every call wait for the request's context, to test timeouts and limits.
 	block chan struct{}
 }
 
 func newMemEngine(known func(int64) bool) *memEngine {
-	return &memEngine{known: known, nextJob: 100, waiting: map[int64]int64{},
+	return &memEngine{known: known, nextJob: 100, now: func() time.Time { return fixtureNow }, waiting: map[int64]int64{},
 		quarantined: map[int64]rebuild.Quarantine{}, history: map[int64][]rebuild.BuildResult{}}
 }
 
@@ -193,7 +194,7 @@ func (e *memEngine) Quarantine(ctx context.Context, team int64, reason string) e
 	if !e.known(team) {
 		return rebuild.ErrUnknownTeam
 	}
-	e.quarantined[team] = rebuild.Quarantine{TeamID: team, Reason: reason, Since: fixtureNow}
+	e.quarantined[team] = rebuild.Quarantine{TeamID: team, Reason: reason, Since: e.now()}
 	return nil
 }
 

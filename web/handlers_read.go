@@ -22,9 +22,6 @@ import (
 // maxHistoryPoints bounds the points a chart series carries over the wire.
 const maxHistoryPoints = 240
 
-// sqrt10 is the ratio of a half-decade bin's edges.
-var sqrt10 = math.Sqrt(10)
-
 // maxWindow is the longest history a client may ask for (the store's longest retention).
 const maxWindow = 30 * 24 * time.Hour
 
@@ -180,6 +177,9 @@ func (a *API) listTeams(c *gin.Context) {
 	})
 }
 
+// binFactor is the ratio of a size bin's upper and lower edges.
+const binFactor = 4
+
 // bucket is one bin of the size distribution: lower <= payload bytes < upper.
 type bucket struct {
 	LowerBytes int64 `json:"lower_bytes"`
@@ -195,18 +195,23 @@ func (a *API) distribution(c *gin.Context) {
 	}
 	snap := a.opts.Snapshots.Teams()
 	sorted := a.teams.get(snap).sortedBy("payload_bytes")
-	// Half-decade bins from 1 KB: a log scale, where the one team that is 1,000 times
-	// bigger than the rest stands apart instead of squashing everyone else into one bar.
+	// Bins that each span a factor of 4 from 1 KiB: a log scale, where the one team
+	// that is 1,000 times bigger than the rest stands apart instead of squashing
+	// everyone else into one bar. Edges are exact powers of two, so no value sits on a
+	// rounding boundary.
 	var bins []bucket
-	zero := 0
-	for lower := 1000.0; ; lower *= sqrt10 {
-		upper := lower * sqrt10
-		bins = append(bins, bucket{LowerBytes: int64(math.Round(lower)), UpperBytes: int64(math.Round(upper))})
-		if len(sorted) == 0 || upper > float64(sorted[len(sorted)-1].PayloadBytes()) {
+	largest := int64(0)
+	if len(sorted) > 0 {
+		largest = sorted[len(sorted)-1].PayloadBytes()
+	}
+	for lower := int64(1024); ; lower *= binFactor {
+		bins = append(bins, bucket{LowerBytes: lower, UpperBytes: lower * binFactor})
+		if lower*binFactor > largest || lower >= math.MaxInt64/binFactor/binFactor {
 			break
 		}
 	}
 	bins[0].LowerBytes = 0
+	zero := 0
 	for _, t := range sorted {
 		b := t.PayloadBytes()
 		if b == 0 {
@@ -214,13 +219,6 @@ func (a *API) distribution(c *gin.Context) {
 			continue
 		}
 		i := 0
-		if b >= 1000 {
-			i = min(int(math.Floor(math.Log10(float64(b)/1000)*2)), len(bins)-1)
-		}
-		// Floating point may put a value on a bin edge one bin off; settle it exactly.
-		for i > 0 && b < bins[i].LowerBytes {
-			i--
-		}
 		for i < len(bins)-1 && b >= bins[i].UpperBytes {
 			i++
 		}

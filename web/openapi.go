@@ -92,7 +92,7 @@ func buildOpenAPI() obj {
 			param("quarantined", "query", "boolean", "Only quarantined (true) or not (false).", false),
 			param("bad", "query", "boolean", "Only teams with unreadable rows (true) or without (false).", false),
 		}, resp("A page of teams.", ref("TeamPage")), "200", "400")},
-		"/api/v1/teams/distribution": obj{"get": op("Team payload sizes in half-decade bins (log scale), with outliers.", nil,
+		"/api/v1/teams/distribution": obj{"get": op("Team payload sizes in bins that each span a factor of 4 from 1 KiB (log scale), with outliers.", nil,
 			resp("Distribution.", ref("Distribution")), "200")},
 		"/api/v1/teams/{id}": obj{"get": op("One team: size, size history, cache state, findings, rebuild history, quarantine.",
 			[]obj{idParam, window}, resp("The team.", ref("TeamDetail")), "200", "400", "404")},

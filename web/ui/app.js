@@ -138,32 +138,35 @@ function timeLabel(ms, spanMs) {
   return d.toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit" });
 }
 
-// lineChart draws points [{t, v}] with an optional Theil–Sen trend line projected to
-// the right edge, and an optional limit line.
+// lineChart draws points [{t, v}] with an optional Theil–Sen trend line, projected a
+// quarter of the window past now, and an optional limit line.
 function lineChart(points, o = {}) {
-  const W = o.width || 640, H = o.height || 180, L = 56, R = 12, T = 10, B = 24;
+  const W = o.width || 1200, H = o.height || 170, L = 64, R = 16, T = 12, B = 26;
   if (!points || points.length === 0) return `<div class="empty">No history yet.</div>`;
   const xs = points.map((p) => new Date(p.t).getTime());
   const ys = points.map((p) => p.v);
-  let x0 = xs[0], x1 = Math.max(xs[xs.length - 1], x0 + 1);
-  let yLo = Math.min(0, ...ys), yHi = Math.max(...ys);
+  const x0 = xs[0];
+  const xNow = Math.max(xs[xs.length - 1], x0 + 1);
   const trend = o.trend;
+  const x1 = trend ? xNow + (xNow - x0) / 4 : xNow;
+  let yLo = Math.min(0, ...ys), yHi = Math.max(...ys);
   let trendAt = null;
   if (trend) {
     const anchor = new Date(trend.anchor).getTime();
     trendAt = (ms) => trend.intercept + trend.slope_per_hour * (ms - anchor) / 3600e3;
     yHi = Math.max(yHi, trendAt(x1));
+    yLo = Math.min(yLo, trendAt(x1));
   }
   if (o.limit && o.showLimit) yHi = Math.max(yHi, o.limit);
   if (yHi === yLo) yHi = yLo + 1;
-  yHi *= 1.05;
+  yHi += (yHi - yLo) * 0.05;
   const sx = (x) => L + (x - x0) / (x1 - x0) * (W - L - R);
   const sy = (y) => T + (1 - (y - yLo) / (yHi - yLo)) * (H - T - B);
   const fmt = o.fmt || fmtCount;
   let s = `<svg class="chart" viewBox="0 0 ${W} ${H}" role="img" aria-label="${esc(o.label || "chart")}">`;
   s += `<g class="grid">`;
   for (const v of niceTicks(yLo, yHi)) {
-    s += `<line x1="${L}" x2="${W - R}" y1="${sy(v)}" y2="${sy(v)}"/><text x="${L - 6}" y="${sy(v) + 4}" text-anchor="end">${esc(fmt(v))}</text>`;
+    s += `<line x1="${L}" x2="${W - R}" y1="${sy(v)}" y2="${sy(v)}"/><text x="${L - 8}" y="${sy(v) + 4}" text-anchor="end">${esc(fmt(v))}</text>`;
   }
   s += `</g>`;
   const span = x1 - x0;
@@ -176,10 +179,11 @@ function lineChart(points, o = {}) {
     s += `<text x="${W - R}" y="${sy(o.limit) - 4}" text-anchor="end">limit ${esc(fmt(o.limit))}</text>`;
   }
   const path = points.map((p, i) => `${i ? "L" : "M"}${sx(xs[i]).toFixed(1)},${sy(p.v).toFixed(1)}`).join("");
-  s += `<path class="area" d="${path}L${sx(xs[xs.length - 1]).toFixed(1)},${sy(yLo)}L${sx(xs[0]).toFixed(1)},${sy(yLo)}Z"/>`;
+  s += `<path class="area" d="${path}L${sx(xNow).toFixed(1)},${sy(Math.max(yLo, 0))}L${sx(x0).toFixed(1)},${sy(Math.max(yLo, 0))}Z"/>`;
   s += `<path class="line" d="${path}"/>`;
   if (trendAt) {
-    s += `<line class="trend" x1="${sx(x0)}" y1="${sy(trendAt(x0))}" x2="${sx(x1)}" y2="${sy(trendAt(x1))}"><title>Theil–Sen trend</title></line>`;
+    s += `<line class="now" x1="${sx(xNow)}" x2="${sx(xNow)}" y1="${T}" y2="${H - B}"/><text x="${sx(xNow) + 4}" y="${T + 10}">now</text>`;
+    s += `<line class="trend" x1="${sx(x0)}" y1="${sy(trendAt(x0))}" x2="${sx(x1)}" y2="${sy(trendAt(x1))}"><title>Theil–Sen trend, projected</title></line>`;
   }
   return s + `</svg>`;
 }
@@ -187,7 +191,7 @@ function lineChart(points, o = {}) {
 // histogram draws half-decade size bins on a log x axis; counts use a log scale too so
 // a bin with one team is visible beside one with thousands. Outlier bins are red.
 function histogram(buckets, o = {}) {
-  const W = 900, H = 220, L = 44, R = 12, T = 16, B = 40;
+  const W = 1200, H = 240, L = 48, R = 16, T = 16, B = 40;
   if (!buckets || buckets.length === 0) return `<div class="empty">No teams measured yet.</div>`;
   const n = buckets.length;
   const maxC = Math.max(1, ...buckets.map((b) => b.count));
@@ -209,7 +213,7 @@ function histogram(buckets, o = {}) {
     const cls = outlierBins.has(i) ? "bar outlier" : "bar";
     s += `<rect class="${cls}" data-count="${b.count}" x="${x + 2}" y="${y}" width="${Math.max(bw - 4, 1)}" height="${H - B - y}"><title>${esc(fmtBytes(b.lower_bytes))}–${esc(fmtBytes(b.upper_bytes))}: ${b.count} teams</title></rect>`;
     if (b.count) s += `<text x="${x + bw / 2}" y="${y - 4}" text-anchor="middle">${fmtCount(b.count)}</text>`;
-    if (i % 2 === 0) s += `<text x="${x}" y="${H - B + 16}" text-anchor="middle">${esc(fmtBytes(b.lower_bytes))}</text>`;
+    s += `<text x="${x}" y="${H - B + 16}" text-anchor="${i === 0 ? "start" : "middle"}">${esc(fmtBytes(b.lower_bytes))}</text>`;
   });
   if (o.limitBytes) {
     // Where a load-everything build of a team this size would hit the worker limit.
@@ -218,7 +222,8 @@ function histogram(buckets, o = {}) {
       const b = buckets[i];
       const frac = b.lower_bytes > 0 ? Math.log10(o.limitBytes / b.lower_bytes) / Math.log10(b.upper_bytes / b.lower_bytes) : 0;
       const x = L + (i + Math.min(Math.max(frac, 0), 1)) * bw;
-      s += `<line class="marker" x1="${x}" x2="${x}" y1="${T}" y2="${H - B}"/><text x="${x + 4}" y="${T + 8}">${esc(o.limitLabel || "")}</text>`;
+      const right = x > W * 0.7;
+      s += `<line class="marker" x1="${x}" x2="${x}" y1="${T}" y2="${H - B}"/><text x="${right ? x - 6 : x + 6}" y="${T + 8}" text-anchor="${right ? "end" : "start"}">${esc(o.limitLabel || "")}</text>`;
     }
   }
   for (const t of o.outliers || []) {
@@ -357,7 +362,7 @@ async function overviewPage() {
       html += `<tr><td class="mono">${esc(p.name)}</td><td>${p.ready ? badge("ready", "ok") : badge("not ready", "crit")}</td>
         <td class="r num">${p.restarts}${p.restart_delta ? ` <span class="err">+${p.restart_delta}</span>` : ""}</td>
         <td>${p.waiting ? badge(p.waiting, p.waiting === "CrashLoopBackOff" ? "crit" : "warn") : esc(p.phase)}</td>
-        <td>${p.last_termination ? `${esc(p.last_termination)} (${p.last_exit_code}) ${esc(ago(p.last_terminated_at))}` : "–"}</td></tr>`;
+        <td>${p.last_termination ? `${esc(p.last_termination)} (exit ${p.last_exit_code})${isSet(p.last_terminated_at) ? " " + esc(ago(p.last_terminated_at)) : ""}` : "–"}</td></tr>`;
     }
     html += `</tbody></table>`;
     if (pods.pods.length > 12) html += `<div class="muted small">and ${pods.pods.length - 12} more</div>`;
@@ -398,7 +403,7 @@ async function teamsPage() {
   html += `</div>`;
   html += `<div class="panel" id="distribution"><h2>Payload size distribution (log scale)</h2>
     ${histogram(dist.buckets, { outliers: dist.outliers, limitBytes: dist.worker_memory_limit_bytes / 16, limitLabel: "naive build > worker memory" })}
-    <p class="muted small">Bars count teams per half-decade of payload size; red bars hold outliers. The dashed line is where a load-everything build (16× payload for both caches) exceeds the ${esc(fmtBytes(dist.worker_memory_limit_bytes))} worker limit.</p>
+    <p class="muted small">Each bar counts the teams whose payload falls in a 4× size range; red bars hold outliers. The dashed line is where a load-everything build (16× payload for both caches) exceeds the ${esc(fmtBytes(dist.worker_memory_limit_bytes))} worker limit.</p>
     ${dist.outliers.length ? `<div class="facts">Outliers: ${dist.outliers.map((t) => `<a href="/teams/${t.team_id}" data-link>team ${t.team_id}</a> (${fmtBytes(t.payload_bytes)})`).join(", ")}</div>` : ""}
   </div>`;
   const col = (key, label, right = true) => {
@@ -473,8 +478,8 @@ async function teamPage(id) {
     html += `<div class="notice">Quarantined ${esc(ago(q.since))}${q.auto ? " by the engine" : ""}: ${esc(q.reason)}</div>`;
   }
 
-  html += `<div class="grid cols-2"><div class="panel" id="size-history"><h2>Payload size history</h2>${lineChart(d.history.payload_bytes, { fmt: fmtBytes, label: "payload size" })}</div>`;
-  html += `<div class="panel" id="flag-history"><h2>Active flags history</h2>${lineChart(d.history.flags, { label: "flags" })}</div></div>`;
+  html += `<div class="grid cols-2"><div class="panel" id="size-history"><h2>Payload size history</h2>${lineChart(d.history.payload_bytes, { fmt: fmtBytes, label: "payload size", width: 600, height: 220 })}</div>`;
+  html += `<div class="panel" id="flag-history"><h2>Active flags history</h2>${lineChart(d.history.flags, { label: "flags", width: 600, height: 220 })}</div></div>`;
 
   html += `<div class="panel" id="caches"><h2>Cache freshness</h2>`;
   if (d.caches.length === 0) html += `<div class="empty">No cache seen for this team yet.</div>`;
