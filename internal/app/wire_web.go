@@ -40,9 +40,12 @@ func (a *App) wireWeb(ctx context.Context) error {
 	}
 	// Findings and the engine stay nil interfaces (not typed nil pointers) when their
 	// component is off, which the API answers as "disabled".
-	// The findings store and rebuild engine are assigned here once their wire functions
-	// expose them on App (a.findings, a.engine); until then the API reports both as
-	// disabled.
+	if a.findings != nil {
+		opts.Findings = a.findings
+	}
+	if a.engine != nil {
+		opts.Engine = a.engine
+	}
 	api, err := web.NewAPI(opts)
 	if err != nil {
 		return fmt.Errorf("web api: %w", err)
