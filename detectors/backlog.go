@@ -30,9 +30,13 @@ type BacklogOptions struct {
 	// hours of the previous day (a daily cycle) does not count.
 	Season time.Duration
 	// EnterTau is the Mann–Kendall τ a short window needs to start a finding (default
-	// 0.6); ExitTau the τ below which an active finding clears (default 0.3): hysteresis.
+	// 0.4); ExitTau the τ below which an active finding clears (default 0.2): hysteresis.
 	EnterTau float64
 	ExitTau  float64
+	// SeasonSigmas: how many noise deviations the last half hour must stand above the
+	// same half hour of the previous day while also rising against it (twice as many
+	// when it is not rising against it) (default 2).
+	SeasonSigmas float64
 	// MinGrowth is the least growth per hour, relative to the level, that counts unless
 	// the ETA is under WarnETA (default 0.02: 2 %/h).
 	MinGrowth float64
@@ -40,7 +44,9 @@ type BacklogOptions struct {
 	// slow growth counts. Defaults 24h and 4h.
 	WarnETA time.Duration
 	CritETA time.Duration
-	// For is how long growth must hold before it fires (the detectors.for setting).
+	// For is how long growth must hold before it fires (the detectors.for setting,
+	// default 5m). A pending finding must meet the entry conditions throughout: a noise
+	// excursion satisfies them for minutes, growth keeps satisfying them.
 	For time.Duration
 	// StallAfter is how long a non-empty queue may go without its depth decreasing
 	// before it is stalled (default 15m).
@@ -55,12 +61,14 @@ func (o BacklogOptions) withDefaults() BacklogOptions {
 	o.ShortWindow = cmp.Or(o.ShortWindow, 2*time.Hour)
 	o.LongWindow = cmp.Or(o.LongWindow, 6*time.Hour)
 	o.Season = cmp.Or(o.Season, 24*time.Hour)
-	o.EnterTau = cmp.Or(o.EnterTau, 0.6)
-	o.ExitTau = cmp.Or(o.ExitTau, 0.3)
+	o.EnterTau = cmp.Or(o.EnterTau, 0.4)
+	o.ExitTau = cmp.Or(o.ExitTau, 0.2)
+	o.SeasonSigmas = cmp.Or(o.SeasonSigmas, 2)
 	o.MinGrowth = cmp.Or(o.MinGrowth, 0.02)
 	o.WarnETA = cmp.Or(o.WarnETA, 24*time.Hour)
 	o.CritETA = cmp.Or(o.CritETA, 4*time.Hour)
 	o.StallAfter = cmp.Or(o.StallAfter, 15*time.Minute)
+	o.For = cmp.Or(o.For, 5*time.Minute)
 	return o
 }
 
@@ -91,15 +99,20 @@ type bucket struct {
 }
 
 // bucketize groups points in (from, to] into width-wide buckets ending at to, each the
-// median of its samples; empty buckets are left out.
+// median of its samples, so a spike moves one bucket at most; empty buckets are left
+// out.
 func bucketize(points []series.Point, from, to time.Time, width time.Duration) []bucket {
 	n := int(to.Sub(from) / width)
 	if n <= 0 {
 		return nil
 	}
 	groups := make([][]float64, n)
-	for _, p := range points {
-		if !p.T.After(from) || p.T.After(to) {
+	lo, _ := slices.BinarySearchFunc(points, from, func(p series.Point, t time.Time) int { return p.T.Compare(t) })
+	for _, p := range points[lo:] {
+		if p.T.After(to) {
+			break
+		}
+		if !p.T.After(from) {
 			continue
 		}
 		i := int(p.T.Sub(from) / width)
@@ -130,6 +143,7 @@ func sampleInterval(points []series.Point) time.Duration {
 	if len(points) < 2 {
 		return 0
 	}
+	points = points[max(0, len(points)-64):] // the recent spacing is what matters
 	d := make([]float64, 0, len(points)-1)
 	for i := 1; i < len(points); i++ {
 		d = append(d, float64(points[i].T.Sub(points[i-1].T)))
@@ -141,7 +155,7 @@ func sampleInterval(points []series.Point) time.Duration {
 const minBuckets = 6
 
 // EvaluateBacklog judges one queue's depth history (points in time order, ending at or
-// before now). active reports whether a finding of the given kind is already active for
+// before now). active reports whether a finding of the given kind is already firing for
 // this queue (for hysteresis). It is pure: the same points, now and active give the
 // same answer, live or replayed.
 func EvaluateBacklog(queue string, points []series.Point, now time.Time, active func(kind string) bool, opts BacklogOptions) ([]Observation, BacklogStatus) {
@@ -169,70 +183,69 @@ func EvaluateBacklog(queue string, points []series.Point, now time.Time, active 
 		st.Note = fmt.Sprintf("insufficient data: %s of history, %s needed to judge growth", now.Sub(first).Round(time.Minute), short)
 		return out, st
 	}
-	sb := bucketize(points, now.Add(-short), now, width)
-	if len(sb) < minBuckets {
+	wasActive := active("backlog_growth")
+	st2 := windowTrend(points, now, short, width, opts.Limit)
+	if st2.n < minBuckets {
 		st.Insufficient = true
-		st.Note = fmt.Sprintf("insufficient data: %d of %d sample buckets in the last %s", len(sb), int(short/width), short)
+		st.Note = fmt.Sprintf("insufficient data: %d of %d sample buckets in the last %s", st2.n, int(short/width), short)
 		return out, st
 	}
-	x, y := split(sb)
-	tau := mannKendallTau(y)
-	slope, intercept := theilSen(x, y)
-	level := max(st.Depth, intercept+slope*short.Hours())
-	st.Tau, st.SlopePerHour = round3(tau), round3(slope)
-	eta := math.Inf(1)
-	if slope > 0 {
-		eta = max(0, (opts.Limit-level)/slope) // hours
-		st.ETASeconds = math.Round(eta * 3600)
-	}
-	minDepth := math.Inf(1)
-	for _, p := range points {
-		if p.T.After(now.Add(-short)) && !p.T.After(now) {
-			minDepth = min(minDepth, p.V)
+	// The short window catches fast growth early; the long one slow growth that is
+	// steady over hours but too gentle to stand out of two hours of noise.
+	tr := st2
+	if now.Sub(first) >= long-width && !st2.growing(opts, wasActive) {
+		if lt := windowTrend(points, now, long, width, opts.Limit); lt.growing(opts, wasActive) {
+			tr = lt
 		}
 	}
-	wasActive := active("backlog_growth")
-	needTau := opts.EnterTau
-	if wasActive {
-		needTau = opts.ExitTau
+	st.Tau, st.SlopePerHour = round3(tr.tau), round3(tr.slope)
+	if tr.slope > 0 {
+		st.ETASeconds = math.Round(tr.eta * 3600)
 	}
-	fastEnough := slope >= opts.MinGrowth*max(level, opts.Floor) || eta < opts.WarnETA.Hours()
-	floor := opts.Floor
-	if wasActive {
-		floor *= 0.8
+	growing := tr.growing(opts, wasActive)
+	tau, slope, level, eta, minDepth := tr.tau, tr.slope, tr.level, tr.eta, tr.minDepth
+	// A burst that is already draining is not growth, however steep its climb was.
+	if growing && st2.fallingNow() {
+		growing = false
 	}
-	growing := tau >= needTau && slope > 0 && fastEnough && level >= floor && minDepth > opts.NearZero
 
-	// Rule out the daily cycle: with a season of history, today's window must be above
-	// yesterday's same hours, or rising against them; without it, the long window
-	// must agree at least weakly.
+	// Rule out the daily cycle. With a season of history, the last half hour must stand
+	// clearly above the same half hour yesterday (a cycle repeats; growth does not).
+	// Without it, growth pages only if it reaches the limit within WarnETA; slower
+	// growth is reported as insufficient data.
+	noise := st2.noise
 	seasonal := 0.0
-	var longTau, vsYesterday float64
+	var vsYesterday, dTau float64
 	if growing {
 		if now.Sub(first) >= opts.Season+short {
 			seasonal = 1
 			yb := bucketize(points, now.Add(-opts.Season-short), now.Add(-opts.Season), width)
-			d := seasonDiff(sb, yb)
-			if len(d) >= minBuckets {
-				dx, dy := split(d)
-				dTau := mannKendallTau(dy)
-				dSlope, _ := theilSen(dx, dy)
-				vsYesterday = median(dy)
-				risingVsYesterday := dTau >= max(needTau-0.1, opts.ExitTau) && dSlope > 0
-				aboveYesterday := vsYesterday >= 0.5*slope*short.Hours()
-				growing = risingVsYesterday || aboveYesterday
+			d := seasonDiff(st2.buckets, yb)
+			vsYesterday = tailMedian(d, minBuckets)
+			// The noise of a today-minus-yesterday bucket holds both days' noise.
+			noise = residualNoise(d, level)
+			_, dy := split(d)
+			dTau = mannKendallTau(dy)
+			// Far above yesterday (growth that has gone on for a day or more), or above it
+			// and pulling away (growth that began today).
+			far := vsYesterday >= 2*opts.SeasonSigmas*noise
+			pulling := vsYesterday >= opts.SeasonSigmas*noise && dTau >= opts.EnterTau
+			if wasActive {
+				far, pulling = vsYesterday >= noise, false
 			}
-		} else {
-			lb := bucketize(points, now.Add(-long), now, width)
-			_, ly := split(lb)
-			longTau = mannKendallTau(ly)
-			growing = longTau >= opts.ExitTau || wasActive
+			growing = len(d) >= minBuckets && (far || pulling)
+		} else if eta >= opts.WarnETA.Hours() && !wasActive {
+			growing = false
+			st.Insufficient = true
+			st.Note = fmt.Sprintf("insufficient data: growing at %+.0f/h but less than %s of history, so a daily cycle "+
+				"cannot be ruled out; it pages now only if the limit is less than %s away", slope, opts.Season+short, opts.WarnETA)
 		}
 	}
 	st.Growing = growing
 	if !growing {
 		return out, st
 	}
+	window, sb := tr.window, tr.buckets
 	sev := SeverityWarning
 	if eta < opts.CritETA.Hours() {
 		sev = SeverityCritical
@@ -244,28 +257,145 @@ func EvaluateBacklog(queue string, points []series.Point, now time.Time, active 
 	desc := fmt.Sprintf("Queue %s has grown steadily for the last %s: Mann–Kendall τ %.2f over %d five-minute medians "+
 		"(1 would be growth in every step), Theil–Sen slope %+.0f messages/hour, depth now %.0f (floor %.0f) and it never "+
 		"dropped to %.0f or below in the window, so workers are not catching up. At this rate it reaches the limit of %.0f "+
-		"in %s.", queue, short, tau, len(sb), slope, st.Depth, opts.Floor, opts.NearZero, opts.Limit, etaText)
+		"in %s.", queue, window, tau, len(sb), slope, st.Depth, opts.Floor, opts.NearZero, opts.Limit, etaText)
 	if seasonal == 0 {
-		desc += " Less than a day of history: a daily cycle cannot be ruled out yet."
+		desc += " Less than a day of history: a daily cycle cannot be ruled out yet, but the limit is near."
 	} else {
-		desc += fmt.Sprintf(" The same hours yesterday were %.0f messages lower, so this is not the daily cycle.", vsYesterday)
+		desc += fmt.Sprintf(" The last half hour is %.0f messages above the same half hour yesterday (noise ±%.0f), so this is not the daily cycle.", vsYesterday, noise)
 	}
 	ev := map[string]float64{
 		"depth": st.Depth, "level": math.Round(level), "tau": round3(tau), "slope_per_hour": round3(slope),
 		"eta_hours": round3(min(eta, 1e6)), "limit": opts.Limit, "floor": opts.Floor, "min_depth_in_window": minDepth,
-		"window_hours": short.Hours(), "buckets": float64(len(sb)), "seasonal_check": seasonal,
+		"window_hours": window.Hours(), "short_window_tau": round3(st2.tau), "buckets": float64(len(sb)), "seasonal_check": seasonal,
 	}
 	if seasonal == 1 {
 		ev["above_yesterday"] = math.Round(vsYesterday)
-	} else {
-		ev["long_window_tau"] = round3(longTau)
+		ev["tau_vs_yesterday"] = round3(dTau)
 	}
+	ev["noise"] = math.Round(noise)
 	out = append(out, Observation{
 		Kind: "backlog_growth", Severity: sev, Subject: queue, Labels: map[string]string{"queue": queue},
 		Summary:     fmt.Sprintf("Queue %s is growing steadily (%+.0f/h, depth %.0f); limit %.0f in %s", queue, slope, st.Depth, opts.Limit, etaText),
 		Description: desc, Evidence: ev, For: opts.For, Link: queueLink(queue),
 	})
 	return out, st
+}
+
+// trend is one window's Mann–Kendall and Theil–Sen summary.
+type trend struct {
+	window            time.Duration
+	buckets           []bucket
+	n                 int
+	tau, slope, level float64
+	eta               float64 // hours to the limit; +Inf when not growing
+	minDepth, noise   float64
+}
+
+func windowTrend(points []series.Point, now time.Time, window, width time.Duration, limit float64) trend {
+	b := bucketize(points, now.Add(-window), now, width)
+	t := trend{window: window, buckets: b, n: len(b), eta: math.Inf(1), minDepth: math.Inf(1)}
+	if len(b) < minBuckets {
+		return t
+	}
+	x, y := split(b)
+	t.tau = mannKendallTau(y)
+	var intercept float64
+	t.slope, intercept = theilSen(x, y)
+	t.level = max(points[len(points)-1].V, intercept+t.slope*window.Hours())
+	t.noise = bucketNoise(y, t.level)
+	if t.slope > 0 {
+		t.eta = max(0, (limit-t.level)/t.slope)
+	}
+	from := now.Add(-window)
+	i, _ := slices.BinarySearchFunc(points, from, func(p series.Point, at time.Time) int { return p.T.Compare(at) })
+	for _, p := range points[i:] {
+		if !p.T.After(now) {
+			t.minDepth = min(t.minDepth, p.V)
+		}
+	}
+	return t
+}
+
+// fallingNow reports whether the last half hour falls significantly: its Theil–Sen
+// slope is more than three standard errors below zero.
+func (t trend) fallingNow() bool {
+	if len(t.buckets) < minBuckets {
+		return false
+	}
+	x, y := split(t.buckets[len(t.buckets)-minBuckets:])
+	slope, _ := theilSen(x, y)
+	var mx, sxx float64
+	for _, v := range x {
+		mx += v / float64(len(x))
+	}
+	for _, v := range x {
+		sxx += (v - mx) * (v - mx)
+	}
+	return slope < -3*t.noise/math.Sqrt(sxx)
+}
+
+// growing applies the trend gate: τ, slope fast enough (or near enough the limit),
+// level above the floor, and never near zero in the window. An active finding clears
+// only at the looser exit thresholds.
+func (t trend) growing(opts BacklogOptions, wasActive bool) bool {
+	if t.n < minBuckets || t.slope <= 0 {
+		return false
+	}
+	needTau, floor := opts.EnterTau, opts.Floor
+	if wasActive {
+		needTau, floor = opts.ExitTau, 0.8*opts.Floor
+	}
+	fastEnough := t.slope >= opts.MinGrowth*max(t.level, opts.Floor) || t.eta < opts.WarnETA.Hours()
+	return t.tau >= needTau && fastEnough && t.level >= floor && t.minDepth > opts.NearZero
+}
+
+// tailMedian is the median of the last n buckets.
+func tailMedian(b []bucket, n int) float64 {
+	if len(b) == 0 {
+		return math.NaN()
+	}
+	_, y := split(b[max(0, len(b)-n):])
+	return median(y)
+}
+
+// bucketNoise is the robust standard deviation of one bucket around the trend: the MAD
+// of bucket-to-bucket differences, scaled, over √2. A trend shifts the differences but
+// not their spread. Floored at 0.5 % of the level so a perfectly smooth series does not
+// make any difference significant.
+func bucketNoise(y []float64, level float64) float64 {
+	if len(y) < 3 {
+		return max(1, 0.005*level)
+	}
+	d := make([]float64, len(y)-1)
+	for i := range d {
+		d[i] = y[i+1] - y[i]
+	}
+	m := median(d)
+	for i := range d {
+		d[i] = math.Abs(d[i] - m)
+	}
+	return max(madScale*median(d)/math.Sqrt2, 1, 0.005*level)
+}
+
+// residualNoise is the robust standard deviation of buckets around their Theil–Sen
+// line: the spread of single buckets, autocorrelation included, that a trend does not
+// inflate.
+func residualNoise(b []bucket, level float64) float64 {
+	floor := max(1, 0.005*level)
+	if len(b) < 3 {
+		return floor
+	}
+	x, y := split(b)
+	slope, intercept := theilSen(x, y)
+	res := make([]float64, len(y))
+	for i := range y {
+		res[i] = y[i] - (intercept + slope*x[i])
+	}
+	m := median(res)
+	for i := range res {
+		res[i] = math.Abs(res[i] - m)
+	}
+	return max(madScale*median(res), floor)
 }
 
 // seasonDiff pairs today's buckets with yesterday's at the same offset.

@@ -314,7 +314,7 @@ func (e *Engine) backlog(now time.Time) ([]Observation, DetectorStatus, []string
 	for _, q := range e.queueNames() {
 		points := e.opts.Series.Range(series.Key(series.QueueDepth, q), from, now)
 		active := func(kind string) bool {
-			return e.tracker.IsActive(findingID(kind, map[string]string{"queue": q}))
+			return e.tracker.IsFiring(findingID(kind, map[string]string{"queue": q}))
 		}
 		o, qs := EvaluateBacklog(q, points, now, active, e.opts.Backlog)
 		out = append(out, o...)

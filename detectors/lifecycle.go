@@ -92,9 +92,16 @@ func (t *Tracker) Restore(findings []Finding) {
 	}
 }
 
-// IsActive reports whether a finding with this ID is pending or firing; detectors use it
-// for hysteresis.
+// IsActive reports whether a finding with this ID is pending or firing.
 func (t *Tracker) IsActive(id string) bool { _, ok := t.active[id]; return ok }
+
+// IsFiring reports whether a finding with this ID is firing; detectors use it for
+// hysteresis. A pending finding must keep meeting the entry conditions for its whole
+// For duration, or a brief excursion would ride the looser exit conditions to a page.
+func (t *Tracker) IsFiring(id string) bool {
+	f, ok := t.active[id]
+	return ok && f.State == StateFiring
+}
 
 // Change is what one Update did to one finding.
 type Change struct {

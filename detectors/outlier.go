@@ -111,26 +111,56 @@ func ScoreTeams(teams []snapshot.TeamSize, opts OutlierOptions) OutlierReport {
 		// About one normal team per snapshot crosses Φ⁻¹(1 − 1/N).
 		r.Threshold = max(opts.MinZ, normalQuantile(1-1/float64(n)))
 	}
+	scores := make([]TeamScore, n)
+	deepest := -1 // the deepest rank that is an outlier against everything below it
 	for i, t := range sized {
 		s := TeamScore{Team: t, Rank: i + 1}
 		size := float64(t.PayloadBytes())
-		if r.P999 > 0 {
-			s.Ratio = size / r.P999
-		}
 		s.OverMemory = opts.WorkerMemoryLimit > 0 && t.EstimatedNaiveBuildBytes() > opts.WorkerMemoryLimit
 		if !r.Insufficient && r.Scale > 0 {
 			s.Z = (math.Log10(size) - logMedian) / r.Scale
 			r.MaxZ = max(r.MaxZ, s.Z)
-			if s.Z >= r.Threshold {
-				s.TailLimit = tailLimit(sized, i, opts.TailRisk)
-				s.Outlier = size >= float64(opts.MinBytes) && s.Ratio >= opts.MinRatio && size > s.TailLimit
-			}
 		}
+		// Each candidate is compared with the teams below it only, so that several
+		// giants cannot hide one another by inflating the p99.9 and the tail fit.
+		if s.Z >= r.Threshold && !r.Insufficient && r.Scale > 0 {
+			if p := quantileDesc(sized[i+1:], 0.999); p > 0 {
+				s.Ratio = size / p
+			}
+			s.TailLimit = tailLimit(sized, i, opts.TailRisk)
+			if size >= float64(opts.MinBytes) && s.Ratio >= opts.MinRatio && size > s.TailLimit {
+				deepest = i
+			}
+		} else if r.P999 > 0 {
+			s.Ratio = size / r.P999
+		}
+		scores[i] = s
+	}
+	// As in a generalized ESD test: if the k-th largest is an outlier against the rest,
+	// the k−1 larger teams are too.
+	for i := range scores {
+		s := &scores[i]
+		s.Outlier = i <= deepest
 		if i < 20 || s.Outlier || s.OverMemory {
-			r.Top = append(r.Top, s)
+			r.Top = append(r.Top, *s)
 		}
 	}
 	return r
+}
+
+// quantileDesc is the q quantile of sizes sorted largest first.
+func quantileDesc(desc []snapshot.TeamSize, q float64) float64 {
+	m := len(desc)
+	if m == 0 {
+		return 0
+	}
+	h := q * float64(m-1)
+	lo := int(math.Floor(h))
+	v := float64(desc[m-1-lo].PayloadBytes())
+	if lo+1 < m {
+		v += (h - float64(lo)) * (float64(desc[m-2-lo].PayloadBytes()) - v)
+	}
+	return v
 }
 
 // tailLimit fits a Pareto tail (Hill estimator) to the k largest teams below rank i

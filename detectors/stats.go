@@ -30,11 +30,59 @@ func quantileSorted(sorted []float64, q float64) float64 {
 	return sorted[lo] + (h-float64(lo))*(sorted[lo+1]-sorted[lo])
 }
 
-// median of values; it sorts a copy.
+// median of values; it works on a copy.
 func median(values []float64) float64 {
-	s := slices.Clone(values)
-	slices.Sort(s)
-	return quantileSorted(s, 0.5)
+	return medianInPlace(slices.Clone(values))
+}
+
+// medianInPlace is the median by quickselect (expected linear time); it reorders v.
+func medianInPlace(v []float64) float64 {
+	n := len(v)
+	if n == 0 {
+		return math.NaN()
+	}
+	hi := selectKth(v, n/2)
+	if n%2 == 1 {
+		return hi
+	}
+	// The lower middle is the largest value left of n/2 after selection.
+	lo := v[0]
+	for _, x := range v[1 : n/2] {
+		lo = max(lo, x)
+	}
+	return (lo + hi) / 2
+}
+
+// selectKth places the k-th smallest value at v[k], smaller ones before it, and
+// returns it (Hoare's selection with a middle pivot; deterministic).
+func selectKth(v []float64, k int) float64 {
+	lo, hi := 0, len(v)-1
+	for lo < hi {
+		pivot := v[lo+(hi-lo)/2]
+		i, j := lo, hi
+		for i <= j {
+			for v[i] < pivot {
+				i++
+			}
+			for v[j] > pivot {
+				j--
+			}
+			if i <= j {
+				v[i], v[j] = v[j], v[i]
+				i++
+				j--
+			}
+		}
+		switch {
+		case k <= j:
+			hi = j
+		case k >= i:
+			lo = i
+		default:
+			return v[k]
+		}
+	}
+	return v[k]
 }
 
 // upperScale is the robust spread of the values above m: 1.4826 × the median of the
@@ -103,10 +151,10 @@ func theilSen(x, y []float64) (slope, intercept float64) {
 	if len(slopes) == 0 {
 		return 0, median(y)
 	}
-	slope = median(slopes)
-	res := make([]float64, n)
+	slope = medianInPlace(slopes)
+	res := slopes[:n] // reuse: the slopes are no longer needed
 	for i := range y {
 		res[i] = y[i] - slope*x[i]
 	}
-	return slope, median(res)
+	return slope, medianInPlace(res)
 }
