@@ -73,7 +73,8 @@ type FleetOptions struct {
 	Start time.Time
 }
 
-func (o FleetOptions) withDefaults() FleetOptions {
+// WithDefaults returns o with every zero field set to its default.
+func (o FleetOptions) WithDefaults() FleetOptions {
 	if o.Teams <= 0 {
 		o.Teams = 2000
 	}
@@ -105,7 +106,7 @@ type Fleet struct {
 // a few approach PostHog's observed maximum of 1,033), cohorts a fraction of flags,
 // filter sizes log-normal around a few hundred bytes, and one test-automation team.
 func NewFleet(o FleetOptions) *Fleet {
-	o = o.withDefaults()
+	o = o.WithDefaults()
 	rng := rand.New(rand.NewPCG(o.Seed, 0x666c656574))
 	f := &Fleet{byID: map[int64]*Team{}}
 	id := int64(1)

@@ -44,7 +44,8 @@ type Options struct {
 	Broker Broker
 }
 
-func (o Options) withDefaults() Options {
+// WithDefaults returns o with every zero field set to its default.
+func (o Options) WithDefaults() Options {
 	if o.Start.IsZero() {
 		o.Start = time.Date(2026, 2, 1, 0, 0, 0, 0, time.UTC)
 	}
@@ -118,7 +119,7 @@ type teamState struct {
 
 // New builds a simulation; it declares the queue on the broker.
 func New(ctx context.Context, o Options) (*Sim, error) {
-	o = o.withDefaults()
+	o = o.WithDefaults()
 	s := &Sim{
 		Opts:   o,
 		Fleet:  NewFleet(o.Fleet),

@@ -25,7 +25,8 @@ type WorkerOptions struct {
 	Seed uint64
 }
 
-func (o WorkerOptions) withDefaults() WorkerOptions {
+// WithDefaults returns o with every zero field set to its default.
+func (o WorkerOptions) WithDefaults() WorkerOptions {
 	if o.Pods <= 0 {
 		o.Pods = 4
 	}
@@ -65,11 +66,13 @@ type CeleryWorkers struct {
 	OOMKills int
 	// Lost counts tasks lost with a killed worker.
 	Lost int
+	// FirstOOM is when the first OOM kill happened; zero until then.
+	FirstOOM time.Time
 }
 
 // NewCeleryWorkers starts the pods at start.
 func NewCeleryWorkers(o WorkerOptions, start time.Time) *CeleryWorkers {
-	o = o.withDefaults()
+	o = o.WithDefaults()
 	w := &CeleryWorkers{Opts: o, rng: rand.New(rand.NewPCG(o.Seed, 0x776f726b))}
 	for i := range o.Pods {
 		w.Pods = append(w.Pods, &Pod{
@@ -100,6 +103,9 @@ func (w *CeleryWorkers) Tick(ctx context.Context, s *Sim, now, until time.Time) 
 				c = p.JobEnd
 				if p.JobMemory > p.Limit {
 					p.OOMKill(c)
+					if w.OOMKills == 0 {
+						w.FirstOOM = c
+					}
 					w.OOMKills++
 					w.Lost++
 					continue
