@@ -86,6 +86,10 @@ type APIOptions struct {
 	// (default 8 GiB); the teams page marks it on the size distribution.
 	WorkerMemoryLimit int64
 
+	// CacheTTL is how long the answers of the findings and team-list endpoints, and the
+	// outlier and quarantine marks, may be reused (default 1s; negative: never).
+	CacheTTL time.Duration
+
 	// Logger receives request errors and the audit log of writes (never tokens).
 	Logger *slog.Logger
 	// Registerer receives the HTTP metrics; nil registers nowhere.
@@ -102,6 +106,7 @@ func (o *APIOptions) withDefaults() {
 	o.TrendWindow = cmp.Or(o.TrendWindow, 6*time.Hour)
 	o.StaleAfter = cmp.Or(o.StaleAfter, 15*time.Minute)
 	o.WorkerMemoryLimit = cmp.Or(o.WorkerMemoryLimit, 8<<30)
+	o.CacheTTL = cmp.Or(o.CacheTTL, time.Second)
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -144,6 +149,7 @@ type API struct {
 	metrics *httpMetrics
 	sem     chan struct{}
 
+	resp   *responseCache
 	teams  teamIndexCache
 	decor  decorationCache
 	caches cacheIndexCache
@@ -162,7 +168,10 @@ func NewAPI(opts APIOptions) (*API, error) {
 		metrics: newHTTPMetrics(opts.Registerer),
 		sem:     make(chan struct{}, opts.MaxConcurrent),
 	}
-	a.decor.ttl = time.Second
+	a.decor.ttl = opts.CacheTTL
+	if opts.CacheTTL > 0 {
+		a.resp = newResponseCache(opts.CacheTTL, 1024)
+	}
 	return a, nil
 }
 

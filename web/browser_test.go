@@ -299,6 +299,7 @@ func TestDashboardInBrowser(t *testing.T) {
 		e.screenshot(t, "team-quarantined")
 
 		// Rebuild: the toast says which job.
+		evalJS[any](t, e, `document.getElementById("toast").hidden = true`)
 		require.NoError(t, chromedp.Do(e.ctx,
 			chromedp.Click(chromedp.ID("btn-rebuild")),
 			chromedp.WaitVisible(chromedp.ID("toast")),

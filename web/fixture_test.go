@@ -268,7 +268,7 @@ type bundle struct {
 
 type bundleOpt func(*APIOptions)
 
-func newBundle(t *testing.T, mods ...bundleOpt) *bundle {
+func newBundle(t testing.TB, mods ...bundleOpt) *bundle {
 	t.Helper()
 	b := &bundle{snaps: snapshot.NewStore(), series: series.New(series.Options{MaxPoints: 20000}, nil), reg: prometheus.NewRegistry()}
 	fillStores(b.snaps, b.series, fixtureNow)

@@ -135,45 +135,47 @@ func (a *API) listTeams(c *gin.Context) {
 			return
 		}
 	}
-	d, err := a.decorations(c.Request.Context())
-	if err != nil {
-		a.fail(c, "read findings and quarantines", err)
-		return
-	}
 	snap := a.opts.Snapshots.Teams()
-	sorted := a.teams.get(snap).sortedBy(sortKey)
+	a.resp.serve(c, cacheKey(c, snap.At), func(c *gin.Context) (any, bool) {
+		d, err := a.decorations(c.Request.Context())
+		if err != nil {
+			a.fail(c, "read findings and quarantines", err)
+			return nil, false
+		}
+		sorted := a.teams.get(snap).sortedBy(sortKey)
 
-	page := make([]teamView, 0, limit)
-	total := int64(0)
-	visit := func(t snapshot.TeamSize) {
-		b := t.PayloadBytes()
-		if b < minBytes || b > maxBytes || (project != 0 && t.ProjectID != project) {
-			return
+		page := make([]teamView, 0, limit)
+		total := int64(0)
+		visit := func(t snapshot.TeamSize) {
+			b := t.PayloadBytes()
+			if b < minBytes || b > maxBytes || (project != 0 && t.ProjectID != project) {
+				return
+			}
+			v := a.view(t, d)
+			if (flagFilters[0] != nil && v.Outlier != *flagFilters[0]) ||
+				(flagFilters[1] != nil && v.Quarantined != *flagFilters[1]) ||
+				(flagFilters[2] != nil && (t.BadRows > 0) != *flagFilters[2]) {
+				return
+			}
+			if total >= offset && int64(len(page)) < limit {
+				page = append(page, v)
+			}
+			total++
 		}
-		v := a.view(t, d)
-		if (flagFilters[0] != nil && v.Outlier != *flagFilters[0]) ||
-			(flagFilters[1] != nil && v.Quarantined != *flagFilters[1]) ||
-			(flagFilters[2] != nil && (t.BadRows > 0) != *flagFilters[2]) {
-			return
+		if order == "asc" {
+			for _, t := range sorted {
+				visit(t)
+			}
+		} else {
+			for i := len(sorted) - 1; i >= 0; i-- {
+				visit(sorted[i])
+			}
 		}
-		if total >= offset && int64(len(page)) < limit {
-			page = append(page, v)
-		}
-		total++
-	}
-	if order == "asc" {
-		for _, t := range sorted {
-			visit(t)
-		}
-	} else {
-		for i := len(sorted) - 1; i >= 0; i-- {
-			visit(sorted[i])
-		}
-	}
-	c.JSON(http.StatusOK, gin.H{
-		"at": snap.At, "collected": !snap.At.IsZero(), "full": snap.Full,
-		"total": total, "offset": offset, "limit": limit, "sort": sortKey, "order": order,
-		"teams": page,
+		return gin.H{
+			"at": snap.At, "collected": !snap.At.IsZero(), "full": snap.Full,
+			"total": total, "offset": offset, "limit": limit, "sort": sortKey, "order": order,
+			"teams": page,
+		}, true
 	})
 }
 
@@ -188,61 +190,63 @@ type bucket struct {
 }
 
 func (a *API) distribution(c *gin.Context) {
-	d, err := a.decorations(c.Request.Context())
-	if err != nil {
-		a.fail(c, "read findings and quarantines", err)
-		return
-	}
 	snap := a.opts.Snapshots.Teams()
-	sorted := a.teams.get(snap).sortedBy("payload_bytes")
-	// Bins that each span a factor of 4 from 1 KiB: a log scale, where the one team
-	// that is 1,000 times bigger than the rest stands apart instead of squashing
-	// everyone else into one bar. Edges are exact powers of two, so no value sits on a
-	// rounding boundary.
-	var bins []bucket
-	largest := int64(0)
-	if len(sorted) > 0 {
-		largest = sorted[len(sorted)-1].PayloadBytes()
-	}
-	for lower := int64(1024); ; lower *= binFactor {
-		bins = append(bins, bucket{LowerBytes: lower, UpperBytes: lower * binFactor})
-		if lower*binFactor > largest || lower >= math.MaxInt64/binFactor/binFactor {
-			break
+	a.resp.serve(c, cacheKey(c, snap.At), func(c *gin.Context) (any, bool) {
+		d, err := a.decorations(c.Request.Context())
+		if err != nil {
+			a.fail(c, "read findings and quarantines", err)
+			return nil, false
 		}
-	}
-	bins[0].LowerBytes = 0
-	zero := 0
-	for _, t := range sorted {
-		b := t.PayloadBytes()
-		if b == 0 {
-			zero++
-			continue
+		sorted := a.teams.get(snap).sortedBy("payload_bytes")
+		// Bins that each span a factor of 4 from 1 KiB: a log scale, where the one team
+		// that is 1,000 times bigger than the rest stands apart instead of squashing
+		// everyone else into one bar. Edges are exact powers of two, so no value sits on a
+		// rounding boundary.
+		var bins []bucket
+		largest := int64(0)
+		if len(sorted) > 0 {
+			largest = sorted[len(sorted)-1].PayloadBytes()
 		}
-		i := 0
-		for i < len(bins)-1 && b >= bins[i].UpperBytes {
-			i++
+		for lower := int64(1024); ; lower *= binFactor {
+			bins = append(bins, bucket{LowerBytes: lower, UpperBytes: lower * binFactor})
+			if lower*binFactor > largest || lower >= math.MaxInt64/binFactor/binFactor {
+				break
+			}
 		}
-		bins[i].Count++
-	}
-	outliers := make([]teamView, 0, len(d.outliers))
-	for id := range d.outliers {
-		if t, ok := a.opts.Snapshots.Team(id); ok {
-			t.TeamID = id
-			outliers = append(outliers, a.view(t, d))
+		bins[0].LowerBytes = 0
+		zero := 0
+		for _, t := range sorted {
+			b := t.PayloadBytes()
+			if b == 0 {
+				zero++
+				continue
+			}
+			i := 0
+			for i < len(bins)-1 && b >= bins[i].UpperBytes {
+				i++
+			}
+			bins[i].Count++
 		}
-	}
-	slices.SortFunc(outliers, func(x, y teamView) int { return cmp.Compare(y.PayloadBytes, x.PayloadBytes) })
-	quantile := func(q float64) int64 {
-		if len(sorted) == 0 {
-			return 0
+		outliers := make([]teamView, 0, len(d.outliers))
+		for id := range d.outliers {
+			if t, ok := a.opts.Snapshots.Team(id); ok {
+				t.TeamID = id
+				outliers = append(outliers, a.view(t, d))
+			}
 		}
-		return sorted[min(int(q*float64(len(sorted))), len(sorted)-1)].PayloadBytes()
-	}
-	c.JSON(http.StatusOK, gin.H{
-		"at": snap.At, "collected": !snap.At.IsZero(), "teams": len(sorted), "empty_teams": zero,
-		"buckets": bins, "p50_bytes": quantile(0.5), "p99_bytes": quantile(0.99), "max_bytes": quantile(1),
-		"worker_memory_limit_bytes": a.opts.WorkerMemoryLimit,
-		"outliers":                  outliers,
+		slices.SortFunc(outliers, func(x, y teamView) int { return cmp.Compare(y.PayloadBytes, x.PayloadBytes) })
+		quantile := func(q float64) int64 {
+			if len(sorted) == 0 {
+				return 0
+			}
+			return sorted[min(int(q*float64(len(sorted))), len(sorted)-1)].PayloadBytes()
+		}
+		return gin.H{
+			"at": snap.At, "collected": !snap.At.IsZero(), "teams": len(sorted), "empty_teams": zero,
+			"buckets": bins, "p50_bytes": quantile(0.5), "p99_bytes": quantile(0.99), "max_bytes": quantile(1),
+			"worker_memory_limit_bytes": a.opts.WorkerMemoryLimit,
+			"outliers":                  outliers,
+		}, true
 	})
 }
 
@@ -378,23 +382,25 @@ func (a *API) findings(c *gin.Context) {
 		c.JSON(http.StatusOK, gin.H{"enabled": false, "active": []detectors.Finding{}, "recent": []detectors.Finding{}})
 		return
 	}
-	ctx := c.Request.Context()
-	active, err := a.opts.Findings.Active(ctx)
-	if err != nil {
-		a.fail(c, "read active findings", err)
-		return
-	}
-	recent, err := a.opts.Findings.Recent(ctx, int(limit))
-	if err != nil {
-		a.fail(c, "read recent findings", err)
-		return
-	}
-	if kind != "" {
-		keep := func(f detectors.Finding) bool { return f.Kind != kind }
-		active = slices.DeleteFunc(slices.Clone(active), keep)
-		recent = slices.DeleteFunc(slices.Clone(recent), keep)
-	}
-	c.JSON(http.StatusOK, gin.H{"enabled": true, "active": nonNil(active), "recent": nonNil(recent)})
+	a.resp.serve(c, cacheKey(c, time.Time{}), func(c *gin.Context) (any, bool) {
+		ctx := c.Request.Context()
+		active, err := a.opts.Findings.Active(ctx)
+		if err != nil {
+			a.fail(c, "read active findings", err)
+			return nil, false
+		}
+		recent, err := a.opts.Findings.Recent(ctx, int(limit))
+		if err != nil {
+			a.fail(c, "read recent findings", err)
+			return nil, false
+		}
+		if kind != "" {
+			keep := func(f detectors.Finding) bool { return f.Kind != kind }
+			active = slices.DeleteFunc(slices.Clone(active), keep)
+			recent = slices.DeleteFunc(slices.Clone(recent), keep)
+		}
+		return gin.H{"enabled": true, "active": nonNil(active), "recent": nonNil(recent)}, true
+	})
 }
 
 func (a *API) pods(c *gin.Context) {
@@ -578,4 +584,10 @@ func nonNil[T any](s []T) []T {
 		return []T{}
 	}
 	return s
+}
+
+// cacheKey names a cached answer: the path and query as sent, and the time of the
+// snapshot it was computed from, so a new snapshot is never answered from an old one.
+func cacheKey(c *gin.Context, at time.Time) string {
+	return c.Request.URL.RequestURI() + "#" + at.Format(time.RFC3339Nano)
 }

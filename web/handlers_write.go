@@ -94,6 +94,7 @@ func (a *API) quarantine(c *gin.Context) {
 		return
 	}
 	a.decor.invalidate()
+	a.resp.clear()
 	a.log.Info("team quarantined", "team", id, "by", callerOf(c).Name, "reason", reason)
 	c.JSON(http.StatusOK, gin.H{"team_id": id, "quarantined": true, "reason": reason})
 }
@@ -108,6 +109,7 @@ func (a *API) release(c *gin.Context) {
 		return
 	}
 	a.decor.invalidate()
+	a.resp.clear()
 	a.log.Info("team released", "team", id, "by", callerOf(c).Name, "reason", reason)
 	c.JSON(http.StatusOK, gin.H{"team_id": id, "quarantined": false, "reason": reason})
 }
