@@ -162,7 +162,7 @@ func EvaluateBacklog(queue string, points []series.Point, now time.Time, active 
 	opts = opts.withDefaults()
 	st := BacklogStatus{Queue: queue, ETASeconds: -1}
 	if len(points) == 0 {
-		st.Insufficient, st.Note = true, "no samples yet"
+		st.Insufficient, st.Note = true, "insufficient data: no samples yet"
 		return nil, st
 	}
 	st.Depth = points[len(points)-1].V

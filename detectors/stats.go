@@ -105,6 +105,9 @@ func upperScale(sorted []float64, m float64) (scale float64, fallback bool) {
 	for _, d := range dev {
 		sum += d
 	}
+	if sum == 0 {
+		return 0, false
+	}
 	return meanADScale * sum / float64(len(dev)), true
 }
 

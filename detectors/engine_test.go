@@ -1,0 +1,184 @@
+package detectors
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/stretchr/testify/require"
+
+	"github.com/flagwarden/flagwarden/internal/loop"
+	"github.com/flagwarden/flagwarden/internal/series"
+	"github.com/flagwarden/flagwarden/internal/snapshot"
+	"github.com/flagwarden/flagwarden/internal/statedb"
+	"github.com/flagwarden/flagwarden/internal/testenv"
+	"github.com/flagwarden/flagwarden/rebuild"
+)
+
+func statePool(t *testing.T) *pgxpool.Pool {
+	t.Helper()
+	url := testenv.Postgres(t)
+	ctx := context.Background()
+	pool, err := pgxpool.New(ctx, url)
+	require.NoError(t, err)
+	t.Cleanup(pool.Close)
+	_, err = statedb.Migrate(ctx, pool)
+	require.NoError(t, err)
+	return pool
+}
+
+type quarantines struct {
+	qs  []rebuild.Quarantine
+	err error
+}
+
+func (q *quarantines) Quarantined(context.Context) ([]rebuild.Quarantine, error) { return q.qs, q.err }
+
+type recordingPager struct{ last []Finding }
+
+func (p *recordingPager) Update(_ time.Time, relevant []Finding) { p.last = relevant }
+
+func TestEngineEndToEndWithStore(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := statePool(t)
+	store := NewStore(pool)
+
+	ser := series.New(series.Options{MaxPoints: 10000}, nil)
+	snaps := snapshot.NewStore()
+	// 200 ordinary teams and one giant whose naive build exceeds the 8 GiB limit.
+	ts := snapshot.Teams{At: t0, Full: true, Teams: map[int64]snapshot.TeamSize{}}
+	for i := int64(1); i <= 200; i++ {
+		ts.Teams[i] = snapshot.TeamSize{TeamID: i, FlagsPayloadBytes: 20_000 + i*500, DefinitionsPayloadBytes: 10_000}
+	}
+	ts.Teams[2] = snapshot.TeamSize{TeamID: 2, FlagsPayloadBytes: 2 << 30, DefinitionsPayloadBytes: 1 << 30}
+	snaps.SetTeams(ts)
+	// A queue whose messages sit there: stalled.
+	for i := range 40 {
+		ser.Append(series.Key(series.QueueDepth, "celery"), t0.Add(time.Duration(i-39)*30*time.Second), 5000)
+	}
+	snaps.SetPods(snapshot.Pods{At: t0, Pods: []snapshot.Pod{
+		{Namespace: "posthog", Name: "w1", Waiting: "CrashLoopBackOff"},
+		{Namespace: "posthog", Name: "w2"},
+	}})
+	q := &quarantines{qs: []rebuild.Quarantine{{TeamID: 2, Reason: "estimated build over the hard limit", Auto: true, Since: t0}}}
+	now := t0
+	reg := prometheus.NewRegistry()
+	pager := &recordingPager{}
+	opts := EngineOptions{
+		Series: ser, Snapshots: snaps, Quarantine: q, Store: store, Pager: pager,
+		Health:             func() []loop.Health { return []loop.Health{{Name: "celery", LastSuccess: t0.Add(-time.Hour)}} },
+		CollectorDownAfter: 5 * time.Minute,
+		Links:              Links{RunbookBase: "https://docs/runbook.md", ExternalURL: "https://fw.example"},
+		Backlog:            BacklogOptions{For: 5 * time.Minute},
+		Outlier:            OutlierOptions{MinBytes: 1 << 20, WorkerMemoryLimit: 8 << 30},
+		Worker:             WorkerOptions{For: 5 * time.Minute},
+		Cache:              CacheOptions{StaleAfter: 15 * time.Minute},
+		Registerer:         reg, Now: func() time.Time { return now },
+	}
+	e, err := NewEngine(opts)
+	require.NoError(t, err)
+	require.NoError(t, e.RunOnce(ctx))
+
+	// Another replica's API reads the same store.
+	reader := NewStore(pool)
+	active, err := reader.Active(ctx)
+	require.NoError(t, err)
+	byID := map[string]Finding{}
+	for _, f := range active {
+		byID[f.ID] = f
+	}
+	for id, state := range map[string]State{
+		"outlier_team{team=2}":                    StateFiring, // For 0: the memory rule pages at once
+		"team_quarantined{team=2}":                StateFiring,
+		"backlog_stalled{queue=celery}":           StateFiring,
+		"collector_down{collector=celery}":        StateFiring,
+		"workers_crashlooping{namespace=posthog}": StatePending,
+	} {
+		require.Containsf(t, byID, id, "active: %v", byID)
+		require.Equal(t, state, byID[id].State, id)
+	}
+	out := byID["outlier_team{team=2}"]
+	require.Equal(t, SeverityCritical, out.Severity)
+	require.Equal(t, "https://fw.example/teams/2", out.GeneratorURL)
+	require.Equal(t, "https://docs/runbook.md#outlier_team", out.RunbookURL)
+	require.Equal(t, float64(8*(3<<30)), out.Evidence["estimated_memory_bytes"])
+	require.Equal(t, "https://fw.example/?queue=celery", byID["backlog_stalled{queue=celery}"].GeneratorURL)
+	require.Len(t, pager.last, 4, "pending findings do not page")
+	require.Equal(t, 1.0, testutil.ToFloat64(e.metrics.evaluations))
+	require.Equal(t, 1.0, testutil.ToFloat64(e.metrics.active.WithLabelValues("workers_crashlooping", "critical")))
+	statuses, err := reader.Statuses(ctx)
+	require.NoError(t, err)
+	require.NotEmpty(t, statuses)
+
+	// A quarantine lookup that fails keeps the quarantine finding; the pass reports it.
+	q.err = errors.New("state database unreachable")
+	now = now.Add(30 * time.Second)
+	require.ErrorContains(t, e.RunOnce(ctx), "state database unreachable")
+	active, err = reader.Active(ctx)
+	require.NoError(t, err)
+	require.True(t, containsID(active, "team_quarantined{team=2}"))
+
+	// The collector recovers and the team is released: both resolve, and stay in Recent.
+	q.err, q.qs = nil, nil
+	opts.Health = nil
+	now = now.Add(30 * time.Second)
+	e.opts.Health = func() []loop.Health { return []loop.Health{{Name: "celery", LastSuccess: now}} }
+	require.NoError(t, e.RunOnce(ctx))
+	active, err = reader.Active(ctx)
+	require.NoError(t, err)
+	require.False(t, containsID(active, "team_quarantined{team=2}"))
+	require.False(t, containsID(active, "collector_down{collector=celery}"))
+	recent, err := reader.Recent(ctx, 50)
+	require.NoError(t, err)
+	var resolved int
+	for _, f := range recent {
+		if f.State == StateResolved {
+			resolved++
+			require.False(t, f.ResolvedAt.IsZero())
+		}
+	}
+	require.Equal(t, 2, resolved)
+
+	// A new leader restores the firing findings instead of paging them from scratch.
+	e2, err := NewEngine(EngineOptions{Series: ser, Snapshots: snaps, Store: store, Links: opts.Links,
+		Outlier: opts.Outlier, Registerer: prometheus.NewRegistry(), Now: func() time.Time { return now.Add(time.Minute) }})
+	require.NoError(t, err)
+	require.NoError(t, e2.RunOnce(ctx))
+	active, err = reader.Active(ctx)
+	require.NoError(t, err)
+	for _, f := range active {
+		if f.ID == "outlier_team{team=2}" {
+			require.Equal(t, t0, f.FiredAt.UTC(), "fired_at kept across the takeover")
+		}
+	}
+	// The resolved one comes back as a new occurrence, not a rewrite of history.
+	q.qs = []rebuild.Quarantine{{TeamID: 2, Reason: "again", Since: now}}
+	e.opts.Now = func() time.Time { return now.Add(2 * time.Minute) }
+	require.NoError(t, e.RunOnce(ctx))
+	recent, err = reader.Recent(ctx, 100)
+	require.NoError(t, err)
+	n := 0
+	for _, f := range recent {
+		if f.ID == "team_quarantined{team=2}" {
+			n++
+		}
+	}
+	require.Equal(t, 2, n)
+	limited, err := reader.Recent(ctx, 1)
+	require.NoError(t, err)
+	require.Len(t, limited, 1)
+}
+
+func containsID(fs []Finding, id string) bool {
+	for _, f := range fs {
+		if f.ID == id {
+			return true
+		}
+	}
+	return false
+}
