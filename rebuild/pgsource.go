@@ -54,6 +54,8 @@ func (s *PGSource) Team(ctx context.Context, teamID int64) (TeamInfo, error) {
 // Flags streams one keyset page of the team's non-deleted flags. Rows are handed to
 // fn as they arrive from the server, so a page never sits in memory whole.
 func (s *PGSource) Flags(ctx context.Context, teamID int64, afterKey string, limit int, fn func(*FlagRow) error) (int, error) {
+	// QueryExecModeExec plans every page with its actual keys: a cached generic plan for
+	// "team_id = $1 AND key > $2" can turn each page into a scan of the whole team.
 	rows, err := s.pool.Query(ctx, `SELECT f.id, f.key, f.name, f.filters, f.active,
 			COALESCE(f.ensure_experience_continuity, false), COALESCE(f.has_encrypted_payloads, false),
 			COALESCE(f.is_remote_configuration, false), f.version, COALESCE(f.evaluation_runtime, 'all'),
@@ -61,7 +63,7 @@ func (s *PGSource) Flags(ctx context.Context, teamID int64, afterKey string, lim
 			      WHERE et.feature_flag_id = f.id ORDER BY t.name)
 		FROM posthog_featureflag f
 		WHERE f.team_id = $1 AND NOT f.deleted AND f.key > $2
-		ORDER BY f.key LIMIT $3`, teamID, afterKey, limit)
+		ORDER BY f.key LIMIT $3`, pgx.QueryExecModeExec, teamID, afterKey, limit)
 	if err != nil {
 		return 0, fmt.Errorf("read flags of team %d after %q: %w", teamID, afterKey, err)
 	}
