@@ -588,3 +588,44 @@ func TestEtagMatches(t *testing.T) {
 		require.Equal(t, tc.want, etagMatches(tc.header, "abc"), tc.header)
 	}
 }
+
+func TestResponseCache(t *testing.T) {
+	t.Parallel()
+	newFinding := detectors.Finding{ID: "cache_stale/fleet", Kind: "fleet_cache_stale", Severity: detectors.SeverityWarning,
+		Subject: "fleet", State: detectors.StatePending, ActiveAt: fixtureNow}
+	active := func(b *bundle) int {
+		return len(b.do(t, "GET", "/api/v1/findings", readToken, "").json(t)["active"].([]any))
+	}
+
+	never := newBundle(t, func(o *APIOptions) { o.CacheTTL = -1 })
+	require.Equal(t, 2, active(never))
+	never.findings.mu.Lock()
+	never.findings.active = append(never.findings.active, newFinding)
+	never.findings.mu.Unlock()
+	require.Equal(t, 3, active(never), "without a cache every answer is fresh")
+
+	short := newBundle(t, func(o *APIOptions) { o.CacheTTL = 100 * time.Millisecond })
+	require.Equal(t, 2, active(short))
+	short.findings.mu.Lock()
+	short.findings.active = append(short.findings.active, newFinding)
+	short.findings.mu.Unlock()
+	deadline := time.Now().Add(10 * time.Second)
+	for active(short) != 3 {
+		require.True(t, time.Now().Before(deadline), "a cached answer outlived its TTL")
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	// A new team snapshot is never answered from the old one's cache.
+	long := newBundle(t, func(o *APIOptions) { o.CacheTTL = time.Hour })
+	require.EqualValues(t, 300, long.do(t, "GET", "/api/v1/teams", readToken, "").json(t)["total"])
+	snap := long.snaps.Teams()
+	snap.At = snap.At.Add(time.Minute)
+	delete(snap.Teams, 5)
+	long.snaps.SetTeams(snap)
+	require.EqualValues(t, 299, long.do(t, "GET", "/api/v1/teams", readToken, "").json(t)["total"])
+	// Errors are not cached.
+	long.findings.err = errors.New("down")
+	require.Equal(t, 500, long.do(t, "GET", "/api/v1/findings?limit=7", readToken, "").Code)
+	long.findings.err = nil
+	require.Equal(t, 200, long.do(t, "GET", "/api/v1/findings?limit=7", readToken, "").Code)
+}

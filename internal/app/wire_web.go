@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/gin-gonic/gin"
 
@@ -32,6 +33,7 @@ func (a *App) wireWeb(ctx context.Context) error {
 		HandlerTimeout:    cfg.HTTP.HandlerTimeout,
 		MaxBodyBytes:      cfg.HTTP.MaxBodyBytes,
 		MaxConcurrent:     cfg.HTTP.MaxConcurrent,
+		CacheTTL:          cacheTTL(cfg.HTTP.CacheTTL),
 		BacklogLimit:      cfg.Detectors.BacklogLimit,
 		StaleAfter:        cfg.Detectors.StaleAfter,
 		WorkerMemoryLimit: int64(cfg.Detectors.WorkerMemoryLimit),
@@ -52,4 +54,12 @@ func (a *App) wireWeb(ctx context.Context) error {
 	}
 	a.routes = append(a.routes, func(r *gin.Engine) { api.Register(r) })
 	return nil
+}
+
+// cacheTTL maps the config's "0: never" onto the API's "negative: never".
+func cacheTTL(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
 }

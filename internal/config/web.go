@@ -20,6 +20,9 @@ type HTTP struct {
 	MaxBodyBytes int64 `yaml:"max_body_bytes"`
 	// MaxConcurrent bounds API requests in flight; past it the API answers 503.
 	MaxConcurrent int `yaml:"max_concurrent"`
+	// CacheTTL is how long answers of the findings and team-list endpoints may be reused
+	// before they are computed again; 0 computes every answer afresh.
+	CacheTTL time.Duration `yaml:"cache_ttl"`
 }
 
 func defaultHTTP() HTTP {
@@ -29,6 +32,7 @@ func defaultHTTP() HTTP {
 		HandlerTimeout:    30 * time.Second,
 		MaxBodyBytes:      1 << 20,
 		MaxConcurrent:     256,
+		CacheTTL:          time.Second,
 	}
 }
 
@@ -43,6 +47,9 @@ func (h HTTP) validate(p *problems) {
 	p.positive("http.handler_timeout", h.HandlerTimeout)
 	p.atLeast("http.max_body_bytes", h.MaxBodyBytes, 1)
 	p.atLeast("http.max_concurrent", int64(h.MaxConcurrent), 1)
+	if h.CacheTTL < 0 || h.CacheTTL > time.Minute {
+		p.add("http.cache_ttl", "must be from 0 to 1m, got %s", h.CacheTTL)
+	}
 }
 
 // Role is what a token may do.
