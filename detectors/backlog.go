@@ -151,6 +151,9 @@ func sampleInterval(points []series.Point) time.Duration {
 	return time.Duration(median(d))
 }
 
+// minStallSamples is the fewest samples a stall is judged on.
+const minStallSamples = 6
+
 // minBuckets is the fewest buckets a window needs before τ means anything.
 const minBuckets = 6
 
@@ -417,11 +420,13 @@ func seasonDiff(today, yesterday []bucket) []bucket {
 // window and its depth never went down once. While the finding is active it clears
 // only when the depth falls below 95 % of the window's peak or to zero.
 func evaluateStall(queue string, points []series.Point, now time.Time, wasActive bool, opts BacklogOptions) (Observation, bool) {
-	from := now.Add(-opts.StallAfter)
+	// Sparse samples widen the window: "never went down" means little over 3 samples.
+	window := max(opts.StallAfter, time.Duration(minStallSamples)*sampleInterval(points))
+	from := now.Add(-window)
 	i, _ := slices.BinarySearchFunc(points, from, func(p series.Point, t time.Time) int { return p.T.Compare(t) })
 	win := points[i:]
 	// The window must be covered: a sample at (or just before) its start, and several.
-	if len(win) < 3 || i == 0 && win[0].T.Sub(from) > opts.StallAfter/10 {
+	if len(win) < minStallSamples || i == 0 && win[0].T.Sub(from) > window/10 {
 		return Observation{}, false
 	}
 	peak, lowest, decreases := 0.0, math.Inf(1), 0
@@ -445,12 +450,12 @@ func evaluateStall(queue string, points []series.Point, now time.Time, wasActive
 	}
 	return Observation{
 		Kind: "backlog_stalled", Severity: sev, Subject: queue, Labels: map[string]string{"queue": queue},
-		Summary: fmt.Sprintf("Queue %s is not draining: %.0f messages and no decrease in %s", queue, cur, opts.StallAfter),
+		Summary: fmt.Sprintf("Queue %s is not draining: %.0f messages and no decrease in %s", queue, cur, window),
 		Description: fmt.Sprintf("Queue %s has held messages for the last %s (lowest %.0f, now %.0f) and its depth did not go "+
 			"down once in %d samples: nothing is taking messages off it, or the workers are far slower than producers. "+
-			"Check that workers are running and not crash-looping.", queue, opts.StallAfter, lowest, cur, len(win)),
+			"Check that workers are running and not crash-looping.", queue, window, lowest, cur, len(win)),
 		Evidence: map[string]float64{"depth": cur, "lowest": lowest, "peak": peak, "samples": float64(len(win)),
-			"window_seconds": opts.StallAfter.Seconds(), "decreases": float64(decreases)},
+			"window_seconds": window.Seconds(), "decreases": float64(decreases)},
 		Link: queueLink(queue),
 	}, true
 }

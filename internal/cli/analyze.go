@@ -1,5 +1,378 @@
 package cli
 
-import "context"
+import (
+	"context"
+	"encoding/csv"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
 
-func runAnalyze(_ context.Context, env Env, _ []string) int { return notYet("analyze", env) }
+	"github.com/flagwarden/flagwarden/detectors"
+	"github.com/flagwarden/flagwarden/internal/config"
+	"github.com/flagwarden/flagwarden/internal/series"
+	"github.com/flagwarden/flagwarden/internal/snapshot"
+)
+
+// analyzeFinding is one finding as `analyze --json` prints it.
+type analyzeFinding struct {
+	Kind       string             `json:"kind"`
+	Severity   string             `json:"severity"`
+	Subject    string             `json:"subject"`
+	StartedAt  *time.Time         `json:"started_at"`
+	ResolvedAt *time.Time         `json:"resolved_at"`
+	Summary    string             `json:"summary"`
+	Evidence   map[string]float64 `json:"evidence"`
+}
+
+func runAnalyze(_ context.Context, env Env, args []string) int {
+	if len(args) == 0 || (args[0] != "backlog" && args[0] != "outliers") {
+		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
+			analyzeUsage(env.Stdout)
+			return 0
+		}
+		analyzeUsage(env.Stderr)
+		return 2
+	}
+	what := args[0]
+	fs := newFlagSet("analyze", env, "analyze "+what+" --csv FILE [--json] [--config FILE]")
+	csvPath := fs.String("csv", "", "CSV `file` to analyze (- for stdin)")
+	asJSON := fs.Bool("json", false, `print {"findings": [...]} as JSON instead of a table`)
+	cfgPath := fs.String("config", env.getenv("FLAGWARDEN_CONFIG"), "configuration `file` whose detectors section sets the thresholds (default: built-in defaults)")
+	if code, ok := parseFlags(fs, args[1:]); !ok {
+		return code
+	}
+	if *csvPath == "" {
+		fmt.Fprintln(env.Stderr, "flagwarden analyze: --csv is required")
+		fs.Usage()
+		return 2
+	}
+	det := config.Default().Detectors
+	if *cfgPath != "" {
+		cfg, err := config.Load(*cfgPath, env.Environ)
+		if err != nil {
+			printConfigError(env.Stderr, err)
+			return 1
+		}
+		det = cfg.Detectors
+	}
+	in, closeIn, err := openCSV(*csvPath)
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "flagwarden analyze: %v\n", err)
+		return 1
+	}
+	defer closeIn()
+
+	var findings []analyzeFinding
+	var note string
+	switch what {
+	case "backlog":
+		findings, note, err = analyzeBacklog(in, det)
+	case "outliers":
+		findings, note, err = analyzeOutliers(in, det)
+	}
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "flagwarden analyze %s: %s: %v\n", what, *csvPath, err)
+		return 1
+	}
+	if findings == nil {
+		findings = []analyzeFinding{}
+	}
+	if *asJSON {
+		enc := json.NewEncoder(env.Stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(map[string]any{"findings": findings}); err != nil {
+			fmt.Fprintf(env.Stderr, "flagwarden analyze: %v\n", err)
+			return 1
+		}
+		return 0
+	}
+	printFindings(env.Stdout, findings, note)
+	return 0
+}
+
+func analyzeUsage(w io.Writer) {
+	fmt.Fprint(w, `Usage: flagwarden analyze backlog  --csv FILE [--json] [--config FILE]
+       flagwarden analyze outliers --csv FILE [--json] [--config FILE]
+
+backlog:  a CSV with header timestamp,value (RFC 3339, "YYYY-MM-DD HH:MM:SS" in UTC, or
+          Unix seconds; any sample interval), replayed in time order through the live
+          backlog detectors; each finding is reported with when it would have fired and
+          resolved.
+outliers: a CSV with header team_id,size_bytes; the extra columns flags, cohorts,
+          definitions_payload_bytes and project_id are used where present.
+`)
+}
+
+func openCSV(path string) (io.Reader, func(), error) {
+	if path == "-" {
+		return os.Stdin, func() {}, nil
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	return f, func() { f.Close() }, nil
+}
+
+// csvTable reads a CSV whose first row is a header, mapping required and optional
+// column names to indexes. Every error names its line.
+type csvTable struct {
+	r    *csv.Reader
+	cols map[string]int
+}
+
+func readHeader(in io.Reader, required ...string) (*csvTable, error) {
+	r := csv.NewReader(in)
+	r.FieldsPerRecord = -1
+	r.TrimLeadingSpace = true
+	r.ReuseRecord = true
+	head, err := r.Read()
+	if errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("line 1: empty file, expected a header %s", strings.Join(required, ","))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("line 1: %w", err)
+	}
+	t := &csvTable{r: r, cols: map[string]int{}}
+	for i, h := range head {
+		name := strings.ToLower(strings.TrimSpace(strings.TrimPrefix(h, "\ufeff")))
+		if _, dup := t.cols[name]; dup {
+			return nil, fmt.Errorf("line 1: column %q appears twice", name)
+		}
+		t.cols[name] = i
+	}
+	for _, c := range required {
+		if _, ok := t.cols[c]; !ok {
+			return nil, fmt.Errorf("line 1: missing header: expected columns %s, got %q", strings.Join(required, ","), strings.Join(head, ","))
+		}
+	}
+	return t, nil
+}
+
+// next returns the next record and its line, or io.EOF.
+func (t *csvTable) next() ([]string, int, error) {
+	rec, err := t.r.Read()
+	if err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, 0, io.EOF
+		}
+		var pe *csv.ParseError
+		if errors.As(err, &pe) {
+			return nil, pe.Line, fmt.Errorf("line %d: %w", pe.Line, pe.Err)
+		}
+		return nil, 0, err
+	}
+	line, _ := t.r.FieldPos(0)
+	if len(rec) != len(t.cols) {
+		return nil, line, fmt.Errorf("line %d: %d fields, the header has %d", line, len(rec), len(t.cols))
+	}
+	return rec, line, nil
+}
+
+func (t *csvTable) field(rec []string, name string) (string, bool) {
+	i, ok := t.cols[name]
+	if !ok {
+		return "", false
+	}
+	return strings.TrimSpace(rec[i]), true
+}
+
+// parseTimestamp accepts RFC 3339, "YYYY-MM-DD HH:MM:SS" (UTC) or Unix seconds.
+func parseTimestamp(s string) (time.Time, error) {
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		return t.UTC(), nil
+	}
+	for _, layout := range []string{"2006-01-02 15:04:05", "2006-01-02 15:04:05.999999999", "2006-01-02T15:04:05"} {
+		if t, err := time.ParseInLocation(layout, s, time.UTC); err == nil {
+			return t, nil
+		}
+	}
+	if f, err := strconv.ParseFloat(s, 64); err == nil && !math.IsInf(f, 0) && !math.IsNaN(f) && f >= 0 && f < 1e11 {
+		sec, frac := math.Modf(f)
+		return time.Unix(int64(sec), int64(frac*1e9)).UTC(), nil
+	}
+	return time.Time{}, fmt.Errorf("timestamp %q is not RFC 3339, \"YYYY-MM-DD HH:MM:SS\" or Unix seconds", s)
+}
+
+func backlogOptions(d config.Detectors) detectors.BacklogOptions {
+	return detectors.BacklogOptions{
+		Limit: float64(d.BacklogLimit), Floor: float64(d.BacklogFloor),
+		ShortWindow: d.BacklogShortWindow, LongWindow: d.BacklogLongWindow,
+		StallAfter: d.StallAfter, For: d.For,
+	}
+}
+
+func analyzeBacklog(in io.Reader, d config.Detectors) ([]analyzeFinding, string, error) {
+	t, err := readHeader(in, "timestamp", "value")
+	if err != nil {
+		return nil, "", err
+	}
+	var points []series.Point
+	for {
+		rec, line, err := t.next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, "", err
+		}
+		ts, _ := t.field(rec, "timestamp")
+		at, err := parseTimestamp(ts)
+		if err != nil {
+			return nil, "", fmt.Errorf("line %d: %w", line, err)
+		}
+		vs, _ := t.field(rec, "value")
+		v, err := strconv.ParseFloat(vs, 64)
+		if err != nil || math.IsNaN(v) || math.IsInf(v, 0) || v < 0 {
+			return nil, "", fmt.Errorf("line %d: value %q is not a non-negative number", line, vs)
+		}
+		if n := len(points); n > 0 && at.Before(points[n-1].T) {
+			return nil, "", fmt.Errorf("line %d: timestamp %s is earlier than the previous row's %s; rows must be in time order",
+				line, at.Format(time.RFC3339), points[n-1].T.Format(time.RFC3339))
+		}
+		points = append(points, series.Point{T: at, V: v})
+	}
+	if len(points) == 0 {
+		return nil, "", errors.New("no data rows after the header")
+	}
+	opts := backlogOptions(d)
+	eps := detectors.ReplayBacklog("csv", points, opts, d.Interval)
+	_, st := detectors.EvaluateBacklog("csv", points, points[len(points)-1].T, func(string) bool { return false }, opts)
+	note := fmt.Sprintf("%d samples from %s to %s", len(points), points[0].T.Format(time.RFC3339), points[len(points)-1].T.Format(time.RFC3339))
+	if st.Note != "" {
+		note += "; at the end: " + st.Note
+	}
+	out := make([]analyzeFinding, 0, len(eps))
+	for _, e := range eps {
+		f := analyzeFinding{Kind: e.Kind, Severity: string(e.Severity), Subject: e.Subject, Summary: e.Summary, Evidence: e.Evidence}
+		started := e.StartedAt
+		f.StartedAt = &started
+		if !e.ResolvedAt.IsZero() {
+			resolved := e.ResolvedAt
+			f.ResolvedAt = &resolved
+		}
+		out = append(out, f)
+	}
+	return out, note, nil
+}
+
+func analyzeOutliers(in io.Reader, d config.Detectors) ([]analyzeFinding, string, error) {
+	t, err := readHeader(in, "team_id", "size_bytes")
+	if err != nil {
+		return nil, "", err
+	}
+	seen := map[int64]int{}
+	var teams []snapshot.TeamSize
+	intField := func(rec []string, line int, name string) (int64, bool, error) {
+		s, ok := t.field(rec, name)
+		if !ok || s == "" {
+			return 0, false, nil
+		}
+		v, err := strconv.ParseInt(s, 10, 64)
+		if err != nil || v < 0 {
+			return 0, false, fmt.Errorf("line %d: %s %q is not a non-negative integer", line, name, s)
+		}
+		return v, true, nil
+	}
+	for {
+		rec, line, err := t.next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, "", err
+		}
+		id, ok, err := intField(rec, line, "team_id")
+		if err != nil {
+			return nil, "", err
+		}
+		if !ok {
+			return nil, "", fmt.Errorf("line %d: team_id is empty", line)
+		}
+		if prev, dup := seen[id]; dup {
+			return nil, "", fmt.Errorf("line %d: team %d already appeared on line %d", line, id, prev)
+		}
+		seen[id] = line
+		size, ok, err := intField(rec, line, "size_bytes")
+		if err != nil {
+			return nil, "", err
+		}
+		if !ok {
+			return nil, "", fmt.Errorf("line %d: size_bytes is empty", line)
+		}
+		ts := snapshot.TeamSize{TeamID: id, FlagsPayloadBytes: size}
+		for name, dst := range map[string]*int64{
+			"definitions_payload_bytes": &ts.DefinitionsPayloadBytes, "flags": &ts.Flags, "active_flags": &ts.ActiveFlags,
+			"cohorts": &ts.Cohorts, "cohort_bytes": &ts.CohortBytes, "project_id": &ts.ProjectID,
+		} {
+			v, ok, err := intField(rec, line, name)
+			if err != nil {
+				return nil, "", err
+			}
+			if ok {
+				*dst = v
+			}
+		}
+		teams = append(teams, ts)
+	}
+	if len(teams) == 0 {
+		return nil, "", errors.New("no data rows after the header")
+	}
+	opts := detectors.OutlierOptions{MinBytes: int64(d.OutlierMinBytes), WorkerMemoryLimit: int64(d.WorkerMemoryLimit)}
+	rep := detectors.ScoreTeams(teams, opts)
+	note := fmt.Sprintf("%d teams with data of %d; median %.0f bytes, p99.9 %.0f bytes, threshold z %.2f, largest z %.2f",
+		rep.Teams, len(teams), rep.Median, rep.P999, rep.Threshold, rep.MaxZ)
+	if rep.Insufficient {
+		note = fmt.Sprintf("insufficient data: %d teams with data are too few for the statistics; only the worker memory limit rule applied", rep.Teams)
+	}
+	var out []analyzeFinding
+	for _, o := range detectors.Outliers(rep, opts) {
+		out = append(out, analyzeFinding{Kind: o.Kind, Severity: string(o.Severity), Subject: o.Subject, Summary: o.Summary, Evidence: o.Evidence})
+	}
+	return out, note, nil
+}
+
+func printFindings(w io.Writer, findings []analyzeFinding, note string) {
+	if note != "" {
+		fmt.Fprintln(w, note)
+	}
+	if len(findings) == 0 {
+		fmt.Fprintln(w, "no findings")
+		return
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "KIND\tSEVERITY\tSUBJECT\tSTARTED\tRESOLVED\tSUMMARY")
+	ts := func(t *time.Time) string {
+		if t == nil {
+			return "-"
+		}
+		return t.Format("2006-01-02 15:04")
+	}
+	for _, f := range findings {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", f.Kind, f.Severity, f.Subject, ts(f.StartedAt), ts(f.ResolvedAt), f.Summary)
+	}
+	tw.Flush()
+	fmt.Fprintln(w)
+	for _, f := range findings {
+		keys := slices.Sorted(func(yield func(string) bool) {
+			for k := range f.Evidence {
+				if !yield(k) {
+					return
+				}
+			}
+		})
+		parts := make([]string, 0, len(keys))
+		for _, k := range keys {
+			parts = append(parts, k+"="+strconv.FormatFloat(f.Evidence[k], 'g', 6, 64))
+		}
+		fmt.Fprintf(w, "%s %s evidence: %s\n", f.Kind, f.Subject, strings.Join(parts, " "))
+	}
+}
