@@ -1,8 +1,9 @@
 // Package teams measures what each team's flag data weighs in the flag database: flags
 // (total, active, deleted), referenced non-static cohorts and their bytes, total and
 // largest filters, group types, the estimated payload of both caches, and the newest
-// change. A full pass walks every team in chunks of team ids; in between, incremental
-// passes re-measure only the teams changed since the last pass. Bad data (NULL or
+// change. Every pass re-measures the teams changed since the previous pass; a full sweep
+// over every team id range runs every full_interval, a bounded number of chunks per pass,
+// so that a database of 250,000 teams never needs one long pass. Bad data (NULL or
 // non-object filters, cohort cycles, missing cohorts) is counted per team, never fatal.
 package teams
 
@@ -26,10 +27,13 @@ import (
 
 // Options configure the collector.
 type Options struct {
-	// FullInterval is how often every team is measured. Default 30m.
+	// FullInterval is how often a full sweep over every team starts. Default 30m.
 	FullInterval time.Duration
 	// ChunkTeams is how many team ids one query covers. Default 5000.
 	ChunkTeams int
+	// SweepBudget bounds the time one pass spends on the full sweep; the sweep resumes
+	// where it stopped on the next pass. Default 30s.
+	SweepBudget time.Duration
 	// ChangeOverlap widens each incremental window backwards so that a change committed
 	// with an older timestamp than the previous pass's start is still seen. Default 1m.
 	ChangeOverlap time.Duration
@@ -40,6 +44,7 @@ type Options struct {
 func (o *Options) applyDefaults() {
 	o.FullInterval = cmp.Or(o.FullInterval, 30*time.Minute)
 	o.ChunkTeams = cmp.Or(o.ChunkTeams, 5000)
+	o.SweepBudget = cmp.Or(o.SweepBudget, 30*time.Second)
 	o.ChangeOverlap = cmp.Or(o.ChangeOverlap, time.Minute)
 	if o.Now == nil {
 		o.Now = time.Now
@@ -47,9 +52,9 @@ func (o *Options) applyDefaults() {
 }
 
 func (o Options) validate() error {
-	if o.FullInterval < 0 || o.ChunkTeams < 1 || o.ChangeOverlap < 0 {
-		return fmt.Errorf("teams collector options: FullInterval and ChangeOverlap must not be negative and ChunkTeams must be positive, got %s, %s, %d",
-			o.FullInterval, o.ChangeOverlap, o.ChunkTeams)
+	if o.FullInterval < 0 || o.ChunkTeams < 1 || o.ChangeOverlap < 0 || o.SweepBudget < 0 {
+		return fmt.Errorf("teams collector options: FullInterval, SweepBudget and ChangeOverlap must not be negative and ChunkTeams must be positive, got %s, %s, %s, %d",
+			o.FullInterval, o.SweepBudget, o.ChangeOverlap, o.ChunkTeams)
 	}
 	return nil
 }
@@ -65,8 +70,16 @@ type Collector struct {
 
 	mu        sync.Mutex
 	teams     map[int64]snapshot.TeamSize
-	lastFull  time.Time
-	watermark time.Time
+	watermark time.Time // changes at or after this are picked up by the next pass
+	lastFull  time.Time // start of the last completed sweep
+	sweep     *sweep    // the sweep in progress, nil between sweeps
+}
+
+// sweep is a full pass in progress: the next team id to measure and the last one.
+type sweep struct {
+	next, hi int64
+	started  time.Time
+	work     time.Duration
 }
 
 // New returns a collector reading src.
@@ -81,104 +94,142 @@ func New(src Source, opts Options, snaps *snapshot.Store, ss *series.Store, reg 
 	}, nil
 }
 
-// RunOnce is the loop's pass: a full pass when one is due, else an incremental one. The
-// result is published even when some chunks failed (teams in failed chunks keep their
-// previous size), and the error is returned so that the loop's health shows it.
+// RunOnce is the loop's pass: the changed teams, then up to SweepBudget of the full
+// sweep when one is due or under way. The result is published even when some queries
+// failed (teams they covered keep their previous sizes), and the error is returned so
+// that the loop's health shows it.
 func (c *Collector) RunOnce(ctx context.Context) error {
-	c.mu.Lock()
-	full := c.lastFull.IsZero() || c.opts.Now().Sub(c.lastFull) >= c.opts.FullInterval
-	c.mu.Unlock()
-	t, err := c.Collect(ctx, full)
-	if t.At.IsZero() {
-		return err
+	t, err := c.pass(ctx, c.opts.SweepBudget)
+	if !t.At.IsZero() {
+		c.publish(t)
 	}
-	c.publish(t)
 	return err
 }
 
-// Collect runs one full or incremental pass and returns the merged snapshot without
-// publishing it. A zero At means nothing was measured.
-func (c *Collector) Collect(ctx context.Context, full bool) (snapshot.Teams, error) {
+// Collect runs the changed teams and a complete full sweep now, and returns the snapshot
+// without publishing it. The CLI and benchmarks use it.
+func (c *Collector) Collect(ctx context.Context) (snapshot.Teams, error) {
+	c.mu.Lock()
+	if c.sweep == nil {
+		c.lastFull = time.Time{} // force a sweep
+	}
+	c.mu.Unlock()
+	return c.pass(ctx, 0)
+}
+
+// Refresh re-measures only the teams changed since the previous pass.
+func (c *Collector) Refresh(ctx context.Context) (snapshot.Teams, error) {
+	return c.pass(ctx, -1)
+}
+
+// pass runs one pass. budget > 0 bounds the sweep's time, 0 runs it to the end, < 0
+// skips it. A zero At in the result means nothing was measured.
+func (c *Collector) pass(ctx context.Context, budget time.Duration) (snapshot.Teams, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	start := c.opts.Now()
 	began := time.Now()
-	var next map[int64]snapshot.TeamSize
-	var err error
-	if full {
-		next, err = c.fullPass(ctx)
-	} else {
-		next, err = c.incrementalPass(ctx)
-	}
-	if next == nil {
-		return snapshot.Teams{}, err
-	}
-	elapsed := time.Since(began)
-	kind := "incremental"
-	if full {
-		kind = "full"
-	}
-	c.metrics.passSeconds.WithLabelValues(kind).Observe(elapsed.Seconds())
-	if err == nil {
-		c.watermark = start
-		if full {
-			c.lastFull = start
+	next := maps.Clone(c.teams)
+	var errs []error
+	measured := false
+
+	if !c.watermark.IsZero() {
+		if err := c.refreshChanged(ctx, next); err != nil {
+			errs = append(errs, err)
+		} else {
+			measured = true
+			c.watermark = start
+			c.metrics.passSeconds.WithLabelValues("incremental").Observe(time.Since(began).Seconds())
 		}
+	} else {
+		// Everything before the first sweep is covered by that sweep.
+		c.watermark = start
+	}
+
+	full := false
+	due := c.sweep != nil || c.lastFull.IsZero() || start.Sub(c.lastFull) >= c.opts.FullInterval
+	if due && budget >= 0 {
+		done, ran, err := c.runSweep(ctx, next, start, budget)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		measured = measured || ran
+		full = done
+	}
+	if !measured {
+		return snapshot.Teams{}, errors.Join(errs...)
 	}
 	prev := c.teams
 	c.teams = next
 	c.appendSeries(prev, next, start)
-	return snapshot.Teams{At: start, Full: full, PassSeconds: elapsed.Seconds(), Teams: next}, err
+	return snapshot.Teams{At: start, Full: full, PassSeconds: time.Since(began).Seconds(), Teams: next}, errors.Join(errs...)
 }
 
-// fullPass measures every team id range. A chunk that fails keeps its teams' previous
-// sizes so that a slow chunk cannot make teams vanish.
-func (c *Collector) fullPass(ctx context.Context) (map[int64]snapshot.TeamSize, error) {
-	lo, hi, ok, err := c.src.TeamIDBounds(ctx)
-	if err != nil {
-		return nil, err
+// runSweep advances the full sweep by whole chunks until it ends or the budget is used.
+// A chunk replaces every team in its id range, so teams whose data is gone drop out; a
+// chunk that fails keeps its teams' previous sizes and the sweep moves on, so one bad
+// range cannot stall every other team.
+func (c *Collector) runSweep(ctx context.Context, next map[int64]snapshot.TeamSize, start time.Time, budget time.Duration) (done, ran bool, err error) {
+	if c.sweep == nil {
+		lo, hi, ok, err := c.src.TeamIDBounds(ctx)
+		if err != nil {
+			return false, false, err
+		}
+		if !ok {
+			clear(next)
+			c.lastFull = start
+			return true, true, nil
+		}
+		c.sweep = &sweep{next: lo, hi: hi, started: start}
 	}
-	next := make(map[int64]snapshot.TeamSize, len(c.teams))
-	if !ok {
-		return next, nil
-	}
+	sw := c.sweep
+	began := time.Now()
 	var errs []error
 	step := int64(c.opts.ChunkTeams)
-	for from := lo; from <= hi; from += step {
-		to := min(from+step, hi+1)
-		if ctx.Err() != nil {
-			errs = append(errs, fmt.Errorf("full pass stopped at team %d: %w", from, ctx.Err()))
-			c.keep(next, from, hi+1)
+	for sw.next <= sw.hi {
+		// At least one chunk per pass, so that any budget makes progress.
+		if ctx.Err() != nil || (ran && budget > 0 && time.Since(began) >= budget) {
 			break
 		}
+		from, to := sw.next, min(sw.next+step, sw.hi+1)
 		sizes, err := c.src.MeasureRange(ctx, from, to)
+		sw.next = to
+		ran = true
 		if err != nil {
 			errs = append(errs, err)
-			c.keep(next, from, to)
 			continue
+		}
+		for id := range next {
+			if id >= from && id < to {
+				delete(next, id)
+			}
 		}
 		for _, s := range sizes {
 			next[s.TeamID] = s
 		}
 	}
-	return next, errors.Join(errs...)
-}
-
-// keep copies the previous sizes of teams in [from, to) into next.
-func (c *Collector) keep(next map[int64]snapshot.TeamSize, from, to int64) {
-	for id, s := range c.teams {
-		if id >= from && id < to {
-			next[id] = s
-		}
+	sw.work += time.Since(began)
+	if ctx.Err() != nil {
+		errs = append(errs, fmt.Errorf("full sweep paused at team %d: %w", sw.next, ctx.Err()))
 	}
+	if sw.next > sw.hi {
+		// Teams created after the sweep took its bounds are above hi; the next
+		// pass's changed-teams query finds them.
+		c.metrics.passSeconds.WithLabelValues("full").Observe(sw.work.Seconds())
+		c.logger.Info("full sweep done", "teams", len(next), "work", sw.work, "took", start.Sub(sw.started)+time.Since(began))
+		c.lastFull = sw.started
+		c.sweep = nil
+		done = true
+	}
+	return done, ran, errors.Join(errs...)
 }
 
-func (c *Collector) incrementalPass(ctx context.Context) (map[int64]snapshot.TeamSize, error) {
+// refreshChanged re-measures the teams changed since the watermark.
+func (c *Collector) refreshChanged(ctx context.Context, next map[int64]snapshot.TeamSize) error {
 	ids, err := c.src.ChangedSince(ctx, c.watermark.Add(-c.opts.ChangeOverlap))
 	if err != nil {
-		return nil, err
+		return err
 	}
-	next := maps.Clone(c.teams)
 	var errs []error
 	for chunk := range slices.Chunk(ids, c.opts.ChunkTeams) {
 		sizes, err := c.src.MeasureTeams(ctx, chunk)
@@ -197,7 +248,7 @@ func (c *Collector) incrementalPass(ctx context.Context) (map[int64]snapshot.Tea
 			}
 		}
 	}
-	return next, errors.Join(errs...)
+	return errors.Join(errs...)
 }
 
 // appendSeries records a team's payload size and flag count when they change, so that

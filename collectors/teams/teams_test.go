@@ -349,3 +349,28 @@ func loopUp(t *testing.T, reg *prometheus.Registry) float64 {
 	t.Fatal("flagwarden_collector_up missing")
 	return -1
 }
+
+// TestSweepResumesAcrossPasses: with a budget of one chunk per pass, the sweep spreads
+// over passes, the snapshot fills chunk by chunk, and only the last pass is full.
+func TestSweepResumesAcrossPasses(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := newPool(t)
+	_, err := flagdb.Seed(ctx, pool, flagdb.SeedOptions{Teams: 30, Seed: 9, FlagTeamShare: 1})
+	require.NoError(t, err)
+	clock := time.Now()
+	snaps := snapshot.NewStore()
+	c, err := New(NewPostgres(pool, 5*time.Second), Options{ChunkTeams: 10, SweepBudget: time.Nanosecond, FullInterval: time.Hour,
+		Now: func() time.Time { return clock }}, snaps, nil, prometheus.NewRegistry(), discardLogger())
+	require.NoError(t, err)
+	for i, want := range []int{10, 20, 30} {
+		require.NoError(t, c.RunOnce(ctx))
+		got := snaps.Teams()
+		require.Len(t, got.Teams, want, "pass %d", i)
+		require.Equal(t, i == 2, got.Full, "pass %d", i)
+		clock = clock.Add(time.Minute)
+	}
+	require.NoError(t, c.RunOnce(ctx))
+	require.False(t, snaps.Teams().Full, "no sweep until full_interval has passed")
+	require.Len(t, snaps.Teams().Teams, 30)
+}
