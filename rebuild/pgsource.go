@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -60,7 +61,7 @@ func (s *PGSource) Flags(ctx context.Context, teamID int64, afterKey string, lim
 			COALESCE(f.ensure_experience_continuity, false), COALESCE(f.has_encrypted_payloads, false),
 			COALESCE(f.is_remote_configuration, false), f.version, COALESCE(f.evaluation_runtime, 'all'),
 			ARRAY(SELECT t.name FROM posthog_featureflagevaluationtag et JOIN posthog_tag t ON t.id = et.tag_id
-			      WHERE et.feature_flag_id = f.id ORDER BY t.name)
+			      WHERE et.feature_flag_id = f.id)
 		FROM posthog_featureflag f
 		WHERE f.team_id = $1 AND NOT f.deleted AND f.key > $2
 		ORDER BY f.key LIMIT $3`, pgx.QueryExecModeExec, teamID, afterKey, limit)
@@ -79,6 +80,9 @@ func (s *PGSource) Flags(ctx context.Context, teamID int64, afterKey string, lim
 			&r.HasEncryptedPayloads, &r.IsRemoteConfiguration, &version, &r.EvaluationRuntime, &r.Tags); err != nil {
 			return n, fmt.Errorf("read flags of team %d: %w", teamID, err)
 		}
+		// Sorted here: ORDER BY in the subquery lets the planner drive the join from the
+		// tag-name index, once per flag, which made each page hundreds of times slower.
+		slices.Sort(r.Tags)
 		r.Version = nil
 		if version != nil {
 			v := int64(*version)
