@@ -143,6 +143,10 @@ function timeLabel(ms, spanMs) {
 function lineChart(points, o = {}) {
   const W = o.width || 1200, H = o.height || 170, L = 64, R = 16, T = 12, B = 26;
   if (!points || points.length === 0) return `<div class="empty">No history yet.</div>`;
+  if (points.length === 1) {
+    const fmt1 = o.fmt || fmtCount;
+    return `<div class="empty">One measurement so far: <b>${esc(fmt1(points[0].v))}</b> ${esc(ago(points[0].t))}. The chart appears from the second.</div>`;
+  }
   const xs = points.map((p) => new Date(p.t).getTime());
   const ys = points.map((p) => p.v);
   const x0 = xs[0];
@@ -526,10 +530,10 @@ function rebuildTable(list, withTeam) {
   for (const b of list) {
     const took = (new Date(b.finished_at) - new Date(b.started_at)) / 1000;
     html += `<tr data-job="${b.job_id}">${withTeam ? `<td><a href="/teams/${b.team_id}" data-link>team ${b.team_id}</a></td>` : ""}
-      <td>${esc(ago(b.finished_at))}</td><td>${esc(b.lane)}</td>
+      <td>${isSet(b.finished_at) ? esc(ago(b.finished_at)) : "–"}</td><td>${esc(b.lane)}</td>
       <td>${b.ok ? (b.unchanged ? badge("unchanged", "info") : badge("built", "ok")) : badge("failed", "crit") + ` <span class="err small">${esc(b.error)}</span>`}${b.skipped_flags ? " " + badge(b.skipped_flags + " skipped", "warn") : ""}</td>
       <td class="r num">${isSet(b.started_at) && isSet(b.finished_at) ? fmtDuration(took) : "–"}</td>
-      <td class="r">${num(b.peak_heap_bytes, fmtBytes)}</td><td class="r">${num(b.flags, fmtCount)}</td>
+      <td class="r">${b.peak_heap_bytes ? num(b.peak_heap_bytes, fmtBytes) : "–"}</td><td class="r">${num(b.flags, fmtCount)}</td>
       <td class="r">${num(b.flags_bytes, fmtBytes)}</td><td class="r">${num(b.definitions_bytes, fmtBytes)}</td></tr>`;
   }
   return html + `</tbody></table>`;
