@@ -159,6 +159,10 @@ type Prometheus struct {
 	Timeout time.Duration `yaml:"timeout"`
 	// Queries are evaluated every pods interval and kept as series.
 	Queries []PromQuery `yaml:"queries"`
+	// PodMemoryQuery returns each worker pod's memory working set in bytes, one sample per
+	// pod with a "pod" label; the pod collector sets usage against limit from it. Empty:
+	// usage unknown.
+	PodMemoryQuery string `yaml:"pod_memory_query"`
 }
 
 // PromQuery is one named PromQL expression.
@@ -171,17 +175,22 @@ type PromQuery struct {
 
 func (pr Prometheus) validate(p *problems) {
 	if pr.URL == "" {
-		if len(pr.Queries) > 0 {
-			p.add("prometheus.url", "is required when prometheus.queries are set")
+		if len(pr.Queries) > 0 || pr.PodMemoryQuery != "" {
+			p.add("prometheus.url", "is required when prometheus.queries or prometheus.pod_memory_query are set")
 		}
 		return
 	}
 	checkURL(p, "prometheus.url", string(pr.URL), "http", "https")
 	p.positive("prometheus.timeout", pr.Timeout)
+	seen := map[string]bool{}
 	for i, q := range pr.Queries {
 		if q.Name == "" || q.Query == "" {
 			p.add(fieldIndex("prometheus.queries", i), "needs both name and query")
 		}
+		if seen[q.Name] {
+			p.add(fieldIndex("prometheus.queries", i)+".name", "duplicates another query's name %q", q.Name)
+		}
+		seen[q.Name] = true
 	}
 }
 
