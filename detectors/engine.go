@@ -41,8 +41,9 @@ type EngineOptions struct {
 	Health func() []loop.Health
 	// Quarantine may be nil when the rebuild engine is disabled.
 	Quarantine QuarantineSource
-	// Store persists findings; nil keeps them in memory only (tests, offline use).
-	Store *Store
+	// Store persists findings (Store in Postgres, MemStore in process); nil keeps them
+	// in memory only (tests, offline use).
+	Store FindingStore
 	// Pager receives what should page; nil pages nothing.
 	Pager Pager
 
