@@ -85,6 +85,9 @@ func (o *EngineOptions) validate() error {
 	return errors.Join(errs...)
 }
 
+// maxUnsaved bounds the resolutions kept for retry while the state database is away.
+const maxUnsaved = 10000
+
 // Engine runs every detector in one pass and keeps the findings' lifecycle. Its RunOnce
 // is the detector loop's pass; only the leader runs it.
 type Engine struct {
@@ -103,6 +106,7 @@ type Engine struct {
 	etaQueues  map[string]bool
 	lastPrune  time.Time
 	statuses   []DetectorStatus
+	unsaved    []Change
 }
 
 type engineMetrics struct {
@@ -227,8 +231,17 @@ func (e *Engine) RunOnce(ctx context.Context) error {
 		errs = append(errs, quarErr)
 	}
 	if e.opts.Store != nil {
-		if err := e.opts.Store.Apply(ctx, changes); err != nil {
+		// Resolutions and drops are reported once; if writing them fails they are
+		// retried with the next pass, or the store would show them active for ever.
+		toWrite := append(e.unsaved, changes...)
+		e.unsaved = nil
+		if err := e.opts.Store.Apply(ctx, toWrite); err != nil {
 			errs = append(errs, err)
+			for _, c := range toWrite {
+				if (c.Dropped || c.Finding.State == StateResolved) && len(e.unsaved) < maxUnsaved {
+					e.unsaved = append(e.unsaved, c)
+				}
+			}
 		}
 		if err := e.opts.Store.SaveStatus(ctx, statuses); err != nil {
 			errs = append(errs, err)

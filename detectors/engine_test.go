@@ -182,3 +182,41 @@ func containsID(fs []Finding, id string) bool {
 	}
 	return false
 }
+
+func TestEngineRetriesResolutionsTheStoreMissed(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := statePool(t)
+	good := NewStore(pool)
+	broken, err := pgxpool.New(ctx, pool.Config().ConnString())
+	require.NoError(t, err)
+	broken.Close() // every query on it fails
+
+	q := &quarantines{qs: []rebuild.Quarantine{{TeamID: 5, Reason: "manual", Since: t0}}}
+	now := t0
+	e, err := NewEngine(EngineOptions{Series: series.New(series.Options{MaxPoints: 10}, nil), Snapshots: snapshot.NewStore(),
+		Quarantine: q, Store: good, Registerer: prometheus.NewRegistry(), Now: func() time.Time { return now }})
+	require.NoError(t, err)
+	require.NoError(t, e.RunOnce(ctx))
+
+	// The team is released while the state database is unreachable.
+	q.qs = nil
+	now = now.Add(30 * time.Second)
+	e.opts.Store = NewStore(broken)
+	require.Error(t, e.RunOnce(ctx))
+	active, err := good.Active(ctx)
+	require.NoError(t, err)
+	require.Len(t, active, 1, "the store still shows it firing")
+
+	e.opts.Store = good
+	now = now.Add(30 * time.Second)
+	require.NoError(t, e.RunOnce(ctx))
+	active, err = good.Active(ctx)
+	require.NoError(t, err)
+	require.Empty(t, active, "the missed resolution was written on the next pass")
+	recent, err := good.Recent(ctx, 10)
+	require.NoError(t, err)
+	require.Len(t, recent, 1)
+	require.Equal(t, StateResolved, recent[0].State)
+	require.Equal(t, t0.Add(30*time.Second), recent[0].ResolvedAt, "resolved when it cleared, not when it was written")
+}
