@@ -112,9 +112,11 @@ func (s *Server) Start(ctx context.Context) error {
 		return fmt.Errorf("listen on %s: %w", s.opts.Listen, err)
 	}
 	s.ln = ln
-	s.served = make(chan struct{})
+	served := make(chan struct{})
+	s.served = served
 	go func() {
-		defer close(s.served)
+		// The local, not the field: Stop clears the field while this goroutine runs.
+		defer close(served)
 		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.opts.Logger.Error("http server stopped", "err", err)
 		}
