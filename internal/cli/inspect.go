@@ -238,7 +238,7 @@ func inspectTeams(ctx context.Context, cfg config.Config, o inspectOut) error {
 	fmt.Fprintf(o.w, "NAIVE BUILD is %d× both payloads, what a load-everything build holds; compared with the %s worker limit.\n\n",
 		snapshot.NaiveBuildFactor, humanize.IBytes(uint64(limit)))
 	tw := o.table()
-	fmt.Fprintln(tw, "TEAM\tFLAGS\tACTIVE\tDELETED\tCOHORTS\tFILTERS\tLARGEST FILTER\t/FLAGS PAYLOAD\tDEFINITIONS\tNAIVE BUILD\tUPDATED\tBAD")
+	fmt.Fprintln(tw, "TEAM\tFLAGS\tACTIVE\tDELETED\tCOHORTS\tFILTERS\tLARGEST FILTER\tFLAGS PAYLOAD\tDEFINITIONS PAYLOAD\tNAIVE BUILD\tUPDATED\tBAD")
 	n := o.limit(len(list))
 	for _, s := range list[:n] {
 		naive := humanize.IBytes(uint64(s.EstimatedNaiveBuildBytes()))
@@ -473,12 +473,15 @@ func inspectCaches(ctx context.Context, cfg config.Config, o inspectOut) error {
 		if len(etag) > 16 {
 			etag = etag[:16]
 		}
-		size := "-"
+		size, lag := "-", "-"
 		if x.Bytes > 0 {
 			size = humanize.IBytes(uint64(x.Bytes))
 		}
+		if !x.Missing && !x.SourceUpdatedAt.IsZero() {
+			lag = x.Lag.Round(time.Second).String()
+		}
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", x.TeamID, x.Kind, x.Source, size, ago(x.BuiltAt, s.At),
-			x.Lag.Round(time.Second), etag, state)
+			lag, etag, state)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
