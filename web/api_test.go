@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"math"
 	"net/http"
 	"strings"
 	"sync"
@@ -559,6 +560,13 @@ func TestTrendIsRobust(t *testing.T) {
 		{"draining", mk(60, func(i int) float64 { return 1000 - 10*float64(i) }), -600, false, true, false, 0.01},
 		{"thinned long series", mk(20000, func(i int) float64 { return 2 * float64(i) }), 120, true, false, false, 1},
 		{"too short", mk(2, func(i int) float64 { return 1 }), 0, false, false, true, 0},
+		{"NaN samples are skipped", mk(60, func(i int) float64 {
+			if i%7 == 0 {
+				return math.NaN()
+			}
+			return float64(i)
+		}), 60, true, false, false, 0.01},
+		{"only NaN", mk(5, func(i int) float64 { return math.Inf(1) }), 0, false, false, true, 0},
 		{"no time span", []series.Point{{T: base, V: 1}, {T: base, V: 2}, {T: base, V: 3}}, 0, false, false, true, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

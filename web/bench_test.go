@@ -63,7 +63,7 @@ func BenchmarkAPILatency(b *testing.B) {
 	}
 	bd.snaps.SetTeams(snapshot.Teams{At: time.Now(), Full: true, Teams: teams})
 	srv := NewServer(Options{Listen: "127.0.0.1:0", ReadHeaderTimeout: 5 * time.Second,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, bd.router)
+		Logger: slog.New(slog.DiscardHandler)}, bd.router)
 	require.NoError(b, srv.Start(ctx))
 	b.Cleanup(func() { _ = srv.Stop(ctx) })
 	base := "http://" + srv.Addr()

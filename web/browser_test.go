@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"os"
@@ -71,7 +70,7 @@ func newBrowserEnv(t *testing.T) *browserEnv {
 	}
 
 	srv := NewServer(Options{Listen: "127.0.0.1:0", ReadHeaderTimeout: 5 * time.Second,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, b.router)
+		Logger: slog.New(slog.DiscardHandler)}, b.router)
 	require.NoError(t, srv.Start(context.Background()))
 	t.Cleanup(func() { _ = srv.Stop(context.Background()) })
 

@@ -295,7 +295,7 @@ func newBundle(t testing.TB, mods ...bundleOpt) *bundle {
 			{Name: "viewer", Token: readToken, Role: config.RoleRead},
 			{Name: "oncall", Token: operateToken, Role: config.RoleOperate},
 		}},
-		Logger:     slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Logger:     slog.New(slog.DiscardHandler),
 		Registerer: b.reg,
 		Now:        func() time.Time { return fixtureNow },
 	}

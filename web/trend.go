@@ -34,6 +34,10 @@ type Trend struct {
 // fitTrend fits points and predicts from the last point's level. It returns nil for
 // fewer than three points or a series that spans no time.
 func fitTrend(points []series.Point, limit float64) *Trend {
+	points = finitePoints(points)
+	if len(points) == 0 {
+		return nil
+	}
 	pts := thin(points, maxTrendPoints)
 	if len(pts) < 3 || !pts[len(pts)-1].T.After(pts[0].T) {
 		return nil
@@ -82,6 +86,7 @@ func fitTrend(points []series.Point, limit float64) *Trend {
 // thin reduces points to at most n by taking the median of each of n equal time
 // buckets (at the bucket's median time), which keeps the shape and drops spikes.
 func thin(points []series.Point, n int) []series.Point {
+	points = finitePoints(points)
 	if len(points) <= n {
 		return points
 	}
@@ -134,10 +139,19 @@ func sign(x float64) int {
 	return 0
 }
 
-// finite turns NaN and ±Inf into 0 so that a JSON encoder never fails on them.
-func finite(x float64) float64 {
-	if math.IsNaN(x) || math.IsInf(x, 0) {
-		return 0
+// finitePoints drops NaN and ±Inf samples (a PromQL source can produce them): JSON
+// cannot encode them and they would poison every median.
+func finitePoints(points []series.Point) []series.Point {
+	for i, p := range points {
+		if math.IsNaN(p.V) || math.IsInf(p.V, 0) {
+			out := slices.Clone(points[:i])
+			for _, q := range points[i+1:] {
+				if !math.IsNaN(q.V) && !math.IsInf(q.V, 0) {
+					out = append(out, q)
+				}
+			}
+			return out
+		}
 	}
-	return x
+	return points
 }
