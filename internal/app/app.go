@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"time"
 
 	"github.com/gin-gonic/gin"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -40,6 +41,8 @@ type Options struct {
 	Version string
 	// ReplicaID names this replica; empty uses the hostname and process id.
 	ReplicaID string
+	// Embedded, when set, runs without Postgres or Kubernetes (see embedded.go).
+	Embedded *Embedded
 }
 
 // App is one running flagwarden process.
@@ -61,7 +64,12 @@ type App struct {
 	loops       []*loop.Loop
 
 	// findings is readable on every replica; the leader's detector pass writes it.
-	findings *detectors.Store
+	findings detectors.FindingStore
+	// embedded is set in embedded mode: no databases, this replica always leads, and
+	// the wire functions take its sources (embedded.go). now is the clock collectors,
+	// detectors and the API use: time.Now, or the embedded (simulated) clock.
+	embedded *Embedded
+	now      func() time.Time
 	// quarantines is the rebuild engine's quarantine list, set by wireRebuild when the
 	// engine runs; nil (a nil interface, never a typed nil) when it is disabled.
 	quarantines detectors.QuarantineSource
@@ -96,7 +104,7 @@ func New(ctx context.Context, opts Options) (a *App, err error) {
 	}
 	a = &App{
 		cfg: cfg, logger: opts.Logger, registry: reg, replica: replica, version: opts.Version,
-		ready: map[string]web.ReadyFunc{},
+		ready: map[string]web.ReadyFunc{}, now: time.Now,
 	}
 	defer func() {
 		if err != nil {
@@ -104,20 +112,14 @@ func New(ctx context.Context, opts Options) (a *App, err error) {
 		}
 	}()
 
-	if a.statePool, err = statedb.Open(ctx, cfg.StateDatabase); err != nil {
-		return nil, fmt.Errorf("state database: %w", err)
-	}
-	a.closers = append(a.closers, a.statePool.Close)
-	if err := a.migrate(ctx); err != nil {
-		return nil, err
-	}
-	if cfg.FlagDatabase.URL == cfg.StateDatabase.URL {
-		a.flagPool = a.statePool
-	} else {
-		if a.flagPool, err = statedb.Open(ctx, cfg.FlagDatabase); err != nil {
-			return nil, fmt.Errorf("flag database: %w", err)
+	// Embedded mode opens no database: its sources stand in for the flag database and
+	// SQLite for the state database (embedded.go).
+	if opts.Embedded != nil {
+		if err := a.useEmbedded(opts.Embedded); err != nil {
+			return nil, err
 		}
-		a.closers = append(a.closers, a.flagPool.Close)
+	} else if err := a.openDatabases(ctx); err != nil {
+		return nil, err
 	}
 	if a.broker, err = redisClient(cfg.Broker.URL); err != nil {
 		return nil, fmt.Errorf("broker: %w", err)
@@ -128,8 +130,6 @@ func New(ctx context.Context, opts Options) (a *App, err error) {
 	}
 	a.closers = append(a.closers, func() { a.cache.Close() })
 
-	a.ready["state_database"] = func(ctx context.Context) error { return a.statePool.Ping(ctx) }
-	a.ready["flag_database"] = func(ctx context.Context) error { return a.flagPool.Ping(ctx) }
 	a.ready["broker"] = func(ctx context.Context) error { return a.broker.Ping(ctx).Err() }
 	a.ready["cache"] = func(ctx context.Context) error { return a.cache.Ping(ctx).Err() }
 
@@ -147,7 +147,10 @@ func New(ctx context.Context, opts Options) (a *App, err error) {
 		}
 	}
 
-	if a.elector, err = leader.New(leader.Options{
+	if a.embedded != nil {
+		// the only replica leads from the start: no election, no lock.
+		a.services = append(a.services, a.leaderOnly...)
+	} else if a.elector, err = leader.New(leader.Options{
 		ConnString:    cfg.StateDatabase.URL.Value(),
 		LockID:        cfg.Leader.LockID,
 		RetryInterval: cfg.Leader.RetryInterval,
@@ -171,6 +174,29 @@ func New(ctx context.Context, opts Options) (a *App, err error) {
 		},
 	}))
 	return a, nil
+}
+
+// openDatabases opens the state and flag databases and migrates the state database.
+func (a *App) openDatabases(ctx context.Context) (err error) {
+	cfg := a.cfg
+	if a.statePool, err = statedb.Open(ctx, cfg.StateDatabase); err != nil {
+		return fmt.Errorf("state database: %w", err)
+	}
+	a.closers = append(a.closers, a.statePool.Close)
+	if err := a.migrate(ctx); err != nil {
+		return err
+	}
+	if cfg.FlagDatabase.URL == cfg.StateDatabase.URL {
+		a.flagPool = a.statePool
+	} else {
+		if a.flagPool, err = statedb.Open(ctx, cfg.FlagDatabase); err != nil {
+			return fmt.Errorf("flag database: %w", err)
+		}
+		a.closers = append(a.closers, a.flagPool.Close)
+	}
+	a.ready["state_database"] = func(ctx context.Context) error { return a.statePool.Ping(ctx) }
+	a.ready["flag_database"] = func(ctx context.Context) error { return a.flagPool.Ping(ctx) }
+	return nil
 }
 
 func (a *App) migrate(ctx context.Context) error {
@@ -197,7 +223,11 @@ func redisClient(u config.URL) (*redis.Client, error) {
 // nothing is served before the parts behind it run.
 func (a *App) Start(ctx context.Context) error {
 	a.group = service.NewGroup(a.logger)
-	all := append(append([]service.Service{}, a.services...), a.elector, a.http)
+	all := append([]service.Service{}, a.services...)
+	if a.elector != nil {
+		all = append(all, a.elector)
+	}
+	all = append(all, a.http)
 	if err := a.group.Start(ctx, all...); err != nil {
 		return err
 	}
@@ -228,10 +258,13 @@ func (a *App) close() {
 func (a *App) Addr() string { return a.http.Addr() }
 
 // IsLeader reports whether this replica runs the leader-only services now.
-func (a *App) IsLeader() bool { return a.elector.IsLeader() }
+func (a *App) IsLeader() bool { return a.elector == nil || a.elector.IsLeader() }
 
 // heartbeat records this replica in the replicas table; best effort.
 func (a *App) heartbeat(ctx context.Context) {
+	if a.statePool == nil {
+		return // embedded: no replica table
+	}
 	_, err := a.statePool.Exec(ctx, `INSERT INTO flagwarden_replicas (id, hostname, version, started_at, last_seen)
 		VALUES ($1, $2, $3, now(), now())
 		ON CONFLICT (id) DO UPDATE SET last_seen = now(), version = EXCLUDED.version`,

@@ -1,6 +1,7 @@
 package app
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 
@@ -26,13 +27,16 @@ func (a *App) wireCollectors(ctx context.Context) error {
 		a.services = append(a.services, l)
 	}
 
-	cc, err := celery.New(a.broker, celery.OptionsFrom(cfg.Broker), a.snapshots, a.series, a.registry, a.logger)
+	celeryOpts := celery.OptionsFrom(cfg.Broker)
+	celeryOpts.Now = a.now
+	cc, err := celery.New(a.broker, celeryOpts, a.snapshots, a.series, a.registry, a.logger)
 	if err != nil {
 		return err
 	}
 	add("celery", col.Celery, cc.RunOnce)
 
-	tc, err := teams.New(teams.NewPostgres(a.flagPool, cfg.FlagDatabase.StatementTimeout), teams.Options{
+	tc, err := teams.New(a.teamSource(), teams.Options{
+		Now:          a.now,
 		FullInterval: col.Teams.FullInterval,
 		ChunkTeams:   col.Teams.ChunkTeams,
 		// Leave a quarter of the pass for the changed teams and publishing.
@@ -63,7 +67,15 @@ func (a *App) wireCollectors(ctx context.Context) error {
 		}
 	}
 
-	if k := cfg.Kubernetes; k.Enabled {
+	if e := a.embedded; e != nil {
+		// embedded mode: the given pods stand in for the informer (embedded.go).
+		pc, err := pods.New(e.Pods, pods.Options{Subject: cfg.Kubernetes.Namespace, Recent: 2 * col.Pods.Interval,
+			Memory: cmp.Or(memory, e.PodMemory), Now: a.now}, a.snapshots, a.series, a.registry, a.logger)
+		if err != nil {
+			return err
+		}
+		add("pods", col.Pods, pc.RunOnce)
+	} else if k := cfg.Kubernetes; k.Enabled {
 		client, err := pods.NewClient(k.InCluster, k.Kubeconfig)
 		if err != nil {
 			return fmt.Errorf("pods collector: %w", err)
@@ -81,7 +93,9 @@ func (a *App) wireCollectors(ctx context.Context) error {
 		add("pods", col.Pods, pc.RunOnce)
 	}
 
-	if cfg.Rebuild.Enabled || cfg.Cache.WatchPostHog {
+	// Not in embedded mode: the rebuild engine stamps builds with wall time, which a
+	// simulated clock running ahead would read as stale.
+	if (cfg.Rebuild.Enabled || cfg.Cache.WatchPostHog) && a.embedded == nil {
 		kc, err := caches.New(a.cache, caches.Options{
 			Layout:       cachekeys.Layout{Prefix: cfg.Cache.KeyPrefix, PostHog: cfg.Cache.Layout == "posthog"},
 			Flagwarden:   cfg.Rebuild.Enabled,

@@ -16,7 +16,7 @@ import (
 func (a *App) wireDetectors(ctx context.Context) error {
 	cfg := a.cfg
 	d := cfg.Detectors
-	a.findings = detectors.NewStore(a.statePool)
+	a.findings = a.newFindingStore() // Postgres, or in memory when embedded
 
 	var pager detectors.Pager
 	if len(cfg.Alertmanager.URLs) > 0 {
@@ -67,6 +67,7 @@ func (a *App) wireDetectors(ctx context.Context) error {
 		CollectorDownAfter: d.CollectorDownAfter,
 		Logger:             a.logger,
 		Registerer:         a.registry,
+		Now:                a.now,
 	})
 	if err != nil {
 		return err

@@ -20,12 +20,12 @@ func (a *App) wireRebuild(ctx context.Context) error {
 	}
 	logger := a.logger.With("component", "rebuild")
 	layout := cachekeys.Layout{Prefix: a.cfg.Cache.KeyPrefix, PostHog: a.cfg.Cache.Layout == "posthog"}
-	src := rebuild.NewPGSource(a.flagPool, a.snapshots)
+	src := a.rebuildSource() // the flag database, or the embedded source (embedded.go)
 	pub := rebuild.NewPublisher(a.cache, rebuild.PublisherOptions{
 		Layout: layout, ChunkBytes: int(r.ChunkBytes), MaxValueBytes: int64(r.MaxValueBytes),
 		TempTTL: r.BuildTimeout + 10*time.Minute, PostHogTTL: a.cfg.Cache.TTL,
 	})
-	e, err := rebuild.NewPostgres(a.statePool, rebuild.Options{
+	e, err := a.newRebuildEngine(ctx, rebuild.Options{ // Postgres, or SQLite when embedded
 		Source: src, Sizes: src, Publisher: pub,
 		Builder:      rebuild.BuilderOptions{PageSize: r.PageSize, FailOnMalformed: r.OnMalformed == "fail"},
 		SmallWorkers: r.Workers.Small, LargeWorkers: r.Workers.Large, QuarantineWorkers: r.Workers.Quarantine,

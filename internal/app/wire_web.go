@@ -39,6 +39,7 @@ func (a *App) wireWeb(ctx context.Context) error {
 		WorkerMemoryLimit: int64(cfg.Detectors.WorkerMemoryLimit),
 		Logger:            a.logger.With("component", "api"),
 		Registerer:        a.registry,
+		Now:               a.now,
 	}
 	// Findings and the engine stay nil interfaces (not typed nil pointers) when their
 	// component is off, which the API answers as "disabled".
