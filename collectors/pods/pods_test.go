@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/watch"
@@ -180,7 +181,8 @@ func TestCollectorFleetSeriesAndHealth(t *testing.T) {
 // TestInformerWiring runs the real informer against the fake clientset: pods matching
 // the selector are listed, others are not, and an update arrives through the watch.
 func TestInformerWiring(t *testing.T) {
-	t.Parallel()
+	// Not parallel: the goroutine check must see only this test's goroutines.
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	crash := fixture(t, "crashloop-oom")
 	other := fixture(t, "running-ready")
 	other.Name, other.UID, other.Labels = "web-1", "web-1-uid", map[string]string{"app": "web"}
@@ -198,7 +200,7 @@ func TestInformerWiring(t *testing.T) {
 	_, err = inf.Pods(context.Background())
 	require.ErrorIs(t, err, ErrNotSynced)
 	require.NoError(t, inf.Start(context.Background()))
-	t.Cleanup(func() { require.NoError(t, inf.Stop(context.Background())) })
+	defer func() { require.NoError(t, inf.Stop(context.Background())) }()
 
 	snaps := snapshot.NewStore()
 	c, err := New(inf, Options{Recent: time.Hour * 24 * 365 * 10}, snaps, nil, prometheus.NewRegistry(), discardLogger())
