@@ -152,7 +152,26 @@ func sampleInterval(points []series.Point) time.Duration {
 }
 
 // minStallSamples is the fewest samples a stall is judged on.
-const minStallSamples = 6
+const minStallSamples = 20
+
+// headAging reports whether the oldest message's age grew by at least 80 % of the
+// window across it (the head did not move); ok is false without age samples covering
+// the window.
+func headAging(ages []series.Point, from, now time.Time, window time.Duration) (aged, ok bool) {
+	i, _ := slices.BinarySearchFunc(ages, from, func(p series.Point, t time.Time) int { return p.T.Compare(t) })
+	win := ages[i:]
+	if len(win) < 2 || win[0].T.Sub(from) > window/10 || now.Sub(win[len(win)-1].T) > window/10 {
+		return false, false
+	}
+	for j := 1; j < len(win); j++ {
+		if win[j].V < win[j-1].V {
+			return false, true // the head moved: something consumed it
+		}
+	}
+	grew := win[len(win)-1].V - win[0].V
+	span := win[len(win)-1].T.Sub(win[0].T).Seconds()
+	return span > 0 && grew >= 0.8*span, true
+}
 
 // minBuckets is the fewest buckets a window needs before τ means anything.
 const minBuckets = 6
@@ -162,6 +181,13 @@ const minBuckets = 6
 // this queue (for hysteresis). It is pure: the same points, now and active give the
 // same answer, live or replayed.
 func EvaluateBacklog(queue string, points []series.Point, now time.Time, active func(kind string) bool, opts BacklogOptions) ([]Observation, BacklogStatus) {
+	return EvaluateBacklogAge(queue, points, nil, now, active, opts)
+}
+
+// EvaluateBacklogAge is EvaluateBacklog with the age of the oldest waiting message
+// (queue_oldest_age_seconds), where the collector measures it: a head of queue that
+// ages as fast as the clock is not being consumed, the surest sign of a stall.
+func EvaluateBacklogAge(queue string, points, ages []series.Point, now time.Time, active func(kind string) bool, opts BacklogOptions) ([]Observation, BacklogStatus) {
 	opts = opts.withDefaults()
 	st := BacklogStatus{Queue: queue, ETASeconds: -1}
 	if len(points) == 0 {
@@ -170,7 +196,7 @@ func EvaluateBacklog(queue string, points []series.Point, now time.Time, active 
 	}
 	st.Depth = points[len(points)-1].V
 	var out []Observation
-	if o, stalled := evaluateStall(queue, points, now, active("backlog_stalled"), opts); stalled {
+	if o, stalled := evaluateStall(queue, points, ages, now, active("backlog_stalled"), opts); stalled {
 		st.Stalled = true
 		out = append(out, o)
 	}
@@ -181,6 +207,10 @@ func EvaluateBacklog(queue string, points []series.Point, now time.Time, active 
 	short := max(opts.ShortWindow, time.Duration(2*minBuckets)*width)
 	long := max(opts.LongWindow, 3*short)
 	first := points[0].T
+	// Growth is judged on completed buckets: every pass within one bucket sees the same
+	// windows, so passing every 30 s gives noise no more chances than passing once per
+	// bucket, and a finding's `for` counts whole buckets.
+	now = now.Truncate(width)
 	if now.Sub(first) < short-width {
 		st.Insufficient = true
 		st.Note = fmt.Sprintf("insufficient data: %s of history, %s needed to judge growth", now.Sub(first).Round(time.Minute), short)
@@ -225,8 +255,15 @@ func EvaluateBacklog(queue string, points []series.Point, now time.Time, active 
 			yb := bucketize(points, now.Add(-opts.Season-short), now.Add(-opts.Season), width)
 			d := seasonDiff(st2.buckets, yb)
 			vsYesterday = tailMedian(d, minBuckets)
-			// The noise of a today-minus-yesterday bucket holds both days' noise.
-			noise = residualNoise(d, level)
+			// How much "the last half hour minus the same half hour yesterday" varies on
+			// its own: measured over the past day where two days of history exist (it
+			// then includes autocorrelation and day-to-day differences), else estimated
+			// from the spread of today-minus-yesterday buckets.
+			if sd, ok := seasonalSpread(points, now, width, opts.Season); ok {
+				noise = max(sd, max(1, 0.005*level))
+			} else {
+				noise = residualNoise(d, level)
+			}
 			_, dy := split(d)
 			dTau = mannKendallTau(dy)
 			// Far above yesterday (growth that has gone on for a day or more), or above it
@@ -380,6 +417,71 @@ func bucketNoise(y []float64, level float64) float64 {
 	return max(madScale*median(d)/math.Sqrt2, 1, 0.005*level)
 }
 
+// slots is bucketize with fixed positions: slot i covers (from+i·width, from+(i+1)·width]
+// and is NaN when it holds no sample.
+func slots(points []series.Point, from, to time.Time, width time.Duration) []float64 {
+	n := int(to.Sub(from) / width)
+	if n <= 0 {
+		return nil
+	}
+	groups := make([][]float64, n)
+	lo, _ := slices.BinarySearchFunc(points, from, func(p series.Point, t time.Time) int { return p.T.Compare(t) })
+	for _, p := range points[lo:] {
+		if p.T.After(to) {
+			break
+		}
+		if !p.T.After(from) {
+			continue
+		}
+		i := min(int(p.T.Sub(from)/width), n-1)
+		groups[i] = append(groups[i], p.V)
+	}
+	out := make([]float64, n)
+	for i, g := range groups {
+		out[i] = math.NaN()
+		if len(g) > 0 {
+			out[i] = medianInPlace(g)
+		}
+	}
+	return out
+}
+
+// seasonalSpread is the robust standard deviation of the statistic the daily-cycle
+// check uses — median of six buckets minus the median of the same six a season earlier
+// — measured at every half hour of the past season. ok is false without two seasons of
+// history.
+func seasonalSpread(points []series.Point, now time.Time, width, season time.Duration) (float64, bool) {
+	if len(points) == 0 || now.Sub(points[0].T) < 2*season {
+		return 0, false
+	}
+	today := slots(points, now.Add(-season), now, width)
+	before := slots(points, now.Add(-2*season), now.Add(-season), width)
+	n := len(today)
+	var stats []float64
+	for end := n - 1 - minBuckets; end >= minBuckets-1; end -= minBuckets {
+		var a, b []float64
+		for i := end - minBuckets + 1; i <= end; i++ {
+			if !math.IsNaN(today[i]) {
+				a = append(a, today[i])
+			}
+			if !math.IsNaN(before[i]) {
+				b = append(b, before[i])
+			}
+		}
+		if len(a) > 0 && len(b) > 0 {
+			stats = append(stats, medianInPlace(a)-medianInPlace(b))
+		}
+	}
+	if len(stats) < 12 {
+		return 0, false
+	}
+	m := median(stats)
+	for i := range stats {
+		stats[i] = math.Abs(stats[i] - m)
+	}
+	return madScale * medianInPlace(stats), true
+}
+
 // residualNoise is the robust standard deviation of buckets around their Theil–Sen
 // line: the spread of single buckets, autocorrelation included, that a trend does not
 // inflate.
@@ -416,10 +518,13 @@ func seasonDiff(today, yesterday []bucket) []bucket {
 	return out
 }
 
-// evaluateStall: a queue is stalled when it held messages for the whole StallAfter
-// window and its depth never went down once. While the finding is active it clears
-// only when the depth falls below 95 % of the window's peak or to zero.
-func evaluateStall(queue string, points []series.Point, now time.Time, wasActive bool, opts BacklogOptions) (Observation, bool) {
+// evaluateStall: a queue is stalled when it held messages for the whole window and
+// nothing took them off. With the oldest message's age, that is a head of queue whose
+// age grew with the clock across the window. Without it, it is a depth that did not go
+// down once in the window (at least minStallSamples samples, so that a fast-filling but
+// consumed queue rarely passes by chance). While the finding is active it clears only
+// when the depth falls below 95 % of the window's peak, or to zero, or the head moves.
+func evaluateStall(queue string, points, ages []series.Point, now time.Time, wasActive bool, opts BacklogOptions) (Observation, bool) {
 	// Sparse samples widen the window: "never went down" means little over 3 samples.
 	window := max(opts.StallAfter, time.Duration(minStallSamples)*sampleInterval(points))
 	from := now.Add(-window)
@@ -437,9 +542,16 @@ func evaluateStall(queue string, points []series.Point, now time.Time, wasActive
 		}
 	}
 	cur := win[len(win)-1].V
+	headAged, haveAge := headAging(ages, from, now, window)
 	stalled := lowest > 0 && decreases == 0
+	if haveAge {
+		stalled = lowest > 0 && headAged
+	}
 	if wasActive {
 		stalled = cur > 0 && cur >= 0.95*peak
+		if haveAge {
+			stalled = cur > 0 && headAged
+		}
 	}
 	if !stalled {
 		return Observation{}, false
@@ -452,7 +564,7 @@ func evaluateStall(queue string, points []series.Point, now time.Time, wasActive
 		Kind: "backlog_stalled", Severity: sev, Subject: queue, Labels: map[string]string{"queue": queue},
 		Summary: fmt.Sprintf("Queue %s is not draining: %.0f messages and no decrease in %s", queue, cur, window),
 		Description: fmt.Sprintf("Queue %s has held messages for the last %s (lowest %.0f, now %.0f) and its depth did not go "+
-			"down once in %d samples: nothing is taking messages off it, or the workers are far slower than producers. "+
+			"down once in %d samples (or its oldest message aged with the clock): nothing is taking messages off it, or the workers are far slower than producers. "+
 			"Check that workers are running and not crash-looping.", queue, window, lowest, cur, len(win)),
 		Evidence: map[string]float64{"depth": cur, "lowest": lowest, "peak": peak, "samples": float64(len(win)),
 			"window_seconds": window.Seconds(), "decreases": float64(decreases)},

@@ -251,9 +251,9 @@ func TestReplayBacklogReportsStartAndResolve(t *testing.T) {
 	eps := ReplayBacklog("q", pts(t0, time.Minute, vals...), BacklogOptions{}, 30*time.Second)
 	require.Len(t, eps, 1)
 	require.Equal(t, "backlog_stalled", eps[0].Kind)
-	// Within 15 minutes of the stall (the last healthy samples before it count as
+	// Within 20 minutes (20 one-minute samples) of the stall (the last healthy samples before it count as
 	// "not decreasing" too).
-	require.WithinRange(t, eps[0].StartedAt, t0.Add(190*time.Minute), t0.Add(195*time.Minute))
+	require.WithinRange(t, eps[0].StartedAt, t0.Add(190*time.Minute), t0.Add(200*time.Minute))
 	require.Equal(t, t0.Add(240*time.Minute), eps[0].ResolvedAt)
 }
 
@@ -344,4 +344,31 @@ func TestStaleCachesCollectorsQuarantineGrowth(t *testing.T) {
 	flat := []series.Point{{T: t0.Add(-6 * day), V: 11e6}, {T: t0.Add(-3 * day), V: 10e6}, {T: t0.Add(-day), V: 11e6}}
 	_, found, _ = TeamGrowth(7, flat, t0, GrowthOptions{MinBytes: 1 << 20})
 	require.False(t, found)
+}
+
+func TestStallFromOldestMessageAge(t *testing.T) {
+	t.Parallel()
+	opts := BacklogOptions{StallAfter: 15 * time.Minute}
+	// The depth wobbles (producers and a retry loop) so the depth rule would not fire,
+	// but the head of the queue ages with the clock: nothing consumes it.
+	var depth, age []float64
+	for i := range 80 {
+		depth = append(depth, float64(300+(i%3)*5))
+		age = append(age, float64(600+15*i))
+	}
+	obs, st := EvaluateBacklogAge("q", pts(t0.Add(-20*time.Minute), 15*time.Second, depth...), pts(t0.Add(-20*time.Minute), 15*time.Second, age...),
+		t0.Add(-20*time.Minute+79*15*time.Second), never, opts)
+	require.True(t, st.Stalled)
+	require.Equal(t, "backlog_stalled", obs[0].Kind)
+	// Same depths, but the head keeps moving: consumed, not stalled.
+	for i := range age {
+		age[i] = float64(30 + (i%8)*15)
+	}
+	_, st = EvaluateBacklogAge("q", pts(t0.Add(-20*time.Minute), 15*time.Second, depth...), pts(t0.Add(-20*time.Minute), 15*time.Second, age...),
+		t0.Add(-20*time.Minute+79*15*time.Second), never, opts)
+	require.False(t, st.Stalled)
+	// A depth that never went down but whose head moves is a busy queue, not a stall.
+	_, st = EvaluateBacklogAge("q", pts(t0.Add(-20*time.Minute), 15*time.Second, slices.Repeat([]float64{700}, 80)...), pts(t0.Add(-20*time.Minute), 15*time.Second, age...),
+		t0.Add(-20*time.Minute+79*15*time.Second), never, opts)
+	require.False(t, st.Stalled)
 }

@@ -330,7 +330,8 @@ func (e *Engine) backlog(now time.Time) ([]Observation, DetectorStatus, []string
 		active := func(kind string) bool {
 			return e.tracker.IsFiring(findingID(kind, map[string]string{"queue": q}))
 		}
-		o, qs := EvaluateBacklog(q, points, now, active, e.opts.Backlog)
+		ages := e.opts.Series.Range(series.Key(series.QueueOldestAge, q), from, now)
+		o, qs := EvaluateBacklogAge(q, points, ages, now, active, e.opts.Backlog)
 		out = append(out, o...)
 		st.Evaluated++
 		if qs.Insufficient {

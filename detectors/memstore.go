@@ -3,21 +3,21 @@ package detectors
 import (
 	"cmp"
 	"context"
+	"maps"
 	"slices"
 	"sync"
 	"time"
 )
 
-// FindingStore is where findings live: the detector pass writes each pass's changes
-// and statuses, and the API reads the active and recent findings. Store keeps them in
-// the state database; MemStore in process, for a single replica without Postgres (the
-// embedded demo).
+// FindingStore is where the leader's pass keeps findings and every reader finds them:
+// Store on the state database, or MemStore in a single embedded process.
 type FindingStore interface {
 	Active(ctx context.Context) ([]Finding, error)
 	Recent(ctx context.Context, limit int) ([]Finding, error)
 	Apply(ctx context.Context, changes []Change) error
-	SaveStatus(ctx context.Context, statuses []DetectorStatus) error
 	Prune(ctx context.Context, cutoff time.Time) (int64, error)
+	SaveStatus(ctx context.Context, statuses []DetectorStatus) error
+	Statuses(ctx context.Context) ([]DetectorStatus, error)
 }
 
 var (
@@ -25,152 +25,119 @@ var (
 	_ FindingStore = (*MemStore)(nil)
 )
 
-// MemStore is a FindingStore in memory, with the same semantics as Store: active
-// findings are upserted by id, resolving closes one, a pending finding that cleared
-// before firing is dropped, and resolved ones stay as history until pruned. It is safe
-// for concurrent use.
+// MemStore keeps findings in memory with the same semantics as Store, for a process
+// that runs alone (the embedded demo). It is safe for concurrent use.
 type MemStore struct {
-	mu       sync.Mutex
+	mu       sync.RWMutex
 	seq      int64
-	findings []memFinding
+	rows     []memRow
 	statuses map[string]DetectorStatus
 }
 
-type memFinding struct {
-	f   Finding
+type memRow struct {
 	seq int64
+	f   Finding
 }
 
-// NewMemStore returns an empty store.
+// NewMemStore returns an empty in-memory store.
 func NewMemStore() *MemStore { return &MemStore{statuses: map[string]DetectorStatus{}} }
 
-// open returns the index of the unresolved finding with id, or -1.
-func (s *MemStore) open(id string) int {
-	return slices.IndexFunc(s.findings, func(m memFinding) bool { return m.f.ID == id && m.f.State != StateResolved })
+func cloneFinding(f Finding) Finding {
+	f.Labels = maps.Clone(f.Labels)
+	f.Evidence = maps.Clone(f.Evidence)
+	return f
 }
 
-// Apply implements FindingStore.
-func (s *MemStore) Apply(_ context.Context, changes []Change) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+// Active returns the pending and firing findings, critical and oldest first.
+func (m *MemStore) Active(context.Context) ([]Finding, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	var out []Finding
+	for _, r := range m.rows {
+		if r.f.State != StateResolved {
+			out = append(out, cloneFinding(r.f))
+		}
+	}
+	sevRank := func(s Severity) int {
+		if s == SeverityCritical {
+			return 0
+		}
+		return 1
+	}
+	slices.SortStableFunc(out, func(a, b Finding) int {
+		return cmp.Or(cmp.Compare(sevRank(a.Severity), sevRank(b.Severity)), a.ActiveAt.Compare(b.ActiveAt), cmp.Compare(a.ID, b.ID))
+	})
+	return out, nil
+}
+
+// Recent returns up to limit findings, newest first, resolved ones included.
+func (m *MemStore) Recent(_ context.Context, limit int) ([]Finding, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	rows := slices.Clone(m.rows)
+	slices.SortFunc(rows, func(a, b memRow) int {
+		return cmp.Or(b.f.ActiveAt.Compare(a.f.ActiveAt), cmp.Compare(b.seq, a.seq))
+	})
+	out := make([]Finding, 0, min(limit, len(rows)))
+	for _, r := range rows[:max(0, min(limit, len(rows)))] {
+		out = append(out, cloneFinding(r.f))
+	}
+	return out, nil
+}
+
+// Apply records one pass's changes, as Store.Apply does.
+func (m *MemStore) Apply(_ context.Context, changes []Change) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	for _, c := range changes {
-		f := c.Finding
-		i := s.open(f.ID)
+		f := cloneFinding(c.Finding)
+		idx := slices.IndexFunc(m.rows, func(r memRow) bool { return r.f.ID == f.ID && r.f.State != StateResolved })
 		switch {
 		case c.Dropped:
-			if i >= 0 && s.findings[i].f.State == StatePending {
-				s.findings = slices.Delete(s.findings, i, i+1)
+			if idx >= 0 && m.rows[idx].f.State == StatePending {
+				m.rows = slices.Delete(m.rows, idx, idx+1)
 			}
 		case f.State == StateResolved:
-			if i >= 0 {
-				s.findings[i].f.State = StateResolved
-				s.findings[i].f.ResolvedAt = f.ResolvedAt
+			if idx >= 0 {
+				m.rows[idx].f.State, m.rows[idx].f.ResolvedAt = StateResolved, f.ResolvedAt
 			}
-		case i >= 0:
-			// the first activation time and sequence stay, as the upsert keeps them.
-			f.ActiveAt = s.findings[i].f.ActiveAt
-			s.findings[i].f = cloneFinding(f)
+		case idx >= 0:
+			f.ActiveAt = m.rows[idx].f.ActiveAt
+			m.rows[idx].f = f
 		default:
-			s.seq++
-			s.findings = append(s.findings, memFinding{f: cloneFinding(f), seq: s.seq})
+			m.seq++
+			m.rows = append(m.rows, memRow{seq: m.seq, f: f})
 		}
 	}
 	return nil
 }
 
-func cloneFinding(f Finding) Finding {
-	f.Labels = cloneMap(f.Labels)
-	f.Evidence = cloneMap(f.Evidence)
-	return f
+// Prune deletes resolved findings that resolved before cutoff.
+func (m *MemStore) Prune(_ context.Context, cutoff time.Time) (int64, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	before := len(m.rows)
+	m.rows = slices.DeleteFunc(m.rows, func(r memRow) bool { return r.f.State == StateResolved && r.f.ResolvedAt.Before(cutoff) })
+	return int64(before - len(m.rows)), nil
 }
 
-func cloneMap[M ~map[K]V, K comparable, V any](m M) M {
-	if m == nil {
-		return nil
-	}
-	out := make(M, len(m))
-	for k, v := range m {
-		out[k] = v
-	}
-	return out
-}
-
-// Active implements FindingStore: pending and firing findings, critical first, then
-// oldest first.
-func (s *MemStore) Active(context.Context) ([]Finding, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var out []memFinding
-	for _, m := range s.findings {
-		if m.f.State != StateResolved {
-			out = append(out, m)
-		}
-	}
-	slices.SortStableFunc(out, func(a, b memFinding) int {
-		return cmp.Or(cmp.Compare(severityRank(a.f.Severity), severityRank(b.f.Severity)),
-			a.f.ActiveAt.Compare(b.f.ActiveAt), cmp.Compare(a.f.ID, b.f.ID))
-	})
-	return unwrap(out), nil
-}
-
-func severityRank(s Severity) int {
-	if s == SeverityCritical {
-		return 0
-	}
-	return 1
-}
-
-// Recent implements FindingStore: up to limit findings, newest first.
-func (s *MemStore) Recent(_ context.Context, limit int) ([]Finding, error) {
-	if limit <= 0 {
-		return nil, nil
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := slices.Clone(s.findings)
-	slices.SortStableFunc(out, func(a, b memFinding) int {
-		return cmp.Or(b.f.ActiveAt.Compare(a.f.ActiveAt), cmp.Compare(b.seq, a.seq))
-	})
-	return unwrap(out[:min(limit, len(out))]), nil
-}
-
-func unwrap(ms []memFinding) []Finding {
-	out := make([]Finding, len(ms))
-	for i, m := range ms {
-		out[i] = cloneFinding(m.f)
-	}
-	return out
-}
-
-// SaveStatus implements FindingStore.
-func (s *MemStore) SaveStatus(_ context.Context, statuses []DetectorStatus) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, st := range statuses {
-		s.statuses[st.Detector] = st
+// SaveStatus replaces the stored status of each detector.
+func (m *MemStore) SaveStatus(_ context.Context, statuses []DetectorStatus) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, s := range statuses {
+		m.statuses[s.Detector] = s
 	}
 	return nil
 }
 
 // Statuses returns every detector's last status, by name.
-func (s *MemStore) Statuses(context.Context) ([]DetectorStatus, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := make([]DetectorStatus, 0, len(s.statuses))
-	for _, st := range s.statuses {
-		out = append(out, st)
+func (m *MemStore) Statuses(context.Context) ([]DetectorStatus, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	out := make([]DetectorStatus, 0, len(m.statuses))
+	for _, k := range slices.Sorted(maps.Keys(m.statuses)) {
+		out = append(out, m.statuses[k])
 	}
-	slices.SortFunc(out, func(a, b DetectorStatus) int { return cmp.Compare(a.Detector, b.Detector) })
 	return out, nil
-}
-
-// Prune implements FindingStore: resolved findings that resolved before cutoff go.
-func (s *MemStore) Prune(_ context.Context, cutoff time.Time) (int64, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	before := len(s.findings)
-	s.findings = slices.DeleteFunc(s.findings, func(m memFinding) bool {
-		return m.f.State == StateResolved && m.f.ResolvedAt.Before(cutoff)
-	})
-	return int64(before - len(s.findings)), nil
 }
