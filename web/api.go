@@ -170,7 +170,9 @@ func NewAPI(opts APIOptions) (*API, error) {
 	}
 	a.decor.ttl = opts.CacheTTL
 	if opts.CacheTTL > 0 {
-		a.resp = newResponseCache(opts.CacheTTL, 1024)
+		a.resp = newResponseCache(opts.CacheTTL, opts.HandlerTimeout, 1024, func(key string, err error) {
+			a.log.Warn("refreshing a cached answer failed", "request", key, "err", err)
+		})
 	}
 	return a, nil
 }

@@ -637,3 +637,31 @@ func TestResponseCache(t *testing.T) {
 	long.findings.err = nil
 	require.Equal(t, 200, long.do(t, "GET", "/api/v1/findings?limit=7", readToken, "").Code)
 }
+
+func TestResponseCacheServesStaleWhileASlowStoreRefreshes(t *testing.T) {
+	t.Parallel()
+	b := newBundle(t, func(o *APIOptions) { o.CacheTTL = 20 * time.Millisecond; o.HandlerTimeout = time.Minute })
+	active := func() int {
+		r := b.do(t, "GET", "/api/v1/findings", readToken, "")
+		require.Equal(t, 200, r.Code, "body: %s", r.Body)
+		return len(r.json(t)["active"].([]any))
+	}
+	require.Equal(t, 2, active())
+	hang := make(chan struct{})
+	b.findings.mu.Lock()
+	b.findings.block = hang
+	b.findings.active = b.findings.active[:1]
+	b.findings.mu.Unlock()
+	time.Sleep(30 * time.Millisecond) // past the TTL: the next answers are stale ones
+	// The store hangs, yet requests are answered (from the expired answer) instead of
+	// waiting a minute for the store.
+	for range 5 {
+		require.Equal(t, 2, active())
+	}
+	close(hang)
+	deadline := time.Now().Add(10 * time.Second)
+	for active() != 1 {
+		require.True(t, time.Now().Before(deadline), "the background refresh never replaced the stale answer")
+		time.Sleep(10 * time.Millisecond)
+	}
+}

@@ -111,9 +111,21 @@ type memFindings struct {
 	active []detectors.Finding
 	recent []detectors.Finding
 	err    error
+	// block, when set, makes Active wait for it or the context: a database that hangs.
+	block chan struct{}
 }
 
 func (f *memFindings) Active(ctx context.Context) ([]detectors.Finding, error) {
+	f.mu.Lock()
+	block := f.block
+	f.mu.Unlock()
+	if block != nil {
+		select {
+		case <-block:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return slices.Clone(f.active), f.err

@@ -2,6 +2,7 @@ package web
 
 import (
 	"cmp"
+	"context"
 	"fmt"
 	"math"
 	"net/http"
@@ -136,11 +137,10 @@ func (a *API) listTeams(c *gin.Context) {
 		}
 	}
 	snap := a.opts.Snapshots.Teams()
-	a.resp.serve(c, cacheKey(c, snap.At), func(c *gin.Context) (any, bool) {
-		d, err := a.decorations(c.Request.Context())
+	a.resp.serve(c, cacheKey(c, snap.At), func(ctx context.Context) (any, error) {
+		d, err := a.decorations(ctx)
 		if err != nil {
-			a.fail(c, "read findings and quarantines", err)
-			return nil, false
+			return nil, err
 		}
 		sorted := a.teams.get(snap).sortedBy(sortKey)
 
@@ -175,8 +175,8 @@ func (a *API) listTeams(c *gin.Context) {
 			"at": snap.At, "collected": !snap.At.IsZero(), "full": snap.Full,
 			"total": total, "offset": offset, "limit": limit, "sort": sortKey, "order": order,
 			"teams": page,
-		}, true
-	})
+		}, nil
+	}, a.failWith("read findings and quarantines"))
 }
 
 // binFactor is the ratio of a size bin's upper and lower edges.
@@ -191,11 +191,10 @@ type bucket struct {
 
 func (a *API) distribution(c *gin.Context) {
 	snap := a.opts.Snapshots.Teams()
-	a.resp.serve(c, cacheKey(c, snap.At), func(c *gin.Context) (any, bool) {
-		d, err := a.decorations(c.Request.Context())
+	a.resp.serve(c, cacheKey(c, snap.At), func(ctx context.Context) (any, error) {
+		d, err := a.decorations(ctx)
 		if err != nil {
-			a.fail(c, "read findings and quarantines", err)
-			return nil, false
+			return nil, err
 		}
 		sorted := a.teams.get(snap).sortedBy("payload_bytes")
 		// Bins that each span a factor of 4 from 1 KiB: a log scale, where the one team
@@ -246,8 +245,8 @@ func (a *API) distribution(c *gin.Context) {
 			"buckets": bins, "p50_bytes": quantile(0.5), "p99_bytes": quantile(0.99), "max_bytes": quantile(1),
 			"worker_memory_limit_bytes": a.opts.WorkerMemoryLimit,
 			"outliers":                  outliers,
-		}, true
-	})
+		}, nil
+	}, a.failWith("read findings and quarantines"))
 }
 
 // cacheView is one cache of the team with its freshness judged.
@@ -382,25 +381,22 @@ func (a *API) findings(c *gin.Context) {
 		c.JSON(http.StatusOK, gin.H{"enabled": false, "active": []detectors.Finding{}, "recent": []detectors.Finding{}})
 		return
 	}
-	a.resp.serve(c, cacheKey(c, time.Time{}), func(c *gin.Context) (any, bool) {
-		ctx := c.Request.Context()
+	a.resp.serve(c, cacheKey(c, time.Time{}), func(ctx context.Context) (any, error) {
 		active, err := a.opts.Findings.Active(ctx)
 		if err != nil {
-			a.fail(c, "read active findings", err)
-			return nil, false
+			return nil, err
 		}
 		recent, err := a.opts.Findings.Recent(ctx, int(limit))
 		if err != nil {
-			a.fail(c, "read recent findings", err)
-			return nil, false
+			return nil, err
 		}
 		if kind != "" {
 			keep := func(f detectors.Finding) bool { return f.Kind != kind }
 			active = slices.DeleteFunc(slices.Clone(active), keep)
 			recent = slices.DeleteFunc(slices.Clone(recent), keep)
 		}
-		return gin.H{"enabled": true, "active": nonNil(active), "recent": nonNil(recent)}, true
-	})
+		return gin.H{"enabled": true, "active": nonNil(active), "recent": nonNil(recent)}, nil
+	}, a.failWith("read findings"))
 }
 
 func (a *API) pods(c *gin.Context) {

@@ -66,6 +66,11 @@ func (a *API) fail(c *gin.Context, what string, err error) {
 	}
 }
 
+// failWith is fail for what, as a function of the error.
+func (a *API) failWith(what string) func(c *gin.Context, err error) {
+	return func(c *gin.Context, err error) { a.fail(c, what, err) }
+}
+
 func (a *API) noRoute(c *gin.Context) {
 	if strings.HasPrefix(c.Request.URL.Path, "/api/") {
 		abort(c, http.StatusNotFound, codeNotFound, "no such endpoint: "+c.Request.Method+" "+c.Request.URL.Path)
