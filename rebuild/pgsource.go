@@ -53,15 +53,18 @@ func (s *PGSource) Team(ctx context.Context, teamID int64) (TeamInfo, error) {
 }
 
 // Flags streams one keyset page of the team's non-deleted flags. Rows are handed to
-// fn as they arrive from the server, so a page never sits in memory whole.
+// fn as they arrive from the server, so a page never sits in memory whole; only the
+// page's evaluation tags (flag id and tag name) are read ahead.
 func (s *PGSource) Flags(ctx context.Context, teamID int64, afterKey string, limit int, fn func(*FlagRow) error) (int, error) {
+	tags, err := s.pageTags(ctx, teamID, afterKey, limit)
+	if err != nil {
+		return 0, err
+	}
 	// QueryExecModeExec plans every page with its actual keys: a cached generic plan for
 	// "team_id = $1 AND key > $2" can turn each page into a scan of the whole team.
 	rows, err := s.pool.Query(ctx, `SELECT f.id, f.key, f.name, f.filters, f.active,
 			COALESCE(f.ensure_experience_continuity, false), COALESCE(f.has_encrypted_payloads, false),
-			COALESCE(f.is_remote_configuration, false), f.version, COALESCE(f.evaluation_runtime, 'all'),
-			ARRAY(SELECT t.name FROM posthog_featureflagevaluationtag et JOIN posthog_tag t ON t.id = et.tag_id
-			      WHERE et.feature_flag_id = f.id)
+			COALESCE(f.is_remote_configuration, false), f.version, COALESCE(f.evaluation_runtime, 'all')
 		FROM posthog_featureflag f
 		WHERE f.team_id = $1 AND NOT f.deleted AND f.key > $2
 		ORDER BY f.key LIMIT $3`, pgx.QueryExecModeExec, teamID, afterKey, limit)
@@ -73,16 +76,16 @@ func (s *PGSource) Flags(ctx context.Context, teamID int64, afterKey string, lim
 		n       int
 		r       = FlagRow{TeamID: teamID}
 		version *int32
+		id      int32
 	)
 	for rows.Next() {
 		r.Filters = r.Filters[:0]
-		if err := rows.Scan(&r.ID, &r.Key, &r.Name, &r.Filters, &r.Active, &r.EnsureExperienceContinuity,
-			&r.HasEncryptedPayloads, &r.IsRemoteConfiguration, &version, &r.EvaluationRuntime, &r.Tags); err != nil {
+		if err := rows.Scan(&id, &r.Key, &r.Name, &r.Filters, &r.Active, &r.EnsureExperienceContinuity,
+			&r.HasEncryptedPayloads, &r.IsRemoteConfiguration, &version, &r.EvaluationRuntime); err != nil {
 			return n, fmt.Errorf("read flags of team %d: %w", teamID, err)
 		}
-		// Sorted here: ORDER BY in the subquery lets the planner drive the join from the
-		// tag-name index, once per flag, which made each page hundreds of times slower.
-		slices.Sort(r.Tags)
+		r.ID = int64(id)
+		r.Tags = tags[r.ID]
 		r.Version = nil
 		if version != nil {
 			v := int64(*version)
@@ -97,6 +100,45 @@ func (s *PGSource) Flags(ctx context.Context, teamID int64, afterKey string, lim
 		return n, fmt.Errorf("read flags of team %d: %w", teamID, err)
 	}
 	return n, nil
+}
+
+// pageTags reads the evaluation tags of the flags on one keyset page with one query,
+// sorted per flag. A per-flag subquery in the flag query cost a plan node per row (and
+// let the planner drive the join from the tag table); here the page's ids probe the
+// tag index once. Flags without tags are absent from the map. A flag edited between
+// this query and the flag query gets the tags of a moment earlier; the edit itself
+// triggers the next build.
+func (s *PGSource) pageTags(ctx context.Context, teamID int64, afterKey string, limit int) (map[int64][]string, error) {
+	rows, err := s.pool.Query(ctx, `SELECT et.feature_flag_id, t.name
+		FROM posthog_featureflagevaluationtag et JOIN posthog_tag t ON t.id = et.tag_id
+		WHERE et.feature_flag_id = ANY(ARRAY(SELECT f.id FROM posthog_featureflag f
+			WHERE f.team_id = $1 AND NOT f.deleted AND f.key > $2 ORDER BY f.key LIMIT $3))`,
+		pgx.QueryExecModeExec, teamID, afterKey, limit)
+	if err != nil {
+		return nil, fmt.Errorf("read evaluation tags of team %d after %q: %w", teamID, afterKey, err)
+	}
+	defer rows.Close()
+	var (
+		tags map[int64][]string
+		id   int32
+		name string
+	)
+	for rows.Next() {
+		if err := rows.Scan(&id, &name); err != nil {
+			return nil, fmt.Errorf("read evaluation tags of team %d: %w", teamID, err)
+		}
+		if tags == nil {
+			tags = map[int64][]string{}
+		}
+		tags[int64(id)] = append(tags[int64(id)], name)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read evaluation tags of team %d: %w", teamID, err)
+	}
+	for _, t := range tags {
+		slices.Sort(t)
+	}
+	return tags, nil
 }
 
 // Cohorts streams the requested cohorts of the team.

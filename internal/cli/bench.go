@@ -9,6 +9,7 @@ import (
 	"os"
 	"runtime"
 	rtmetrics "runtime/metrics"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -65,6 +66,7 @@ func benchRebuild(ctx context.Context, env Env, args []string) int {
 	sizes := fs.String("flags", "1000,10000,100000,1000000", "team sizes in flags, comma separated")
 	naiveMax := fs.Int("naive-max", 200000, "largest team the naive build is run for (it holds everything in memory)")
 	asJSON := fs.Bool("json", false, "print JSON instead of a table")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the streaming builds to `FILE`")
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}
@@ -79,6 +81,14 @@ func benchRebuild(ctx context.Context, env Env, args []string) int {
 		return 1
 	}
 	defer pool.Close()
+	var prof *os.File
+	if *cpuProfile != "" {
+		if prof, err = os.Create(*cpuProfile); err != nil {
+			fmt.Fprintf(env.Stderr, "flagwarden bench: %v\n", err)
+			return 1
+		}
+		defer prof.Close()
+	}
 	src := rebuild.NewPGSource(pool, nil)
 	var rows []benchRow
 	for _, s := range strings.Split(*sizes, ",") {
@@ -98,6 +108,11 @@ func benchRebuild(ctx context.Context, env Env, args []string) int {
 			return w.n, err
 		}))
 		rows = append(rows, measure("streaming", n, func() (int64, error) {
+			if prof != nil {
+				if err := pprof.StartCPUProfile(prof); err == nil {
+					defer pprof.StopCPUProfile()
+				}
+			}
 			var fl, df countWriter
 			_, err := rebuild.NewBuilder(rebuild.BuilderOptions{}).Build(ctx, src, team, &fl, &df)
 			return fl.n + df.n, err
