@@ -74,9 +74,9 @@ func buildOpenAPI() obj {
 		return o
 	}
 	paths := obj{
-		"/api/v1/openapi.json": obj{"get": op("This document.", nil, resp("OpenAPI 3 document.", obj{"type": "object"}), "200")},
-		"/api/v1/whoami": obj{"get": op("Who the caller is and what it may do.", nil,
-			resp("Identity.", ref("Whoami")), "200")},
+		"/api/v1/openapi.json": obj{"get": public(op("This document.", nil, resp("OpenAPI 3 document.", obj{"type": "object"}), "200"))},
+		"/api/v1/whoami": obj{"get": public(op("Who the caller is and what it may do (a token is optional; a bad one is refused).", nil,
+			resp("Identity.", ref("Whoami")), "200"))},
 		"/api/v1/queues": obj{"get": op("Celery queues: depth by priority, unacked, overdue, composition, history, trend and ETA.",
 			[]obj{window, param("queue", "query", "string", "Only this queue.", false)},
 			resp("Queues.", ref("Queues")), "200", "400", "404")},
@@ -187,6 +187,9 @@ func buildOpenAPI() obj {
 }
 
 func withBody(o, body obj) obj { o["requestBody"] = body; return o }
+
+// public marks an operation that needs no token.
+func public(o obj) obj { o["security"] = []obj{{}}; return o }
 
 var openAPIDoc = sync.OnceValue(func() []byte {
 	b, err := json.MarshalIndent(buildOpenAPI(), "", "  ")

@@ -173,3 +173,35 @@ func TestPayloadStreaming(t *testing.T) {
 	})
 	require.False(t, strings.Contains(string(single), "\x00"))
 }
+
+// maxWriteRecorder records the largest single write: the most of a payload held at once.
+type maxWriteRecorder struct {
+	bytes.Buffer
+	maxWrite int
+}
+
+func (m *maxWriteRecorder) Write(p []byte) (int, error) {
+	m.maxWrite = max(m.maxWrite, len(p))
+	return m.Buffer.Write(p)
+}
+
+func TestPayloadIsNeverHeldWhole(t *testing.T) {
+	t.Parallel()
+	opt, err := redis.ParseURL(testenv.Redis(t))
+	require.NoError(t, err)
+	rdb := redis.NewClient(opt)
+	t.Cleanup(func() { rdb.Close() })
+	layout := cachekeys.Layout{PostHog: true}
+	body := bigPayload(1 << 20)
+	publish(t, rdb, layout, 3, cachekeys.KindFlags, body, 0)
+	publish(t, rdb, layout, 3, cachekeys.KindDefinitions, body, 100_000)
+	store := NewRedisPayloads(rdb, layout, 32<<10)
+	for kind, most := range map[string]int{"flags": 32 << 10, "definitions": 100_000} {
+		p, err := store.Payload(context.Background(), 3, kind)
+		require.NoError(t, err)
+		var rec maxWriteRecorder
+		require.NoError(t, p.WriteTo(context.Background(), &rec))
+		require.True(t, bytes.Equal(body, rec.Bytes()), "%s payload differs", kind)
+		require.LessOrEqual(t, rec.maxWrite, most, "%s: one write held more than one piece or chunk", kind)
+	}
+}
