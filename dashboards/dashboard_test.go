@@ -194,6 +194,18 @@ func TestDashboardIsProvisionable(t *testing.T) {
 		require.True(t, v.IncludeAll, "variable %s: an All option", v.Name)
 	}
 
+	// No two panels (or rows) overlap on the grid.
+	cells := map[[2]int]string{}
+	for _, p := range d.Panels {
+		for y := p.GridPos.Y; y < p.GridPos.Y+p.GridPos.H; y++ {
+			for x := p.GridPos.X; x < p.GridPos.X+p.GridPos.W; x++ {
+				other, taken := cells[[2]int{x, y}]
+				require.False(t, taken, "panels %q and %q overlap at x=%d y=%d", other, p.Title, x, y)
+				cells[[2]int{x, y}] = p.Title
+			}
+		}
+	}
+
 	panels := d.graphPanels()
 	require.NotEmpty(t, panels)
 	ids := map[int]string{}

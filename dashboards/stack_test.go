@@ -179,6 +179,8 @@ alertmanager:
   resend_interval: 1s
 http:
   listen: 127.0.0.1:0
+auth:
+  open_reads: true
 collectors:
   celery: {interval: 1s, timeout: 1s, jitter: 0}
   teams: {interval: 1s, timeout: 1s, jitter: 0, full_interval: 2s}
@@ -216,6 +218,12 @@ shutdown: {drain_timeout: 10s}
 			t.Errorf("stop flagwarden: %v", err)
 		}
 	})
+	// A few API reads, so that the API's own metrics have series.
+	for _, path := range []string{"/api/v1/findings", "/api/v1/teams", "/api/v1/no-such-route"} {
+		resp, err := http.Get("http://" + a.Addr() + path)
+		require.NoError(t, err)
+		resp.Body.Close()
+	}
 	return flagwarden{addr: a.Addr(), cfg: cfg}
 }
 
