@@ -169,6 +169,7 @@ func NewAPI(opts APIOptions) (*API, error) {
 		sem:     make(chan struct{}, opts.MaxConcurrent),
 	}
 	a.decor.ttl = opts.CacheTTL
+	a.decor.sem = make(chan struct{}, 1)
 	if opts.CacheTTL > 0 {
 		a.resp = newResponseCache(opts.CacheTTL, opts.HandlerTimeout, 1024, func(key string, err error) {
 			a.log.Warn("refreshing a cached answer failed", "request", key, "err", err)

@@ -104,25 +104,49 @@ type decorations struct {
 
 type decorationCache struct {
 	ttl time.Duration
+	// sem is held while one request fetches; others wait for it or their deadline.
+	sem chan struct{}
 	mu  sync.Mutex
 	at  time.Time
 	cur *decorations
+	// gen counts invalidations, so that a fetch begun before a write never stores
+	// what it read as current.
+	gen int
 }
 
 func (c *decorationCache) invalidate() {
 	c.mu.Lock()
 	c.cur = nil
+	c.gen++
 	c.mu.Unlock()
+}
+
+func (c *decorationCache) fresh() *decorations {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cur != nil && time.Since(c.at) < c.ttl {
+		return c.cur
+	}
+	return nil
 }
 
 func (a *API) decorations(ctx context.Context) (*decorations, error) {
 	c := &a.decor
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	now := time.Now()
-	if c.cur != nil && now.Sub(c.at) < c.ttl {
-		return c.cur, nil
+	if d := c.fresh(); d != nil {
+		return d, nil
 	}
+	select {
+	case c.sem <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	defer func() { <-c.sem }()
+	if d := c.fresh(); d != nil {
+		return d, nil
+	}
+	c.mu.Lock()
+	gen := c.gen
+	c.mu.Unlock()
 	d := &decorations{outliers: map[int64]detectors.Finding{}, quarantined: map[int64]rebuild.Quarantine{}}
 	if a.opts.Findings != nil {
 		active, err := a.opts.Findings.Active(ctx)
@@ -147,7 +171,11 @@ func (a *API) decorations(ctx context.Context) (*decorations, error) {
 			d.quarantined[q.TeamID] = q
 		}
 	}
-	c.cur, c.at = d, now
+	c.mu.Lock()
+	if c.gen == gen {
+		c.cur, c.at = d, time.Now()
+	}
+	c.mu.Unlock()
 	return d, nil
 }
 
