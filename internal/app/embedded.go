@@ -12,6 +12,7 @@ import (
 	"github.com/flagwarden/flagwarden/collectors/pods"
 	"github.com/flagwarden/flagwarden/collectors/teams"
 	"github.com/flagwarden/flagwarden/detectors"
+	"github.com/flagwarden/flagwarden/internal/loop"
 	"github.com/flagwarden/flagwarden/internal/service"
 	"github.com/flagwarden/flagwarden/rebuild"
 )
@@ -35,6 +36,9 @@ type Embedded struct {
 	// Now is the clock every collector, the detectors and the API use (the demo's
 	// simulated time); nil is time.Now.
 	Now func() time.Time
+	// FromWall maps a wall-clock time onto Now's clock, for the times parts that keep
+	// wall time report (loop passes, quarantines); nil is the identity.
+	FromWall func(time.Time) time.Time
 	// Services start before every other service and stop after them (the simulation
 	// that feeds the sources).
 	Services []service.Service
@@ -119,4 +123,44 @@ func (a *App) teamSource() teams.Source {
 		return a.embedded.Teams
 	}
 	return teams.NewPostgres(a.flagPool, a.cfg.FlagDatabase.StatementTimeout)
+}
+
+// fromWall maps a wall-clock time onto the app's clock.
+func (a *App) fromWall(t time.Time) time.Time {
+	if a.embedded == nil || a.embedded.FromWall == nil || t.IsZero() {
+		return t
+	}
+	return a.embedded.FromWall(t)
+}
+
+// healthOf is the loops' health with its times on the app's clock: the detectors and
+// the API compare them with a.now.
+func (a *App) healthOf(loops []*loop.Loop) []loop.Health {
+	hs := loopHealth(loops)
+	for i := range hs {
+		hs[i].LastSuccess, hs[i].LastAttempt = a.fromWall(hs[i].LastSuccess), a.fromWall(hs[i].LastAttempt)
+	}
+	return hs
+}
+
+// quarantineSource is the rebuild engine's quarantine list for the detectors, with
+// the times on the app's clock; nil (a nil interface) when the engine is off.
+func (a *App) quarantineSource() detectors.QuarantineSource {
+	if a.quarantines == nil || a.embedded == nil || a.embedded.FromWall == nil {
+		return a.quarantines
+	}
+	return clockedQuarantines{src: a.quarantines, fromWall: a.fromWall}
+}
+
+type clockedQuarantines struct {
+	src      detectors.QuarantineSource
+	fromWall func(time.Time) time.Time
+}
+
+func (c clockedQuarantines) Quarantined(ctx context.Context) ([]rebuild.Quarantine, error) {
+	qs, err := c.src.Quarantined(ctx)
+	for i := range qs {
+		qs[i].Since = c.fromWall(qs[i].Since)
+	}
+	return qs, err
 }

@@ -45,8 +45,8 @@ func (a *App) wireDetectors(ctx context.Context) error {
 	engine, err := detectors.NewEngine(detectors.EngineOptions{
 		Series:     a.series,
 		Snapshots:  a.snapshots,
-		Health:     func() []loop.Health { return loopHealth(collectorLoops) },
-		Quarantine: a.quarantines,
+		Health:     func() []loop.Health { return a.healthOf(collectorLoops) },
+		Quarantine: a.quarantineSource(),
 		Store:      a.findings,
 		Pager:      pager,
 		Links:      detectors.Links{RunbookBase: d.RunbookBaseURL, ExternalURL: cfg.HTTP.ExternalURL},

@@ -19,13 +19,7 @@ func (a *App) wireWeb(ctx context.Context) error {
 	opts := web.APIOptions{
 		Snapshots: a.snapshots,
 		Series:    a.series,
-		Loops: func() []loop.Health {
-			hs := make([]loop.Health, 0, len(a.loops))
-			for _, l := range a.loops {
-				hs = append(hs, l.Health())
-			}
-			return hs
-		},
+		Loops:     func() []loop.Health { return a.healthOf(a.loops) },
 		Payloads: web.NewRedisPayloads(a.cache, cachekeys.Layout{
 			Prefix: cfg.Cache.KeyPrefix, PostHog: cfg.Cache.Layout == "posthog",
 		}, 0),

@@ -129,6 +129,7 @@ func startDemo(ctx context.Context, o demoOptions) (d *demo, err error) {
 			PodMemory:  simulator.PodSource{L: d.live},
 			Flags:      simulator.FlagSource{L: d.live},
 			Now:        d.live.Now,
+			FromWall:   d.live.FromWall,
 			// first to start, last to stop: the sources read it.
 			Services: []service.Service{d.live},
 		},
@@ -155,6 +156,10 @@ func demoConfig(o demoOptions, brokerURL, cacheURL string) (config.Config, error
 	cfg.Cache.URL = config.URL(cacheURL)
 	cfg.HTTP.Listen = o.Listen
 	cfg.Auth.OpenReads = true
+	// flagwarden's Celery consumer stamps its in-flight messages with wall time, which
+	// the simulated clock would soon call overdue; the simulated workers ack on
+	// receipt, so nothing in the demo is ever really overdue.
+	cfg.Broker.VisibilityTimeout = 365 * 24 * time.Hour
 	cfg.Kubernetes.Enabled = false
 	cfg.Kubernetes.Namespace = "posthog" // the simulated pods' namespace
 	if o.Alertmanager != "" {

@@ -101,8 +101,11 @@ func NewLive(ctx context.Context, o LiveOptions) (*Live, error) {
 }
 
 // Now is the simulated time: what every component of the demo uses as its clock.
-func (l *Live) Now() time.Time {
-	return l.sim0.Add(time.Duration(float64(l.wallNow().Sub(l.wall0)) * l.speed))
+func (l *Live) Now() time.Time { return l.FromWall(l.wallNow()) }
+
+// FromWall maps a wall-clock time onto the simulated clock.
+func (l *Live) FromWall(t time.Time) time.Time {
+	return l.sim0.Add(time.Duration(float64(t.Sub(l.wall0)) * l.speed))
 }
 
 // Speed is simulated seconds per real second.
