@@ -214,7 +214,9 @@ func (c *Config) Validate() error {
 	var p problems
 	p.required("flag_database.url", string(c.FlagDatabase.URL))
 	c.FlagDatabase.validate(&p, "flag_database", false)
-	c.StateDatabase.validate(&p, "state_database", true)
+	// An empty state database URL falls back to the flag database's, so its absence is
+	// only worth a separate problem when the flag database has a URL.
+	c.StateDatabase.validate(&p, "state_database", c.FlagDatabase.URL != "")
 	c.Broker.validate(&p)
 	c.Cache.validate(&p)
 	c.Kubernetes.validate(&p)
