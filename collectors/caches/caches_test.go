@@ -3,7 +3,6 @@ package caches
 import (
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"strings"
 	"testing"
@@ -22,7 +21,7 @@ import (
 	"github.com/flagwarden/flagwarden/internal/testenv"
 )
 
-func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
 func newRedis(t *testing.T) *redis.Client {
 	opt, err := redis.ParseURL(testenv.Redis(t))

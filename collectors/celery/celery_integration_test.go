@@ -3,6 +3,7 @@ package celery
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"os"
@@ -48,7 +49,7 @@ func (e celeryEnv) run(args ...string) []byte {
 	out, err := cmd.Output()
 	if err != nil {
 		var stderr []byte
-		if ee, ok := err.(*exec.ExitError); ok {
+		if ee := (*exec.ExitError)(nil); errors.As(err, &ee) {
 			stderr = ee.Stderr
 		}
 		e.t.Fatalf("producer.py %v: %v\n%s", args, err, stderr)

@@ -21,7 +21,7 @@ import (
 	"github.com/flagwarden/flagwarden/internal/testenv"
 )
 
-var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+var quiet = slog.New(slog.DiscardHandler)
 
 // testConfig is a valid configuration against real services on loopback, with fast
 // leader election so takeover is quick.

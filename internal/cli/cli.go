@@ -171,4 +171,3 @@ func notYet(name string, env Env) int {
 	fmt.Fprintf(env.Stderr, "flagwarden %s: not available yet in this version (%s)\n", name, Version)
 	return 1
 }
-

@@ -122,7 +122,7 @@ auth:
 		"%v":       fmt.Sprintf("%v", cfg),
 		"%+v":      fmt.Sprintf("%+v", cfg),
 		"%#v":      fmt.Sprintf("%#v", cfg),
-		"url %s":   fmt.Sprintf("%s", cfg.FlagDatabase.URL),
+		"url %s":   cfg.FlagDatabase.URL.String(),
 		"token %v": fmt.Sprintf("%v", cfg.Auth.Tokens[0]),
 	}
 	for name, out := range outputs {

@@ -47,4 +47,3 @@ func TestOpenReportsUnreachableServer(t *testing.T) {
 	require.Error(t, err)
 	require.NotContains(t, err.Error(), "topsecret", "errors name the server without its password")
 }
-
