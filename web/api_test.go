@@ -1,6 +1,7 @@
 package web
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -664,4 +665,23 @@ func TestResponseCacheServesStaleWhileASlowStoreRefreshes(t *testing.T) {
 		require.True(t, time.Now().Before(deadline), "the background refresh never replaced the stale answer")
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// TestFindingsShowInsufficientData uses the real in-memory findings store: a detector
+// that lacked history says so in the findings answer instead of staying silent.
+func TestFindingsShowInsufficientData(t *testing.T) {
+	t.Parallel()
+	store := detectors.NewMemStore()
+	require.NoError(t, store.SaveStatus(context.Background(), []detectors.DetectorStatus{
+		{Detector: "backlog_growth", At: fixtureNow, Evaluated: 3, Insufficient: 2, Note: "2 queues have under 2 h of history"},
+	}))
+	b := newBundle(t, func(o *APIOptions) { o.Findings = store })
+	f := b.do(t, "GET", "/api/v1/findings", readToken, "").json(t)
+	require.Empty(t, f["active"])
+	st := f["detectors"].([]any)
+	require.Len(t, st, 1)
+	got := st[0].(map[string]any)
+	require.Equal(t, "backlog_growth", got["detector"])
+	require.Equal(t, 2.0, got["insufficient_data"])
+	require.Equal(t, "2 queues have under 2 h of history", got["note"])
 }

@@ -371,6 +371,12 @@ func (a *API) outliers(c *gin.Context) {
 	c.JSON(http.StatusOK, gin.H{"enabled": true, "outliers": list})
 }
 
+// detectorStatuses is implemented by the findings stores that also keep each detector's
+// last evaluation status.
+type detectorStatuses interface {
+	Statuses(ctx context.Context) ([]detectors.DetectorStatus, error)
+}
+
 func (a *API) findings(c *gin.Context) {
 	limit, ok := intParam(c, "limit", 50, 1, 500)
 	if !ok {
@@ -395,7 +401,16 @@ func (a *API) findings(c *gin.Context) {
 			active = slices.DeleteFunc(slices.Clone(active), keep)
 			recent = slices.DeleteFunc(slices.Clone(recent), keep)
 		}
-		return gin.H{"enabled": true, "active": nonNil(active), "recent": nonNil(recent)}, nil
+		out := gin.H{"enabled": true, "active": nonNil(active), "recent": nonNil(recent)}
+		// Detectors say "insufficient data" rather than guess; show where they did.
+		if st, ok := a.opts.Findings.(detectorStatuses); ok {
+			statuses, err := st.Statuses(ctx)
+			if err != nil {
+				return nil, err
+			}
+			out["detectors"] = nonNil(statuses)
+		}
+		return out, nil
 	}, a.failWith("read findings"))
 }
 
