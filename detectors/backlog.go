@@ -7,6 +7,8 @@ import (
 	"slices"
 	"time"
 
+	"github.com/flagwarden/flagwarden/internal/robust"
+
 	"github.com/flagwarden/flagwarden/internal/series"
 )
 
@@ -124,7 +126,7 @@ func bucketize(points []series.Point, from, to time.Time, width time.Duration) [
 	out := make([]bucket, 0, n)
 	for i, g := range groups {
 		if len(g) > 0 {
-			out = append(out, bucket{x: (float64(i) + 0.5) * width.Hours(), v: median(g)})
+			out = append(out, bucket{x: (float64(i) + 0.5) * width.Hours(), v: robust.Median(g)})
 		}
 	}
 	return out
@@ -148,7 +150,7 @@ func sampleInterval(points []series.Point) time.Duration {
 	for i := 1; i < len(points); i++ {
 		d = append(d, float64(points[i].T.Sub(points[i-1].T)))
 	}
-	return time.Duration(median(d))
+	return time.Duration(robust.Median(d))
 }
 
 // minStallSamples is the fewest samples a stall is judged on.
@@ -265,7 +267,7 @@ func EvaluateBacklogAge(queue string, points, ages []series.Point, now time.Time
 				noise = residualNoise(d, level)
 			}
 			_, dy := split(d)
-			dTau = mannKendallTau(dy)
+			dTau = robust.MannKendallTau(dy)
 			// Far above yesterday (growth that has gone on for a day or more), or above it
 			// and pulling away (growth that began today).
 			far := vsYesterday >= 2*opts.SeasonSigmas*noise
@@ -338,9 +340,9 @@ func windowTrend(points []series.Point, now time.Time, window, width time.Durati
 		return t
 	}
 	x, y := split(b)
-	t.tau = mannKendallTau(y)
+	t.tau = robust.MannKendallTau(y)
 	var intercept float64
-	t.slope, intercept = theilSen(x, y)
+	t.slope, intercept = robust.TheilSen(x, y)
 	t.level = max(points[len(points)-1].V, intercept+t.slope*window.Hours())
 	t.noise = bucketNoise(y, t.level)
 	if t.slope > 0 {
@@ -363,7 +365,7 @@ func (t trend) fallingNow() bool {
 		return false
 	}
 	x, y := split(t.buckets[len(t.buckets)-minBuckets:])
-	slope, _ := theilSen(x, y)
+	slope, _ := robust.TheilSen(x, y)
 	var mx, sxx float64
 	for _, v := range x {
 		mx += v / float64(len(x))
@@ -395,7 +397,7 @@ func tailMedian(b []bucket, n int) float64 {
 		return math.NaN()
 	}
 	_, y := split(b[max(0, len(b)-n):])
-	return median(y)
+	return robust.Median(y)
 }
 
 // bucketNoise is the robust standard deviation of one bucket around the trend: the MAD
@@ -410,11 +412,11 @@ func bucketNoise(y []float64, level float64) float64 {
 	for i := range d {
 		d[i] = y[i+1] - y[i]
 	}
-	m := median(d)
+	m := robust.Median(d)
 	for i := range d {
 		d[i] = math.Abs(d[i] - m)
 	}
-	return max(madScale*median(d)/math.Sqrt2, 1, 0.005*level)
+	return max(madScale*robust.Median(d)/math.Sqrt2, 1, 0.005*level)
 }
 
 // slots is bucketize with fixed positions: slot i covers (from+i·width, from+(i+1)·width]
@@ -440,7 +442,7 @@ func slots(points []series.Point, from, to time.Time, width time.Duration) []flo
 	for i, g := range groups {
 		out[i] = math.NaN()
 		if len(g) > 0 {
-			out[i] = medianInPlace(g)
+			out[i] = robust.MedianInPlace(g)
 		}
 	}
 	return out
@@ -469,17 +471,17 @@ func seasonalSpread(points []series.Point, now time.Time, width, season time.Dur
 			}
 		}
 		if len(a) > 0 && len(b) > 0 {
-			stats = append(stats, medianInPlace(a)-medianInPlace(b))
+			stats = append(stats, robust.MedianInPlace(a)-robust.MedianInPlace(b))
 		}
 	}
 	if len(stats) < 12 {
 		return 0, false
 	}
-	m := median(stats)
+	m := robust.Median(stats)
 	for i := range stats {
 		stats[i] = math.Abs(stats[i] - m)
 	}
-	return madScale * medianInPlace(stats), true
+	return madScale * robust.MedianInPlace(stats), true
 }
 
 // residualNoise is the robust standard deviation of buckets around their Theil–Sen
@@ -491,16 +493,16 @@ func residualNoise(b []bucket, level float64) float64 {
 		return floor
 	}
 	x, y := split(b)
-	slope, intercept := theilSen(x, y)
+	slope, intercept := robust.TheilSen(x, y)
 	res := make([]float64, len(y))
 	for i := range y {
 		res[i] = y[i] - (intercept + slope*x[i])
 	}
-	m := median(res)
+	m := robust.Median(res)
 	for i := range res {
 		res[i] = math.Abs(res[i] - m)
 	}
-	return max(madScale*median(res), floor)
+	return max(madScale*robust.Median(res), floor)
 }
 
 // seasonDiff pairs today's buckets with yesterday's at the same offset.

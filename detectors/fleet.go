@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/flagwarden/flagwarden/internal/robust"
+
 	"github.com/flagwarden/flagwarden/internal/loop"
 	"github.com/flagwarden/flagwarden/internal/series"
 	"github.com/flagwarden/flagwarden/internal/snapshot"
@@ -221,7 +223,7 @@ func StaleCaches(c snapshot.Caches, now time.Time, opts CacheOptions) []Observat
 		})
 	}
 	slices.Sort(lags)
-	p99 := quantileSorted(lags, 0.99)
+	p99 := robust.QuantileSorted(lags, 0.99)
 	if p99 > opts.StaleAfter.Seconds() {
 		sev := SeverityWarning
 		if p99 > 4*opts.StaleAfter.Seconds() {
@@ -360,8 +362,8 @@ func TeamGrowth(teamID int64, points []series.Point, now time.Time, opts GrowthO
 		x = append(x, float64(d))
 	}
 	daily[len(daily)-1] = last
-	tau := mannKendallTau(daily)
-	slope, _ := theilSen(x, daily)
+	tau := robust.MannKendallTau(daily)
+	slope, _ := robust.TheilSen(x, daily)
 	first := daily[0]
 	rel := math.Inf(1)
 	if first > 0 {

@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strconv"
 
+	"github.com/flagwarden/flagwarden/internal/robust"
+
 	"github.com/flagwarden/flagwarden/internal/snapshot"
 )
 
@@ -100,12 +102,12 @@ func ScoreTeams(teams []snapshot.TeamSize, opts OutlierOptions) OutlierReport {
 		logs[n-1-i] = math.Log10(float64(t.PayloadBytes()))
 	}
 	if n > 0 {
-		r.Median = math.Pow(10, quantileSorted(logs, 0.5))
-		r.P99 = math.Pow(10, quantileSorted(logs, 0.99))
-		r.P999 = math.Pow(10, quantileSorted(logs, 0.999))
+		r.Median = math.Pow(10, robust.QuantileSorted(logs, 0.5))
+		r.P99 = math.Pow(10, robust.QuantileSorted(logs, 0.99))
+		r.P999 = math.Pow(10, robust.QuantileSorted(logs, 0.999))
 	}
 	r.Insufficient = n < opts.MinTeams
-	logMedian := quantileSorted(logs, 0.5)
+	logMedian := robust.QuantileSorted(logs, 0.5)
 	if !r.Insufficient {
 		r.Scale, r.Fallback = upperScale(logs, logMedian)
 		// About one normal team per snapshot crosses Φ⁻¹(1 − 1/N).

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/flagwarden/flagwarden/internal/robust"
 	"github.com/flagwarden/flagwarden/internal/series"
 )
 
@@ -43,33 +44,18 @@ func fitTrend(points []series.Point, limit float64) *Trend {
 		return nil
 	}
 	anchor := pts[0].T
-	hours := func(t time.Time) float64 { return t.Sub(anchor).Hours() }
-	slopes := make([]float64, 0, len(pts)*(len(pts)-1)/2)
-	var s int
-	for i := range pts {
-		for j := i + 1; j < len(pts); j++ {
-			dy := pts[j].V - pts[i].V
-			s += sign(dy)
-			if dt := hours(pts[j].T) - hours(pts[i].T); dt > 0 {
-				slopes = append(slopes, dy/dt)
-			}
-		}
-	}
-	if len(slopes) == 0 {
-		return nil
-	}
-	slope := median(slopes)
-	intercepts := make([]float64, len(pts))
+	x := make([]float64, len(pts))
+	y := make([]float64, len(pts))
 	for i, p := range pts {
-		intercepts[i] = p.V - slope*hours(p.T)
+		x[i], y[i] = p.T.Sub(anchor).Hours(), p.V
 	}
-	n := float64(len(pts))
+	slope, intercept := robust.TheilSen(x, y)
 	tr := &Trend{
 		Points:       len(pts),
 		SlopePerHour: slope,
-		Intercept:    median(intercepts),
+		Intercept:    intercept,
 		Anchor:       anchor,
-		Tau:          float64(s) / (n * (n - 1) / 2),
+		Tau:          robust.MannKendallTau(y),
 	}
 	level := points[len(points)-1].V
 	switch {
@@ -103,7 +89,7 @@ func thin(points []series.Point, n int) []series.Point {
 		if len(vals) == 0 {
 			return
 		}
-		out = append(out, series.Point{T: times[len(times)/2], V: median(vals)})
+		out = append(out, series.Point{T: times[len(times)/2], V: robust.Median(vals)})
 		vals, times = vals[:0], times[:0]
 	}
 	for _, p := range points {
@@ -117,26 +103,6 @@ func thin(points []series.Point, n int) []series.Point {
 	}
 	flush()
 	return out
-}
-
-// median sorts xs in place and returns its median.
-func median(xs []float64) float64 {
-	slices.Sort(xs)
-	m := len(xs) / 2
-	if len(xs)%2 == 1 {
-		return xs[m]
-	}
-	return (xs[m-1] + xs[m]) / 2
-}
-
-func sign(x float64) int {
-	switch {
-	case x > 0:
-		return 1
-	case x < 0:
-		return -1
-	}
-	return 0
 }
 
 // finitePoints drops NaN and ±Inf samples (a PromQL source can produce them): JSON
