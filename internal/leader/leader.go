@@ -46,8 +46,8 @@ type Elector struct {
 	mu      sync.Mutex
 	leading bool
 	group   *service.Group
-	cancel  context.CancelFunc
-	done    chan struct{}
+	// svc owns the campaign goroutine's start and stop.
+	svc *service.Func
 }
 
 // New returns an elector; it does nothing until Start.
@@ -56,7 +56,7 @@ func New(opts Options) (*Elector, error) {
 		return nil, fmt.Errorf("leader: retry interval must be positive")
 	}
 	f := promauto.With(opts.Registerer)
-	return &Elector{
+	e := &Elector{
 		opts:   opts,
 		logger: opts.Logger.With("component", "leader"),
 		isLeader: f.NewGauge(prometheus.GaugeOpts{
@@ -67,7 +67,9 @@ func New(opts Options) (*Elector, error) {
 			Name: "flagwarden_leader_changes_total",
 			Help: "Times this replica gained or lost leadership.",
 		}),
-	}, nil
+	}
+	e.svc = service.NewFunc("leader", opts.Logger, e.campaign)
+	return e, nil
 }
 
 // Name implements service.Service.
@@ -81,39 +83,13 @@ func (e *Elector) IsLeader() bool {
 }
 
 // Start implements service.Service: it returns at once and campaigns in the background.
-func (e *Elector) Start(ctx context.Context) error {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.done != nil {
-		return fmt.Errorf("leader elector already started")
-	}
-	ctx, e.cancel = context.WithCancel(context.WithoutCancel(ctx))
-	e.done = make(chan struct{})
-	go e.campaign(ctx, e.done)
-	return nil
-}
+func (e *Elector) Start(ctx context.Context) error { return e.svc.Start(ctx) }
 
 // Stop implements service.Service: it stops the leader-only services and releases the
 // lock by closing its connection.
-func (e *Elector) Stop(ctx context.Context) error {
-	e.mu.Lock()
-	cancel, done := e.cancel, e.done
-	e.cancel, e.done = nil, nil
-	e.mu.Unlock()
-	if done == nil {
-		return nil
-	}
-	cancel()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("leader elector did not stop in time: %w", ctx.Err())
-	}
-}
+func (e *Elector) Stop(ctx context.Context) error { return e.svc.Stop(ctx) }
 
-func (e *Elector) campaign(ctx context.Context, done chan struct{}) {
-	defer close(done)
+func (e *Elector) campaign(ctx context.Context) error {
 	var conn *pgx.Conn
 	defer func() {
 		e.resign()
@@ -136,7 +112,7 @@ func (e *Elector) campaign(ctx context.Context, done chan struct{}) {
 		}
 		select {
 		case <-ctx.Done():
-			return
+			return nil
 		case <-tick.C:
 		}
 	}

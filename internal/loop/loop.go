@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/flagwarden/flagwarden/internal/config"
+	"github.com/flagwarden/flagwarden/internal/service"
 )
 
 // Health is a loop's state as the API and the collector-down detector see it.
@@ -85,8 +86,8 @@ type Loop struct {
 
 	mu     sync.Mutex
 	health Health
-	cancel context.CancelFunc
-	done   chan struct{}
+	// svc owns the goroutine's start and stop.
+	svc *service.Func
 }
 
 // New returns a loop named name (a bounded, fixed string such as "celery") that runs
@@ -102,11 +103,13 @@ func New(name string, timing config.Loop, pass func(ctx context.Context) error, 
 	m.passes.WithLabelValues(name)
 	m.failures.WithLabelValues(name)
 	m.missed.WithLabelValues(name)
-	return &Loop{
+	l := &Loop{
 		name: name, timing: timing, pass: pass, metrics: m, now: time.Now,
 		logger: logger.With("component", name),
 		health: Health{Name: name},
 	}
+	l.svc = service.NewFunc(name, logger, l.run)
+	return l
 }
 
 // Name implements service.Service.
@@ -162,20 +165,9 @@ func safePass(ctx context.Context, pass func(context.Context) error) (err error)
 }
 
 // Start implements service.Service: the first pass runs at once, then on the ticker.
-func (l *Loop) Start(ctx context.Context) error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.done != nil {
-		return fmt.Errorf("loop %s already started", l.name)
-	}
-	ctx, l.cancel = context.WithCancel(context.WithoutCancel(ctx))
-	l.done = make(chan struct{})
-	go l.run(ctx, l.done)
-	return nil
-}
+func (l *Loop) Start(ctx context.Context) error { return l.svc.Start(ctx) }
 
-func (l *Loop) run(ctx context.Context, done chan struct{}) {
-	defer close(done)
+func (l *Loop) run(ctx context.Context) error {
 	ticker := time.NewTicker(l.timing.Interval)
 	defer ticker.Stop()
 	for {
@@ -196,13 +188,13 @@ func (l *Loop) run(ctx context.Context, done chan struct{}) {
 		}
 		select {
 		case <-ctx.Done():
-			return
+			return nil
 		case <-ticker.C:
 		}
 		if j := l.jitter(); j > 0 {
 			select {
 			case <-ctx.Done():
-				return
+				return nil
 			case <-time.After(j):
 			}
 		}
@@ -217,19 +209,4 @@ func (l *Loop) jitter() time.Duration {
 }
 
 // Stop implements service.Service.
-func (l *Loop) Stop(ctx context.Context) error {
-	l.mu.Lock()
-	cancel, done := l.cancel, l.done
-	l.cancel, l.done = nil, nil
-	l.mu.Unlock()
-	if done == nil {
-		return nil
-	}
-	cancel()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("loop %s did not stop in time: %w", l.name, ctx.Err())
-	}
-}
+func (l *Loop) Stop(ctx context.Context) error { return l.svc.Stop(ctx) }
