@@ -106,9 +106,11 @@ func New(ctx context.Context, opts Options) (a *App, err error) {
 		cfg: cfg, logger: opts.Logger, registry: reg, replica: replica, version: opts.Version,
 		ready: map[string]web.ReadyFunc{}, now: time.Now,
 	}
+	// close what was opened on failure; the named result is nil by then.
+	opened := a
 	defer func() {
 		if err != nil {
-			a.close()
+			opened.close()
 		}
 	}()
 

@@ -215,13 +215,14 @@ func (d *demo) describe(w io.Writer) {
 What happens (simulated time; real time in brackets):
   - Team %d is an internal test-automation account: every 30 min [%s] a test run saves
     40 flags and 20 cohorts of 64 KiB, and nothing is ever cleaned up.
-  - flagwarden measures it within the first team pass and raises an outlier finding for
-    team %d %s; its rebuild engine quarantines the team (its payload is above the hard
-    limit) and keeps every other team's cache current.
-  - The simulated Celery workers (4 pods, 8 GiB limit) build naively. Their first OOM
-    kills can come after about %s [%s]; after about %s [%s] every build of team %d is
-    killed, the pods crash-loop with Kubernetes' back-off and the %q queue grows.
-    Watch the worker and backlog findings follow.
+  - Within seconds flagwarden's team pass measures it and the detectors raise an
+    outlier finding for team %d (%s). Its rebuild engine, fed
+    from its own Celery queue, quarantines the team (payload above the hard limit) and
+    keeps building every other team's caches (Rebuilds page).
+  - The simulated Celery workers (4 pods, 8 GiB limit) build naively from the original
+    queue. Their first OOM kills can come after about %s [%s]; after about %s [%s]
+    every build of team %d is killed, the pods crash-loop with Kubernetes' back-off and
+    the %q queue backs up: watch the worker and backlog findings follow.
 
 Ctrl-C stops the demo and removes its temporary files.
 `, Version, speed, d.opts.Seed,
