@@ -18,6 +18,13 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
+// Flusher is implemented by a Requester that answers some requests from memory:
+// Flush returns once every request answered so far is covered by a build whatever
+// another replica does. A consumer that acknowledges messages calls it before the ack.
+type Flusher interface {
+	Flush(ctx context.Context) error
+}
+
 // Requester is the engine's intake as the consumers use it.
 type Requester interface {
 	Request(ctx context.Context, teamID int64, reason string) (RequestResult, error)
@@ -205,6 +212,12 @@ func (c *CeleryConsumer) RunOnce(ctx context.Context, wait time.Duration) (int, 
 				continue
 			}
 			reqErr = errors.Join(reqErr, fmt.Errorf("request team %d: %w", team, err))
+		}
+	}
+	if f, ok := c.req.(Flusher); ok && reqErr == nil {
+		// Requests answered from memory become durable here, before the ack.
+		if err := f.Flush(ctx); err != nil {
+			reqErr = fmt.Errorf("flush requests: %w", err)
 		}
 	}
 	if reqErr != nil {

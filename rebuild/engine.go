@@ -88,6 +88,15 @@ type Options struct {
 	// FetchPollInterval is how often idle workers look for jobs when no notification
 	// arrives (SQLite has none). Default 1s.
 	FetchPollInterval time.Duration
+	// CoalesceDelay is how long a new job and a follow-up wait before they may start.
+	// Requests for the team meanwhile join the job in memory, without a database round
+	// trip. At most 5s (River's scheduler interval; a longer snooze waits for the
+	// scheduler). Default 500ms.
+	CoalesceDelay time.Duration
+	// QuarantineCacheTTL is how long this process trusts its copy of the quarantined
+	// teams when routing requests; its own quarantines and releases apply at once.
+	// Default 5s.
+	QuarantineCacheTTL time.Duration
 	// OnQuarantine, if set, is called when a team is quarantined (automatically or by
 	// an operator): the detectors page on it.
 	OnQuarantine func(Quarantine)
@@ -109,6 +118,8 @@ func (o Options) withDefaults() Options {
 	o.RetryBase = cmp.Or(o.RetryBase, 5*time.Second)
 	o.RetryMax = cmp.Or(o.RetryMax, 5*time.Minute)
 	o.FetchPollInterval = cmp.Or(o.FetchPollInterval, time.Second)
+	o.CoalesceDelay = cmp.Or(o.CoalesceDelay, 500*time.Millisecond)
+	o.QuarantineCacheTTL = cmp.Or(o.QuarantineCacheTTL, 5*time.Second)
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -136,9 +147,17 @@ func (o Options) validate() error {
 		return errors.New("Options.BuildTimeout, RetryBase and RetryMax must be positive and RetryMax >= RetryBase")
 	case o.MaxAttempts < 1:
 		return errors.New("Options.MaxAttempts must be at least 1")
+	case o.CoalesceDelay < 0 || o.CoalesceDelay > maxCoalesceDelay:
+		return fmt.Errorf("Options.CoalesceDelay must be between 0 and %s", maxCoalesceDelay)
+	case o.QuarantineCacheTTL < 0:
+		return errors.New("Options.QuarantineCacheTTL must not be negative")
 	}
 	return nil
 }
+
+// maxCoalesceDelay is River's scheduler interval: a snooze up to it makes the job
+// available at once (with a not-before time), a longer one waits for the scheduler.
+const maxCoalesceDelay = 5 * time.Second
 
 // jobClient is the part of River's client the engine uses, free of River's
 // transaction type parameter so that the Postgres and SQLite drivers share the engine.
@@ -147,6 +166,7 @@ type jobClient interface {
 	Stop(ctx context.Context) error
 	Insert(ctx context.Context, args river.JobArgs, opts *river.InsertOpts) (*rivertype.JobInsertResult, error)
 	JobRetry(ctx context.Context, id int64) (*rivertype.JobRow, error)
+	JobList(ctx context.Context, params *river.JobListParams) (*river.JobListResult, error)
 }
 
 // Engine is the rebuild engine: intake with per-team dedup, admission into lanes,
@@ -160,7 +180,13 @@ type Engine struct {
 	metrics  *metrics
 	logger   *slog.Logger
 	sizes    *sizeCache
+	jobs     *coalescer
+	quar     *quarantineCache
 	stopOnce sync.Once
+	// verifyMu serializes verification passes; stopVerify ends the loop.
+	verifyMu   sync.Mutex
+	stopVerify context.CancelFunc
+	verifyDone chan struct{}
 	closeDB  func() error
 
 	mu      sync.Mutex
@@ -254,7 +280,9 @@ func newEngine(opts Options, db *sql.DB) (*Engine, error) {
 		logger:  opts.Logger.With("component", "rebuild"),
 		sizes:   newSizeCache(opts.Sizes, 10*time.Second, 50_000),
 		running: map[Lane]int{},
+		jobs:    newCoalescer(),
 	}
+	e.quar = &quarantineCache{ttl: opts.QuarantineCacheTTL, load: e.store.listQuarantined}
 	e.metrics.budget.Set(float64(opts.MemoryBudget))
 	return e, nil
 }
@@ -270,6 +298,7 @@ func (e *Engine) riverConfig() *river.Config {
 			string(LaneQuarantine): {MaxWorkers: quarantineWorkers},
 		},
 		Workers:              workers,
+		Middleware:           []rivertype.Middleware{&notBeforeMiddleware{}},
 		JobTimeout:           e.opts.BuildTimeout,
 		MaxAttempts:          e.opts.MaxAttempts,
 		RetryPolicy:          &retryPolicy{base: e.opts.RetryBase, max: e.opts.RetryMax},
@@ -284,12 +313,94 @@ func (e *Engine) riverConfig() *river.Config {
 // Name implements service.Service.
 func (e *Engine) Name() string { return "rebuild" }
 
-// Start starts the workers.
+// Start starts the workers and the loop that verifies requests answered from memory.
 func (e *Engine) Start(ctx context.Context) error {
 	if err := e.client.Start(ctx); err != nil {
 		return fmt.Errorf("start rebuild workers: %w", err)
 	}
+	vctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	e.stopVerify, e.verifyDone = cancel, make(chan struct{})
+	go e.verifyLoop(vctx)
 	return nil
+}
+
+// verifyBatching is how long the verification loop gathers joins before one pass.
+const verifyBatching = 10 * time.Millisecond
+
+func (e *Engine) verifyLoop(ctx context.Context) {
+	defer close(e.verifyDone)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-e.jobs.wake:
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(verifyBatching):
+		}
+		if err := e.Flush(ctx); err != nil && ctx.Err() == nil {
+			e.logger.WarnContext(ctx, "verifying coalesced requests failed; retrying", "err", err)
+			select {
+			case e.jobs.wake <- struct{}{}:
+			default:
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(time.Second):
+			}
+		}
+	}
+}
+
+// Flush returns once every request this process answered from memory so far is
+// covered by a build: one query finds which of the joined jobs still wait (those
+// cover their requests); a team whose job was started by another replica meanwhile
+// gets the database path (a follow-up mark, or a new job). The verification loop
+// calls it within milliseconds of a join; the Celery consumer calls it before acking.
+func (e *Engine) Flush(ctx context.Context) error {
+	e.verifyMu.Lock()
+	defer e.verifyMu.Unlock()
+	pending := e.jobs.takeUnverified()
+	if len(pending) == 0 {
+		return nil
+	}
+	ids := make([]int64, 0, len(pending))
+	for _, p := range pending {
+		ids = append(ids, p.jobID)
+	}
+	waiting := make(map[int64]bool, len(ids))
+	for start := 0; start < len(ids); start += 1000 {
+		chunk := ids[start:min(start+1000, len(ids))]
+		res, err := e.client.JobList(ctx, river.NewJobListParams().IDs(chunk...).
+			States(rivertype.JobStateAvailable, rivertype.JobStateScheduled, rivertype.JobStateRetryable, rivertype.JobStatePending).
+			First(len(chunk)))
+		if err != nil {
+			e.jobs.requeue(pending)
+			return fmt.Errorf("verify coalesced requests: %w", err)
+		}
+		for _, j := range res.Jobs {
+			waiting[j.ID] = true
+		}
+	}
+	var errs error
+	failed := map[int64]pendingJoin{}
+	for team, p := range pending {
+		if waiting[p.jobID] {
+			continue // the job had not started after the joins: its build covers them
+		}
+		e.jobs.forget(team)
+		if _, err := e.insert(ctx, team, "coalesced", p.lane); err != nil {
+			failed[team] = p
+			errs = errors.Join(errs, err)
+		}
+	}
+	if len(failed) > 0 {
+		e.jobs.requeue(failed)
+	}
+	return errs
 }
 
 // Stop stops fetching and waits for running builds within ctx; builds still running
@@ -297,6 +408,13 @@ func (e *Engine) Start(ctx context.Context) error {
 func (e *Engine) Stop(ctx context.Context) error {
 	var err error
 	e.stopOnce.Do(func() {
+		if e.stopVerify != nil {
+			e.stopVerify()
+			<-e.verifyDone
+		}
+		if ferr := e.Flush(ctx); ferr != nil {
+			e.logger.WarnContext(ctx, "verifying coalesced requests at stop failed", "err", ferr)
+		}
 		err = e.client.Stop(ctx)
 		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
 			err = nil
@@ -323,19 +441,31 @@ func (e *Engine) Request(ctx context.Context, teamID int64, reason string) (Requ
 		outcome = "unknown_team"
 	case err != nil:
 		outcome = "error"
+	case res.coalesced:
+		outcome = "coalesced"
 	case res.Joined:
 		outcome = "joined"
 	}
 	e.metrics.requests.WithLabelValues(source, outcome).Inc()
-	return res, err
+	return res.RequestResult, err
 }
 
-func (e *Engine) request(ctx context.Context, teamID int64, reason string) (RequestResult, error) {
-	lane, err := e.admit(ctx, teamID)
+func (e *Engine) request(ctx context.Context, teamID int64, reason string) (requestOutcome, error) {
+	lane, err := e.admit(ctx, teamID, false)
 	if err != nil {
-		return RequestResult{TeamID: teamID}, err
+		return requestOutcome{RequestResult: RequestResult{TeamID: teamID}}, err
 	}
-	return e.insert(ctx, teamID, reason, lane)
+	if res, ok := e.jobs.join(teamID, lane, time.Now()); ok {
+		return requestOutcome{RequestResult: res, coalesced: true}, nil
+	}
+	res, err := e.insert(ctx, teamID, reason, lane)
+	return requestOutcome{RequestResult: res}, err
+}
+
+// requestOutcome is a RequestResult plus whether memory answered it.
+type requestOutcome struct {
+	RequestResult
+	coalesced bool
 }
 
 // insert puts the team's job in lane, joining a waiting one. Against a running build it
@@ -351,11 +481,18 @@ func (e *Engine) insert(ctx context.Context, teamID int64, reason string, lane L
 	delay := 5 * time.Millisecond
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		ins, err := e.client.Insert(ctx, jobArgs{TeamID: teamID, Reason: reason}, opts)
+		notBefore := time.Now().Add(e.opts.CoalesceDelay)
+		ins, err := e.client.Insert(withNotBefore(ctx, notBefore), jobArgs{TeamID: teamID, Reason: reason}, opts)
 		if err != nil {
 			return res, fmt.Errorf("enqueue rebuild of team %d: %w", teamID, err)
 		}
 		res.JobID = ins.Job.ID
+		switch ins.Job.State {
+		case rivertype.JobStateAvailable, rivertype.JobStateScheduled, rivertype.JobStateRetryable:
+			// No replica starts the job before its scheduled time: until then this
+			// process answers requests for the team from memory.
+			e.jobs.waiting(teamID, ins.Job.ID, lane, ins.Job.ScheduledAt)
+		}
 		if !ins.UniqueSkippedAsDuplicate {
 			return res, nil
 		}
@@ -383,15 +520,24 @@ func (e *Engine) insert(ctx context.Context, teamID int64, reason string, lane L
 }
 
 // admit measures the team and picks its lane; a team over the hard limit is
-// quarantined on the way.
-func (e *Engine) admit(ctx context.Context, teamID int64) (Lane, error) {
+// quarantined on the way. Requests read quarantines from the cache; a build about to
+// start (fresh) reads the database, so another replica's release or quarantine is
+// honoured at once.
+func (e *Engine) admit(ctx context.Context, teamID int64, fresh bool) (Lane, error) {
 	size, err := e.sizes.get(ctx, teamID)
 	if err != nil {
 		return "", err
 	}
-	if _, q, err := e.store.quarantined(ctx, teamID); err != nil {
+	var q bool
+	if fresh {
+		_, q, err = e.store.quarantined(ctx, teamID)
+	} else {
+		q, err = e.quar.quarantined(ctx, teamID)
+	}
+	if err != nil {
 		return "", err
-	} else if q {
+	}
+	if q {
 		return LaneQuarantine, nil
 	}
 	est := size.PayloadBytes()
@@ -427,8 +573,13 @@ func (e *Engine) Quarantine(ctx context.Context, teamID int64, reason string) er
 func (e *Engine) quarantine(ctx context.Context, teamID int64, reason string, auto bool) error {
 	now := time.Now().UTC()
 	changed, err := e.store.quarantine(ctx, teamID, reason, auto, now)
-	if err != nil || !changed {
+	if err != nil {
 		return err
+	}
+	e.quar.set(teamID, true)
+	e.jobs.forget(teamID) // its next request goes to the quarantine lane
+	if !changed {
+		return nil
 	}
 	e.logger.WarnContext(ctx, "team quarantined", "team", teamID, "reason", reason, "auto", auto)
 	e.refreshQuarantineGauge(ctx)
@@ -447,6 +598,8 @@ func (e *Engine) Release(ctx context.Context, teamID int64, reason string) error
 	if err != nil {
 		return err
 	}
+	e.quar.set(teamID, false)
+	e.jobs.forget(teamID)
 	e.refreshQuarantineGauge(ctx)
 	if !changed {
 		return nil

@@ -146,6 +146,8 @@ func TestEngineDedupAndFollowUp(t *testing.T) {
 				require.NoError(t, err)
 				require.True(t, res.Joined)
 			}
+			require.Equal(t, 25.0, testutil.ToFloat64(b.e.metrics.requests.WithLabelValues("celery", "coalesced")),
+				"requests during this process's build are follow-ups marked in memory")
 			b.setGate(nil)
 			close(gate)
 			b.idle(t)

@@ -27,9 +27,10 @@ func NewRebuilder(src FlagSource, builder *Builder, pub *Publisher) *Rebuilder {
 
 // Rebuild builds and publishes both caches of team. On any error nothing live changes
 // and the temporary keys are removed. The result is filled in either way.
-func (r *Rebuilder) Rebuild(ctx context.Context, team int64) (BuildResult, error) {
-	res := BuildResult{TeamID: team, StartedAt: time.Now().UTC()}
+func (r *Rebuilder) Rebuild(ctx context.Context, team int64) (res BuildResult, err error) {
+	res = BuildResult{TeamID: team, StartedAt: time.Now().UTC()}
 	peak := startHeapSampler()
+	// Named results: the deferred finish time and peak heap reach the caller.
 	defer func() {
 		res.PeakHeapBytes = peak.stop()
 		res.FinishedAt = time.Now().UTC()

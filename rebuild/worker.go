@@ -26,7 +26,7 @@ func (w *worker) Timeout(*river.Job[jobArgs]) time.Duration { return w.e.opts.Bu
 func (w *worker) Work(ctx context.Context, job *river.Job[jobArgs]) error {
 	e := w.e
 	team, lane := job.Args.TeamID, Lane(job.Queue)
-	want, err := e.admit(ctx, team)
+	want, err := e.admit(ctx, team, true)
 	if errors.Is(err, ErrUnknownTeam) {
 		return river.JobCancel(err) // the team is gone; retrying cannot help
 	}
@@ -35,6 +35,7 @@ func (w *worker) Work(ctx context.Context, job *river.Job[jobArgs]) error {
 	}
 	if want != lane {
 		// Move to the lane admission picks now; joining a job waiting there is fine.
+		e.jobs.forget(team)
 		if _, err := e.insert(ctx, team, job.Args.Reason, want); err != nil {
 			return err
 		}
@@ -53,6 +54,15 @@ func (w *worker) Work(ctx context.Context, job *river.Job[jobArgs]) error {
 	if !ok {
 		return river.JobSnooze(time.Second) // another replica builds this team right now
 	}
+	// From here until end, requests for the team in this process mark a follow-up in
+	// memory instead of going to the database.
+	e.jobs.begin(team, job.ID, lane)
+	ended := false
+	defer func() {
+		if !ended { // a panic outside the build: never leave the slot claiming a run
+			e.jobs.end(team, false, false, time.Time{})
+		}
+	}()
 	size, err := e.sizes.get(ctx, team)
 	if err != nil {
 		_, _, _ = e.store.endRun(context.WithoutCancel(ctx), team, true)
@@ -75,6 +85,10 @@ func (w *worker) Work(ctx context.Context, job *river.Job[jobArgs]) error {
 	if err != nil {
 		e.logger.WarnContext(ctx, "recording build end failed", "team", team, "err", err)
 	}
+	// Requests in this process during the build were marked in memory, others in the
+	// database: either way exactly one more build, after the coalescing delay.
+	followup = e.jobs.end(team, buildErr == nil, followup, time.Now().Add(e.opts.CoalesceDelay))
+	ended = true
 	if err := e.store.addResult(bg, res); err != nil {
 		e.logger.WarnContext(ctx, "recording build result failed", "team", team, "err", err)
 	}
@@ -89,7 +103,7 @@ func (w *worker) Work(ctx context.Context, job *river.Job[jobArgs]) error {
 		return buildErr
 	}
 	if followup {
-		return river.JobSnooze(0) // exactly one more build, for the requests that arrived meanwhile
+		return river.JobSnooze(e.opts.CoalesceDelay) // exactly one more build, for the requests that arrived meanwhile
 	}
 	return nil
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/alicebob/miniredis/v2"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/flagwarden/flagwarden/internal/flagdb"
@@ -227,6 +228,28 @@ func peakRSS() int64 {
 	return 0
 }
 
+// requestOutcomes sums flagwarden_rebuild_requests_total by outcome.
+func requestOutcomes(reg *prometheus.Registry) map[string]int64 {
+	out := map[string]int64{}
+	mfs, err := reg.Gather()
+	if err != nil {
+		return out
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "flagwarden_rebuild_requests_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "outcome" {
+					out[l.GetValue()] += int64(m.GetCounter().GetValue())
+				}
+			}
+		}
+	}
+	return out
+}
+
 // benchDedup fires 116,000 requests over 500 teams at a running engine on Postgres
 // and reports how many builds ran and how long the burst took to drain.
 func benchDedup(ctx context.Context, env Env, args []string) int {
@@ -235,6 +258,7 @@ func benchDedup(ctx context.Context, env Env, args []string) int {
 	url := fs.String("url", "", "Postgres `URL` for the flag data and the engine's jobs (default flag_database.url)")
 	requests := fs.Int("requests", 116000, "requests in the burst")
 	teamsN := fs.Int("teams", 500, "distinct teams the requests name")
+	coalesce := fs.Duration("coalesce-delay", 0, "rebuild.coalesce_delay for the engine (default the engine's)")
 	asJSON := fs.Bool("json", false, "print JSON")
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
@@ -268,8 +292,9 @@ func benchDedup(ctx context.Context, env Env, args []string) int {
 	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
 	defer rdb.Close()
 	src := rebuild.NewPGSource(pool, nil)
+	reg := prometheus.NewRegistry()
 	e, err := rebuild.NewPostgres(pool, rebuild.Options{Source: src, Sizes: src, Publisher: rebuild.NewPublisher(rdb, rebuild.PublisherOptions{}),
-		FetchPollInterval: 100 * time.Millisecond})
+		FetchPollInterval: 100 * time.Millisecond, CoalesceDelay: *coalesce, Registerer: reg})
 	if err != nil {
 		return fail(err)
 	}
@@ -318,13 +343,18 @@ func benchDedup(ctx context.Context, env Env, args []string) int {
 	if err := pool.QueryRow(ctx, `SELECT count(*) FROM flagwarden_rebuild_results WHERE team_id BETWEEN $1 AND $2`, res.FirstTeamID, res.LastTeamID).Scan(&builds); err != nil {
 		return fail(err)
 	}
+	outcomes := requestOutcomes(reg)
+	rate := float64(*requests) / max(intake.Seconds(), 1e-9)
 	out := map[string]any{"requests": *requests, "teams": *teamsN, "request_errors": errs.Load(), "builds": builds,
-		"intake_seconds": intake.Seconds(), "drain_seconds": drain.Seconds()}
+		"intake_seconds": intake.Seconds(), "intake_requests_per_second": rate, "drain_seconds": drain.Seconds(),
+		"outcomes": outcomes}
 	if *asJSON {
 		_ = json.NewEncoder(env.Stdout).Encode(out)
 		return 0
 	}
-	fmt.Fprintf(env.Stdout, "requests %d over %d teams: %d builds, %d request errors; intake %.1fs, drained in %.1fs\n",
-		*requests, *teamsN, builds, errs.Load(), intake.Seconds(), drain.Seconds())
+	fmt.Fprintf(env.Stdout, "requests %d over %d teams: %d builds, %d request errors; intake %.2fs (%.0f requests/s), drained in %.1fs\n",
+		*requests, *teamsN, builds, errs.Load(), intake.Seconds(), rate, drain.Seconds())
+	fmt.Fprintf(env.Stdout, "request outcomes: coalesced in memory %d, joined in the database %d, inserted %d\n",
+		outcomes["coalesced"], outcomes["joined"], outcomes["inserted"])
 	return 0
 }

@@ -40,6 +40,14 @@ type Rebuild struct {
 	Notify Notify `yaml:"notify"`
 	// SweepInterval is how often caches older than their data are found and rebuilt; 0 disables.
 	SweepInterval time.Duration `yaml:"sweep_interval"`
+	// CoalesceDelay is how long a team's new job, and the one follow-up after a build
+	// that was requested during it, wait before they may start; requests for the team
+	// meanwhile join the job in memory without a database round trip. At most 5s.
+	CoalesceDelay time.Duration `yaml:"coalesce_delay"`
+	// QuarantineCacheTTL is how long a process trusts its copy of the quarantined teams
+	// when routing requests (its own quarantines and releases apply at once; every build
+	// checks the database before it starts).
+	QuarantineCacheTTL time.Duration `yaml:"quarantine_cache_ttl"`
 }
 
 // LaneWorkers is how many builds run at once in each lane in one process.
@@ -87,8 +95,10 @@ func defaultRebuild() Rebuild {
 			Queue: "flagwarden",
 			Tasks: []string{"posthog.tasks.feature_flags.update_team_flags_cache", "posthog.tasks.feature_flags.update_team_service_flags_cache"},
 		},
-		Notify:        Notify{Channel: "flagwarden_flag_change"},
-		SweepInterval: 5 * time.Minute,
+		Notify:             Notify{Channel: "flagwarden_flag_change"},
+		SweepInterval:      5 * time.Minute,
+		CoalesceDelay:      500 * time.Millisecond,
+		QuarantineCacheTTL: 5 * time.Second,
 	}
 }
 
@@ -129,4 +139,8 @@ func (r Rebuild) validate(p *problems) {
 	if r.SweepInterval < 0 {
 		p.add("rebuild.sweep_interval", "must not be negative, got %s", r.SweepInterval)
 	}
+	if r.CoalesceDelay <= 0 || r.CoalesceDelay > 5*time.Second {
+		p.add("rebuild.coalesce_delay", "must be more than 0 and at most 5s, got %s", r.CoalesceDelay)
+	}
+	p.positive("rebuild.quarantine_cache_ttl", r.QuarantineCacheTTL)
 }
