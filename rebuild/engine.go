@@ -187,7 +187,7 @@ type Engine struct {
 	verifyMu   sync.Mutex
 	stopVerify context.CancelFunc
 	verifyDone chan struct{}
-	closeDB  func() error
+	closeDB    func() error
 
 	mu      sync.Mutex
 	inUse   int64
