@@ -358,3 +358,51 @@ func (p *redisProc) kill(t *testing.T) {
 	_ = p.cmd.Wait()
 	p.cmd = nil
 }
+
+// TestBuildTagsAcrossPages: each page reads its flags' tags in one query; every flag
+// on every page gets exactly its own tags, sorted, whatever the page boundaries.
+func TestBuildTagsAcrossPages(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, "")
+	ctx := context.Background()
+	_, err := f.pool.Exec(ctx, `
+INSERT INTO posthog_team (id, project_id, api_token, name) VALUES (3, 3, 'phc_three', 'three');
+INSERT INTO posthog_tag (id, name, team_id) VALUES ('00000000-0000-4000-8000-000000000031', 'zeta', 3),
+ ('00000000-0000-4000-8000-000000000032', 'alpha', 3), ('00000000-0000-4000-8000-000000000033', 'mid', 3);
+INSERT INTO posthog_featureflag (id, team_id, key, name, filters, created_at)
+ SELECT 300 + i, 3, 'k' || lpad(i::text, 2, '0'), 'n', '{"groups":[]}', now() FROM generate_series(0, 22) i;
+INSERT INTO posthog_featureflagevaluationtag (feature_flag_id, tag_id, created_at)
+ SELECT 300 + i, t.id, now() FROM generate_series(0, 22) i JOIN posthog_tag t ON t.team_id = 3
+ WHERE (t.name = 'zeta' AND i % 2 = 0) OR (t.name = 'alpha' AND i % 3 = 0) OR (t.name = 'mid' AND i % 5 = 0);`)
+	require.NoError(t, err)
+	want := func(i int) []string {
+		out := []string{}
+		if i%3 == 0 {
+			out = append(out, "alpha")
+		}
+		if i%5 == 0 {
+			out = append(out, "mid")
+		}
+		if i%2 == 0 {
+			out = append(out, "zeta")
+		}
+		return out
+	}
+	for _, pageSize := range []int{1, 4, 7, 500} {
+		var fl, df bytes.Buffer
+		st, err := NewBuilder(BuilderOptions{PageSize: pageSize}).Build(ctx, f.src, 3, &fl, &df)
+		require.NoError(t, err, "page size %d", pageSize)
+		require.EqualValues(t, 23, st.Flags)
+		var payload struct {
+			Flags []struct {
+				ID   int64    `json:"id"`
+				Tags []string `json:"evaluation_tags"`
+			} `json:"flags"`
+		}
+		require.NoError(t, json.Unmarshal(fl.Bytes(), &payload))
+		require.Len(t, payload.Flags, 23)
+		for _, fr := range payload.Flags {
+			require.Equal(t, want(int(fr.ID-300)), fr.Tags, "flag %d, page size %d", fr.ID, pageSize)
+		}
+	}
+}

@@ -555,10 +555,11 @@ func (e *Engine) admit(ctx context.Context, teamID int64, fresh bool) (Lane, err
 }
 
 // estimateBytes is what a streaming build of the team holds: fixed buffers, the
-// largest flag row a few times over (row, scan, scratch), and the per-flag integers.
+// largest flag row a few times over (row, scan, scratch), the per-flag integers, and
+// two chunk buffers for each of the two payload streams.
 func (e *Engine) estimateBytes(size snapshot.TeamSize) int64 {
 	const base = 4 << 20
-	est := base + 6*size.LargestFilterBytes + 48*size.Flags + 2*int64(e.opts.Publisher.opts.ChunkBytes)
+	est := base + 6*size.LargestFilterBytes + 48*size.Flags + 4*int64(e.opts.Publisher.opts.ChunkBytes)
 	return min(est, e.opts.MemoryBudget)
 }
 

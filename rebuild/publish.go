@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"hash"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -64,31 +65,97 @@ func (p *Publisher) Layout() cachekeys.Layout { return p.opts.Layout }
 
 // Stream is one payload being written. It is an io.Writer; Commit makes it live, Abort
 // removes what was written. Readers never see a Stream's bytes before Commit.
+//
+// Full chunks go to Redis from a writer goroutine while the caller fills the next one
+// (two chunk buffers per stream), so reading the next flag page overlaps the write of
+// the previous chunk. A write error surfaces on a later Write or on Commit.
 type Stream struct {
-	p      *Publisher
-	ctx    context.Context
-	team   int64
-	kind   cachekeys.Kind
-	build  string
-	buf    []byte
-	hash   hash.Hash
-	total  int64
+	p     *Publisher
+	ctx   context.Context
+	team  int64
+	kind  cachekeys.Kind
+	build string
+	buf   []byte
+	hash  hash.Hash
+	total int64
+	done  bool
+
+	pending chan []byte   // full chunks to the writer
+	free    chan []byte   // emptied chunk buffers back from it (room for both, so the writer never blocks)
+	wdone   chan struct{} // closed when the writer has finished
+	closed  bool          // pending is closed
+	errMu   sync.Mutex
+	werr    error // the writer's first error
+
+	// Owned by the writer goroutine until wdone is closed.
 	inPart int64 // bytes in the current temporary value
 	parts  int   // values rolled into chunk keys so far
 	wrote  bool  // the temporary key exists
-	done   bool
 }
 
-// Begin starts a payload of one team and kind. ctx bounds every write.
+// Begin starts a payload of one team and kind. ctx bounds every write. The caller
+// must end the stream with Commit or Abort, which also end its writer goroutine.
 func (p *Publisher) Begin(ctx context.Context, team int64, kind cachekeys.Kind) *Stream {
 	var b [8]byte
 	_, _ = rand.Read(b[:])
-	return &Stream{p: p, ctx: ctx, team: team, kind: kind, build: hex.EncodeToString(b[:]),
-		buf: make([]byte, 0, p.opts.ChunkBytes), hash: sha256.New()}
+	s := &Stream{p: p, ctx: ctx, team: team, kind: kind, build: hex.EncodeToString(b[:]),
+		buf: make([]byte, 0, p.opts.ChunkBytes), hash: sha256.New(),
+		pending: make(chan []byte, 1), free: make(chan []byte, 2), wdone: make(chan struct{})}
+	s.free <- make([]byte, 0, p.opts.ChunkBytes)
+	go s.writer()
+	return s
+}
+
+// writer sends chunks to Redis in order; after an error it only recycles buffers.
+func (s *Stream) writer() {
+	defer close(s.wdone)
+	for chunk := range s.pending {
+		if s.err() == nil {
+			if err := s.flush(chunk); err != nil {
+				s.errMu.Lock()
+				s.werr = err
+				s.errMu.Unlock()
+			}
+		}
+		s.free <- chunk[:0]
+	}
+}
+
+func (s *Stream) err() error {
+	s.errMu.Lock()
+	defer s.errMu.Unlock()
+	return s.werr
+}
+
+// send hands the full buffer to the writer and takes an empty one.
+func (s *Stream) send() error {
+	if err := s.err(); err != nil {
+		return err
+	}
+	s.pending <- s.buf
+	s.buf = <-s.free
+	return nil
+}
+
+// finish sends what is buffered, stops the writer and returns its error.
+func (s *Stream) finish() error {
+	if !s.closed {
+		if len(s.buf) > 0 && s.err() == nil {
+			s.pending <- s.buf
+			s.buf = nil
+		}
+		close(s.pending)
+		s.closed = true
+	}
+	<-s.wdone
+	return s.err()
 }
 
 // Write buffers b and sends full chunks to the temporary key.
 func (s *Stream) Write(b []byte) (int, error) {
+	if s.closed {
+		return 0, errors.New("stream already finished")
+	}
 	n := len(b)
 	s.hash.Write(b)
 	s.total += int64(n)
@@ -98,7 +165,7 @@ func (s *Stream) Write(b []byte) (int, error) {
 		s.buf = append(s.buf, b[:take]...)
 		b = b[take:]
 		if len(s.buf) >= s.p.opts.ChunkBytes {
-			if err := s.flush(); err != nil {
+			if err := s.send(); err != nil {
 				return 0, err
 			}
 		}
@@ -108,14 +175,14 @@ func (s *Stream) Write(b []byte) (int, error) {
 
 func (s *Stream) temp() string { return s.p.opts.Layout.Temp(s.team, s.kind, s.build) }
 
-// flush appends the buffer to the temporary value, first rolling the value into a
-// chunk key when the buffer would take it past MaxValueBytes.
-func (s *Stream) flush() error {
-	if len(s.buf) == 0 {
+// flush appends one chunk to the temporary value, first rolling the value into a
+// chunk key when the chunk would take it past MaxValueBytes.
+func (s *Stream) flush(buf []byte) error {
+	if len(buf) == 0 {
 		return nil
 	}
 	l := s.p.opts.Layout
-	if s.inPart > 0 && s.inPart+int64(len(s.buf)) > s.p.opts.MaxValueBytes {
+	if s.inPart > 0 && s.inPart+int64(len(buf)) > s.p.opts.MaxValueBytes {
 		if err := s.p.rdb.Rename(s.ctx, s.temp(), l.Chunk(s.team, s.kind, s.build, s.parts)).Err(); err != nil {
 			return fmt.Errorf("roll chunk %d of team %d %s: %w", s.parts, s.team, s.kind, err)
 		}
@@ -123,7 +190,9 @@ func (s *Stream) flush() error {
 		s.inPart = 0
 	}
 	pipe := s.p.rdb.Pipeline()
-	pipe.Append(s.ctx, s.temp(), string(s.buf))
+	// APPEND with the []byte itself, not a string copy of it; buf is reused only
+	// after Exec returns.
+	pipe.Do(s.ctx, "APPEND", s.temp(), buf)
 	if s.inPart == 0 {
 		pipe.Expire(s.ctx, s.temp(), s.p.opts.TempTTL)
 	}
@@ -131,8 +200,7 @@ func (s *Stream) flush() error {
 		return fmt.Errorf("write payload of team %d %s: %w", s.team, s.kind, err)
 	}
 	s.wrote = true
-	s.inPart += int64(len(s.buf))
-	s.buf = s.buf[:0]
+	s.inPart += int64(len(buf))
 	return nil
 }
 
@@ -156,7 +224,7 @@ func (s *Stream) Commit(meta cachekeys.Meta) (Published, error) {
 	if s.done {
 		return Published{}, errors.New("stream already finished")
 	}
-	if err := s.flush(); err != nil {
+	if err := s.finish(); err != nil {
 		s.Abort()
 		return Published{}, err
 	}
@@ -262,6 +330,7 @@ func (s *Stream) Abort() {
 }
 
 func (s *Stream) abort() {
+	_ = s.finish() // no write may land after the keys are deleted
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(s.ctx), 5*time.Second)
 	defer cancel()
 	keys := []string{s.temp()}

@@ -68,6 +68,7 @@ func benchRebuild(ctx context.Context, env Env, args []string) int {
 	naiveMax := fs.Int("naive-max", 200000, "largest team the naive build is run for (it holds everything in memory)")
 	asJSON := fs.Bool("json", false, "print JSON instead of a table")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the streaming builds to `FILE`")
+	redisURL := fs.String("redis", "", "also build into this Redis `URL` (the full publish path: chunked writes, ETag, rename), as mode publish")
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}
@@ -91,6 +92,17 @@ func benchRebuild(ctx context.Context, env Env, args []string) int {
 		defer prof.Close()
 	}
 	src := rebuild.NewPGSource(pool, nil)
+	var pub *rebuild.Publisher
+	if *redisURL != "" {
+		opt, err := redis.ParseURL(*redisURL)
+		if err != nil {
+			fmt.Fprintf(env.Stderr, "flagwarden bench: --redis: %v\n", err)
+			return 2
+		}
+		rdb := redis.NewClient(opt)
+		defer rdb.Close()
+		pub = rebuild.NewPublisher(rdb, rebuild.PublisherOptions{})
+	}
 	var rows []benchRow
 	for _, s := range strings.Split(*sizes, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
@@ -118,6 +130,12 @@ func benchRebuild(ctx context.Context, env Env, args []string) int {
 			_, err := rebuild.NewBuilder(rebuild.BuilderOptions{}).Build(ctx, src, team, &fl, &df)
 			return fl.n + df.n, err
 		}))
+		if pub != nil {
+			rows = append(rows, measure("publish", n, func() (int64, error) {
+				res, err := rebuild.NewRebuilder(src, rebuild.NewBuilder(rebuild.BuilderOptions{}), pub).Rebuild(ctx, team)
+				return res.FlagsBytes + res.DefinitionsBytes, err
+			}))
+		}
 		if n > *naiveMax {
 			rows = append(rows, benchRow{Mode: "naive", Flags: n, Note: fmt.Sprintf("skipped: above --naive-max %d, it would hold the whole team in memory", *naiveMax)})
 		} else {
