@@ -145,3 +145,41 @@ func TestEngineCoalescesAcrossReplicas(t *testing.T) {
 	b.idle(t)
 	require.EqualValues(t, 2, b.builds.Load(), "one build plus exactly one follow-up")
 }
+
+// TestEngineVerifiesOptimisticJoins runs the verification pass on both drivers: a join
+// after the not-before time to a job that still waits needs nothing more; once the
+// job has run, the next verified join gets a new build.
+func TestEngineVerifiesOptimisticJoins(t *testing.T) {
+	t.Parallel()
+	for _, driver := range []string{"postgres", "sqlite"} {
+		t.Run(driver, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			const delay = 30 * time.Millisecond
+			b := newEngineBundle(t, driver == "sqlite", func(o *Options) { o.CoalesceDelay = delay })
+			first, err := b.e.Request(ctx, 1, "api")
+			require.NoError(t, err)
+			deadline := time.Now().Add(delay + clockSkewMargin)
+			eventually(t, 10*time.Second, func() bool { return time.Now().After(deadline) }, "clock did not move")
+
+			res, err := b.e.Request(ctx, 1, "api")
+			require.NoError(t, err)
+			require.Equal(t, first.JobID, res.JobID)
+			require.Equal(t, 1.0, testutil.ToFloat64(b.e.metrics.requests.WithLabelValues("api", "coalesced")))
+			require.NoError(t, b.e.Flush(ctx))
+			require.Zero(t, b.builds.Load(), "the job still waits: it covers the join")
+
+			require.NoError(t, b.e.Start(ctx))
+			b.idle(t)
+			require.EqualValues(t, 1, b.builds.Load())
+			// This process ran the build, so it knows the job is gone; simulate a
+			// replica that does not: a stale waiting slot for the finished job.
+			b.e.jobs.waiting(1, first.JobID, LaneSmall, time.Now().Add(-time.Second))
+			_, err = b.e.Request(ctx, 1, "api")
+			require.NoError(t, err)
+			require.Equal(t, 2.0, testutil.ToFloat64(b.e.metrics.requests.WithLabelValues("api", "coalesced")))
+			require.NoError(t, b.e.Flush(ctx))
+			eventually(t, 20*time.Second, func() bool { return b.builds.Load() == 2 }, "the verified join did not get its build")
+		})
+	}
+}

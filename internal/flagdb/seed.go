@@ -210,7 +210,7 @@ func Seed(ctx context.Context, pool *pgxpool.Pool, opts SeedOptions) (SeedResult
 			return res, fmt.Errorf("advance %s id sequence: %w", t, err)
 		}
 	}
-	if _, err := pool.Exec(ctx, `ANALYZE posthog_team, posthog_featureflag, posthog_cohort`); err != nil {
+	if _, err := pool.Exec(ctx, `ANALYZE posthog_team, posthog_featureflag, posthog_cohort, posthog_tag, posthog_featureflagevaluationtag, posthog_grouptypemapping`); err != nil {
 		return res, fmt.Errorf("analyze seeded tables: %w", err)
 	}
 	res.Elapsed = time.Since(start)
