@@ -39,6 +39,9 @@ type Embedded struct {
 	// FromWall maps a wall-clock time onto Now's clock, for the times parts that keep
 	// wall time report (loop passes, quarantines); nil is the identity.
 	FromWall func(time.Time) time.Time
+	// ToWall maps a time on Now's clock back to the wall clock, for Alertmanager, which
+	// runs on the wall clock; nil is the identity.
+	ToWall func(time.Time) time.Time
 	// Services start before every other service and stop after them (the simulation
 	// that feeds the sources).
 	Services []service.Service
@@ -163,4 +166,32 @@ func (c clockedQuarantines) Quarantined(ctx context.Context) ([]rebuild.Quaranti
 		qs[i].Since = c.fromWall(qs[i].Since)
 	}
 	return qs, err
+}
+
+// pagerFor is the notifier as the detectors see it: in embedded mode every time is
+// moved from the simulated clock back onto the wall clock first, so that Alertmanager
+// gets alerts that start and end now rather than hours ahead.
+func (a *App) pagerFor(p detectors.Pager) detectors.Pager {
+	if a.embedded == nil || a.embedded.ToWall == nil {
+		return p
+	}
+	return wallPager{p: p, toWall: a.embedded.ToWall}
+}
+
+type wallPager struct {
+	p      detectors.Pager
+	toWall func(time.Time) time.Time
+}
+
+func (w wallPager) Update(now time.Time, relevant []detectors.Finding) {
+	out := make([]detectors.Finding, len(relevant))
+	for i, f := range relevant {
+		for _, t := range []*time.Time{&f.ActiveAt, &f.FiredAt, &f.ResolvedAt} {
+			if !t.IsZero() {
+				*t = w.toWall(*t)
+			}
+		}
+		out[i] = f
+	}
+	w.p.Update(w.toWall(now), out)
 }

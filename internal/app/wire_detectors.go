@@ -36,7 +36,7 @@ func (a *App) wireDetectors(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("notifier: %w", err)
 		}
-		pager = n
+		pager = a.pagerFor(n) // on the wall clock, also in embedded mode
 		a.leaderOnly = append(a.leaderOnly, n)
 	}
 

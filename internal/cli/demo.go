@@ -130,6 +130,7 @@ func startDemo(ctx context.Context, o demoOptions) (d *demo, err error) {
 			Flags:      simulator.FlagSource{L: d.live},
 			Now:        d.live.Now,
 			FromWall:   d.live.FromWall,
+			ToWall:     d.live.ToWall,
 			// first to start, last to stop: the sources read it.
 			Services: []service.Service{d.live},
 		},

@@ -7,12 +7,17 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
+
+	"github.com/flagwarden/flagwarden/internal/testenv"
 )
 
 // getJSON fetches an API path from the demo and decodes it into v.
@@ -56,7 +61,9 @@ func TestDemoEndToEnd(t *testing.T) {
 	stopped := false
 	defer func() {
 		if !stopped {
-			_ = d.Stop(context.Background())
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			_ = d.Stop(ctx)
 		}
 	}()
 	t.Logf("demo started in %s", time.Since(started).Round(time.Millisecond))
@@ -216,4 +223,60 @@ func TestDemoRejectsBadSpeed(t *testing.T) {
 	code := Main(t.Context(), []string{"demo", "--speed", "-3"}, Env{Stdout: &out, Stderr: &errOut})
 	require.Equal(t, 1, code)
 	require.Contains(t, errOut.String(), "--speed must be between 0 and 10000")
+}
+
+// TestDemoPagesAlertmanager runs the demo with a real Alertmanager: the outlier finding
+// for the growing team arrives as an alert whose times are on the wall clock, though
+// the demo runs 600 times faster.
+func TestDemoPagesAlertmanager(t *testing.T) {
+	bin := testenv.Binary(t, "prometheus-alertmanager")
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "am.yml"), []byte("route:\n  receiver: none\nreceivers:\n- name: none\n"), 0o600))
+	addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	cmd := exec.Command(bin, "--config.file="+filepath.Join(dir, "am.yml"), "--storage.path="+filepath.Join(dir, "data"),
+		"--web.listen-address="+addr, "--cluster.listen-address=", "--log.level=warn")
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	eventually(t, 20*time.Second, "alertmanager ready", func() bool {
+		resp, err := http.Get("http://" + addr + "/-/ready")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+
+	started := time.Now()
+	d, err := startDemo(t.Context(), demoOptions{Speed: 600, Listen: "127.0.0.1:0", Seed: 1, Alertmanager: "http://" + addr})
+	require.NoError(t, err)
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		require.NoError(t, d.Stop(ctx))
+	}()
+
+	type alert struct {
+		Labels   map[string]string `json:"labels"`
+		StartsAt time.Time         `json:"startsAt"`
+		EndsAt   time.Time         `json:"endsAt"`
+	}
+	var got alert
+	eventually(t, 60*time.Second, "the outlier alert for team 2 in Alertmanager", func() bool {
+		var alerts []alert
+		if getJSON(t, "http://"+addr, "/api/v2/alerts", &alerts) != http.StatusOK {
+			return false
+		}
+		for _, a := range alerts {
+			if a.Labels["alertname"] == "outlier_team" && a.Labels["team"] == "2" {
+				got = a
+				return true
+			}
+		}
+		return false
+	})
+	now := time.Now()
+	require.False(t, got.StartsAt.Before(started.Add(-time.Second)), "starts %s, demo started %s", got.StartsAt, started)
+	require.False(t, got.StartsAt.After(now.Add(time.Second)), "starts %s in the future (now %s): not on the wall clock", got.StartsAt, now)
+	require.True(t, got.EndsAt.After(now), "still firing")
+	require.True(t, got.EndsAt.Before(now.Add(10*time.Minute)), "ends %s: a few resend intervals ahead, not hours", got.EndsAt)
 }

@@ -108,6 +108,11 @@ func (l *Live) FromWall(t time.Time) time.Time {
 	return l.sim0.Add(time.Duration(float64(t.Sub(l.wall0)) * l.speed))
 }
 
+// ToWall maps a simulated time onto the wall clock.
+func (l *Live) ToWall(t time.Time) time.Time {
+	return l.wall0.Add(time.Duration(float64(t.Sub(l.sim0)) / l.speed))
+}
+
 // Speed is simulated seconds per real second.
 func (l *Live) Speed() float64 { return l.speed }
 
