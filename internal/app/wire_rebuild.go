@@ -33,6 +33,7 @@ func (a *App) wireRebuild(ctx context.Context) error {
 		QuarantineAfterFailures: r.QuarantineAfterFailures, QuarantineHold: r.QuarantineMode == "hold",
 		MemoryBudget: int64(r.MemoryBudget), GoMemoryLimit: int64(r.GoMemoryLimit),
 		BuildTimeout: r.BuildTimeout, MaxAttempts: r.MaxAttempts,
+		CoalesceDelay: r.CoalesceDelay, QuarantineCacheTTL: r.QuarantineCacheTTL,
 		Logger: logger, Registerer: a.registry,
 	})
 	if err != nil {
