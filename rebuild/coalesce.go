@@ -168,14 +168,6 @@ func (c *coalescer) forget(team int64) {
 	}
 }
 
-// isWaiting reports whether team's slot is still the waiting job jobID.
-func (c *coalescer) isWaiting(team, jobID int64) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	s, ok := c.slots[team]
-	return ok && !s.running && s.jobID == jobID
-}
-
 // sweepLocked drops waiting slots whose not-before time has passed, bounding the map
 // to the teams with a job in flight.
 func (c *coalescer) sweepLocked(now time.Time) {

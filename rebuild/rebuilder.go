@@ -2,7 +2,6 @@ package rebuild
 
 import (
 	"context"
-	"errors"
 	rtmetrics "runtime/metrics"
 	"sync"
 	"sync/atomic"
@@ -119,6 +118,3 @@ func (h *heapSampler) stop() int64 {
 	}
 	return h.peak.Load()
 }
-
-// isUnknownTeam reports whether err says the team does not exist.
-func isUnknownTeam(err error) bool { return errors.Is(err, ErrUnknownTeam) }

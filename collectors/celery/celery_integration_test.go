@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"io"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -89,7 +88,7 @@ func (e celeryEnv) startWorker() {
 	})
 }
 
-func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
 // TestCollectAgainstRealCelery puts real Celery messages on a private Redis with a key
 // prefix and a custom sep, runs a real prefetching worker, and checks every number the

@@ -3,7 +3,6 @@ package promql
 import (
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"math"
 	"net/http/httptest"
@@ -26,7 +25,7 @@ import (
 	"github.com/flagwarden/flagwarden/internal/testenv"
 )
 
-func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
 // target serves what cAdvisor and celery-exporter would: per-pod working sets and a
 // WorkerLostError counter.

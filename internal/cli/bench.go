@@ -319,7 +319,7 @@ func benchDedup(ctx context.Context, env Env, args []string) int {
 	if err := e.Start(ctx); err != nil {
 		return fail(err)
 	}
-	defer e.Stop(context.WithoutCancel(ctx))
+	defer func() { _ = e.Stop(context.WithoutCancel(ctx)) }()
 	start := time.Now()
 	var next atomic.Int64
 	var errs atomic.Int64

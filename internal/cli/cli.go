@@ -165,9 +165,3 @@ func newLogger(cfg config.Log, w io.Writer) *slog.Logger {
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
 }
-
-// notYet is what a command that a later release fills in says.
-func notYet(name string, env Env) int {
-	fmt.Fprintf(env.Stderr, "flagwarden %s: not available yet in this version (%s)\n", name, Version)
-	return 1
-}

@@ -315,7 +315,7 @@ func inspectPods(ctx context.Context, cfg config.Config, o inspectOut) error {
 	if err := inf.Start(ctx); err != nil {
 		return err
 	}
-	defer inf.Stop(context.WithoutCancel(ctx))
+	defer func() { _ = inf.Stop(context.WithoutCancel(ctx)) }()
 	var p snapshot.Pods
 	for {
 		if p, err = c.Collect(ctx); err == nil {
@@ -323,7 +323,7 @@ func inspectPods(ctx context.Context, cfg config.Config, o inspectOut) error {
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("%w (last: %v)", ctx.Err(), err)
+			return fmt.Errorf("%w (last: %w)", ctx.Err(), err)
 		case <-time.After(100 * time.Millisecond):
 		}
 	}

@@ -113,7 +113,10 @@ func runRebuild(ctx context.Context, env Env, args []string) int {
 				res.Error = err.Error()
 			}
 		} else {
-			res, err = rebuild.NewRebuilder(src, b, pub).Rebuild(ctx, id)
+			var err error
+			if res, err = rebuild.NewRebuilder(src, b, pub).Rebuild(ctx, id); err != nil && res.Error == "" {
+				res.OK, res.Error = false, err.Error()
+			}
 		}
 		if tty {
 			fmt.Fprint(env.Stdout, "\r\033[K")

@@ -378,7 +378,6 @@ type feeder struct {
 	sizes       map[int64]snapshot.TeamSize
 	lastPayload map[int64]int64
 	lastFlags   map[int64]int64
-	prevRestart map[string]int32
 }
 
 func (f *feeder) queues(now time.Time, queue string, depth int64) {

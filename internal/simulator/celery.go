@@ -145,7 +145,7 @@ func DecodeMessage(raw []byte) (Task, string, error) {
 		} `json:"properties"`
 	}
 	if err := json.Unmarshal(raw, &env); err != nil {
-		return Task{}, "", fmt.Errorf("%w: %v", ErrNotCelery, err)
+		return Task{}, "", fmt.Errorf("%w: %w", ErrNotCelery, err)
 	}
 	if env.Headers.Task == "" {
 		return Task{}, "", fmt.Errorf("%w: no task header (protocol 1 or not celery)", ErrNotCelery)

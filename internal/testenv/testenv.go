@@ -148,7 +148,7 @@ func Python(t testing.TB, modules ...string) string {
 	const py = "/usr/bin/python3"
 	for _, m := range modules {
 		if out, err := exec.Command(py, "-c", "import "+m).CombinedOutput(); err != nil {
-			Missing(t, "python module "+m, fmt.Errorf("%v: %s", err, out))
+			Missing(t, "python module "+m, fmt.Errorf("%w: %s", err, out))
 		}
 	}
 	return py
