@@ -52,4 +52,11 @@ if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
     --dir /var/lib/redis --logfile /var/log/redis/ci.log
   for _ in $(seq 1 50); do redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 && break; sleep 0.2; done
 fi
+# The linter is a Go program: build it once into GOPATH/bin (a few minutes on a fresh
+# machine, nothing afterwards).
+gobin=$(go env GOPATH)/bin
+if ! [ -x "$gobin/golangci-lint" ] || ! "$gobin/golangci-lint" version 2>/dev/null | grep -q ' 2\.15\.0 '; then
+  log "installing golangci-lint v2.15.0"
+  go install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@v2.15.0
+fi
 log "services ready"

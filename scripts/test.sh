@@ -15,6 +15,9 @@ fi
 echo "== go vet"
 go vet ./...
 
+echo "== golangci-lint"
+"$(go env GOPATH)/bin/golangci-lint" run ./...
+
 echo "== go test"
 export TEST_OUTPUT_DIR=${TEST_OUTPUT_DIR:-$PWD/.test-output}
 go test -race -count=1 -timeout 25m ./...

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"io"
 	"log/slog"
 	"slices"
 	"strconv"
@@ -24,7 +23,7 @@ import (
 	"github.com/flagwarden/flagwarden/internal/testenv"
 )
 
-func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
 func newPool(t testing.TB) *pgxpool.Pool {
 	t.Helper()

@@ -243,7 +243,15 @@ func (a *App) Start(ctx context.Context) error {
 func (a *App) Stop(ctx context.Context) error {
 	var err error
 	if a.group != nil {
-		err = a.group.Stop(ctx)
+		// A service whose Stop ignores its context must not hold the process past the
+		// drain: stop in the background and give up once ctx ends.
+		done := make(chan error, 1)
+		go func() { done <- a.group.Stop(ctx) }()
+		select {
+		case err = <-done:
+		case <-ctx.Done():
+			err = fmt.Errorf("services still stopping when the drain ended: %w", ctx.Err())
+		}
 	}
 	a.close()
 	return err

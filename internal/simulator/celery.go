@@ -154,7 +154,7 @@ func DecodeMessage(raw []byte) (Task, string, error) {
 	if env.Properties.BodyEncoding == "base64" {
 		b, err := base64.StdEncoding.DecodeString(env.Body)
 		if err != nil {
-			return Task{}, "", fmt.Errorf("%w: body: %v", ErrNotCelery, err)
+			return Task{}, "", fmt.Errorf("%w: body: %w", ErrNotCelery, err)
 		}
 		body = b
 	}
