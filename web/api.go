@@ -180,7 +180,7 @@ func NewAPI(opts APIOptions) (*API, error) {
 
 // Register adds the API and dashboard routes to r. It fits Options.Routes.
 func (a *API) Register(r *gin.Engine) {
-	v1 := r.Group("/api/v1", a.metrics.middleware(), a.limit, a.deadline, a.bodyLimit, a.authenticate)
+	v1 := r.Group("/api/v1", a.metrics.middleware(), a.clock, a.limit, a.deadline, a.bodyLimit, a.authenticate)
 	// The document and whoami need no role: the dashboard asks who it is before it has
 	// a token, and a client reads the document to learn how to authenticate.
 	v1.GET("/openapi.json", a.openAPI)
@@ -209,3 +209,12 @@ func (a *API) Register(r *gin.Engine) {
 
 // now is the API's clock.
 func (a *API) now() time.Time { return a.opts.Now() }
+
+// clockHeader carries the API's clock, so the dashboard says "3 h ago" against the time
+// the data was measured in (the demo runs on simulated time), not the browser's.
+const clockHeader = "X-Flagwarden-Now"
+
+func (a *API) clock(c *gin.Context) {
+	c.Header(clockHeader, a.now().UTC().Format(time.RFC3339Nano))
+	c.Next()
+}

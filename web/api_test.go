@@ -685,3 +685,14 @@ func TestFindingsShowInsufficientData(t *testing.T) {
 	require.Equal(t, 2.0, got["insufficient_data"])
 	require.Equal(t, "2 queues have under 2 h of history", got["note"])
 }
+
+// TestClockHeader: every API answer says what time the server's clock reads, so the
+// dashboard can show ages against it (the demo's clock is simulated).
+func TestClockHeader(t *testing.T) {
+	t.Parallel()
+	b := newBundle(t)
+	for _, path := range []string{"/api/v1/whoami", "/api/v1/findings", "/api/v1/teams/999999"} {
+		r := b.do(t, "GET", path, readToken, "")
+		require.Equal(t, fixtureNow.Format(time.RFC3339Nano), r.Header.Get("X-Flagwarden-Now"), path)
+	}
+}

@@ -47,9 +47,13 @@ function fmtDuration(sec) {
 
 function isSet(t) { return t && !String(t).startsWith("0001-01-01"); }
 
+// clockOffset is the server's clock minus the browser's, from the X-Flagwarden-Now
+// header of the last answer: times are judged against the clock they were measured by.
+let clockOffset = 0;
+
 function ago(t) {
   if (!isSet(t)) return "never";
-  const sec = (Date.now() - new Date(t).getTime()) / 1000;
+  const sec = (Date.now() + clockOffset - new Date(t).getTime()) / 1000;
   if (sec < -5) return "in " + fmtDuration(-sec);
   if (sec < 5) return "just now";
   return fmtDuration(sec) + " ago";
@@ -80,6 +84,8 @@ async function api(path, opts = {}) {
     method: opts.method || "GET", headers,
     body: opts.body === undefined ? undefined : JSON.stringify(opts.body),
   });
+  const serverNow = Date.parse(res.headers.get("X-Flagwarden-Now") || "");
+  if (!Number.isNaN(serverNow)) clockOffset = serverNow - Date.now();
   let data = null;
   try { data = await res.json(); } catch (_) { /* an empty or non-JSON body */ }
   if (!res.ok) {
