@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strconv"
 
+	"github.com/flagwarden/flagwarden/internal/units"
+
 	"github.com/flagwarden/flagwarden/internal/robust"
 
 	"github.com/flagwarden/flagwarden/internal/snapshot"
@@ -220,21 +222,21 @@ func Outliers(r OutlierReport, opts OutlierOptions) []Observation {
 		case s.OverMemory:
 			base.Severity = SeverityCritical
 			base.Summary = fmt.Sprintf("Team %s needs an estimated %s to rebuild its flag cache, more than the %s worker limit",
-				team, humanBytes(float64(t.EstimatedNaiveBuildBytes())), humanBytes(float64(opts.WorkerMemoryLimit)))
+				team, units.Bytes(t.EstimatedNaiveBuildBytes()), units.Bytes(int64(opts.WorkerMemoryLimit)))
 			base.Description = fmt.Sprintf("Team %s's flag payload is %s (rank %d of %d teams, %.1f× the p99.9 team of %s; median %s). "+
 				"A cache rebuild that loads everything at once would hold about %s, above the worker memory limit of %s, so "+
 				"every such rebuild is OOM-killed and its retries crash-loop the workers. Quarantine or batch this team.",
-				team, humanBytes(float64(t.PayloadBytes())), s.Rank, r.Teams, s.Ratio, humanBytes(r.P999), humanBytes(r.Median),
-				humanBytes(float64(t.EstimatedNaiveBuildBytes())), humanBytes(float64(opts.WorkerMemoryLimit)))
+				team, units.Bytes(t.PayloadBytes()), s.Rank, r.Teams, s.Ratio, units.Bytes(int64(r.P999)), units.Bytes(int64(r.Median)),
+				units.Bytes(t.EstimatedNaiveBuildBytes()), units.Bytes(int64(opts.WorkerMemoryLimit)))
 		case s.Outlier && flagged < opts.MaxFindings:
 			flagged++
 			base.Severity = SeverityWarning
-			base.Summary = fmt.Sprintf("Team %s's flag data (%s) is far beyond every other team's", team, humanBytes(float64(t.PayloadBytes())))
+			base.Summary = fmt.Sprintf("Team %s's flag data (%s) is far beyond every other team's", team, units.Bytes(t.PayloadBytes()))
 			base.Description = fmt.Sprintf("Team %s weighs %s: rank %d of %d teams, robust z %.1f on a log scale (threshold %.1f for this many teams), "+
 				"%.1f× the p99.9 team (%s); the median team weighs %s and the p99 team %s. Its estimated rebuild memory is %s "+
 				"(worker limit %s). Check for accumulated test data.",
-				team, humanBytes(float64(t.PayloadBytes())), s.Rank, r.Teams, s.Z, r.Threshold, s.Ratio, humanBytes(r.P999),
-				humanBytes(r.Median), humanBytes(r.P99), humanBytes(float64(t.EstimatedNaiveBuildBytes())), humanBytes(float64(opts.WorkerMemoryLimit)))
+				team, units.Bytes(t.PayloadBytes()), s.Rank, r.Teams, s.Z, r.Threshold, s.Ratio, units.Bytes(int64(r.P999)),
+				units.Bytes(int64(r.Median)), units.Bytes(int64(r.P99)), units.Bytes(t.EstimatedNaiveBuildBytes()), units.Bytes(int64(opts.WorkerMemoryLimit)))
 		default:
 			continue
 		}
@@ -251,17 +253,3 @@ func round3(v float64) float64 {
 }
 
 func itoa(v int64) string { return strconv.FormatInt(v, 10) }
-
-// humanBytes prints a size in binary units, for people.
-func humanBytes(b float64) string {
-	units := []string{"B", "KiB", "MiB", "GiB", "TiB"}
-	i := 0
-	for b >= 1024 && i < len(units)-1 {
-		b /= 1024
-		i++
-	}
-	if i == 0 {
-		return fmt.Sprintf("%.0f B", b)
-	}
-	return fmt.Sprintf("%.1f %s", b, units[i])
-}

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/flagwarden/flagwarden/internal/units"
+
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/prometheus/client_golang/prometheus"
@@ -542,7 +544,7 @@ func (e *Engine) admit(ctx context.Context, teamID int64, fresh bool) (Lane, err
 	}
 	est := size.PayloadBytes()
 	if est >= e.opts.HardLimitBytes {
-		reason := fmt.Sprintf("estimated payload %d bytes exceeds the hard limit of %d bytes", est, e.opts.HardLimitBytes)
+		reason := fmt.Sprintf("estimated payload %s exceeds the hard limit of %s", units.Bytes(est), units.Bytes(e.opts.HardLimitBytes))
 		if err := e.quarantine(ctx, teamID, reason, true); err != nil {
 			return "", err
 		}

@@ -24,6 +24,7 @@ import (
 
 	"github.com/flagwarden/flagwarden/internal/flagdb"
 	"github.com/flagwarden/flagwarden/internal/statedb"
+	"github.com/flagwarden/flagwarden/internal/units"
 	"github.com/flagwarden/flagwarden/rebuild"
 )
 
@@ -157,8 +158,8 @@ func benchRebuild(ctx context.Context, env Env, args []string) int {
 			fmt.Fprintf(env.Stdout, "%-10s %9d  %s\n", r.Mode, r.Flags, r.Note)
 			continue
 		}
-		fmt.Fprintf(env.Stdout, "%-10s %9d %12s %9.2f %10.1f %12s %12s\n", r.Mode, r.Flags, human(r.PayloadBytes), r.Seconds,
-			float64(r.PayloadBytes)/(1<<20)/max(r.Seconds, 1e-9), human(r.PeakHeapBytes), human(r.PeakRSSBytes))
+		fmt.Fprintf(env.Stdout, "%-10s %9d %12s %9.2f %10.1f %12s %12s\n", r.Mode, r.Flags, units.Bytes(r.PayloadBytes), r.Seconds,
+			float64(r.PayloadBytes)/(1<<20)/max(r.Seconds, 1e-9), units.Bytes(r.PeakHeapBytes), units.Bytes(r.PeakRSSBytes))
 	}
 	return 0
 }

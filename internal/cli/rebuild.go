@@ -7,6 +7,8 @@ import (
 	"os"
 	"time"
 
+	"github.com/flagwarden/flagwarden/internal/units"
+
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/term"
@@ -100,7 +102,7 @@ func runRebuild(ctx context.Context, env Env, args []string) int {
 			}
 			el := time.Since(t0).Seconds()
 			fmt.Fprintf(env.Stdout, "\r team %d (%d/%d): %d rows, %s, %.0f rows/s, %.1fs   ", id, i+1, len(teams),
-				p.Rows, human(p.Bytes), float64(p.Rows)/max(el, 1e-9), el)
+				p.Rows, units.Bytes(p.Bytes), float64(p.Rows)/max(el, 1e-9), el)
 		}
 		b := rebuild.NewBuilder(rebuild.BuilderOptions{PageSize: cfg.Rebuild.PageSize, FailOnMalformed: cfg.Rebuild.OnMalformed == "fail", Progress: progress})
 		var res rebuild.BuildResult
@@ -139,13 +141,13 @@ func runRebuild(ctx context.Context, env Env, args []string) int {
 			etag = etag[:16]
 		}
 		fmt.Fprintf(env.Stdout, "team %d: %s: %d flags, %d cohorts, %d skipped; flags.json %s, flags_with_cohorts.json %s; etag %s; peak heap %s; %s\n",
-			id, state, res.Flags, res.Cohorts, res.SkippedFlags, human(res.FlagsBytes), human(res.DefinitionsBytes), etag,
-			human(res.PeakHeapBytes), time.Since(t0).Round(time.Millisecond))
+			id, state, res.Flags, res.Cohorts, res.SkippedFlags, units.Bytes(res.FlagsBytes), units.Bytes(res.DefinitionsBytes), etag,
+			units.Bytes(res.PeakHeapBytes), time.Since(t0).Round(time.Millisecond))
 		for _, p := range res.Problems {
 			fmt.Fprintf(env.Stdout, "  problem: %s\n", p)
 		}
 	}
-	fmt.Fprintf(env.Stdout, "%d team(s), %d failed, %s written in %s\n", len(teams), failed, human(totalBytes), time.Since(start).Round(time.Millisecond))
+	fmt.Fprintf(env.Stdout, "%d team(s), %d failed, %s written in %s\n", len(teams), failed, units.Bytes(totalBytes), time.Since(start).Round(time.Millisecond))
 	if failed > 0 {
 		return 1
 	}
@@ -158,15 +160,3 @@ type countWriter struct{ n int64 }
 func (w *countWriter) Write(b []byte) (int, error) { w.n += int64(len(b)); return len(b), nil }
 
 var _ io.Writer = (*countWriter)(nil)
-
-func human(b int64) string {
-	switch {
-	case b >= 1<<30:
-		return fmt.Sprintf("%.2f GiB", float64(b)/(1<<30))
-	case b >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20))
-	case b >= 1<<10:
-		return fmt.Sprintf("%.1f KiB", float64(b)/(1<<10))
-	}
-	return fmt.Sprintf("%d B", b)
-}

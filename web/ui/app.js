@@ -53,7 +53,10 @@ let clockOffset = 0;
 
 function ago(t) {
   if (!isSet(t)) return "never";
-  const sec = (Date.now() + clockOffset - new Date(t).getTime()) / 1000;
+  return agoSeconds((Date.now() + clockOffset - new Date(t).getTime()) / 1000);
+}
+
+function agoSeconds(sec) {
   if (sec < -5) return "in " + fmtDuration(-sec);
   if (sec < 5) return "just now";
   return fmtDuration(sec) + " ago";
@@ -624,7 +627,7 @@ async function refresh() {
 }
 
 function updateClock() {
-  document.getElementById("updated").textContent = lastOK ? "updated " + ago(new Date(lastOK).toISOString()) : "";
+  document.getElementById("updated").textContent = lastOK ? "updated " + agoSeconds((Date.now() - lastOK) / 1000) : "";
 }
 
 function navigate(href) {
