@@ -19,6 +19,7 @@ import (
 	"github.com/flagwarden/flagwarden/internal/loop"
 	"github.com/flagwarden/flagwarden/internal/series"
 	"github.com/flagwarden/flagwarden/internal/snapshot"
+	"github.com/flagwarden/flagwarden/internal/units"
 	"github.com/flagwarden/flagwarden/rebuild"
 )
 
@@ -406,7 +407,7 @@ func (e *Engine) outliers() ([]Observation, DetectorStatus) {
 		st.Note = fmt.Sprintf("insufficient data: %d teams with data, the statistics need %d; only the memory limit rule applies",
 			r.Teams, e.opts.Outlier.withDefaults().MinTeams)
 	} else {
-		st.Note = fmt.Sprintf("median %s, p99.9 %s, threshold z %.2f, largest z %.2f", humanBytes(r.Median), humanBytes(r.P999), r.Threshold, r.MaxZ)
+		st.Note = fmt.Sprintf("median %s, p99.9 %s, threshold z %.2f, largest z %.2f", units.Bytes(int64(r.Median)), units.Bytes(int64(r.P999)), r.Threshold, r.MaxZ)
 	}
 	return Outliers(r, e.opts.Outlier), st
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/flagwarden/flagwarden/internal/robust"
+	"github.com/flagwarden/flagwarden/internal/units"
 
 	"github.com/flagwarden/flagwarden/internal/loop"
 	"github.com/flagwarden/flagwarden/internal/series"
@@ -375,11 +376,11 @@ func TeamGrowth(teamID int64, points []series.Point, now time.Time, opts GrowthO
 	team := strconv.FormatInt(teamID, 10)
 	return Observation{
 		Kind: "team_growth", Severity: SeverityWarning, Subject: team, Labels: map[string]string{"team": team},
-		Summary: fmt.Sprintf("Team %s's flag data has grown steadily for %d days, from %s to %s", team, days, humanBytes(first), humanBytes(last)),
+		Summary: fmt.Sprintf("Team %s's flag data has grown steadily for %d days, from %s to %s", team, days, units.Bytes(int64(first)), units.Bytes(int64(last))),
 		Description: fmt.Sprintf("Team %s's estimated flag payload rose from %s to %s over %d days (%+.0f%%), by about %s a day, "+
 			"and rose on almost every day (Mann–Kendall τ %.2f over daily sizes). Steady growth like this is usually test data "+
 			"piling up; left alone it ends as an oversized team whose rebuilds exhaust worker memory.",
-			team, humanBytes(first), humanBytes(last), days, rel*100, humanBytes(slope), tau),
+			team, units.Bytes(int64(first)), units.Bytes(int64(last)), days, rel*100, units.Bytes(int64(slope)), tau),
 		Evidence: map[string]float64{"first_bytes": first, "value_bytes": last, "days": float64(days), "tau": round3(tau),
 			"slope_bytes_per_day": math.Round(slope), "growth_ratio": round3(rel)},
 		Link: teamLink(teamID),

@@ -7,9 +7,8 @@ import (
 	"slices"
 	"strconv"
 
-	"github.com/flagwarden/flagwarden/internal/units"
-
 	"github.com/flagwarden/flagwarden/internal/robust"
+	"github.com/flagwarden/flagwarden/internal/units"
 
 	"github.com/flagwarden/flagwarden/internal/snapshot"
 )

@@ -11,8 +11,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/flagwarden/flagwarden/internal/units"
-
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/prometheus/client_golang/prometheus"
@@ -25,6 +23,7 @@ import (
 	"golang.org/x/sync/semaphore"
 
 	"github.com/flagwarden/flagwarden/internal/snapshot"
+	"github.com/flagwarden/flagwarden/internal/units"
 )
 
 // jobKind is the one River job kind: rebuild team T.

@@ -7,13 +7,12 @@ import (
 	"os"
 	"time"
 
-	"github.com/flagwarden/flagwarden/internal/units"
-
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/term"
 
 	"github.com/flagwarden/flagwarden/internal/cachekeys"
+	"github.com/flagwarden/flagwarden/internal/units"
 	"github.com/flagwarden/flagwarden/rebuild"
 )
 
