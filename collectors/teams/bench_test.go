@@ -17,8 +17,11 @@ import (
 
 // BenchmarkFullPass seeds a flag database (FLAGWARDEN_BENCH_TEAMS teams, default 20,000,
 // plus a 20,000-flag giant) and times one full pass and one incremental pass over it.
+// FLAGWARDEN_BENCH_FLAG_SHARE (share of teams with flags) and FLAGWARDEN_BENCH_MIN_FLAGS
+// (the smallest such team) scale the flag count up, e.g. to 10 million flags:
 //
 //	FLAGWARDEN_BENCH_TEAMS=250000 go test ./collectors/teams -run '^$' -bench FullPass -benchtime 1x -timeout 60m
+//	FLAGWARDEN_BENCH_TEAMS=250000 FLAGWARDEN_BENCH_FLAG_SHARE=1 FLAGWARDEN_BENCH_MIN_FLAGS=6 go test ./collectors/teams -run '^$' -bench FullPass -benchtime 1x -timeout 60m
 func BenchmarkFullPass(b *testing.B) {
 	teams := 20000
 	if v := os.Getenv("FLAGWARDEN_BENCH_TEAMS"); v != "" {
@@ -26,9 +29,20 @@ func BenchmarkFullPass(b *testing.B) {
 		require.NoError(b, err)
 		teams = n
 	}
+	opts := flagdb.SeedOptions{Teams: teams, Seed: 11, GiantFlags: 20000, BadData: true}
+	if v := os.Getenv("FLAGWARDEN_BENCH_FLAG_SHARE"); v != "" {
+		share, err := strconv.ParseFloat(v, 64)
+		require.NoError(b, err)
+		opts.FlagTeamShare = share
+	}
+	if v := os.Getenv("FLAGWARDEN_BENCH_MIN_FLAGS"); v != "" {
+		n, err := strconv.Atoi(v)
+		require.NoError(b, err)
+		opts.MinFlags = n
+	}
 	ctx := context.Background()
 	pool := newPool(b)
-	res, err := flagdb.Seed(ctx, pool, flagdb.SeedOptions{Teams: teams, Seed: 11, GiantFlags: 20000, BadData: true})
+	res, err := flagdb.Seed(ctx, pool, opts)
 	require.NoError(b, err)
 	_, err = pool.Exec(ctx, "VACUUM ANALYZE")
 	require.NoError(b, err)
