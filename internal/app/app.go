@@ -230,10 +230,12 @@ func (a *App) Start(ctx context.Context) error {
 		all = append(all, a.elector)
 	}
 	all = append(all, a.http)
+	if a.statePool != nil { // embedded mode has no replica table
+		all = append(all, service.NewFunc("heartbeat", a.logger, a.heartbeats))
+	}
 	if err := a.group.Start(ctx, all...); err != nil {
 		return err
 	}
-	a.heartbeat(ctx)
 	a.logger.Info("flagwarden started", "addr", a.http.Addr(), "replica", a.replica)
 	return nil
 }
@@ -270,17 +272,25 @@ func (a *App) Addr() string { return a.http.Addr() }
 // IsLeader reports whether this replica runs the leader-only services now.
 func (a *App) IsLeader() bool { return a.elector == nil || a.elector.IsLeader() }
 
-// heartbeat records this replica in the replicas table; best effort.
-func (a *App) heartbeat(ctx context.Context) {
-	if a.statePool == nil {
-		return // embedded: no replica table
-	}
-	_, err := a.statePool.Exec(ctx, `INSERT INTO flagwarden_replicas (id, hostname, version, started_at, last_seen)
-		VALUES ($1, $2, $3, now(), now())
-		ON CONFLICT (id) DO UPDATE SET last_seen = now(), version = EXCLUDED.version`,
-		a.replica, hostname(), a.version)
-	if err != nil {
-		a.logger.Warn("recording replica failed", "err", err)
+// heartbeats records this replica, and whether it leads, in the replicas table now and
+// then every few leader retry intervals, so that last_seen tells which replicas are
+// alive. Best effort: a failed write is logged and tried again on the next tick.
+func (a *App) heartbeats(ctx context.Context) error {
+	tick := time.NewTicker(5 * a.cfg.Leader.RetryInterval)
+	defer tick.Stop()
+	for {
+		_, err := a.statePool.Exec(ctx, `INSERT INTO flagwarden_replicas (id, hostname, version, started_at, last_seen, is_leader)
+			VALUES ($1, $2, $3, now(), now(), $4)
+			ON CONFLICT (id) DO UPDATE SET last_seen = now(), version = EXCLUDED.version, is_leader = EXCLUDED.is_leader`,
+			a.replica, hostname(), a.version, a.IsLeader())
+		if err != nil && ctx.Err() == nil {
+			a.logger.Warn("recording replica failed", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
 	}
 }
 

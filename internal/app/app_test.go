@@ -129,6 +129,20 @@ func TestLeaderTakeover(t *testing.T) {
 	require.Eventually(t, other.IsLeader, 10*time.Second, 20*time.Millisecond, "the follower takes over")
 	require.Eventually(t, func() bool { return !first.IsLeader() }, 10*time.Second, 20*time.Millisecond,
 		"the old leader notices it lost the lock and stops its leader-only services")
+
+	// The replicas table says who leads, as each replica's heartbeat last saw it.
+	conn, err := pgx.Connect(context.Background(), stateURL)
+	require.NoError(t, err)
+	defer conn.Close(context.Background())
+	require.Eventually(t, func() bool {
+		var leaders []string
+		rows, err := conn.Query(context.Background(), `SELECT id FROM flagwarden_replicas WHERE is_leader ORDER BY id`)
+		if err != nil {
+			return false
+		}
+		leaders, err = pgx.CollectRows(rows, pgx.RowTo[string])
+		return err == nil && len(leaders) == 1 && leaders[0] == other.replica
+	}, 10*time.Second, 50*time.Millisecond, "the replicas table names the new leader")
 }
 
 func killAdvisoryHolders(t *testing.T, url string) {
