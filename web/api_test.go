@@ -355,6 +355,7 @@ func TestDistribution(t *testing.T) {
 		EmptyTeams int      `json:"empty_teams"`
 		Buckets    []bucket `json:"buckets"`
 		MaxBytes   int64    `json:"max_bytes"`
+		NaiveLimit int64    `json:"naive_limit_payload_bytes"`
 		Outliers   []teamView
 	}
 	r := b.do(t, "GET", "/api/v1/teams/distribution", readToken, "")
@@ -376,6 +377,8 @@ func TestDistribution(t *testing.T) {
 	require.LessOrEqual(t, lastBin.LowerBytes, d.MaxBytes)
 	require.Len(t, d.Outliers, 1)
 	require.EqualValues(t, 2, d.Outliers[0].TeamID)
+	// 8 GiB workers, a build holding 8× both of two equal payloads: 512 MiB each.
+	require.EqualValues(t, 512<<20, d.NaiveLimit)
 }
 
 func TestTeam(t *testing.T) {

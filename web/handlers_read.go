@@ -244,6 +244,10 @@ func (a *API) distribution(c *gin.Context) {
 			"at": snap.At, "collected": !snap.At.IsZero(), "teams": len(sorted), "empty_teams": zero,
 			"buckets": bins, "p50_bytes": quantile(0.5), "p99_bytes": quantile(0.99), "max_bytes": quantile(1),
 			"worker_memory_limit_bytes": a.opts.WorkerMemoryLimit,
+			// A load-everything build holds NaiveBuildFactor × both payloads; with two
+			// payloads of about the same size, this is the payload at which it no longer fits.
+			"naive_build_factor":        snapshot.NaiveBuildFactor,
+			"naive_limit_payload_bytes": a.opts.WorkerMemoryLimit / (2 * snapshot.NaiveBuildFactor),
 			"outliers":                  outliers,
 		}, nil
 	}, a.failWith("read findings and quarantines"))

@@ -155,6 +155,7 @@ func buildOpenAPI() obj {
 		"Distribution": obj{"type": "object", "properties": obj{"at": ts, "teams": integer, "empty_teams": integer,
 			"buckets":   arrayOf(obj{"type": "object", "properties": obj{"lower_bytes": integer, "upper_bytes": integer, "count": integer}}),
 			"p50_bytes": integer, "p99_bytes": integer, "max_bytes": integer, "worker_memory_limit_bytes": integer,
+			"naive_build_factor": integer, "naive_limit_payload_bytes": integer,
 			"outliers": arrayOf(ref("Team"))}},
 		"TeamDetail": obj{"type": "object", "properties": obj{"team": ref("Team"),
 			"history": obj{"type": "object", "properties": obj{"payload_bytes": arrayOf(ref("Point")), "flags": arrayOf(ref("Point"))}},

@@ -415,8 +415,8 @@ async function teamsPage() {
   html += card("Largest payload", num(dist.max_bytes, fmtBytes), dist.p50_bytes ? `${fmtCount(dist.max_bytes / dist.p50_bytes)}× the median` : "", dist.outliers.length ? "crit" : "", "card-largest");
   html += `</div>`;
   html += `<div class="panel" id="distribution"><h2>Payload size distribution (log scale)</h2>
-    ${histogram(dist.buckets, { outliers: dist.outliers, limitBytes: dist.worker_memory_limit_bytes / 16, limitLabel: "naive build > worker memory" })}
-    <p class="muted small">Each bar counts the teams whose payload falls in a 4× size range; red bars hold outliers. The dashed line is where a load-everything build (16× payload for both caches) exceeds the ${esc(fmtBytes(dist.worker_memory_limit_bytes))} worker limit.</p>
+    ${histogram(dist.buckets, { outliers: dist.outliers, limitBytes: dist.naive_limit_payload_bytes, limitLabel: "naive build > worker memory" })}
+    <p class="muted small">Each bar counts the teams whose payload falls in a 4× size range; red bars hold outliers. The dashed line is where a load-everything build (${esc(dist.naive_build_factor)}× both caches' payloads) exceeds the ${esc(fmtBytes(dist.worker_memory_limit_bytes))} worker limit.</p>
     ${dist.outliers.length ? `<div class="facts">Outliers: ${dist.outliers.map((t) => `<a href="/teams/${t.team_id}" data-link>team ${t.team_id}</a> (${fmtBytes(t.payload_bytes)})`).join(", ")}</div>` : ""}
   </div>`;
   const col = (key, label, right = true) => {
