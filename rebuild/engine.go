@@ -427,9 +427,6 @@ func (e *Engine) Stop(ctx context.Context) error {
 	return err
 }
 
-// RequestResult.FollowUp marks a request that joined a running build and will get
-// exactly one build after it.
-
 // Request asks for a rebuild of team: admits it, then inserts its job or joins the one
 // already waiting. A request against a running build yields exactly one follow-up
 // build. ErrUnknownTeam for a team not in the flag database.
