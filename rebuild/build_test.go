@@ -406,3 +406,20 @@ INSERT INTO posthog_featureflagevaluationtag (feature_flag_id, tag_id, created_a
 		}
 	}
 }
+
+// TestBuildStampsThePublishersClock: build times come from the publisher's clock, the
+// one cache freshness is judged by (the demo's is simulated).
+func TestBuildStampsThePublishersClock(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, "")
+	at := time.Date(2026, 2, 10, 12, 0, 0, 0, time.UTC)
+	res, err := f.rebuilder(BuilderOptions{}, PublisherOptions{Now: func() time.Time { return at }}).Rebuild(context.Background(), 1)
+	require.NoError(t, err)
+	require.Equal(t, at, res.StartedAt)
+	require.Equal(t, at, res.FinishedAt)
+	for _, kind := range []cachekeys.Kind{cachekeys.KindFlags, cachekeys.KindDefinitions} {
+		meta, err := cachekeys.ReadMeta(context.Background(), f.rdb, cachekeys.Layout{}, 1, kind)
+		require.NoError(t, err)
+		require.True(t, at.Equal(meta.BuiltAt), "%s built at %s", kind, meta.BuiltAt)
+	}
+}

@@ -35,6 +35,9 @@ type PublisherOptions struct {
 	// PostHogTTL, with the PostHog layout, is the expiry recorded in PostHog's expiry
 	// sorted sets and set on the payload key. Default 7 days (FLAGS_CACHE_TTL).
 	PostHogTTL time.Duration
+	// Now stamps build times. Default time.Now; the demo passes its simulated clock so
+	// that cache freshness is judged on the same clock as the data's changes.
+	Now func() time.Time
 }
 
 func (o PublisherOptions) withDefaults() PublisherOptions {
@@ -43,6 +46,9 @@ func (o PublisherOptions) withDefaults() PublisherOptions {
 	o.TempTTL = cmp.Or(o.TempTTL, time.Hour)
 	o.OldChunkGrace = cmp.Or(o.OldChunkGrace, 5*time.Minute)
 	o.PostHogTTL = cmp.Or(o.PostHogTTL, 7*24*time.Hour)
+	if o.Now == nil {
+		o.Now = time.Now
+	}
 	if int64(o.ChunkBytes) > o.MaxValueBytes {
 		o.ChunkBytes = int(o.MaxValueBytes)
 	}
@@ -232,7 +238,7 @@ func (s *Stream) Commit(meta cachekeys.Meta) (Published, error) {
 	ctx, l, rdb := s.ctx, s.p.opts.Layout, s.p.rdb
 	meta.ETag, meta.Bytes, meta.Build = s.ETag(), s.total, s.build
 	if meta.BuiltAt.IsZero() {
-		meta.BuiltAt = time.Now().UTC()
+		meta.BuiltAt = s.p.opts.Now().UTC()
 	}
 	team := strconv.FormatInt(s.team, 10)
 

@@ -24,15 +24,18 @@ func NewRebuilder(src FlagSource, builder *Builder, pub *Publisher) *Rebuilder {
 	return &Rebuilder{src: src, builder: builder, pub: pub}
 }
 
+// now is the publisher's clock: builds are stamped on the clock the caches are judged by.
+func (r *Rebuilder) now() time.Time { return r.pub.opts.Now().UTC() }
+
 // Rebuild builds and publishes both caches of team. On any error nothing live changes
 // and the temporary keys are removed. The result is filled in either way.
 func (r *Rebuilder) Rebuild(ctx context.Context, team int64) (res BuildResult, err error) {
-	res = BuildResult{TeamID: team, StartedAt: time.Now().UTC()}
+	res = BuildResult{TeamID: team, StartedAt: r.now()}
 	peak := startHeapSampler()
 	// Named results: the deferred finish time and peak heap reach the caller.
 	defer func() {
 		res.PeakHeapBytes = peak.stop()
-		res.FinishedAt = time.Now().UTC()
+		res.FinishedAt = r.now()
 	}()
 	flags := r.pub.Begin(ctx, team, cachekeys.KindFlags)
 	defs := r.pub.Begin(ctx, team, cachekeys.KindDefinitions)
@@ -45,7 +48,7 @@ func (r *Rebuilder) Rebuild(ctx context.Context, team int64) (res BuildResult, e
 		res.Error = err.Error()
 		return res, err
 	}
-	meta := cachekeys.Meta{BuiltAt: time.Now().UTC(), Flags: st.Flags, Cohorts: st.Cohorts, SourceWatermark: st.Team.Watermark}
+	meta := cachekeys.Meta{BuiltAt: r.now(), Flags: st.Flags, Cohorts: st.Cohorts, SourceWatermark: st.Team.Watermark}
 	pf, err := flags.Commit(meta)
 	if err != nil {
 		defs.Abort()

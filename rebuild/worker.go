@@ -114,7 +114,7 @@ func (e *Engine) safeRebuild(ctx context.Context, team int64) (res BuildResult, 
 		if v := recover(); v != nil {
 			err = fmt.Errorf("build of team %d panicked: %v", team, v)
 			res.TeamID, res.OK, res.Error = team, false, err.Error()
-			res.FinishedAt = time.Now().UTC()
+			res.FinishedAt = e.rebuild.now()
 			e.logger.ErrorContext(ctx, "build panicked", "team", team, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
 		}
 	}()

@@ -93,8 +93,8 @@ func (a *App) wireCollectors(ctx context.Context) error {
 		add("pods", col.Pods, pc.RunOnce)
 	}
 
-	// Not in embedded mode: the rebuild engine stamps builds with wall time, which a
-	// simulated clock running ahead would read as stale.
+	// Not in embedded mode: the demo builds only the teams whose flags change (it has no
+	// stale sweep), so its thousands of never-built teams would all read as missing.
 	if (cfg.Rebuild.Enabled || cfg.Cache.WatchPostHog) && a.embedded == nil {
 		kc, err := caches.New(a.cache, caches.Options{
 			Layout:       cachekeys.Layout{Prefix: cfg.Cache.KeyPrefix, PostHog: cfg.Cache.Layout == "posthog"},
@@ -103,6 +103,7 @@ func (a *App) wireCollectors(ctx context.Context) error {
 			TTL:          cfg.Cache.TTL,
 			StaleAfter:   cfg.Detectors.StaleAfter,
 			Teams:        a.snapshots.Teams,
+			Now:          a.now,
 		}, a.snapshots, a.series, a.registry, a.logger)
 		if err != nil {
 			return err

@@ -24,6 +24,7 @@ func (a *App) wireRebuild(ctx context.Context) error {
 	pub := rebuild.NewPublisher(a.cache, rebuild.PublisherOptions{
 		Layout: layout, ChunkBytes: int(r.ChunkBytes), MaxValueBytes: int64(r.MaxValueBytes),
 		TempTTL: r.BuildTimeout + 10*time.Minute, PostHogTTL: a.cfg.Cache.TTL,
+		Now: a.now, // the clock the cache-freshness collector judges by
 	})
 	e, err := a.newRebuildEngine(ctx, rebuild.Options{ // Postgres, or SQLite when embedded
 		Source: src, Sizes: src, Publisher: pub,
