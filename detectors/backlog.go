@@ -104,29 +104,11 @@ type bucket struct {
 // median of its samples, so a spike moves one bucket at most; empty buckets are left
 // out.
 func bucketize(points []series.Point, from, to time.Time, width time.Duration) []bucket {
-	n := int(to.Sub(from) / width)
-	if n <= 0 {
-		return nil
-	}
-	groups := make([][]float64, n)
-	lo, _ := slices.BinarySearchFunc(points, from, func(p series.Point, t time.Time) int { return p.T.Compare(t) })
-	for _, p := range points[lo:] {
-		if p.T.After(to) {
-			break
-		}
-		if !p.T.After(from) {
-			continue
-		}
-		i := int(p.T.Sub(from) / width)
-		if i >= n {
-			i = n - 1
-		}
-		groups[i] = append(groups[i], p.V)
-	}
-	out := make([]bucket, 0, n)
-	for i, g := range groups {
-		if len(g) > 0 {
-			out = append(out, bucket{x: (float64(i) + 0.5) * width.Hours(), v: robust.Median(g)})
+	medians := slots(points, from, to, width)
+	out := make([]bucket, 0, len(medians))
+	for i, v := range medians {
+		if !math.IsNaN(v) {
+			out = append(out, bucket{x: (float64(i) + 0.5) * width.Hours(), v: v})
 		}
 	}
 	return out

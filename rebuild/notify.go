@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/flagwarden/flagwarden/internal/service"
 )
 
 // triggerSQL makes every change to a team's flags, cohorts, tags or flag tags NOTIFY
@@ -75,10 +77,9 @@ type Listener struct {
 	channel string
 	logger  *slog.Logger
 
-	mu     sync.Mutex
-	cancel context.CancelFunc
-	done   chan struct{}
-	ready  chan struct{}
+	ready chan struct{}
+	// svc owns the listening goroutine's start and stop.
+	svc *service.Func
 }
 
 // NewListener returns a listener on channel.
@@ -89,7 +90,9 @@ func NewListener(pool *pgxpool.Pool, req Requester, channel string, logger *slog
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Listener{pool: pool, req: req, channel: channel, logger: logger, ready: make(chan struct{})}, nil
+	l := &Listener{pool: pool, req: req, channel: channel, logger: logger, ready: make(chan struct{})}
+	l.svc = service.NewFunc(l.Name(), logger, l.run)
+	return l, nil
 }
 
 // Name implements service.Service.
@@ -99,31 +102,27 @@ func (l *Listener) Name() string { return "rebuild-notify-listener" }
 func (l *Listener) Ready() <-chan struct{} { return l.ready }
 
 // Start listens in the background.
-func (l *Listener) Start(ctx context.Context) error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.cancel != nil {
-		return nil
-	}
-	ctx, l.cancel = context.WithCancel(context.WithoutCancel(ctx))
-	l.done = make(chan struct{})
-	go func() {
-		defer close(l.done)
-		var once sync.Once
-		backoff := 100 * time.Millisecond
-		for ctx.Err() == nil {
-			err := l.listen(ctx, func() { once.Do(func() { close(l.ready) }) })
-			if ctx.Err() != nil {
-				return
-			}
-			l.logger.Warn("notify listener reconnecting", "err", err, "backoff", backoff)
-			select {
-			case <-ctx.Done():
-			case <-time.After(backoff):
-			}
-			backoff = min(backoff*2, 10*time.Second)
+func (l *Listener) Start(ctx context.Context) error { return l.svc.Start(ctx) }
+
+// Stop ends listening; idempotent.
+func (l *Listener) Stop(ctx context.Context) error { return l.svc.Stop(ctx) }
+
+// run listens until ctx ends, reconnecting with backoff when the connection drops.
+func (l *Listener) run(ctx context.Context) error {
+	var once sync.Once
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		err := l.listen(ctx, func() { once.Do(func() { close(l.ready) }) })
+		if ctx.Err() != nil {
+			return nil
 		}
-	}()
+		l.logger.Warn("notify listener reconnecting", "err", err, "backoff", backoff)
+		select {
+		case <-ctx.Done():
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 10*time.Second)
+	}
 	return nil
 }
 
@@ -152,22 +151,5 @@ func (l *Listener) listen(ctx context.Context, ready func()) error {
 		if _, err := l.req.Request(ctx, team, "notify"); err != nil && !errors.Is(err, ErrUnknownTeam) && ctx.Err() == nil {
 			l.logger.Warn("rebuild request from notify failed", "team", team, "err", err)
 		}
-	}
-}
-
-// Stop ends listening; idempotent.
-func (l *Listener) Stop(ctx context.Context) error {
-	l.mu.Lock()
-	cancel, done := l.cancel, l.done
-	l.mu.Unlock()
-	if cancel == nil {
-		return nil
-	}
-	cancel()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
 	}
 }
