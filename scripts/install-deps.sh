@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs (as root, on Debian) and starts what flagwarden's tests need, when it is
 # missing: PostgreSQL, Redis, Alertmanager, Prometheus and promtool, Celery with its
-# Redis transport, and Chromium. Quick when everything is already there.
+# Redis transport, Chromium, and django-redis with python3-zstd. Quick when everything is already there.
 set -euo pipefail
 
 log() { printf 'install-deps: %s\n' "$*" >&2; }
@@ -15,6 +15,9 @@ command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 /usr/bin/python3 -c 'import celery' >/dev/null 2>&1 || need+=(python3-celery)
 /usr/bin/python3 -c 'import redis' >/dev/null 2>&1 || need+=(python3-redis)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
+# PostHog's Django cache readers: django-redis with the zstd bindings its compressor uses.
+/usr/bin/python3 -c 'import django_redis' >/dev/null 2>&1 || need+=(python3-django-redis)
+/usr/bin/python3 -c 'import zstd' >/dev/null 2>&1 || need+=(python3-zstd)
 
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then

@@ -22,6 +22,9 @@ echo "== go test"
 export TEST_OUTPUT_DIR=${TEST_OUTPUT_DIR:-$PWD/.test-output}
 go test -race -count=1 -timeout 25m ./...
 
+echo "== fuzz"
+scripts/fuzz.sh
+
 if [ -x scripts/check-dashboards.sh ]; then
   echo "== dashboards"
   scripts/check-dashboards.sh
