@@ -9,13 +9,16 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"io"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/flagwarden/flagwarden/internal/cachekeys"
+	"github.com/flagwarden/flagwarden/internal/hypercache"
 )
 
 // PublisherOptions configure how payloads reach Redis.
@@ -25,7 +28,15 @@ type PublisherOptions struct {
 	ChunkBytes int
 	// MaxValueBytes is the largest single Redis value written; a payload beyond it is
 	// stored as chunk keys with a manifest. Redis's hard limit is 512 MB. Default 256 MiB.
+	// PostHog's readers know no chunks: in the PostHog layout a stored value beyond it
+	// fails the build with a *PayloadTooLargeError and the live cache stays as it was.
 	MaxValueBytes int64
+	// Compress, in the PostHog layout, zstd-compresses stored values over 512 bytes as
+	// PostHog's compressor does with USE_REDIS_COMPRESSION (its readers accept both).
+	Compress bool
+	// Mirror, if set, receives every PostHog-layout payload as plain JSON too: PostHog's
+	// second tier (S3), which its readers fall back to on a Redis miss.
+	Mirror Mirror
 	// TempTTL expires a build's temporary keys should the process die mid-build.
 	// Default 1h.
 	TempTTL time.Duration
@@ -53,6 +64,37 @@ func (o PublisherOptions) withDefaults() PublisherOptions {
 		o.ChunkBytes = int(o.MaxValueBytes)
 	}
 	return o
+}
+
+// Mirror is a second store of PostHog-layout payloads (S3). Begin is called as a
+// payload starts; the upload then receives the payload's JSON in order.
+type Mirror interface {
+	Begin(ctx context.Context, team int64, kind cachekeys.Kind) (MirrorUpload, error)
+}
+
+// MirrorUpload is one payload on its way to the mirror. Commit makes it live and is
+// called before the Redis payload goes live, so that a Redis miss never falls back to
+// an older copy than Redis had; Abort discards it.
+type MirrorUpload interface {
+	io.Writer
+	Commit(ctx context.Context) error
+	Abort(ctx context.Context)
+}
+
+// PayloadTooLargeError is a PostHog-layout payload whose stored value would exceed the
+// largest Redis value written. PostHog's readers have no chunk protocol, so it is never
+// published; the engine quarantines the team with this reason.
+type PayloadTooLargeError struct {
+	TeamID int64
+	Kind   cachekeys.Kind
+	// Limit is PublisherOptions.MaxValueBytes; Stored is how far the value had grown
+	// when it passed it.
+	Limit, Stored int64
+}
+
+func (e *PayloadTooLargeError) Error() string {
+	return fmt.Sprintf("team %d %s: stored payload passed %d bytes, over the %d-byte Redis value limit (PostHog's readers cannot read chunks)",
+		e.TeamID, e.Kind, e.Stored, e.Limit)
 }
 
 // Publisher streams payloads into Redis and makes them live atomically.
@@ -97,6 +139,15 @@ type Stream struct {
 	inPart int64 // bytes in the current temporary value
 	parts  int   // values rolled into chunk keys so far
 	wrote  bool  // the temporary key exists
+
+	// The PostHog layout: the payload's stored form (pickle, maybe zstd) is encoded by
+	// the writer goroutine, so compressing overlaps with the build reading and
+	// serializing the next rows.
+	enc      *hypercache.Writer
+	out      []byte       // encoded bytes not yet appended
+	stored   int64        // encoded bytes so far
+	upload   MirrorUpload // the mirror's copy, or nil
+	aborting atomic.Bool  // Abort asked: the writer drops its work instead of finishing it
 }
 
 // Begin starts a payload of one team and kind. ctx bounds every write. The caller
@@ -108,6 +159,16 @@ func (p *Publisher) Begin(ctx context.Context, team int64, kind cachekeys.Kind) 
 		buf: make([]byte, 0, p.opts.ChunkBytes), hash: sha256.New(),
 		pending: make(chan []byte, 1), free: make(chan []byte, 2), wdone: make(chan struct{})}
 	s.free <- make([]byte, 0, p.opts.ChunkBytes)
+	if p.opts.Layout.PostHog {
+		s.enc = hypercache.NewWriter(storedSink{s}, p.opts.Compress)
+		if p.opts.Mirror != nil {
+			up, err := p.opts.Mirror.Begin(ctx, team, kind)
+			if err != nil {
+				s.werr = fmt.Errorf("begin mirror upload of team %d %s: %w", team, kind, err)
+			}
+			s.upload = up
+		}
+	}
 	go s.writer()
 	return s
 }
@@ -117,14 +178,90 @@ func (s *Stream) writer() {
 	defer close(s.wdone)
 	for chunk := range s.pending {
 		if s.err() == nil {
-			if err := s.flush(chunk); err != nil {
-				s.errMu.Lock()
-				s.werr = err
-				s.errMu.Unlock()
-			}
+			s.setErr(s.handle(chunk))
 		}
 		s.free <- chunk[:0]
 	}
+	if s.enc == nil {
+		return
+	}
+	if s.err() != nil || s.aborting.Load() {
+		s.enc.Abort()
+		return
+	}
+	if err := s.enc.Close(); err != nil {
+		s.setErr(fmt.Errorf("encode payload of team %d %s: %w", s.team, s.kind, err))
+		return
+	}
+	s.setErr(s.flushOut())
+}
+
+func (s *Stream) setErr(err error) {
+	if err == nil {
+		return
+	}
+	s.errMu.Lock()
+	if s.werr == nil {
+		s.werr = err
+	}
+	s.errMu.Unlock()
+}
+
+// handle takes one chunk of payload: to the mirror, then to Redis, encoded in the
+// PostHog layout and as it is in flagwarden's own.
+func (s *Stream) handle(chunk []byte) error {
+	if s.upload != nil {
+		if _, err := s.upload.Write(chunk); err != nil {
+			return fmt.Errorf("mirror payload of team %d %s: %w", s.team, s.kind, err)
+		}
+	}
+	if s.enc != nil {
+		_, err := s.enc.Write(chunk)
+		return err
+	}
+	return s.flush(chunk)
+}
+
+// storedSink receives the PostHog-layout encoder's output: it batches appends to the
+// temporary key and patches the header with SETRANGE once the length is known.
+type storedSink struct{ s *Stream }
+
+func (k storedSink) Write(p []byte) (int, error) {
+	s := k.s
+	if limit := s.p.opts.MaxValueBytes; s.stored+int64(len(p)) > limit {
+		return 0, &PayloadTooLargeError{TeamID: s.team, Kind: s.kind, Limit: limit, Stored: s.stored + int64(len(p))}
+	}
+	if s.out == nil {
+		s.out = make([]byte, 0, s.p.opts.ChunkBytes)
+	}
+	s.out = append(s.out, p...)
+	s.stored += int64(len(p))
+	if len(s.out) >= s.p.opts.ChunkBytes {
+		if err := s.flushOut(); err != nil {
+			return 0, err
+		}
+	}
+	return len(p), nil
+}
+
+func (k storedSink) WriteAt(p []byte, off int64) (int, error) {
+	s := k.s
+	if err := s.flushOut(); err != nil {
+		return 0, err
+	}
+	if err := s.p.rdb.SetRange(s.ctx, s.temp(), off, string(p)).Err(); err != nil {
+		return 0, fmt.Errorf("patch payload header of team %d %s: %w", s.team, s.kind, err)
+	}
+	return len(p), nil
+}
+
+func (s *Stream) flushOut() error {
+	if len(s.out) == 0 {
+		return nil
+	}
+	err := s.appendTemp(s.out)
+	s.out = s.out[:0]
+	return err
 }
 
 func (s *Stream) err() error {
@@ -195,6 +332,11 @@ func (s *Stream) flush(buf []byte) error {
 		s.parts++
 		s.inPart = 0
 	}
+	return s.appendTemp(buf)
+}
+
+// appendTemp appends buf to the temporary value, setting its expiry on the first write.
+func (s *Stream) appendTemp(buf []byte) error {
 	pipe := s.p.rdb.Pipeline()
 	// APPEND with the []byte itself, not a string copy of it; buf is reused only
 	// after Exec returns.
@@ -237,19 +379,35 @@ func (s *Stream) Commit(meta cachekeys.Meta) (Published, error) {
 	s.done = true
 	ctx, l, rdb := s.ctx, s.p.opts.Layout, s.p.rdb
 	meta.ETag, meta.Bytes, meta.Build = s.ETag(), s.total, s.build
+	meta.StoredBytes = s.total
+	if s.enc != nil {
+		meta.StoredBytes = s.stored
+	}
 	if meta.BuiltAt.IsZero() {
 		meta.BuiltAt = s.p.opts.Now().UTC()
 	}
 	team := strconv.FormatInt(s.team, 10)
 
-	live, err := cachekeys.ReadMeta(ctx, rdb, l, s.team, s.kind)
+	live, err := s.liveMeta(ctx, meta)
 	if err != nil && !errors.Is(err, cachekeys.ErrNoMeta) {
 		s.abort()
 		return Published{}, err
 	}
+	// The mirror goes live first: a Redis miss then never falls back to an older copy.
+	if s.upload != nil {
+		if err := s.upload.Commit(ctx); err != nil {
+			s.upload = nil // committing failed: it cleans up after itself
+			s.abort()
+			return Published{}, fmt.Errorf("publish mirror copy of team %d %s: %w", s.team, s.kind, err)
+		}
+		s.upload = nil
+	}
 	if err == nil && live.ETag == meta.ETag {
 		s.abort()
 		_, err := rdb.TxPipelined(ctx, func(pipe redis.Pipeliner) error {
+			if live.Build == "" {
+				pipe.HSet(ctx, l.Meta(s.team, s.kind), live.Fields()...) // first sight of a payload Django wrote
+			}
 			pipe.HSet(ctx, l.Meta(s.team, s.kind), "built_at", meta.BuiltAt.Format(time.RFC3339Nano),
 				"source_watermark", formatWatermark(meta.SourceWatermark))
 			pipe.ZAdd(ctx, l.Index(s.kind), redis.Z{Member: team, Score: cachekeys.IndexScore(meta.BuiltAt)})
@@ -307,13 +465,40 @@ func (s *Stream) Commit(meta cachekeys.Meta) (Published, error) {
 	return Published{Meta: meta}, nil
 }
 
+// liveMeta describes the live payload: flagwarden's metadata hash, or in the PostHog
+// layout, where Django may have written the payload, its pickled :etag (the first 16
+// hex digits of the same SHA-256). A Django payload whose :etag matches meta is the
+// same content, so it is described by meta with the stored length Redis reports.
+func (s *Stream) liveMeta(ctx context.Context, meta cachekeys.Meta) (cachekeys.Meta, error) {
+	l, rdb := s.p.opts.Layout, s.p.rdb
+	live, err := cachekeys.ReadMeta(ctx, rdb, l, s.team, s.kind)
+	if !l.PostHog || !errors.Is(err, cachekeys.ErrNoMeta) {
+		return live, err
+	}
+	pipe := rdb.Pipeline()
+	etag := pipe.Get(ctx, l.ETag(s.team, s.kind))
+	stored := pipe.StrLen(ctx, l.Payload(s.team, s.kind))
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return live, fmt.Errorf("read live etag of team %d %s: %w", s.team, s.kind, err)
+	}
+	raw, _ := etag.Bytes()
+	tag, derr := hypercache.DecodeString(raw, 64)
+	if derr != nil || stored.Val() == 0 || tag != meta.ETag[:16] {
+		return live, cachekeys.ErrNoMeta
+	}
+	live = meta
+	live.Build, live.StoredBytes = "", stored.Val()
+	return live, nil
+}
+
 func (s *Stream) posthogExtras(pipe redis.Pipeliner, meta cachekeys.Meta, team string) {
 	l := s.p.opts.Layout
 	if !l.PostHog {
 		return
 	}
-	// PostHog's ETag is the first 16 hex digits of the SHA-256.
-	pipe.Set(s.ctx, l.ETag(s.team, s.kind), meta.ETag[:16], s.p.opts.PostHogTTL)
+	// PostHog's ETag is the first 16 hex digits of the SHA-256, stored as Django stores
+	// every value: pickled.
+	pipe.Set(s.ctx, l.ETag(s.team, s.kind), hypercache.Encode([]byte(meta.ETag[:16]), s.p.opts.Compress), s.p.opts.PostHogTTL)
 	pipe.ZAdd(s.ctx, l.Expiry(s.kind), redis.Z{Member: team, Score: float64(meta.BuiltAt.Add(s.p.opts.PostHogTTL).Unix())})
 }
 
@@ -336,7 +521,14 @@ func (s *Stream) Abort() {
 }
 
 func (s *Stream) abort() {
+	s.aborting.Store(true)
 	_ = s.finish() // no write may land after the keys are deleted
+	if s.upload != nil {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(s.ctx), 5*time.Second)
+		s.upload.Abort(ctx)
+		cancel()
+		s.upload = nil
+	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(s.ctx), 5*time.Second)
 	defer cancel()
 	keys := []string{s.temp()}

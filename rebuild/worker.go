@@ -94,6 +94,14 @@ func (w *worker) Work(ctx context.Context, job *river.Job[jobArgs]) error {
 	}
 	if buildErr != nil {
 		e.logger.WarnContext(ctx, "build failed", "team", team, "lane", lane, "attempt", job.Attempt, "err", buildErr)
+		// A payload PostHog's readers could not be given will not shrink on a retry:
+		// quarantine the team at once, with the reason, and keep its old cache live.
+		if tooLarge, ok := errors.AsType[*PayloadTooLargeError](buildErr); ok {
+			if err := e.quarantine(bg, team, tooLarge.Error(), true); err != nil {
+				e.logger.WarnContext(ctx, "auto quarantine failed", "team", team, "err", err)
+			}
+			return river.JobCancel(buildErr)
+		}
 		if failures >= e.opts.QuarantineAfterFailures {
 			reason := fmt.Sprintf("%d builds in a row failed; last: %v", failures, buildErr)
 			if err := e.quarantine(bg, team, reason, true); err != nil {

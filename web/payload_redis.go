@@ -14,6 +14,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/flagwarden/flagwarden/internal/cachekeys"
+	"github.com/flagwarden/flagwarden/internal/hypercache"
 )
 
 // RedisPayloads reads published payloads from the cache Redis through the layout the
@@ -87,6 +88,9 @@ func (p *RedisPayloads) stream(ctx context.Context, team int64, k cachekeys.Kind
 		return nil
 	}
 	key := p.layout.Payload(team, k)
+	if p.layout.PostHog {
+		return p.streamStored(ctx, key, m, w)
+	}
 	var h hash.Hash
 	if len(m.ETag) == sha256.Size*2 {
 		h = sha256.New()
@@ -119,5 +123,44 @@ func (p *RedisPayloads) stream(ctx context.Context, team int64, k cachekeys.Kind
 		return fmt.Errorf("team %d %s: payload longer than its manifest: %w", team, k, cachekeys.ErrPayloadChanged)
 	}
 	_, err := io.Copy(w, bytes.NewReader(held))
+	return err
+}
+
+// streamStored writes a PostHog-layout payload: the stored value (pickled, maybe
+// compressed) is read in GETRANGE pieces and decoded as it streams. As in stream, the
+// last piece of JSON is held back until the whole value has hashed to the ETag, so a
+// value replaced mid-read ends the response short instead of mixing two payloads.
+func (p *RedisPayloads) streamStored(ctx context.Context, key string, m cachekeys.Meta, w io.Writer) error {
+	value := cachekeys.NewRangeReader(ctx, p.rdb, key, m.StoredBytes, p.piece)
+	dec, err := hypercache.NewReader(value)
+	if err != nil {
+		return fmt.Errorf("decode %s: %w", key, err)
+	}
+	defer dec.Close()
+	if dec.Len() != m.Bytes {
+		return fmt.Errorf("%s holds %d bytes, its metadata says %d: %w", key, dec.Len(), m.Bytes, cachekeys.ErrPayloadChanged)
+	}
+	h := sha256.New()
+	buf, held := make([]byte, p.piece), make([]byte, 0, p.piece)
+	for {
+		n, err := io.ReadFull(dec, buf)
+		if n > 0 {
+			h.Write(buf[:n])
+			if _, werr := w.Write(held); werr != nil {
+				return werr
+			}
+			held = append(held[:0], buf[:n]...)
+		}
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("decode %s: %w", key, err)
+		}
+	}
+	if hex.EncodeToString(h.Sum(nil)) != m.ETag {
+		return errPayloadTorn
+	}
+	_, err = w.Write(held)
 	return err
 }

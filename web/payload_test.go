@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/flagwarden/flagwarden/internal/cachekeys"
+	"github.com/flagwarden/flagwarden/internal/hypercache"
 	"github.com/flagwarden/flagwarden/internal/testenv"
 )
 
@@ -34,7 +35,12 @@ func publish(t *testing.T, rdb *redis.Client, l cachekeys.Layout, team int64, ki
 			m.Chunks++
 		}
 	} else {
-		require.NoError(t, rdb.Set(ctx, l.Payload(team, kind), body, 0).Err())
+		stored := body
+		if l.PostHog { // as the publisher stores it: pickled, compressed
+			stored = hypercache.Encode(body, true)
+		}
+		m.StoredBytes = int64(len(stored))
+		require.NoError(t, rdb.Set(ctx, l.Payload(team, kind), stored, 0).Err())
 	}
 	require.NoError(t, rdb.HSet(ctx, l.Meta(team, kind), m.Fields()...).Err())
 	return m

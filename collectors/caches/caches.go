@@ -22,6 +22,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/flagwarden/flagwarden/internal/cachekeys"
+	"github.com/flagwarden/flagwarden/internal/hypercache"
 	"github.com/flagwarden/flagwarden/internal/series"
 	"github.com/flagwarden/flagwarden/internal/snapshot"
 )
@@ -269,7 +270,14 @@ func (c *Collector) posthog(ctx context.Context) (map[key]snapshot.CacheState, e
 			s := states[k]
 			// STRLEN is the stored (pickled, maybe compressed) size: what Redis holds.
 			s.Bytes = sizes[i].Val()
-			s.ETag = etags[i].Val()
+			// Django stores the :etag pickled like every value.
+			if raw, _ := etags[i].Bytes(); len(raw) > 0 {
+				if tag, err := hypercache.DecodeString(raw, 64); err == nil {
+					s.ETag = tag
+				} else {
+					c.metrics.badMeta.Inc()
+				}
+			}
 			if s.Bytes == 0 {
 				s.Missing = true // tracked for expiry but the value is gone
 			}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/flagwarden/flagwarden/internal/cachekeys"
 	"github.com/flagwarden/flagwarden/internal/config"
+	"github.com/flagwarden/flagwarden/internal/hypercache"
 	"github.com/flagwarden/flagwarden/internal/loop"
 	"github.com/flagwarden/flagwarden/internal/series"
 	"github.com/flagwarden/flagwarden/internal/snapshot"
@@ -66,7 +67,7 @@ func TestCacheFreshness(t *testing.T) {
 	ph := cachekeys.Layout{PostHog: true}
 	require.NoError(t, rdb.ZAdd(ctx, "flags_cache_expiry", redis.Z{Score: float64(t0.Add(2 * time.Minute).Add(ttl).Unix()), Member: "2"}).Err())
 	require.NoError(t, rdb.Set(ctx, ph.Payload(2, cachekeys.KindFlags), strings.Repeat("x", 4321), 0).Err())
-	require.NoError(t, rdb.Set(ctx, ph.ETag(2, cachekeys.KindFlags), "abc123", 0).Err())
+	require.NoError(t, rdb.Set(ctx, ph.ETag(2, cachekeys.KindFlags), hypercache.Encode([]byte("abc123"), true), 0).Err())
 	// Tracked for expiry, value evicted.
 	require.NoError(t, rdb.ZAdd(ctx, "flag_definitions_cache_expiry", redis.Z{Score: float64(t0.Add(ttl).Unix()), Member: "1"}).Err())
 

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/flagwarden/flagwarden/internal/cachekeys"
 	"github.com/flagwarden/flagwarden/internal/config"
 	"github.com/flagwarden/flagwarden/internal/loop"
@@ -19,13 +21,8 @@ func (a *App) wireRebuild(ctx context.Context) error {
 		return nil
 	}
 	logger := a.logger.With("component", "rebuild")
-	layout := cachekeys.Layout{Prefix: a.cfg.Cache.KeyPrefix, PostHog: a.cfg.Cache.Layout == "posthog"}
-	src := a.rebuildSource() // the flag database, or the embedded source (embedded.go)
-	pub := rebuild.NewPublisher(a.cache, rebuild.PublisherOptions{
-		Layout: layout, ChunkBytes: int(r.ChunkBytes), MaxValueBytes: int64(r.MaxValueBytes),
-		TempTTL: r.BuildTimeout + 10*time.Minute, PostHogTTL: a.cfg.Cache.TTL,
-		Now: a.now, // the clock the cache-freshness collector judges by
-	})
+	src := a.rebuildSource()                           // the flag database, or the embedded source (embedded.go)
+	pub := NewPublisher(a.cfg, a.cache, a.now)         // the clock the cache-freshness collector judges by
 	e, err := a.newRebuildEngine(ctx, rebuild.Options{ // Postgres, or SQLite when embedded
 		Source: src, Sizes: src, Publisher: pub,
 		Builder:      rebuild.BuilderOptions{PageSize: r.PageSize, FailOnMalformed: r.OnMalformed == "fail"},
@@ -64,7 +61,7 @@ func (a *App) wireRebuild(ctx context.Context) error {
 		a.services = append(a.services, c)
 	}
 	if r.SweepInterval > 0 {
-		sweep := rebuild.NewSweep(src, a.cache, layout, e)
+		sweep := rebuild.NewSweep(src, a.cache, pub.Layout(), e)
 		l := loop.New("rebuild_sweep", config.Loop{Interval: r.SweepInterval, Timeout: r.SweepInterval * 9 / 10, Jitter: 0.1},
 			func(ctx context.Context) error {
 				n, err := sweep.RunOnce(ctx)
@@ -85,4 +82,18 @@ func (a *App) migrateRebuild(ctx context.Context) error {
 		return fmt.Errorf("migrate rebuild jobs: %w", err)
 	}
 	return nil
+}
+
+// NewPublisher is the publisher the configuration describes, writing to rdb and
+// stamping builds with now (nil: the wall clock). serve, the demo and the rebuild
+// command all publish through it, so they write the same keys and encoding.
+func NewPublisher(cfg config.Config, rdb redis.UniversalClient, now func() time.Time) *rebuild.Publisher {
+	r := cfg.Rebuild
+	return rebuild.NewPublisher(rdb, rebuild.PublisherOptions{
+		Layout:     cachekeys.Layout{Prefix: cfg.Cache.KeyPrefix, PostHog: cfg.Cache.Layout == "posthog"},
+		ChunkBytes: int(r.ChunkBytes), MaxValueBytes: int64(r.MaxValueBytes),
+		TempTTL: r.BuildTimeout + 10*time.Minute, PostHogTTL: cfg.Cache.TTL,
+		Compress: cfg.Cache.Compress,
+		Now:      now,
+	})
 }

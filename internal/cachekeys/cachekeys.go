@@ -121,9 +121,12 @@ type Meta struct {
 	// ETag is the hex SHA-256 of the payload bytes.
 	ETag string `json:"etag"`
 	// Bytes is the payload length.
-	Bytes   int64 `json:"bytes"`
-	Flags   int64 `json:"flags"`
-	Cohorts int64 `json:"cohorts"`
+	Bytes int64 `json:"bytes"`
+	// StoredBytes is what Redis holds for it: in the PostHog layout the pickled and
+	// maybe compressed value, else Bytes.
+	StoredBytes int64 `json:"stored_bytes"`
+	Flags       int64 `json:"flags"`
+	Cohorts     int64 `json:"cohorts"`
 	// SourceWatermark is the newest change to the team's flag data the build saw.
 	SourceWatermark time.Time `json:"source_watermark,omitzero"`
 	// Chunks is 0 for a payload stored in the payload key, else the chunk count.
@@ -138,6 +141,7 @@ func (m Meta) Fields() []any {
 		"built_at", m.BuiltAt.UTC().Format(time.RFC3339Nano),
 		"etag", m.ETag,
 		"bytes", m.Bytes,
+		"stored_bytes", m.StoredBytes,
 		"flags", m.Flags,
 		"cohorts", m.Cohorts,
 		"source_watermark", formatTime(m.SourceWatermark),
@@ -188,6 +192,10 @@ func ParseMeta(h map[string]string) (Meta, error) {
 	m.ETag = h["etag"]
 	m.Build = h["build"]
 	m.Bytes = parseInt("bytes")
+	m.StoredBytes = parseInt("stored_bytes")
+	if m.StoredBytes == 0 {
+		m.StoredBytes = m.Bytes // flagwarden's own layout stores payloads as they are
+	}
 	m.Flags = parseInt("flags")
 	m.Cohorts = parseInt("cohorts")
 	m.Chunks = int(parseInt("chunks"))
@@ -210,24 +218,17 @@ func ReadMeta(ctx context.Context, rdb redis.Cmdable, l Layout, team int64, kind
 // reading again gets the new one.
 var ErrPayloadChanged = errors.New("payload replaced while reading")
 
-// CopyPayload writes one team's live payload to w and returns its metadata. A payload
-// in one key is read with one GET (the value is replaced whole, by RENAME, so one read
-// is consistent); a chunked payload is read chunk by chunk, so memory stays at one
-// chunk, from the immutable chunks of the build the manifest names.
+// CopyPayload writes one team's live payload, as stored, to w and returns its metadata.
+// A payload in one key is read in GETRANGE pieces of at most 1 MiB (a value replaced
+// meanwhile ends the copy with ErrPayloadChanged); a chunked payload is read chunk by
+// chunk from the immutable chunks of the build the manifest names.
 func CopyPayload(ctx context.Context, rdb redis.Cmdable, l Layout, team int64, kind Kind, w io.Writer) (Meta, error) {
 	m, err := ReadMeta(ctx, rdb, l, team, kind)
 	if err != nil {
 		return m, err
 	}
 	if m.Chunks == 0 {
-		b, err := rdb.Get(ctx, l.Payload(team, kind)).Bytes()
-		if errors.Is(err, redis.Nil) {
-			return m, ErrPayloadChanged
-		}
-		if err != nil {
-			return m, fmt.Errorf("read payload of team %d %s: %w", team, kind, err)
-		}
-		_, err = w.Write(b)
+		_, err := io.Copy(w, NewRangeReader(ctx, rdb, l.Payload(team, kind), m.StoredBytes, 1<<20))
 		return m, err
 	}
 	for i := range m.Chunks {
@@ -274,3 +275,50 @@ func ReadIndex(ctx context.Context, rdb redis.Cmdable, l Layout, kind Kind, offs
 func IndexScore(t time.Time) float64 { return float64(t.UnixMilli()) / 1000 }
 
 func unixFloat(f float64) time.Time { return time.UnixMilli(int64(f * 1000)).UTC() }
+
+// RangeReader reads one Redis string value in GETRANGE pieces, so that a large value is
+// never held whole. It expects exactly size bytes: a value that is shorter or longer
+// (replaced meanwhile) ends the read with ErrPayloadChanged.
+type RangeReader struct {
+	ctx   context.Context
+	rdb   redis.Cmdable
+	key   string
+	size  int64
+	piece int64
+	off   int64
+	buf   []byte
+}
+
+// NewRangeReader returns a reader of key's value of size bytes, piece bytes per read.
+func NewRangeReader(ctx context.Context, rdb redis.Cmdable, key string, size, piece int64) *RangeReader {
+	return &RangeReader{ctx: ctx, rdb: rdb, key: key, size: size, piece: max(piece, 1)}
+}
+
+func (r *RangeReader) Read(p []byte) (int, error) {
+	if len(r.buf) == 0 {
+		if r.off >= r.size {
+			// The value must end here too, or it was replaced by a longer one.
+			extra, err := r.rdb.GetRange(r.ctx, r.key, r.size, r.size).Bytes()
+			if err != nil {
+				return 0, fmt.Errorf("read %s at %d: %w", r.key, r.size, err)
+			}
+			if len(extra) > 0 {
+				return 0, fmt.Errorf("%s is longer than %d bytes: %w", r.key, r.size, ErrPayloadChanged)
+			}
+			return 0, io.EOF
+		}
+		end := min(r.off+r.piece, r.size) - 1
+		b, err := r.rdb.GetRange(r.ctx, r.key, r.off, end).Bytes()
+		if err != nil {
+			return 0, fmt.Errorf("read %s at %d: %w", r.key, r.off, err)
+		}
+		if int64(len(b)) != end-r.off+1 {
+			return 0, fmt.Errorf("%s is shorter than %d bytes: %w", r.key, r.size, ErrPayloadChanged)
+		}
+		r.off += int64(len(b))
+		r.buf = b
+	}
+	n := copy(p, r.buf)
+	r.buf = r.buf[n:]
+	return n, nil
+}

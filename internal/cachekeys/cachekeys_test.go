@@ -46,7 +46,7 @@ func TestLayoutKeys(t *testing.T) {
 func TestParseMeta(t *testing.T) {
 	t.Parallel()
 	at := time.Date(2026, 2, 5, 10, 0, 0, 123, time.UTC)
-	m := Meta{BuiltAt: at, ETag: "abc", Bytes: 10, Flags: 2, Cohorts: 1, SourceWatermark: at.Add(-time.Hour), Chunks: 3, Build: "b"}
+	m := Meta{BuiltAt: at, ETag: "abc", Bytes: 10, StoredBytes: 4, Flags: 2, Cohorts: 1, SourceWatermark: at.Add(-time.Hour), Chunks: 3, Build: "b"}
 	h := map[string]string{}
 	f := m.Fields()
 	for i := 0; i < len(f); i += 2 {
@@ -55,6 +55,12 @@ func TestParseMeta(t *testing.T) {
 	got, err := ParseMeta(h)
 	require.NoError(t, err)
 	require.Equal(t, m, got)
+
+	// Metadata written before stored sizes were recorded: the payload is stored as is.
+	delete(h, "stored_bytes")
+	got, err = ParseMeta(h)
+	require.NoError(t, err)
+	require.Equal(t, int64(10), got.StoredBytes)
 
 	_, err = ParseMeta(nil)
 	require.ErrorIs(t, err, ErrNoMeta)

@@ -11,7 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/term"
 
-	"github.com/flagwarden/flagwarden/internal/cachekeys"
+	"github.com/flagwarden/flagwarden/internal/app"
 	"github.com/flagwarden/flagwarden/internal/units"
 	"github.com/flagwarden/flagwarden/rebuild"
 )
@@ -72,7 +72,6 @@ func runRebuild(ctx context.Context, env Env, args []string) int {
 		teams = []int64{*team}
 	}
 
-	layout := cachekeys.Layout{Prefix: cfg.Cache.KeyPrefix, PostHog: cfg.Cache.Layout == "posthog"}
 	var pub *rebuild.Publisher
 	if !*dry {
 		opt, err := redis.ParseURL(cfg.Cache.URL.Value())
@@ -82,8 +81,7 @@ func runRebuild(ctx context.Context, env Env, args []string) int {
 		}
 		rdb := redis.NewClient(opt)
 		defer rdb.Close()
-		pub = rebuild.NewPublisher(rdb, rebuild.PublisherOptions{Layout: layout, ChunkBytes: int(cfg.Rebuild.ChunkBytes),
-			MaxValueBytes: int64(cfg.Rebuild.MaxValueBytes), PostHogTTL: cfg.Cache.TTL})
+		pub = app.NewPublisher(cfg, rdb, nil)
 	}
 	src := rebuild.NewPGSource(pool, nil)
 	tty := false

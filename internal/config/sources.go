@@ -114,10 +114,13 @@ type Cache struct {
 	WatchPostHog bool `yaml:"watch_posthog"`
 	// TTL is the cache entry lifetime PostHog uses; build time = expiry - TTL.
 	TTL time.Duration `yaml:"ttl"`
+	// Compress zstd-compresses PostHog-layout values over 512 bytes, as PostHog does
+	// with USE_REDIS_COMPRESSION; its readers accept compressed and plain values.
+	Compress bool `yaml:"compress"`
 }
 
 func defaultCache() Cache {
-	return Cache{Layout: "flagwarden", TTL: 30 * 24 * time.Hour}
+	return Cache{Layout: "flagwarden", TTL: 30 * 24 * time.Hour, Compress: true}
 }
 
 func (c Cache) validate(p *problems) {

@@ -195,7 +195,6 @@ func sha(b []byte) string { s := sha256.Sum256(b); return hex.EncodeToString(s[:
 // and python3-zstd) in both directions, through a real Redis.
 func TestDjangoRedisReadsAndWrites(t *testing.T) {
 	t.Parallel()
-	py := testenv.Python(t, "django_redis", "zstd")
 	url := testenv.Redis(t)
 	rdb := redisClient(t, url)
 	ctx := t.Context()
@@ -212,7 +211,7 @@ func TestDjangoRedisReadsAndWrites(t *testing.T) {
 			want[key] = payload
 		}
 	}
-	results := djangoGet(t, py, url, keys...)
+	results := testenv.DjangoGet(t, url, keys...)
 	for _, key := range keys {
 		res := results[key]
 		require.Empty(t, res.Error, key)
@@ -232,8 +231,7 @@ func TestDjangoRedisReadsAndWrites(t *testing.T) {
 		path := t.TempDir() + "/v.json"
 		require.NoError(t, writeFile(path, payload))
 		key := fmt.Sprintf("django/%d", n)
-		out, err := exec.Command(py, "testdata/django_cache.py", url, "set", key, path).CombinedOutput()
-		require.NoError(t, err, "%s", out)
+		testenv.DjangoSet(t, url, key, path)
 		stored, err := rdb.Get(ctx, "posthog:1:"+key).Bytes()
 		require.NoError(t, err)
 		got, r := decodeAll(t, stored)
