@@ -53,15 +53,19 @@ type BuildResult struct {
 	Error      string    `json:"error,omitempty"`
 	// Unchanged is true when the payloads hashed the same as the live ones and were not
 	// rewritten.
-	Unchanged        bool   `json:"unchanged"`
-	Flags            int64  `json:"flags"`
-	Cohorts          int64  `json:"cohorts"`
-	SkippedFlags     int64  `json:"skipped_flags"`
-	FlagsBytes       int64  `json:"flags_bytes"`
-	DefinitionsBytes int64  `json:"definitions_bytes"`
-	FlagsETag        string `json:"flags_etag,omitempty"`
-	DefinitionsETag  string `json:"definitions_etag,omitempty"`
-	PeakHeapBytes    int64  `json:"peak_heap_bytes"`
+	Unchanged        bool  `json:"unchanged"`
+	Flags            int64 `json:"flags"`
+	Cohorts          int64 `json:"cohorts"`
+	SkippedFlags     int64 `json:"skipped_flags"`
+	FlagsBytes       int64 `json:"flags_bytes"`
+	DefinitionsBytes int64 `json:"definitions_bytes"`
+	// FlagsStoredBytes and DefinitionsStoredBytes are what Redis holds: in the PostHog
+	// layout the pickled, compressed values.
+	FlagsStoredBytes       int64  `json:"flags_stored_bytes"`
+	DefinitionsStoredBytes int64  `json:"definitions_stored_bytes"`
+	FlagsETag              string `json:"flags_etag,omitempty"`
+	DefinitionsETag        string `json:"definitions_etag,omitempty"`
+	PeakHeapBytes          int64  `json:"peak_heap_bytes"`
 	// Problems are the bad rows the build reported (malformed filters, cohort cycles),
 	// at most 20.
 	Problems []string `json:"problems,omitempty"`

@@ -11,14 +11,13 @@ import (
 	"hash"
 	"io"
 	"strconv"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/flagwarden/flagwarden/internal/cachekeys"
 	"github.com/flagwarden/flagwarden/internal/hypercache"
+	"github.com/flagwarden/flagwarden/internal/writebehind"
 )
 
 // PublisherOptions configure how payloads reach Redis.
@@ -108,46 +107,48 @@ func NewPublisher(rdb redis.UniversalClient, opts PublisherOptions) *Publisher {
 	return &Publisher{rdb: rdb, opts: opts.withDefaults()}
 }
 
+// EncodeChunk is the write-behind chunk of PostHog-layout streams: the encoder's
+// output is far smaller than its input, so appends still reach ChunkBytes while the
+// two raw buffers per stream stay small.
+const EncodeChunk = 256 << 10
+
+func (p *Publisher) chunk() int {
+	if p.opts.Layout.PostHog {
+		return min(p.opts.ChunkBytes, EncodeChunk)
+	}
+	return p.opts.ChunkBytes
+}
+
 // Layout is the key layout the publisher writes.
 func (p *Publisher) Layout() cachekeys.Layout { return p.opts.Layout }
 
 // Stream is one payload being written. It is an io.Writer; Commit makes it live, Abort
 // removes what was written. Readers never see a Stream's bytes before Commit.
 //
-// Full chunks go to Redis from a writer goroutine while the caller fills the next one
-// (two chunk buffers per stream), so reading the next flag page overlaps the write of
-// the previous chunk. A write error surfaces on a later Write or on Commit.
+// Full chunks go to Redis from a write-behind goroutine while the caller fills the next
+// one (two chunk buffers per stream), so reading the next flag page overlaps the write
+// (and in the PostHog layout the compression) of the previous chunk. A write error
+// surfaces on a later Write or on Commit.
 type Stream struct {
 	p     *Publisher
 	ctx   context.Context
 	team  int64
 	kind  cachekeys.Kind
 	build string
-	buf   []byte
 	hash  hash.Hash
 	total int64
 	done  bool
+	wb    *writebehind.Writer
 
-	pending chan []byte   // full chunks to the writer
-	free    chan []byte   // emptied chunk buffers back from it (room for both, so the writer never blocks)
-	wdone   chan struct{} // closed when the writer has finished
-	closed  bool          // pending is closed
-	errMu   sync.Mutex
-	werr    error // the writer's first error
-
-	// Owned by the writer goroutine until wdone is closed.
+	// Owned by the write-behind goroutine until the writer is closed.
 	inPart int64 // bytes in the current temporary value
 	parts  int   // values rolled into chunk keys so far
 	wrote  bool  // the temporary key exists
-
-	// The PostHog layout: the payload's stored form (pickle, maybe zstd) is encoded by
-	// the writer goroutine, so compressing overlaps with the build reading and
-	// serializing the next rows.
-	enc      *hypercache.Writer
-	out      []byte       // encoded bytes not yet appended
-	stored   int64        // encoded bytes so far
-	upload   MirrorUpload // the mirror's copy, or nil
-	aborting atomic.Bool  // Abort asked: the writer drops its work instead of finishing it
+	// The PostHog layout: the payload's stored form (pickle, maybe zstd).
+	enc    *hypercache.Writer
+	out    []byte       // encoded bytes not yet appended
+	stored int64        // encoded bytes so far
+	upload MirrorUpload // the mirror's copy, or nil
 }
 
 // Begin starts a payload of one team and kind. ctx bounds every write. The caller
@@ -155,60 +156,23 @@ type Stream struct {
 func (p *Publisher) Begin(ctx context.Context, team int64, kind cachekeys.Kind) *Stream {
 	var b [8]byte
 	_, _ = rand.Read(b[:])
-	s := &Stream{p: p, ctx: ctx, team: team, kind: kind, build: hex.EncodeToString(b[:]),
-		buf: make([]byte, 0, p.opts.ChunkBytes), hash: sha256.New(),
-		pending: make(chan []byte, 1), free: make(chan []byte, 2), wdone: make(chan struct{})}
-	s.free <- make([]byte, 0, p.opts.ChunkBytes)
+	s := &Stream{p: p, ctx: ctx, team: team, kind: kind, build: hex.EncodeToString(b[:]), hash: sha256.New()}
+	var beginErr error
 	if p.opts.Layout.PostHog {
 		s.enc = hypercache.NewWriter(storedSink{s}, p.opts.Compress)
 		if p.opts.Mirror != nil {
-			up, err := p.opts.Mirror.Begin(ctx, team, kind)
-			if err != nil {
-				s.werr = fmt.Errorf("begin mirror upload of team %d %s: %w", team, kind, err)
+			if s.upload, beginErr = p.opts.Mirror.Begin(ctx, team, kind); beginErr != nil {
+				beginErr = fmt.Errorf("begin mirror upload of team %d %s: %w", team, kind, beginErr)
 			}
-			s.upload = up
 		}
 	}
-	go s.writer()
+	s.wb = writebehind.New(p.chunk(), s.handle, s.complete)
+	s.wb.Fail(beginErr)
 	return s
 }
 
-// writer sends chunks to Redis in order; after an error it only recycles buffers.
-func (s *Stream) writer() {
-	defer close(s.wdone)
-	for chunk := range s.pending {
-		if s.err() == nil {
-			s.setErr(s.handle(chunk))
-		}
-		s.free <- chunk[:0]
-	}
-	if s.enc == nil {
-		return
-	}
-	if s.err() != nil || s.aborting.Load() {
-		s.enc.Abort()
-		return
-	}
-	if err := s.enc.Close(); err != nil {
-		s.setErr(fmt.Errorf("encode payload of team %d %s: %w", s.team, s.kind, err))
-		return
-	}
-	s.setErr(s.flushOut())
-}
-
-func (s *Stream) setErr(err error) {
-	if err == nil {
-		return
-	}
-	s.errMu.Lock()
-	if s.werr == nil {
-		s.werr = err
-	}
-	s.errMu.Unlock()
-}
-
-// handle takes one chunk of payload: to the mirror, then to Redis, encoded in the
-// PostHog layout and as it is in flagwarden's own.
+// handle takes one chunk of payload, in the write-behind goroutine: to the mirror,
+// then to Redis, encoded in the PostHog layout and as it is in flagwarden's own.
 func (s *Stream) handle(chunk []byte) error {
 	if s.upload != nil {
 		if _, err := s.upload.Write(chunk); err != nil {
@@ -222,6 +186,21 @@ func (s *Stream) handle(chunk []byte) error {
 	return s.flush(chunk)
 }
 
+// complete ends the PostHog-layout encoding after the last chunk (or drops it).
+func (s *Stream) complete(ok bool) error {
+	if s.enc == nil {
+		return nil
+	}
+	if !ok {
+		s.enc.Abort()
+		return nil
+	}
+	if err := s.enc.Close(); err != nil {
+		return fmt.Errorf("encode payload of team %d %s: %w", s.team, s.kind, err)
+	}
+	return s.flushOut()
+}
+
 // storedSink receives the PostHog-layout encoder's output: it batches appends to the
 // temporary key and patches the header with SETRANGE once the length is known.
 type storedSink struct{ s *Stream }
@@ -231,10 +210,7 @@ func (k storedSink) Write(p []byte) (int, error) {
 	if limit := s.p.opts.MaxValueBytes; s.stored+int64(len(p)) > limit {
 		return 0, &PayloadTooLargeError{TeamID: s.team, Kind: s.kind, Limit: limit, Stored: s.stored + int64(len(p))}
 	}
-	if s.out == nil {
-		s.out = make([]byte, 0, s.p.opts.ChunkBytes)
-	}
-	s.out = append(s.out, p...)
+	s.out = append(s.out, p...) // grows to ChunkBytes at most: compressed output is small
 	s.stored += int64(len(p))
 	if len(s.out) >= s.p.opts.ChunkBytes {
 		if err := s.flushOut(); err != nil {
@@ -264,56 +240,14 @@ func (s *Stream) flushOut() error {
 	return err
 }
 
-func (s *Stream) err() error {
-	s.errMu.Lock()
-	defer s.errMu.Unlock()
-	return s.werr
-}
-
-// send hands the full buffer to the writer and takes an empty one.
-func (s *Stream) send() error {
-	if err := s.err(); err != nil {
-		return err
-	}
-	s.pending <- s.buf
-	s.buf = <-s.free
-	return nil
-}
-
-// finish sends what is buffered, stops the writer and returns its error.
-func (s *Stream) finish() error {
-	if !s.closed {
-		if len(s.buf) > 0 && s.err() == nil {
-			s.pending <- s.buf
-			s.buf = nil
-		}
-		close(s.pending)
-		s.closed = true
-	}
-	<-s.wdone
-	return s.err()
-}
-
-// Write buffers b and sends full chunks to the temporary key.
+// Write hashes b and hands it to the write-behind goroutine.
 func (s *Stream) Write(b []byte) (int, error) {
-	if s.closed {
+	if s.done {
 		return 0, errors.New("stream already finished")
 	}
-	n := len(b)
 	s.hash.Write(b)
-	s.total += int64(n)
-	for len(b) > 0 {
-		room := s.p.opts.ChunkBytes - len(s.buf)
-		take := min(room, len(b))
-		s.buf = append(s.buf, b[:take]...)
-		b = b[take:]
-		if len(s.buf) >= s.p.opts.ChunkBytes {
-			if err := s.send(); err != nil {
-				return 0, err
-			}
-		}
-	}
-	return n, nil
+	s.total += int64(len(b))
+	return s.wb.Write(b)
 }
 
 func (s *Stream) temp() string { return s.p.opts.Layout.Temp(s.team, s.kind, s.build) }
@@ -372,7 +306,7 @@ func (s *Stream) Commit(meta cachekeys.Meta) (Published, error) {
 	if s.done {
 		return Published{}, errors.New("stream already finished")
 	}
-	if err := s.finish(); err != nil {
+	if err := s.wb.Close(); err != nil {
 		s.Abort()
 		return Published{}, err
 	}
@@ -521,8 +455,7 @@ func (s *Stream) Abort() {
 }
 
 func (s *Stream) abort() {
-	s.aborting.Store(true)
-	_ = s.finish() // no write may land after the keys are deleted
+	s.wb.Abort() // no write may land after the keys are deleted
 	if s.upload != nil {
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(s.ctx), 5*time.Second)
 		s.upload.Abort(ctx)

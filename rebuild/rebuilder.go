@@ -63,6 +63,7 @@ func (r *Rebuilder) Rebuild(ctx context.Context, team int64) (res BuildResult, e
 	res.OK = true
 	res.Unchanged = pf.Unchanged && pd.Unchanged
 	res.FlagsBytes, res.DefinitionsBytes = pf.Meta.Bytes, pd.Meta.Bytes
+	res.FlagsStoredBytes, res.DefinitionsStoredBytes = pf.Meta.StoredBytes, pd.Meta.StoredBytes
 	res.FlagsETag, res.DefinitionsETag = pf.Meta.ETag, pd.Meta.ETag
 	return res, nil
 }

@@ -168,7 +168,7 @@ func buildOpenAPI() obj {
 			"evidence": obj{"type": "object", "additionalProperties": num}, "state": str, "active_at": ts,
 			"fired_at": ts, "resolved_at": ts, "runbook_url": str, "generator_url": str}},
 		"Quarantine":  obj{"type": "object", "properties": obj{"team_id": integer, "reason": str, "auto": boolean, "since": ts}},
-		"BuildResult": obj{"type": "object", "properties": obj{"team_id": integer, "job_id": integer, "lane": str, "started_at": ts, "finished_at": ts, "ok": boolean, "error": str, "unchanged": boolean, "flags": integer, "cohorts": integer, "skipped_flags": integer, "flags_bytes": integer, "definitions_bytes": integer, "peak_heap_bytes": integer}},
+		"BuildResult": obj{"type": "object", "properties": obj{"team_id": integer, "job_id": integer, "lane": str, "started_at": ts, "finished_at": ts, "ok": boolean, "error": str, "unchanged": boolean, "flags": integer, "cohorts": integer, "skipped_flags": integer, "flags_bytes": integer, "definitions_bytes": integer, "flags_stored_bytes": integer, "definitions_stored_bytes": integer, "peak_heap_bytes": integer}},
 		"EngineStatus": obj{"type": "object", "properties": obj{
 			"lanes":        arrayOf(obj{"type": "object", "properties": obj{"lane": str, "running": integer, "waiting": integer, "workers": integer}}),
 			"budget_bytes": integer, "budget_in_use_bytes": integer,

@@ -22,9 +22,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/flagwarden/flagwarden/internal/cachekeys"
 	"github.com/flagwarden/flagwarden/internal/flagdb"
+	"github.com/flagwarden/flagwarden/internal/hypercache"
 	"github.com/flagwarden/flagwarden/internal/statedb"
 	"github.com/flagwarden/flagwarden/internal/units"
+	"github.com/flagwarden/flagwarden/internal/writebehind"
 	"github.com/flagwarden/flagwarden/rebuild"
 )
 
@@ -47,7 +50,10 @@ type benchRow struct {
 	Seconds       float64 `json:"seconds"`
 	PeakHeapBytes int64   `json:"peak_heap_bytes"`
 	PeakRSSBytes  int64   `json:"peak_rss_bytes"`
-	Note          string  `json:"note,omitempty"`
+	// StoredBytes is what the cache would hold: the payload after PostHog's pickle and
+	// zstd with --layout posthog, else the payload itself.
+	StoredBytes int64  `json:"stored_bytes"`
+	Note        string `json:"note,omitempty"`
 }
 
 func benchDB(env Env, cfgPath, url string) (string, error) {
@@ -70,9 +76,16 @@ func benchRebuild(ctx context.Context, env Env, args []string) int {
 	asJSON := fs.Bool("json", false, "print JSON instead of a table")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the streaming builds to `FILE`")
 	redisURL := fs.String("redis", "", "also build into this Redis `URL` (the full publish path: chunked writes, ETag, rename), as mode publish")
+	layoutName := fs.String("layout", "flagwarden", "cache layout to encode for: flagwarden (JSON as is) or posthog (pickled, zstd-compressed, as PostHog's readers take it)")
+	compress := fs.Bool("compress", true, "with --layout posthog, zstd-compress as cache.compress does")
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}
+	if *layoutName != "flagwarden" && *layoutName != "posthog" {
+		fmt.Fprintf(env.Stderr, "flagwarden bench: --layout must be flagwarden or posthog, got %q\n", *layoutName)
+		return 2
+	}
+	posthog := *layoutName == "posthog"
 	dsn, err := benchDB(env, *cfgPath, *url)
 	if err != nil {
 		printConfigError(env.Stderr, err)
@@ -102,7 +115,7 @@ func benchRebuild(ctx context.Context, env Env, args []string) int {
 		}
 		rdb := redis.NewClient(opt)
 		defer rdb.Close()
-		pub = rebuild.NewPublisher(rdb, rebuild.PublisherOptions{})
+		pub = rebuild.NewPublisher(rdb, rebuild.PublisherOptions{Layout: cachekeys.Layout{PostHog: posthog}, Compress: *compress})
 	}
 	var rows []benchRow
 	for _, s := range strings.Split(*sizes, ",") {
@@ -116,33 +129,39 @@ func benchRebuild(ctx context.Context, env Env, args []string) int {
 			fmt.Fprintf(env.Stderr, "flagwarden bench: %v\n", err)
 			return 1
 		}
-		rows = append(rows, measure("copy", n, func() (int64, error) {
+		rows = append(rows, measure("copy", n, func() (int64, int64, error) {
 			var w countWriter
 			_, err := rebuild.CopyFlags(ctx, pool, team, &w)
-			return w.n, err
+			return w.n, w.n, err
 		}))
-		rows = append(rows, measure("streaming", n, func() (int64, error) {
+		rows = append(rows, measure("streaming", n, func() (int64, int64, error) {
 			if prof != nil {
 				if err := pprof.StartCPUProfile(prof); err == nil {
 					defer pprof.StopCPUProfile()
 				}
 			}
+			if posthog {
+				fl, df := newStoredDiscard(*compress), newStoredDiscard(*compress)
+				_, err := rebuild.NewBuilder(rebuild.BuilderOptions{}).Build(ctx, src, team, fl, df)
+				err = errors.Join(err, fl.Close(), df.Close())
+				return fl.n + df.n, fl.stored() + df.stored(), err
+			}
 			var fl, df countWriter
 			_, err := rebuild.NewBuilder(rebuild.BuilderOptions{}).Build(ctx, src, team, &fl, &df)
-			return fl.n + df.n, err
+			return fl.n + df.n, fl.n + df.n, err
 		}))
 		if pub != nil {
-			rows = append(rows, measure("publish", n, func() (int64, error) {
+			rows = append(rows, measure("publish", n, func() (int64, int64, error) {
 				res, err := rebuild.NewRebuilder(src, rebuild.NewBuilder(rebuild.BuilderOptions{}), pub).Rebuild(ctx, team)
-				return res.FlagsBytes + res.DefinitionsBytes, err
+				return res.FlagsBytes + res.DefinitionsBytes, res.FlagsStoredBytes + res.DefinitionsStoredBytes, err
 			}))
 		}
 		if n > *naiveMax {
 			rows = append(rows, benchRow{Mode: "naive", Flags: n, Note: fmt.Sprintf("skipped: above --naive-max %d, it would hold the whole team in memory", *naiveMax)})
 		} else {
-			rows = append(rows, measure("naive", n, func() (int64, error) {
+			rows = append(rows, measure("naive", n, func() (int64, int64, error) {
 				a, b, err := rebuild.NaiveBuild(ctx, src, team)
-				return int64(len(a) + len(b)), err
+				return int64(len(a) + len(b)), int64(len(a) + len(b)), err
 			}))
 		}
 	}
@@ -152,13 +171,13 @@ func benchRebuild(ctx context.Context, env Env, args []string) int {
 		_ = enc.Encode(rows)
 		return 0
 	}
-	fmt.Fprintf(env.Stdout, "%-10s %9s %12s %9s %10s %12s %12s\n", "mode", "flags", "payload", "seconds", "MB/s", "peak heap", "peak rss")
+	fmt.Fprintf(env.Stdout, "%-10s %9s %12s %12s %9s %10s %12s %12s\n", "mode", "flags", "payload", "stored", "seconds", "MB/s", "peak heap", "peak rss")
 	for _, r := range rows {
 		if r.Note != "" {
 			fmt.Fprintf(env.Stdout, "%-10s %9d  %s\n", r.Mode, r.Flags, r.Note)
 			continue
 		}
-		fmt.Fprintf(env.Stdout, "%-10s %9d %12s %9.2f %10.1f %12s %12s\n", r.Mode, r.Flags, units.Bytes(r.PayloadBytes), r.Seconds,
+		fmt.Fprintf(env.Stdout, "%-10s %9d %12s %12s %9.2f %10.1f %12s %12s\n", r.Mode, r.Flags, units.Bytes(r.PayloadBytes), units.Bytes(r.StoredBytes), r.Seconds,
 			float64(r.PayloadBytes)/(1<<20)/max(r.Seconds, 1e-9), units.Bytes(r.PeakHeapBytes), units.Bytes(r.PeakRSSBytes))
 	}
 	return 0
@@ -187,7 +206,7 @@ func benchTeam(ctx context.Context, pool *pgxpool.Pool, n int, log io.Writer) (i
 }
 
 // measure runs fn once with heap sampling and a reset RSS high-water mark.
-func measure(mode string, flags int, fn func() (int64, error)) benchRow {
+func measure(mode string, flags int, fn func() (payload, stored int64, err error)) benchRow {
 	runtime.GC()
 	resetPeakRSS()
 	base := heapBytes()
@@ -212,11 +231,11 @@ func measure(mode string, flags int, fn func() (int64, error)) benchRow {
 		}
 	}()
 	start := time.Now()
-	n, err := fn()
+	n, stored, err := fn()
 	el := time.Since(start)
 	close(done)
 	wg.Wait()
-	row := benchRow{Mode: mode, Flags: flags, PayloadBytes: n, Seconds: el.Seconds(), PeakHeapBytes: peak.Load(), PeakRSSBytes: peakRSS()}
+	row := benchRow{Mode: mode, Flags: flags, PayloadBytes: n, StoredBytes: stored, Seconds: el.Seconds(), PeakHeapBytes: peak.Load(), PeakRSSBytes: peakRSS()}
 	if err != nil {
 		row.Note = "error: " + err.Error()
 	}
@@ -377,3 +396,34 @@ func benchDedup(ctx context.Context, env Env, args []string) int {
 		outcomes["coalesced"], outcomes["joined"], outcomes["inserted"])
 	return 0
 }
+
+// storedDiscard is the benchmark's discard writer for the PostHog layout: the payload
+// goes through the same write-behind goroutine and encoder as a published one, and
+// only the stored length is kept.
+type storedDiscard struct {
+	n   int64
+	enc *hypercache.Writer
+	wb  *writebehind.Writer
+}
+
+func newStoredDiscard(compress bool) *storedDiscard {
+	d := &storedDiscard{enc: hypercache.NewWriter(discardSink{}, compress)}
+	d.wb = writebehind.New(rebuild.EncodeChunk, func(b []byte) error { _, err := d.enc.Write(b); return err }, func(ok bool) error {
+		if !ok {
+			d.enc.Abort()
+			return nil
+		}
+		return d.enc.Close()
+	})
+	return d
+}
+
+func (d *storedDiscard) Write(p []byte) (int, error) { d.n += int64(len(p)); return d.wb.Write(p) }
+func (d *storedDiscard) Close() error                { return d.wb.Close() }
+func (d *storedDiscard) stored() int64               { return d.enc.Stored() }
+
+// discardSink counts nothing itself (the encoder does) and accepts header patches.
+type discardSink struct{}
+
+func (discardSink) Write(p []byte) (int, error)            { return len(p), nil }
+func (discardSink) WriteAt(p []byte, _ int64) (int, error) { return len(p), nil }
