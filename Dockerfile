@@ -4,7 +4,7 @@
 # non-root user. The web dashboard's assets and the SQL migrations are compiled into the
 # binary with go:embed, so the binary is the only file copied.
 #
-#   docker build --build-arg VERSION=$(git describe --always) -t flagwarden .
+#   docker build --build-arg VERSION=$(git describe --always) --build-arg REVISION=$(git rev-parse HEAD) -t flagwarden .
 #   docker run -v $PWD/flagwarden.yaml:/etc/flagwarden/flagwarden.yaml -p 8080:8080 flagwarden
 
 # --- build: the Go toolchain, modules cached in their own layer --------------------
@@ -14,10 +14,13 @@ COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
 ARG VERSION=dev
+# The commit, which flagwarden_build_info reports; .git is not in the build context, so
+# Go cannot record it by itself.
+ARG REVISION=unknown
 # CGO_ENABLED=0: a static binary that needs no libc in the runtime image (the SQLite
 # driver is pure Go).
 RUN CGO_ENABLED=0 GOOS=linux go build -trimpath \
-      -ldflags "-s -w -X github.com/flagwarden/flagwarden/internal/cli.Version=${VERSION}" \
+      -ldflags "-s -w -X github.com/prometheus/common/version.Version=${VERSION} -X github.com/prometheus/common/version.Revision=${REVISION}" \
       -o /out/flagwarden ./cmd/flagwarden
 
 # --- runtime: alpine for its CA bundle and the busybox wget the health check uses ----

@@ -152,7 +152,7 @@ func NewEngine(opts EngineOptions) (*Engine, error) {
 			}),
 			eta: f.NewGaugeVec(prometheus.GaugeOpts{
 				Name: "flagwarden_backlog_eta_seconds",
-				Help: "Time until the queue reaches detectors.backlog_limit at its current growth; -1 when not growing.",
+				Help: "Time until the queue reaches detectors.backlog_limit at its current growth; absent while the queue is not growing.",
 			}, []string{"queue"}),
 		},
 	}, nil
@@ -346,7 +346,12 @@ func (e *Engine) backlog(now time.Time) ([]Observation, DetectorStatus, []string
 		}
 		if e.etaQueues[q] || len(e.etaQueues) < e.opts.MaxQueueMetrics {
 			e.etaQueues[q] = true
-			e.metrics.eta.WithLabelValues(q).Set(qs.ETASeconds)
+			// No sentinel: a queue that is not growing has no ETA series at all.
+			if qs.ETASeconds >= 0 {
+				e.metrics.eta.WithLabelValues(q).Set(qs.ETASeconds)
+			} else {
+				e.metrics.eta.DeleteLabelValues(q)
+			}
 		}
 	}
 	return out, st, notDraining

@@ -22,6 +22,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/flagwarden/flagwarden/internal/cachekeys"
+	"github.com/flagwarden/flagwarden/internal/distribution"
 	"github.com/flagwarden/flagwarden/internal/hypercache"
 	"github.com/flagwarden/flagwarden/internal/series"
 	"github.com/flagwarden/flagwarden/internal/snapshot"
@@ -99,7 +100,7 @@ func New(rdb redis.UniversalClient, opts Options, snaps *snapshot.Store, ss *ser
 	if err := opts.validate(); err != nil {
 		return nil, fmt.Errorf("caches collector options: %w", err)
 	}
-	return &Collector{rdb: rdb, opts: opts, snaps: snaps, series: ss, metrics: newMetrics(reg), logger: logger.With("component", "caches")}, nil
+	return &Collector{rdb: rdb, opts: opts, snaps: snaps, series: ss, metrics: newMetrics(reg, opts.StaleAfter), logger: logger.With("component", "caches")}, nil
 }
 
 // RunOnce is the loop's pass.
@@ -291,6 +292,8 @@ func (c *Collector) posthog(ctx context.Context) (map[key]snapshot.CacheState, e
 type Fleet struct {
 	Entries, Missing, Stale int
 	LagP50, LagP99, LagMax  time.Duration
+	// Lags are every present cache's lag, sorted.
+	Lags []time.Duration
 }
 
 // Summarize computes the fleet view of a snapshot for one source ("" for all). A team
@@ -315,6 +318,7 @@ func Summarize(c snapshot.Caches, source string, staleAfter time.Duration) Fleet
 	}
 	f.Stale = len(stale)
 	slices.Sort(lags)
+	f.Lags = lags
 	f.LagP50, f.LagP99 = quantile(lags, 0.5), quantile(lags, 0.99)
 	if len(lags) > 0 {
 		f.LagMax = lags[len(lags)-1]
@@ -345,9 +349,12 @@ func (c *Collector) publish(s snapshot.Caches) {
 			continue
 		}
 		f := Summarize(s, src, c.opts.StaleAfter)
-		c.metrics.lag.WithLabelValues(src, "0.5").Set(f.LagP50.Seconds())
-		c.metrics.lag.WithLabelValues(src, "0.99").Set(f.LagP99.Seconds())
-		c.metrics.lag.WithLabelValues(src, "1").Set(f.LagMax.Seconds())
+		lags := make([]float64, len(f.Lags))
+		for i, l := range f.Lags {
+			lags[i] = l.Seconds()
+		}
+		c.metrics.lag.Set(lags, src)
+		c.metrics.lagMax.WithLabelValues(src).Set(f.LagMax.Seconds())
 		c.metrics.stale.WithLabelValues(src).Set(float64(f.Stale))
 		c.metrics.missing.WithLabelValues(src).Set(float64(f.Missing))
 		c.metrics.entries.WithLabelValues(src).Set(float64(f.Entries))
@@ -355,18 +362,31 @@ func (c *Collector) publish(s snapshot.Caches) {
 }
 
 type metrics struct {
-	lag                     *prometheus.GaugeVec
+	lag                     *distribution.Histogram
+	lagMax                  *prometheus.GaugeVec
 	stale, missing, entries *prometheus.GaugeVec
 	badMeta                 prometheus.Counter
 }
 
-func newMetrics(reg prometheus.Registerer) *metrics {
+// LagBuckets are the cache-lag histogram's upper bounds, in seconds; staleAfter is added
+// so that the share of caches within it is exact.
+func LagBuckets(staleAfter time.Duration) []float64 {
+	b := []float64{1, 5, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600, 86400}
+	return append(b, staleAfter.Seconds())
+}
+
+func newMetrics(reg prometheus.Registerer, staleAfter time.Duration) *metrics {
 	f := promauto.With(reg)
-	return &metrics{
-		lag: f.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "flagwarden_cache_lag_seconds",
-			Help: "Quantiles over teams' caches of newest source change minus build time (quantile 1 is the maximum).",
-		}, []string{"source", "quantile"}),
+	m := &metrics{
+		// The lags of the teams' caches now: a state, replaced on every look and read
+		// without rate().
+		lag: distribution.New("flagwarden_cache_lag_seconds",
+			"Lag of the teams' caches in the latest look: newest source change minus build time (replaced each look; read without rate()).",
+			LagBuckets(staleAfter), "source"),
+		lagMax: f.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "flagwarden_cache_lag_max_seconds",
+			Help: "The largest lag of any team's cache in the latest look.",
+		}, []string{"source"}),
 		stale: f.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "flagwarden_cache_stale_teams",
 			Help: "Teams with a cache lagging its data by more than detectors.stale_after.",
@@ -384,4 +404,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Cache metadata or expiry entries that could not be parsed.",
 		}),
 	}
+	if reg != nil {
+		reg.MustRegister(m.lag)
+	}
+	return m
 }

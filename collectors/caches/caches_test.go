@@ -109,7 +109,7 @@ func TestCacheFreshness(t *testing.T) {
 	require.Equal(t, 1.0, testutil.ToFloat64(c.metrics.stale.WithLabelValues(SourceFlagwarden)), "team 2 lags 10m > 7m; team 1 5m does not")
 	require.Equal(t, 1.0, testutil.ToFloat64(c.metrics.stale.WithLabelValues(SourcePostHog)))
 	require.Equal(t, 2.0, testutil.ToFloat64(c.metrics.missing.WithLabelValues(SourceFlagwarden)))
-	require.Equal(t, 600.0, testutil.ToFloat64(c.metrics.lag.WithLabelValues(SourceFlagwarden, "1")))
+	require.Equal(t, 600.0, testutil.ToFloat64(c.metrics.lagMax.WithLabelValues(SourceFlagwarden)))
 	p, ok := ss.Last(series.Key(series.CacheStaleTeams, series.Fleet))
 	require.True(t, ok)
 	require.Equal(t, 1.0, p.V, "team 2 is stale in both sources and counted once")

@@ -175,7 +175,10 @@ func TestCollectAgainstRealCelery(t *testing.T) {
 	require.Equal(t, want.Unacked, names["work"].Unacked, "every unacked message came from work")
 	require.Equal(t, want.Overdue, names["work"].Overdue)
 	require.Zero(t, names["nobody"].Unacked)
-	require.Equal(t, float64(want.Unacked), gaugeValue(t, reg, "flagwarden_celery_queue_unacked", map[string]string{"queue": "work"}))
+	require.Equal(t, float64(want.Unacked), gaugeValue(t, reg, "flagwarden_celery_unacked_messages", map[string]string{"queue": "work"}))
+	require.Zero(t, gaugeValue(t, reg, "flagwarden_celery_unacked_messages", map[string]string{"queue": Unattributed}),
+		"every unacked message was traced to its queue, so the sum over queues is HLEN")
+	require.Equal(t, float64(want.Overdue), gaugeValue(t, reg, "flagwarden_celery_overdue_messages", map[string]string{"queue": "work"}))
 
 	comp := names["nobody"].Composition
 	require.EqualValues(t, want.Queues["nobody"].Size, comp.Sampled, "a small queue is sampled whole")

@@ -16,6 +16,11 @@ import (
 // are summed (or, for ages and ratios, maxed).
 const OtherQueues = "__other__"
 
+// Unattributed is the queue label value of unacked messages that could not be traced to
+// a queue (beyond the scan limit, undecodable, or routed to no known queue), so that the
+// sum over queues is the broker's whole count.
+const Unattributed = "__unattributed__"
+
 type metrics struct {
 	depth         *prometheus.GaugeVec
 	unacked       *prometheus.GaugeVec
@@ -24,8 +29,6 @@ type metrics struct {
 	distinctTeams *prometheus.GaugeVec
 	dupRatio      *prometheus.GaugeVec
 	queues        prometheus.Gauge
-	brokerUnacked prometheus.Gauge
-	brokerOverdue prometheus.Gauge
 	undecodable   prometheus.Counter
 	badBindings   prometheus.Counter
 	serverErrors  prometheus.Counter
@@ -38,13 +41,14 @@ func newMetrics(reg prometheus.Registerer, steps []int) *metrics {
 			Name: "flagwarden_celery_queue_depth",
 			Help: "Messages waiting in a queue's priority list (kombu priority step).",
 		}, []string{"queue", "priority"}),
+		// One series per queue plus Unattributed: the sum over queue is HLEN unacked.
 		unacked: f.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "flagwarden_celery_queue_unacked",
-			Help: "Messages delivered to a worker from the queue and not yet acknowledged (from a bounded scan).",
+			Name: "flagwarden_celery_unacked_messages",
+			Help: "Messages delivered to a worker and not yet acknowledged, by queue (from a bounded scan; the rest under queue=\"" + Unattributed + "\"); the sum is the broker's HLEN unacked.",
 		}, []string{"queue"}),
 		overdue: f.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "flagwarden_celery_queue_overdue",
-			Help: "Unacked messages from the queue older than the visibility timeout.",
+			Name: "flagwarden_celery_overdue_messages",
+			Help: "Unacked messages older than the visibility timeout (due for redelivery), by queue as for flagwarden_celery_unacked_messages.",
 		}, []string{"queue"}),
 		oldestAge: f.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "flagwarden_celery_queue_oldest_age_seconds",
@@ -61,14 +65,6 @@ func newMetrics(reg prometheus.Registerer, steps []int) *metrics {
 		queues: f.NewGauge(prometheus.GaugeOpts{
 			Name: "flagwarden_celery_queues",
 			Help: "Queues measured: configured plus discovered from bindings.",
-		}),
-		brokerUnacked: f.NewGauge(prometheus.GaugeOpts{
-			Name: "flagwarden_celery_unacked_messages",
-			Help: "HLEN unacked: every message delivered to a worker and not yet acknowledged.",
-		}),
-		brokerOverdue: f.NewGauge(prometheus.GaugeOpts{
-			Name: "flagwarden_celery_overdue_messages",
-			Help: "Unacked messages older than the visibility timeout (due for redelivery).",
 		}),
 		undecodable: f.NewCounter(prometheus.CounterOpts{
 			Name: "flagwarden_celery_undecodable_messages_total",
@@ -126,6 +122,13 @@ func (m *metrics) set(q snapshot.Queues, labelled, prev map[string]bool, steps [
 			a.ratio = max(a.ratio, x.Composition.DuplicateRatio)
 		}
 	}
+	var unacked, overdue int64
+	for _, a := range out {
+		unacked += a.unacked
+		overdue += a.overdue
+	}
+	m.unacked.WithLabelValues(Unattributed).Set(float64(max(0, q.Unacked-unacked)))
+	m.overdue.WithLabelValues(Unattributed).Set(float64(max(0, q.Overdue-overdue)))
 	now := make(map[string]bool, len(out))
 	for name, a := range out {
 		now[name] = true
@@ -155,8 +158,6 @@ func (m *metrics) set(q snapshot.Queues, labelled, prev map[string]bool, steps [
 		}
 	}
 	m.queues.Set(float64(len(q.Queues)))
-	m.brokerUnacked.Set(float64(q.Unacked))
-	m.brokerOverdue.Set(float64(q.Overdue))
 	return now
 }
 

@@ -176,44 +176,108 @@ func (c *Collector) publish(p snapshot.Pods) {
 		c.series.Append(series.Key(series.Restarts, s), p.At, float64(f.Restarts))
 		c.series.Append(series.Key(series.MemoryRatioMax, s), p.At, f.MemoryRatioMax)
 	}
-	c.metrics.total.Set(float64(f.Total))
-	c.metrics.ready.Set(float64(f.Ready))
-	c.metrics.crashLooping.Set(float64(f.CrashLooping))
-	c.metrics.oomKills.Add(float64(f.OOMKills))
-	c.metrics.restarts.Add(float64(f.Restarts))
-	c.metrics.memoryRatio.Set(f.MemoryRatioMax)
+	c.metrics.set(c.opts.Subject, p)
 }
 
+// metrics are the flagwarden_pods_* series. Fleet counts carry the worker namespace;
+// per-pod series carry namespace and pod, the labels kube-state-metrics uses, so they
+// join with kube_pod_*. Their cardinality is bounded by the worker pods that match the
+// selector now: a pod that goes away takes its series with it.
 type metrics struct {
-	total, ready, crashLooping prometheus.Gauge
-	oomKills, restarts         prometheus.Counter
-	memoryRatio                prometheus.Gauge
-	memoryErrors               prometheus.Counter
+	pods, ready, crashLooping *prometheus.GaugeVec
+	oomKills, restarts        *prometheus.CounterVec
+	memoryRatio               *prometheus.GaugeVec
+	memoryErrors              prometheus.Counter
+	// exported are the namespace/pod pairs that have per-pod series, and namespaces
+	// that have fleet counts, so that vanished ones are deleted.
+	exported   map[[2]string]bool
+	namespaces map[string]bool
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
 	f := promauto.With(reg)
 	return &metrics{
-		total: f.NewGauge(prometheus.GaugeOpts{
-			Name: "flagwarden_pods_total", Help: "Worker pods matching the selector.",
-		}),
-		ready: f.NewGauge(prometheus.GaugeOpts{
+		pods: f.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "flagwarden_pods", Help: "Worker pods matching the selector.",
+		}, []string{"namespace"}),
+		ready: f.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "flagwarden_pods_ready", Help: "Worker pods whose Ready condition is true.",
-		}),
-		crashLooping: f.NewGauge(prometheus.GaugeOpts{
+		}, []string{"namespace"}),
+		crashLooping: f.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "flagwarden_pods_crashlooping", Help: "Worker pods with a container waiting in CrashLoopBackOff.",
-		}),
-		oomKills: f.NewCounter(prometheus.CounterOpts{
-			Name: "flagwarden_pods_oom_kills_total", Help: "Container OOM kills seen, each counted once (de-duplicated on its termination time).",
-		}),
-		restarts: f.NewCounter(prometheus.CounterOpts{
-			Name: "flagwarden_pods_restarts_total", Help: "Container restarts seen across the worker pods.",
-		}),
-		memoryRatio: f.NewGauge(prometheus.GaugeOpts{
-			Name: "flagwarden_pods_memory_ratio_max", Help: "Highest memory working set / limit among the worker pods (0 when usage is unknown).",
-		}),
+		}, []string{"namespace"}),
+		oomKills: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "flagwarden_pods_oom_kills_total", Help: "Container OOM kills of the worker pod, each counted once (de-duplicated on its termination time).",
+		}, []string{"namespace", "pod"}),
+		restarts: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "flagwarden_pods_restarts_total", Help: "Container restarts of the worker pod seen by flagwarden.",
+		}, []string{"namespace", "pod"}),
+		memoryRatio: f.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "flagwarden_pods_memory_working_set_ratio", Help: "Memory working set / limit of the worker pod; absent while usage or limit is unknown.",
+		}, []string{"namespace", "pod"}),
 		memoryErrors: f.NewCounter(prometheus.CounterOpts{
 			Name: "flagwarden_pods_memory_read_errors_total", Help: "Passes whose pod memory usage could not be read.",
 		}),
+		exported: map[[2]string]bool{}, namespaces: map[string]bool{},
+	}
+}
+
+// set exports one look. The watched namespace always has fleet counts, so an empty
+// fleet reads 0 rather than nothing. A pod's counters appear on its first look; as
+// with any counter, Prometheus cannot see an increment in the scrape that creates it.
+func (m *metrics) set(watched string, p snapshot.Pods) {
+	type fleet struct{ pods, ready, crash int }
+	byNS := map[string]*fleet{}
+	if watched != series.Fleet {
+		byNS[watched] = &fleet{}
+	}
+	live := make(map[[2]string]bool, len(p.Pods))
+	for _, x := range p.Pods {
+		f := byNS[x.Namespace]
+		if f == nil {
+			f = &fleet{}
+			byNS[x.Namespace] = f
+		}
+		f.pods++
+		if x.Ready {
+			f.ready++
+		}
+		if x.Waiting == ReasonCrashLoop {
+			f.crash++
+		}
+		k := [2]string{x.Namespace, x.Name}
+		live[k] = true
+		kills, restarts := m.oomKills.WithLabelValues(k[0], k[1]), m.restarts.WithLabelValues(k[0], k[1])
+		if x.NewOOMKill {
+			kills.Inc()
+		}
+		restarts.Add(float64(max(0, x.RestartDelta)))
+		if x.MemoryLimit > 0 && x.MemoryUsage > 0 {
+			m.memoryRatio.WithLabelValues(k[0], k[1]).Set(float64(x.MemoryUsage) / float64(x.MemoryLimit))
+		} else {
+			m.memoryRatio.DeleteLabelValues(k[0], k[1])
+		}
+	}
+	for k := range m.exported {
+		if !live[k] {
+			m.oomKills.DeleteLabelValues(k[0], k[1])
+			m.restarts.DeleteLabelValues(k[0], k[1])
+			m.memoryRatio.DeleteLabelValues(k[0], k[1])
+		}
+	}
+	m.exported = live
+	for ns := range m.namespaces {
+		if byNS[ns] == nil {
+			m.pods.DeleteLabelValues(ns)
+			m.ready.DeleteLabelValues(ns)
+			m.crashLooping.DeleteLabelValues(ns)
+		}
+	}
+	m.namespaces = make(map[string]bool, len(byNS))
+	for ns, f := range byNS {
+		m.namespaces[ns] = true
+		m.pods.WithLabelValues(ns).Set(float64(f.pods))
+		m.ready.WithLabelValues(ns).Set(float64(f.ready))
+		m.crashLooping.WithLabelValues(ns).Set(float64(f.crash))
 	}
 }

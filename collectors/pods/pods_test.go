@@ -140,16 +140,20 @@ func TestCollectorFleetSeriesAndHealth(t *testing.T) {
 	l := loop.New("pods", config.Loop{Interval: time.Minute, Timeout: time.Second}, c.RunOnce, discardLogger(), loop.NewMetrics(reg))
 
 	require.NoError(t, l.RunOnce(context.Background()))
-	require.Equal(t, 1.0, testutil.ToFloat64(c.metrics.ready))
-	require.Equal(t, 1.0, testutil.ToFloat64(c.metrics.crashLooping))
-	require.Equal(t, 1.0, testutil.ToFloat64(c.metrics.oomKills), "a kill 21s old on a new pod is news")
-	require.InDelta(t, 6.0/(8+0.25), testutil.ToFloat64(c.metrics.memoryRatio), 1e-9)
+	require.Equal(t, 2.0, testutil.ToFloat64(c.metrics.pods.WithLabelValues("posthog")))
+	require.Equal(t, 1.0, testutil.ToFloat64(c.metrics.ready.WithLabelValues("posthog")))
+	require.Equal(t, 1.0, testutil.ToFloat64(c.metrics.crashLooping.WithLabelValues("posthog")))
+	require.Equal(t, 1.0, testutil.ToFloat64(c.metrics.oomKills.WithLabelValues("posthog", crash.Name)), "a kill 21s old on a new pod is news")
+	require.Zero(t, testutil.ToFloat64(c.metrics.oomKills.WithLabelValues("posthog", ready.Name)))
+	require.InDelta(t, 6.0/(8+0.25), testutil.ToFloat64(c.metrics.memoryRatio.WithLabelValues("posthog", ready.Name)), 1e-9)
+	// Usage unknown for the crash-looping pod: no ratio rather than a made-up 0.
+	require.Equal(t, 1, testutil.CollectAndCount(c.metrics.memoryRatio), "only the pod with known usage has a ratio")
 	require.Equal(t, "simulated", snaps.Pods().Source)
 
 	// The same state again: nothing new.
 	now = now.Add(15 * time.Second)
 	require.NoError(t, l.RunOnce(context.Background()))
-	require.Equal(t, 1.0, testutil.ToFloat64(c.metrics.oomKills))
+	require.Equal(t, 1.0, testutil.ToFloat64(c.metrics.oomKills.WithLabelValues("posthog", crash.Name)))
 	p, ok := ss.Last(series.Key(series.OOMKills, "posthog"))
 	require.True(t, ok)
 	require.Zero(t, p.V)
@@ -163,10 +167,21 @@ func TestCollectorFleetSeriesAndHealth(t *testing.T) {
 	lister.mu.Unlock()
 	now = now.Add(15 * time.Second)
 	require.NoError(t, l.RunOnce(context.Background()))
-	require.Equal(t, 2.0, testutil.ToFloat64(c.metrics.oomKills))
-	require.Equal(t, 1.0, testutil.ToFloat64(c.metrics.restarts))
+	require.Equal(t, 2.0, testutil.ToFloat64(c.metrics.oomKills.WithLabelValues("posthog", crash.Name)))
+	require.Equal(t, 1.0, testutil.ToFloat64(c.metrics.restarts.WithLabelValues("posthog", crash.Name)))
 	p, _ = ss.Last(series.Key(series.Restarts, "posthog"))
 	require.Equal(t, 1.0, p.V)
+
+	// The crash-looping pod is replaced: its per-pod series go with it, so the
+	// cardinality stays bounded by the pods that exist.
+	lister.mu.Lock()
+	lister.pods = []*corev1.Pod{ready}
+	lister.mu.Unlock()
+	now = now.Add(15 * time.Second)
+	require.NoError(t, l.RunOnce(context.Background()))
+	require.Equal(t, 1, testutil.CollectAndCount(c.metrics.oomKills), "only the live pod keeps a series")
+	require.Equal(t, 1, testutil.CollectAndCount(c.metrics.restarts))
+	require.Equal(t, 1.0, testutil.ToFloat64(c.metrics.pods.WithLabelValues("posthog")))
 
 	// The cluster is unreachable: the loop is down, not "no pods".
 	lister.mu.Lock()
@@ -174,7 +189,7 @@ func TestCollectorFleetSeriesAndHealth(t *testing.T) {
 	lister.mu.Unlock()
 	require.Error(t, l.RunOnce(context.Background()))
 	require.False(t, l.Health().Up)
-	require.Len(t, snaps.Pods().Pods, 2, "the last good look stays")
+	require.Len(t, snaps.Pods().Pods, 1, "the last good look stays")
 }
 
 // TestInformerWiring runs the real informer against the fake clientset: pods matching
@@ -216,7 +231,7 @@ func TestInformerWiring(t *testing.T) {
 		return len(snaps.Pods().Pods) == 2
 	})
 	require.Equal(t, 1, Summarize(snaps.Pods()).CrashLooping)
-	require.Equal(t, 1.0, testutil.ToFloat64(c.metrics.oomKills))
+	require.Equal(t, 1.0, testutil.ToFloat64(c.metrics.oomKills.WithLabelValues("posthog", crash.Name)))
 }
 
 func waitFor(t *testing.T, cond func() bool) {

@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
+	"github.com/flagwarden/flagwarden/internal/distribution"
 	"github.com/flagwarden/flagwarden/internal/series"
 	"github.com/flagwarden/flagwarden/internal/snapshot"
 )
@@ -279,31 +280,32 @@ func (c *Collector) publish(t snapshot.Teams) {
 type metrics struct {
 	count       prometheus.Gauge
 	largest     prometheus.Gauge
-	quantiles   *prometheus.GaugeVec
+	payload     *distribution.Histogram
 	badRows     prometheus.Gauge
 	badTeams    prometheus.Gauge
 	passSeconds *prometheus.HistogramVec
 }
 
-// payloadQuantiles are exported as gauges rather than a histogram: the distribution of
-// current team sizes is a state, not a stream of events.
-var payloadQuantiles = []float64{0.5, 0.9, 0.99, 1}
+// PayloadBuckets are the team-size histogram's upper bounds: each spans a factor of 4
+// from 1 KiB to 16 GiB, the same bins as the API's size distribution.
+var PayloadBuckets = prometheus.ExponentialBuckets(1024, 4, 13)
 
 func newMetrics(reg prometheus.Registerer) *metrics {
 	f := promauto.With(reg)
-	return &metrics{
+	m := &metrics{
 		count: f.NewGauge(prometheus.GaugeOpts{
-			Name: "flagwarden_teams_count",
+			Name: "flagwarden_teams",
 			Help: "Teams with flag data in the latest measurement.",
 		}),
 		largest: f.NewGauge(prometheus.GaugeOpts{
 			Name: "flagwarden_teams_largest_payload_bytes",
 			Help: "The largest estimated cache payload of any team.",
 		}),
-		quantiles: f.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "flagwarden_teams_payload_bytes",
-			Help: "Quantiles of the estimated cache payload over teams (quantile 1 is the largest).",
-		}, []string{"quantile"}),
+		// The distribution of current team sizes is a state, not a stream of events:
+		// replaced on every measurement, read without rate().
+		payload: distribution.New("flagwarden_teams_payload_bytes",
+			"Estimated cache payload of the teams in the latest measurement (replaced each measurement; read without rate()).",
+			PayloadBuckets),
 		badRows: f.NewGauge(prometheus.GaugeOpts{
 			Name: "flagwarden_teams_bad_rows",
 			Help: "Rows that could not be read as expected (NULL or non-object filters, cohort cycles, missing cohorts), over all teams.",
@@ -318,6 +320,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Buckets: prometheus.ExponentialBuckets(0.01, 2.5, 12),
 		}, []string{"kind"}),
 	}
+	if reg != nil {
+		reg.MustRegister(m.payload)
+	}
+	return m
 }
 
 func (m *metrics) set(t snapshot.Teams) {
@@ -334,9 +340,11 @@ func (m *metrics) set(t snapshot.Teams) {
 	m.count.Set(float64(len(sizes)))
 	m.badRows.Set(float64(bad))
 	m.badTeams.Set(float64(badTeams))
-	for _, q := range payloadQuantiles {
-		m.quantiles.WithLabelValues(fmt.Sprint(q)).Set(float64(quantile(sizes, q)))
+	values := make([]float64, len(sizes))
+	for i, v := range sizes {
+		values[i] = float64(v)
 	}
+	m.payload.Set(values)
 	m.largest.Set(float64(quantile(sizes, 1)))
 }
 

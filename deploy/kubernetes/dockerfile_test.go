@@ -126,7 +126,9 @@ func TestDockerfile(t *testing.T) {
 	require.NotEmpty(t, goBuild, "the build stage runs go build")
 	require.Contains(t, goBuild, "CGO_ENABLED=0", "a static binary")
 	require.Contains(t, goBuild, "./cmd/flagwarden")
-	require.Contains(t, goBuild, "github.com/flagwarden/flagwarden/internal/cli.Version=", "the version is stamped")
+	require.Contains(t, goBuild, "-X github.com/prometheus/common/version.Version=${VERSION}", "the version is stamped")
+	require.Contains(t, goBuild, "-X github.com/prometheus/common/version.Revision=${REVISION}", "the revision is stamped")
+	require.Contains(t, build.all("ARG"), "REVISION=unknown", "the revision is a build argument")
 	out := regexp.MustCompile(`-o\s+(\S+)`).FindStringSubmatch(goBuild)
 	require.NotNil(t, out, "go build names its output with -o")
 

@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/flagwarden/flagwarden/detectors"
@@ -95,7 +96,8 @@ func New(ctx context.Context, opts Options) (a *App, err error) {
 	reg := opts.Registry
 	if reg == nil {
 		reg = prometheus.NewRegistry()
-		reg.MustRegister(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), collectors.NewGoCollector())
+		reg.MustRegister(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), collectors.NewGoCollector(),
+			versioncollector.NewCollector("flagwarden"))
 	}
 	replica := opts.ReplicaID
 	if replica == "" {

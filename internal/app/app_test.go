@@ -79,7 +79,7 @@ func TestHealthReadyAndMetrics(t *testing.T) {
 	require.Eventually(t, a.IsLeader, 10*time.Second, 50*time.Millisecond, "a lone replica leads")
 	code, body = get(t, base+"/metrics")
 	require.Equal(t, http.StatusOK, code)
-	for _, m := range []string{"process_resident_memory_bytes", "go_goroutines", "flagwarden_leader_is_leader 1", "flagwarden_series_count"} {
+	for _, m := range []string{"process_resident_memory_bytes", "go_goroutines", "flagwarden_leader_is_leader 1", "flagwarden_series", `flagwarden_build_info{branch=`} {
 		require.Contains(t, body, m)
 	}
 }

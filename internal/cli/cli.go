@@ -12,11 +12,20 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/prometheus/common/version"
+
 	"github.com/flagwarden/flagwarden/internal/config"
 )
 
-// Version is set at build time with -ldflags "-X github.com/flagwarden/flagwarden/internal/cli.Version=…".
-var Version = "dev"
+// The build stamps github.com/prometheus/common/version (Version, Revision, Branch,
+// BuildDate) with -ldflags -X, as Prometheus' own binaries are; flagwarden_build_info
+// and the version command report it. An unstamped build is "dev", with the revision
+// Go recorded from the checkout.
+func init() {
+	if version.Version == "" {
+		version.Version = "dev"
+	}
+}
 
 // Env is what a command sees of the process: its output streams and environment.
 type Env struct {

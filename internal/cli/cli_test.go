@@ -89,7 +89,8 @@ func TestTopLevelUsage(t *testing.T) {
 
 	code, out, _ = runCLI(t, nil, "version")
 	require.Equal(t, 0, code)
-	require.True(t, strings.HasPrefix(out, "flagwarden "))
+	require.True(t, strings.HasPrefix(out, "flagwarden, version "), out)
+	require.Contains(t, out, "revision: ", "the version names the commit it was built from")
 }
 
 func TestServeRejectsBadConfigBeforeConnecting(t *testing.T) {

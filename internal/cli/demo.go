@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
+	"github.com/prometheus/common/version"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/flagwarden/flagwarden/internal/app"
@@ -121,7 +122,7 @@ func startDemo(ctx context.Context, o demoOptions) (d *demo, err error) {
 		return nil, err
 	}
 	d.app, err = app.New(ctx, app.Options{
-		Config: cfg, Logger: o.Logger, Version: Version, ReplicaID: "demo",
+		Config: cfg, Logger: o.Logger, Version: version.Version, ReplicaID: "demo",
 		Embedded: &app.Embedded{
 			SQLitePath: filepath.Join(d.dir, "flagwarden.db"),
 			Teams:      simulator.TeamSource{L: d.live},
@@ -226,7 +227,7 @@ What happens (simulated time; real time in brackets):
     the %q queue backs up: watch the worker and backlog findings follow.
 
 Ctrl-C stops the demo and removes its temporary files.
-`, Version, speed, d.opts.Seed,
+`, version.Version, speed, d.opts.Seed,
 		d.app.Addr(), d.app.Addr(), d.app.Addr(),
 		d.broker.Addr(), d.live.Queue(), d.ownQueue, d.cache.Addr(),
 		d.live.TestTeam(), real(30*time.Minute),

@@ -208,6 +208,16 @@ func TestDemoEndToEnd(t *testing.T) {
 	require.Len(t, status.Quarantined, 1)
 	require.Equal(t, int64(2), status.Quarantined[0].TeamID)
 
+	// Every series has been set by now: the exposition follows Prometheus' conventions
+	// (promtool prints nothing) and carries the build information.
+	resp, err = http.Get(base + "/metrics")
+	require.NoError(t, err)
+	exposition, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.NoError(t, err)
+	require.Contains(t, string(exposition), "flagwarden_build_info{")
+	require.Empty(t, testenv.PromtoolCheckMetrics(t, exposition), "promtool check metrics on the demo's /metrics")
+
 	// A clean stop.
 	stopCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

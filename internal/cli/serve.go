@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/prometheus/common/version"
+
 	"github.com/flagwarden/flagwarden/internal/app"
 )
 
@@ -23,7 +25,7 @@ func runServe(ctx context.Context, env Env, args []string) int {
 		cfg.HTTP.Listen = *listen
 	}
 	logger := newLogger(cfg.Log, env.Stderr)
-	if err := app.Run(ctx, app.Options{Config: cfg, Logger: logger, Version: Version}); err != nil {
+	if err := app.Run(ctx, app.Options{Config: cfg, Logger: logger, Version: version.Version}); err != nil {
 		fmt.Fprintf(env.Stderr, "flagwarden serve: %v\n", err)
 		return 1
 	}

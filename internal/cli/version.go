@@ -3,10 +3,13 @@ package cli
 import (
 	"context"
 	"fmt"
-	"runtime"
+
+	"github.com/prometheus/common/version"
 )
 
+// runVersion prints what flagwarden_build_info exports: version, revision, branch, build
+// date, Go version and platform.
 func runVersion(_ context.Context, env Env, _ []string) int {
-	fmt.Fprintf(env.Stdout, "flagwarden %s (%s, %s/%s)\n", Version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	fmt.Fprintln(env.Stdout, version.Print("flagwarden"))
 	return 0
 }

@@ -53,7 +53,7 @@ func New(opts Options, reg prometheus.Registerer) *Store {
 	}
 	f := promauto.With(reg)
 	s.seriesGauge = f.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "flagwarden_series_count",
+		Name: "flagwarden_series",
 		Help: "Series held in the in-memory store.",
 	}, func() float64 { n, _, _ := s.Stats(); return float64(n) })
 	s.pointsGauge = f.NewGaugeFunc(prometheus.GaugeOpts{

@@ -5,9 +5,11 @@
 package testenv
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
@@ -15,6 +17,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -172,4 +175,22 @@ func randomHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// PromtoolCheckMetrics lints a /metrics exposition with `promtool check metrics` and
+// returns what it reports: empty when the metrics follow Prometheus' conventions.
+func PromtoolCheckMetrics(t testing.TB, exposition []byte) string {
+	t.Helper()
+	cmd := exec.Command(Binary(t, "promtool"), "check", "metrics")
+	cmd.Stdin = bytes.NewReader(exposition)
+	out, err := cmd.CombinedOutput()
+	report := strings.TrimSpace(string(out))
+	var exit *exec.ExitError
+	if err != nil && !errors.As(err, &exit) {
+		t.Fatalf("run promtool check metrics: %v", err)
+	}
+	if err != nil && report == "" {
+		report = err.Error()
+	}
+	return report
 }
