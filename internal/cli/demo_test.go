@@ -277,7 +277,7 @@ func TestDemoPagesAlertmanager(t *testing.T) {
 			return false
 		}
 		for _, a := range alerts {
-			if a.Labels["alertname"] == "outlier_team" && a.Labels["team"] == "2" {
+			if a.Labels["alertname"] == "FlagwardenOutlierTeam" && a.Labels["kind"] == "outlier_team" && a.Labels["team"] == "2" {
 				got = a
 				return true
 			}

@@ -216,9 +216,12 @@ func TestAlertmanagerPagesResolvesAndSurvivesOutage(t *testing.T) {
 	// 1. A finding pages with its labels and annotations.
 	growth := firing("backlog_growth", "queue", "celery", time.Now())
 	n.Update(time.Now(), []detectors.Finding{growth})
-	eventually(t, 15*time.Second, "the alert in Alertmanager's API", func() bool { return len(am.alerts("backlog_growth")) == 1 })
-	got := am.alerts("backlog_growth")[0]
-	require.Equal(t, growth.Labels, got.Labels)
+	eventually(t, 15*time.Second, "the alert in Alertmanager's API", func() bool { return len(am.alerts("FlagwardenBacklogGrowth")) == 1 })
+	got := am.alerts("FlagwardenBacklogGrowth")[0]
+	// The alertname is the prefixed CamelCase one the Prometheus rules use; kind keeps
+	// the finding's own name.
+	require.Equal(t, map[string]string{"alertname": "FlagwardenBacklogGrowth", "kind": "backlog_growth",
+		"severity": "critical", "queue": "celery"}, got.Labels)
 	require.Equal(t, growth.Summary, got.Annotations["summary"])
 	require.Equal(t, growth.Description, got.Annotations["description"])
 	require.Equal(t, growth.RunbookURL, got.Annotations["runbook_url"])
@@ -226,8 +229,8 @@ func TestAlertmanagerPagesResolvesAndSurvivesOutage(t *testing.T) {
 	require.Equal(t, growth.GeneratorURL, got.GeneratorURL)
 	require.Equal(t, "active", got.Status.State)
 	require.True(t, got.EndsAt.After(time.Now()), "a firing alert's endsAt lies ahead")
-	eventually(t, 15*time.Second, "the firing webhook", func() bool { _, ok := hook.find("backlog_growth", "firing"); return ok })
-	w, _ := hook.find("backlog_growth", "firing")
+	eventually(t, 15*time.Second, "the firing webhook", func() bool { _, ok := hook.find("FlagwardenBacklogGrowth", "firing"); return ok })
+	w, _ := hook.find("FlagwardenBacklogGrowth", "firing")
 	require.Equal(t, "celery", w.Labels["queue"])
 	require.Equal(t, "critical", w.Labels["severity"])
 	require.Equal(t, growth.RunbookURL, w.Annotations["runbook_url"])
@@ -237,13 +240,13 @@ func TestAlertmanagerPagesResolvesAndSurvivesOutage(t *testing.T) {
 	resolved := growth
 	resolved.State, resolved.ResolvedAt = detectors.StateResolved, time.Now()
 	n.Update(time.Now(), []detectors.Finding{resolved})
-	eventually(t, 15*time.Second, "the resolved webhook", func() bool { _, ok := hook.find("backlog_growth", "resolved"); return ok })
+	eventually(t, 15*time.Second, "the resolved webhook", func() bool { _, ok := hook.find("FlagwardenBacklogGrowth", "resolved"); return ok })
 
 	// 3. An outage loses nothing: while Alertmanager is down a finding fires and another
 	// is still firing; when it comes back (with no memory of alerts) it gets both.
 	stall := firing("backlog_stalled", "queue", "feature_flags", time.Now())
 	n.Update(time.Now(), []detectors.Finding{resolved, stall})
-	eventually(t, 15*time.Second, "the stall alert before the outage", func() bool { return len(am.alerts("backlog_stalled")) == 1 })
+	eventually(t, 15*time.Second, "the stall alert before the outage", func() bool { return len(am.alerts("FlagwardenBacklogStalled")) == 1 })
 	am.kill()
 	oom := firing("worker_oom_kills", "namespace", "posthog", time.Now())
 	for range 3 { // the detector pass keeps running during the outage
@@ -257,10 +260,10 @@ func TestAlertmanagerPagesResolvesAndSurvivesOutage(t *testing.T) {
 	require.Positive(t, testutil.ToFloat64(n.metrics.errors.WithLabelValues(name)))
 	am.start()
 	eventually(t, 20*time.Second, "both firing alerts after the restart", func() bool {
-		return len(am.alerts("worker_oom_kills")) == 1 && len(am.alerts("backlog_stalled")) == 1
+		return len(am.alerts("FlagwardenWorkerOOMKills")) == 1 && len(am.alerts("FlagwardenBacklogStalled")) == 1
 	})
 	eventually(t, 15*time.Second, "the webhook for the alert that fired during the outage", func() bool {
-		_, ok := hook.find("worker_oom_kills", "firing")
+		_, ok := hook.find("FlagwardenWorkerOOMKills", "firing")
 		return ok
 	})
 	require.Zero(t, testutil.ToFloat64(n.metrics.dropped))

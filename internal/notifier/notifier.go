@@ -30,6 +30,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/flagwarden/flagwarden/detectors"
+	"github.com/flagwarden/flagwarden/internal/alertname"
 )
 
 // Options configures the notifier.
@@ -204,6 +205,10 @@ func labelKey(l map[string]string) string {
 func (n *Notifier) Alert(f detectors.Finding, now time.Time) *models.PostableAlert {
 	labels := models.LabelSet{}
 	maps.Copy(labels, f.Labels)
+	// Alertmanager sees the prefixed CamelCase alertname the Prometheus rules use too;
+	// kind keeps the finding's API name for routes and links.
+	labels["alertname"] = alertname.For(f.Kind)
+	labels["kind"] = f.Kind
 	ann := models.LabelSet{"summary": f.Summary, "description": f.Description}
 	if f.RunbookURL != "" {
 		ann["runbook_url"] = f.RunbookURL
