@@ -250,6 +250,8 @@ scrape_configs:
   - job_name: flagwarden
     static_configs:
       - targets: [%q]
+        # As Thanos or Mimir would show it: the dashboards' cluster variable lists it.
+        labels: {cluster: test}
 `, abs, target)
 	cfgPath := filepath.Join(dir, "prometheus.yml")
 	require.NoError(t, os.WriteFile(cfgPath, []byte(cfg), 0o600))
