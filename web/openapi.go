@@ -3,6 +3,7 @@ package web
 import (
 	"encoding/json"
 	"net/http"
+	"strings"
 	"sync"
 
 	"github.com/gin-gonic/gin"
@@ -110,7 +111,7 @@ func buildOpenAPI() obj {
 				"properties": obj{"detector": obj{"type": "string"}, "at": obj{"type": "string", "format": "date-time"},
 					"evaluated": obj{"type": "integer"}, "insufficient_data": obj{"type": "integer"}, "note": obj{"type": "string"}}})}}), "200", "400")},
 		"/api/v1/pods": obj{"get": op("Worker pods and a summary per namespace.", []obj{window},
-			resp("Pods.", obj{"type": "object"}), "200", "400")},
+			resp("Pods.", ref("Pods")), "200", "400")},
 		"/api/v1/rebuilds": obj{"get": op("Rebuild engine: lanes (running, waiting), memory budget, quarantined teams, recent results.", nil,
 			resp("Engine status.", ref("EngineStatus")), "200")},
 		"/api/v1/collectors": obj{"get": op("Health of every collector and detector loop.", nil,
@@ -123,9 +124,15 @@ func buildOpenAPI() obj {
 		"/api/v1/teams/{id}/release": obj{"post": withBody(op("Release the team from quarantine (operate role).",
 			[]obj{idParam}, resp("Released.", ref("WriteResult")), "200", "400", "403", "404", "413"), reasonRequired)},
 	}
+	for path, item := range paths {
+		for method, o := range item.(obj) {
+			o.(obj)["operationId"] = operationIDs[strings.ToUpper(method)+" "+path]
+		}
+	}
 	str, integer, num, boolean, ts := obj{"type": "string"}, obj{"type": "integer", "format": "int64"},
 		obj{"type": "number"}, obj{"type": "boolean"}, obj{"type": "string", "format": "date-time"}
 	point := obj{"type": "object", "properties": obj{"t": ts, "v": num}}
+	quarantine := obj{"type": "object", "properties": obj{"team_id": integer, "reason": str, "auto": boolean, "since": ts}}
 	schemas := obj{
 		"Error": obj{"type": "object", "required": []string{"error"}, "properties": obj{"error": obj{
 			"type": "object", "required": []string{"code", "message"}, "properties": obj{
@@ -141,6 +148,8 @@ func buildOpenAPI() obj {
 		"Queue": obj{"type": "object", "properties": obj{"name": str, "depth": integer,
 			"by_priority": obj{"type": "object", "additionalProperties": integer}, "unacked": integer, "overdue": integer,
 			"oldest_age_seconds": num, "bound": boolean, "composition": obj{"type": "object"},
+			"oldest_age": obj{"type": "integer", "format": "int64", "deprecated": true,
+				"description": "The same age in nanoseconds; use oldest_age_seconds."},
 			"history": arrayOf(ref("Point")), "trend": ref("Trend")}},
 		"Queues": obj{"type": "object", "properties": obj{"at": ts, "collected": boolean, "unacked": integer,
 			"overdue": integer, "backlog_limit": integer, "window_seconds": num, "queues": arrayOf(ref("Queue"))}},
@@ -152,22 +161,24 @@ func buildOpenAPI() obj {
 			"measured_at": ts, "outlier": boolean, "quarantined": boolean}},
 		"TeamPage": obj{"type": "object", "properties": obj{"at": ts, "collected": boolean, "full": boolean,
 			"total": integer, "offset": integer, "limit": integer, "sort": str, "order": str, "teams": arrayOf(ref("Team"))}},
-		"Distribution": obj{"type": "object", "properties": obj{"at": ts, "teams": integer, "empty_teams": integer,
+		"Distribution": obj{"type": "object", "properties": obj{"at": ts, "collected": boolean, "teams": integer, "empty_teams": integer,
 			"buckets":   arrayOf(obj{"type": "object", "properties": obj{"lower_bytes": integer, "upper_bytes": integer, "count": integer}}),
 			"p50_bytes": integer, "p99_bytes": integer, "max_bytes": integer, "worker_memory_limit_bytes": integer,
 			"naive_build_factor": integer, "naive_limit_payload_bytes": integer,
 			"outliers": arrayOf(ref("Team"))}},
 		"TeamDetail": obj{"type": "object", "properties": obj{"team": ref("Team"),
 			"history": obj{"type": "object", "properties": obj{"payload_bytes": arrayOf(ref("Point")), "flags": arrayOf(ref("Point"))}},
-			"caches": arrayOf(obj{"type": "object", "properties": obj{"kind": str, "source": str, "bytes": integer,
-				"built_at": ts, "etag": str, "lag_seconds": num, "age_seconds": num, "stale": boolean, "missing": boolean}}),
+			"caches": arrayOf(obj{"type": "object", "properties": obj{"team_id": integer, "kind": str, "source": str, "bytes": integer,
+				"built_at": ts, "etag": str, "source_updated_at": ts, "lag_seconds": num, "age_seconds": num, "stale": boolean, "missing": boolean,
+				"lag": obj{"type": "integer", "format": "int64", "deprecated": true,
+					"description": "The same lag in nanoseconds; use lag_seconds."}}}),
 			"findings": arrayOf(ref("Finding")), "engine_enabled": boolean, "rebuilds": arrayOf(ref("BuildResult")),
-			"quarantine": obj{"allOf": []obj{ref("Quarantine")}, "nullable": true}}},
+			"quarantine": nullable(quarantine, "The team's quarantine, or null when it is not quarantined.")}},
 		"Finding": obj{"type": "object", "properties": obj{"id": str, "kind": str, "severity": str, "subject": str,
 			"labels": obj{"type": "object", "additionalProperties": str}, "summary": str, "description": str,
 			"evidence": obj{"type": "object", "additionalProperties": num}, "state": str, "active_at": ts,
 			"fired_at": ts, "resolved_at": ts, "runbook_url": str, "generator_url": str}},
-		"Quarantine":  obj{"type": "object", "properties": obj{"team_id": integer, "reason": str, "auto": boolean, "since": ts}},
+		"Quarantine":  quarantine,
 		"BuildResult": obj{"type": "object", "properties": obj{"team_id": integer, "job_id": integer, "lane": str, "started_at": ts, "finished_at": ts, "ok": boolean, "error": str, "unchanged": boolean, "flags": integer, "cohorts": integer, "skipped_flags": integer, "flags_bytes": integer, "definitions_bytes": integer, "flags_stored_bytes": integer, "definitions_stored_bytes": integer, "peak_heap_bytes": integer}},
 		"EngineStatus": obj{"type": "object", "properties": obj{
 			"lanes":        arrayOf(obj{"type": "object", "properties": obj{"lane": str, "running": integer, "waiting": integer, "workers": integer}}),
@@ -176,12 +187,30 @@ func buildOpenAPI() obj {
 		"LoopHealth": obj{"type": "object", "properties": obj{"name": str, "up": boolean, "passes": integer, "failures": integer,
 			"missed_iterations": integer, "last_success": ts, "last_attempt": ts, "last_error": str,
 			"last_pass_seconds": num, "since_success_seconds": obj{"type": "number", "nullable": true}}},
+		"Pods": obj{"type": "object", "properties": obj{"at": ts, "collected": boolean,
+			"source": obj{"type": "string", "description": "kubernetes or simulated."}, "window_seconds": num,
+			"namespaces": arrayOf(ref("PodNamespace")), "pods": arrayOf(ref("Pod"))}},
+		"PodNamespace": obj{"type": "object", "description": "One worker namespace; the counts are of the latest look, the *_in_window sums over window.",
+			"properties": obj{"namespace": str, "total": integer, "ready": integer, "crashlooping": integer,
+				"last_terminated_oomkilled": integer, "oom_kills_in_window": num, "restarts_in_window": num,
+				"max_memory_ratio": obj{"type": "number", "description": "Highest working set / limit among the pods with both known; 0 when none is."},
+				"ready_history":    arrayOf(ref("Point")), "oom_kill_history": arrayOf(ref("Point"))}},
+		"Pod": obj{"type": "object", "properties": obj{"namespace": str, "name": str, "phase": str, "ready": boolean,
+			"restarts": integer, "restart_delta": integer,
+			"waiting":          obj{"type": "string", "description": "The waiting reason, e.g. CrashLoopBackOff; absent when running."},
+			"last_termination": obj{"type": "string", "description": "The last termination reason, e.g. OOMKilled."},
+			"last_exit_code":   integer, "last_terminated_at": ts, "new_oom_kill": boolean,
+			"memory_limit_bytes": integer,
+			"memory_usage_bytes": obj{"type": "integer", "format": "int64", "description": "Working set where a PromQL source reports it; 0 when unknown."}}},
 		"WriteBody":       obj{"type": "object", "additionalProperties": false, "properties": obj{"reason": obj{"type": "string", "maxLength": maxReasonLen}}},
 		"WriteResult":     obj{"type": "object", "properties": obj{"team_id": integer, "quarantined": boolean, "reason": str}},
 		"RebuildAccepted": obj{"type": "object", "properties": obj{"team_id": integer, "job_id": integer, "joined": boolean, "lane": str, "message": str}},
 	}
 	return obj{
 		"openapi": "3.0.3",
+		// Relative: the API is served by whichever flagwarden replica answers the
+		// document, at its own address (http.external_url for people).
+		"servers": []obj{{"url": "/", "description": "The flagwarden replica serving this document."}},
 		"info": obj{"title": "flagwarden API", "version": "1",
 			"description": "Findings, queues, team sizes, caches and the rebuild engine. Errors are {\"error\":{\"code\",\"message\"}}."},
 		"paths":      paths,
@@ -191,6 +220,37 @@ func buildOpenAPI() obj {
 }
 
 func withBody(o, body obj) obj { o["requestBody"] = body; return o }
+
+// nullable is schema s that may also be null. OpenAPI 3.0 allows nullable only beside
+// a type, not beside a $ref or allOf, so the schema is repeated rather than referenced.
+func nullable(s obj, desc string) obj {
+	out := obj{"nullable": true, "description": desc}
+	for k, v := range s {
+		out[k] = v
+	}
+	return out
+}
+
+// operationIDs name every operation, for client generators and linters; a test fails
+// for an operation without one.
+var operationIDs = map[string]string{
+	"GET /api/v1/openapi.json":                 "getOpenAPI",
+	"GET /api/v1/whoami":                       "whoami",
+	"GET /api/v1/queues":                       "listQueues",
+	"GET /api/v1/teams":                        "listTeams",
+	"GET /api/v1/teams/distribution":           "getTeamDistribution",
+	"GET /api/v1/teams/{id}":                   "getTeam",
+	"GET /api/v1/teams/{id}/flags":             "getTeamFlagsPayload",
+	"GET /api/v1/teams/{id}/flags/definitions": "getTeamDefinitionsPayload",
+	"GET /api/v1/outliers":                     "listOutliers",
+	"GET /api/v1/findings":                     "listFindings",
+	"GET /api/v1/pods":                         "listPods",
+	"GET /api/v1/rebuilds":                     "getRebuildEngine",
+	"GET /api/v1/collectors":                   "listCollectors",
+	"POST /api/v1/teams/{id}/rebuild":          "requestRebuild",
+	"POST /api/v1/teams/{id}/quarantine":       "quarantineTeam",
+	"POST /api/v1/teams/{id}/release":          "releaseTeam",
+}
 
 // public marks an operation that needs no token.
 func public(o obj) obj { o["security"] = []obj{{}}; return o }

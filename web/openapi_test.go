@@ -40,15 +40,20 @@ func TestOpenAPICoversRoutes(t *testing.T) {
 		require.True(t, ok, "method %s of %s is not documented in openapi.json", route.Method, path)
 	}
 	require.NotEmpty(t, registered)
+	opIDs := map[string]bool{}
 	for path, ops := range doc.Paths {
 		for method, op := range ops {
 			require.True(t, registered[method+" "+path], "openapi.json documents %s %s, which is not registered", method, path)
 			var o struct {
-				Summary   string                     `json:"summary"`
-				Responses map[string]json.RawMessage `json:"responses"`
+				Summary     string                     `json:"summary"`
+				OperationID string                     `json:"operationId"`
+				Responses   map[string]json.RawMessage `json:"responses"`
 			}
 			require.NoError(t, json.Unmarshal(op, &o))
 			require.NotEmpty(t, o.Summary, "%s %s has no summary", method, path)
+			require.Regexp(t, `^[a-z][A-Za-z]+$`, o.OperationID, "%s %s has no operationId", method, path)
+			require.False(t, opIDs[o.OperationID], "operationId %s is used twice", o.OperationID)
+			opIDs[o.OperationID] = true
 			require.Contains(t, o.Responses, "401", "%s %s must document auth failures", method, path)
 			if strings.Contains(path, "{id}") {
 				require.Contains(t, o.Responses, "400", "%s %s must document a bad id", method, path)
