@@ -18,7 +18,7 @@ import (
 // Dashboards returns the generated dashboards as provisionable JSON, by file name.
 func (c Config) Dashboards() (map[string][]byte, error) {
 	out := map[string][]byte{}
-	for name, b := range map[string]*dashboard.DashboardBuilder{
+	for name, b := range map[string]*dashboard.DashboardBuilder{ //nolint:staticcheck // the classic model: see classicModel
 		"flagwarden.json":       c.overview(),
 		"flagwarden-teams.json": c.teams(),
 	} {
@@ -188,8 +188,12 @@ func (c Config) links() []cog.Builder[dashboard.DashboardLink] {
 	}
 }
 
-func (c Config) dashboard(uid, title, desc string, tags []string, vs []cog.Builder[dashboard.VariableModel], rows []row) *dashboard.DashboardBuilder {
-	b := dashboard.NewDashboardBuilder(title).Uid(uid).Description(desc).Tags(tags).
+// classicModel: the SDK prefers its v2 (resource) dashboards, but those need Grafana 12
+// with the v2 API enabled, while the classic JSON model provisions from files on every
+// Grafana in use. The generated files use the classic model on purpose.
+func (c Config) dashboard(uid, title, desc string, tags []string, vs []cog.Builder[dashboard.VariableModel], rows []row) *dashboard.DashboardBuilder { //nolint:staticcheck // classicModel
+	b := dashboard.NewDashboardBuilder(title) //nolint:staticcheck // classicModel
+	b = b.Uid(uid).Description(desc).Tags(tags).
 		Editable().Tooltip(dashboard.DashboardCursorSyncCrosshair).Refresh("30s").
 		Time("now-6h", "now").Timezone("utc").Variables(vs).Links(c.links())
 	id := uint32(1)

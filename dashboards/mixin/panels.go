@@ -10,7 +10,7 @@ import (
 // combined with max; per-process numbers (builds running, memory) are summed or shown
 // per instance.
 
-func (c Config) overview() *dashboard.DashboardBuilder {
+func (c Config) overview() *dashboard.DashboardBuilder { //nolint:staticcheck // classicModel
 	v := vars{c}
 	t := c.Thresholds
 	ns := `namespace=~"$namespace"`
@@ -162,7 +162,7 @@ func (c Config) overview() *dashboard.DashboardBuilder {
 		[]string{"flagwarden", "celery", "feature-flags"}, c.variables(true, true), rows)
 }
 
-func (c Config) teams() *dashboard.DashboardBuilder {
+func (c Config) teams() *dashboard.DashboardBuilder { //nolint:staticcheck // classicModel
 	v := vars{c}
 	t := c.Thresholds
 	payload := v.s("flagwarden_teams_payload_bytes_bucket")
