@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
@@ -348,4 +350,43 @@ func TestFlagwardenLayoutAfterRebuild(t *testing.T) {
 		require.Equal(t, "flagwarden_meta", c.AgeFrom)
 		require.Equal(t, CheckOK, c.ETag, "the metadata still describes the stored bytes")
 	}
+}
+
+// The periodic check covers every team in bounded passes and keeps a team's problems
+// until the team checks out clean.
+func TestServicePassesAndKeepsProblems(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := context.Background()
+	e.writeAll(t, time.Now())
+	bad := e.teams[len(e.teams)-1]
+	require.NoError(t, e.rdb.Del(ctx, posthog.Payload(bad, cachekeys.KindFlags)).Err())
+
+	reg := prometheus.NewRegistry()
+	s := NewService(e.verifier(t, posthog, true), NewPGTeams(e.pool), ServiceOptions{TeamsPerPass: 3, Registerer: reg})
+	passes := 0
+	for s.cursor != 0 || passes == 0 {
+		require.NoError(t, s.RunOnce(ctx))
+		passes++
+		require.LessOrEqual(t, s.LastReport().Teams, 3, "a pass checks at most teams_per_pass teams")
+	}
+	require.Equal(t, (len(e.teams)+2)/3, passes, "the passes cover every team once, then start over")
+	ps := s.Problems()
+	require.Len(t, ps, 1)
+	require.Equal(t, bad, ps[0].TeamID)
+	require.Len(t, ps[0].Checks, 1)
+	require.Equal(t, Missing, ps[0].Checks[0].Outcome)
+	require.Equal(t, 1.0, testutil.ToFloat64(s.metrics.wrong))
+	require.Equal(t, 1.0, testutil.ToFloat64(s.metrics.checks.WithLabelValues(TierRedis, string(cachekeys.KindFlags), string(Missing))))
+	require.Equal(t, float64(len(e.teams)), testutil.ToFloat64(s.metrics.teams))
+
+	// Repaired, the team's problems go at its next check.
+	for kind, p := range e.build(t, bad) {
+		e.writeLikeDjango(t, bad, kind, p, time.Now())
+	}
+	for range passes {
+		require.NoError(t, s.RunOnce(ctx))
+	}
+	require.Empty(t, s.Problems())
+	require.Zero(t, testutil.ToFloat64(s.metrics.wrong))
 }
