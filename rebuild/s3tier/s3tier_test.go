@@ -23,16 +23,10 @@ import (
 
 	"github.com/flagwarden/flagwarden/internal/cachekeys"
 	"github.com/flagwarden/flagwarden/internal/testenv"
+	"github.com/flagwarden/flagwarden/rebuild"
 )
 
-// mirrorUpload is what the publisher needs of an upload (rebuild.MirrorUpload).
-type mirrorUpload interface {
-	io.Writer
-	Commit(ctx context.Context) error
-	Abort(ctx context.Context)
-}
-
-var _ mirrorUpload = (*Upload)(nil)
+var _ rebuild.MirrorUpload = (*Upload)(nil)
 
 func newTier(t *testing.T, srv *testenv.S3Server, reg prometheus.Registerer) *Tier {
 	t.Helper()
@@ -95,8 +89,7 @@ func TestSmallPayloadIsOnePutOfPlainJSON(t *testing.T) {
 	require.ErrorIs(t, err, ErrNotFound)
 
 	body := `{"flags": [{"key": "caf\u00e9"}], "evaluation_metadata": {}}`
-	u, err := tier.Begin(context.Background(), 42, cachekeys.KindFlags)
-	require.NoError(t, err)
+	u := tier.Start(context.Background(), 42, cachekeys.KindFlags)
 	_, err = io.WriteString(u, body)
 	require.NoError(t, err)
 	require.NoError(t, u.Commit(context.Background()))
@@ -112,7 +105,7 @@ func TestSmallPayloadIsOnePutOfPlainJSON(t *testing.T) {
 
 	// Exactly one part's worth is still a single PUT; an empty payload is an object too.
 	exact := strings.Repeat("x", MinPartSize)
-	u, _ = tier.Begin(context.Background(), 42, cachekeys.KindDefinitions)
+	u = tier.Start(context.Background(), 42, cachekeys.KindDefinitions)
 	_, err = io.WriteString(u, exact)
 	require.NoError(t, err)
 	require.NoError(t, u.Commit(context.Background()))
@@ -173,8 +166,7 @@ func TestLargePayloadIsMultipartInBoundedMemory(t *testing.T) {
 			}
 		}
 	})
-	u, err := tier.Begin(context.Background(), 9, cachekeys.KindDefinitions)
-	require.NoError(t, err)
+	u := tier.Start(context.Background(), 9, cachekeys.KindDefinitions)
 	want := sha256.New()
 	buf := make([]byte, 32<<10)
 	src := &payload{n: size}
@@ -218,9 +210,8 @@ func TestAbortDropsTheMultipartUploadAndKeepsTheLiveObject(t *testing.T) {
 	tier := newTier(t, srv, prometheus.NewRegistry())
 	require.NoError(t, put(t, tier, 5, cachekeys.KindFlags, `{"flags": []}`))
 
-	u, err := tier.Begin(context.Background(), 5, cachekeys.KindFlags)
-	require.NoError(t, err)
-	_, err = io.Copy(u, &payload{n: 3*MinPartSize + 10})
+	u := tier.Start(context.Background(), 5, cachekeys.KindFlags)
+	_, err := io.Copy(u, &payload{n: 3*MinPartSize + 10})
 	require.NoError(t, err)
 	require.Equal(t, 1, pendingUploads(t, tier), "parts are on their way")
 	u.Abort(context.Background())
@@ -258,9 +249,8 @@ func TestOutageMidMultipartFailsCommit(t *testing.T) {
 	t.Parallel()
 	srv := testenv.S3(t)
 	tier := newTier(t, srv, prometheus.NewRegistry())
-	u, err := tier.Begin(context.Background(), 3, cachekeys.KindFlags)
-	require.NoError(t, err)
-	_, err = io.Copy(u, &payload{n: MinPartSize + 1}) // the multipart upload has begun
+	u := tier.Start(context.Background(), 3, cachekeys.KindFlags)
+	_, err := io.Copy(u, &payload{n: MinPartSize + 1}) // the multipart upload has begun
 	require.NoError(t, err)
 	srv.Stop()
 	_, werr := io.Copy(u, &payload{n: 2 * MinPartSize})

@@ -13,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 
 	"github.com/flagwarden/flagwarden/internal/cachekeys"
+	"github.com/flagwarden/flagwarden/rebuild"
 )
 
 // Upload is one payload on its way to S3: an io.Writer of the JSON text, in order.
@@ -48,10 +49,18 @@ type part struct {
 	buf []byte
 }
 
-// Begin starts the upload of one team's payload. ctx bounds every request the writes
-// make; Commit and Abort take their own.
-func (t *Tier) Begin(ctx context.Context, team int64, kind cachekeys.Kind) (*Upload, error) {
-	return &Upload{t: t, ctx: ctx, key: Key(team, kind)}, nil
+// Begin implements rebuild.Mirror: the publisher streams each PostHog-layout payload's
+// JSON through it and commits it before the Redis payload goes live.
+func (t *Tier) Begin(ctx context.Context, team int64, kind cachekeys.Kind) (rebuild.MirrorUpload, error) {
+	return t.Start(ctx, team, kind), nil
+}
+
+var _ rebuild.Mirror = (*Tier)(nil)
+
+// Start starts the upload of one team's payload. ctx bounds every request the writes
+// make; Commit and Abort take their own. Nothing is sent until a part fills or Commit.
+func (t *Tier) Start(ctx context.Context, team int64, kind cachekeys.Kind) *Upload {
+	return &Upload{t: t, ctx: ctx, key: Key(team, kind)}
 }
 
 // Key is the object key being written.

@@ -23,15 +23,26 @@ type TeamLister interface {
 	TeamIDs(ctx context.Context, after int64, limit int) ([]int64, error)
 }
 
-// PGTeams lists PostHog's posthog_team.
-type PGTeams struct{ pool *pgxpool.Pool }
+// PGTeams lists PostHog's posthog_team: by default the teams that have ever had a
+// flag (a row in posthog_featureflag, deleted or not), as PostHog's own verification
+// and `flagwarden rebuild --all` scope themselves; with every set, all of them.
+type PGTeams struct {
+	pool  *pgxpool.Pool
+	every bool
+}
 
 // NewPGTeams lists the teams in pool's posthog_team.
-func NewPGTeams(pool *pgxpool.Pool) *PGTeams { return &PGTeams{pool: pool} }
+func NewPGTeams(pool *pgxpool.Pool, every bool) *PGTeams { return &PGTeams{pool: pool, every: every} }
 
-// TeamIDs implements TeamLister with one keyset query.
+// TeamIDs implements TeamLister with one keyset query on the team's primary key (and
+// one probe of the flag index per team).
 func (p *PGTeams) TeamIDs(ctx context.Context, after int64, limit int) ([]int64, error) {
-	rows, err := p.pool.Query(ctx, `SELECT id::bigint FROM posthog_team WHERE id > $1 ORDER BY id LIMIT $2`, after, limit)
+	q := `SELECT t.id::bigint FROM posthog_team t WHERE t.id > $1
+		AND EXISTS (SELECT 1 FROM posthog_featureflag f WHERE f.team_id = t.id) ORDER BY t.id LIMIT $2`
+	if p.every {
+		q = `SELECT id::bigint FROM posthog_team WHERE id > $1 ORDER BY id LIMIT $2`
+	}
+	rows, err := p.pool.Query(ctx, q, after, limit)
 	if err != nil {
 		return nil, fmt.Errorf("list teams after %d: %w", after, err)
 	}

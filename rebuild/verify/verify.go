@@ -152,6 +152,13 @@ func New(opts Options) (*Verifier, error) {
 	return &Verifier{opts: opts, builder: rebuild.NewBuilder(b)}, nil
 }
 
+// SetClock sets the clock the grace period is judged by (the demo's simulated one).
+func (v *Verifier) SetClock(now func() time.Time) {
+	if now != nil {
+		v.opts.Now = now
+	}
+}
+
 // Tiers lists the tiers this verifier checks.
 func (v *Verifier) Tiers() []string {
 	if v.opts.S3 != nil {

@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"testing"
@@ -117,9 +116,8 @@ func (e *env) writeLikeDjango(t *testing.T, team int64, kind cachekeys.Kind, pay
 
 func (e *env) putS3(t *testing.T, team int64, kind cachekeys.Kind, body []byte) {
 	t.Helper()
-	u, err := e.tier.Begin(context.Background(), team, kind)
-	require.NoError(t, err)
-	_, err = u.Write(body)
+	u := e.tier.Start(context.Background(), team, kind)
+	_, err := u.Write(body)
 	require.NoError(t, err)
 	require.NoError(t, u.Commit(context.Background()))
 }
@@ -137,7 +135,7 @@ func (e *env) verifyAll(t *testing.T, v *Verifier) (*Report, map[string]Check) {
 	t.Helper()
 	rep := &Report{}
 	byKey := map[string]Check{}
-	last, done, err := v.Pass(context.Background(), NewPGTeams(e.pool), 0, 1000, rep, func(cs []Check) {
+	last, done, err := v.Pass(context.Background(), NewPGTeams(e.pool, true), 0, 1000, rep, func(cs []Check) {
 		for _, c := range cs {
 			byKey[key(c.TeamID, c.Kind, c.Tier)] = c
 		}
@@ -271,16 +269,13 @@ func TestPlantedProblemsGetTheirOutcome(t *testing.T) {
 // the pickle is over 512 bytes) is read as PostHog's own readers read it.
 func TestReadsWhatDjangoRedisWrote(t *testing.T) {
 	t.Parallel()
-	py := testenv.Python(t, "django", "django_redis", "zstd")
+	testenv.Python(t, "django", "django_redis", "zstd")
 	e := newEnv(t)
 	ctx := context.Background()
-	script, err := filepath.Abs("../../internal/hypercache/testdata/django_cache.py")
-	require.NoError(t, err)
 	set := func(key string, value []byte) {
 		f := filepath.Join(t.TempDir(), "value")
 		require.NoError(t, os.WriteFile(f, value, 0o644))
-		out, err := exec.Command(py, script, e.redisURL, "set", key, f).CombinedOutput()
-		require.NoError(t, err, "%s", out)
+		testenv.DjangoSet(t, e.redisURL, key, f)
 	}
 	for _, team := range []int64{e.flagTeam, e.bareTeam} {
 		for kind, p := range e.build(t, team) {
@@ -363,7 +358,7 @@ func TestServicePassesAndKeepsProblems(t *testing.T) {
 	require.NoError(t, e.rdb.Del(ctx, posthog.Payload(bad, cachekeys.KindFlags)).Err())
 
 	reg := prometheus.NewRegistry()
-	s := NewService(e.verifier(t, posthog, true), NewPGTeams(e.pool), ServiceOptions{TeamsPerPass: 3, Registerer: reg})
+	s := NewService(e.verifier(t, posthog, true), NewPGTeams(e.pool, true), ServiceOptions{TeamsPerPass: 3, Registerer: reg})
 	passes := 0
 	for s.cursor != 0 || passes == 0 {
 		require.NoError(t, s.RunOnce(ctx))
