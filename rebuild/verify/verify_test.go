@@ -385,3 +385,50 @@ func TestServicePassesAndKeepsProblems(t *testing.T) {
 	require.Empty(t, s.Problems())
 	require.Zero(t, testutil.ToFloat64(s.metrics.wrong))
 }
+
+// A rebuild in the PostHog layout with the S3 tier verifies clean, and an unchanged
+// rebuild repairs what verify finds when the payload key expired or another writer
+// replaced it, and renews the key's TTL with the expiry set's score.
+func TestPostHogRebuildVerifiesAndRepairs(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := context.Background()
+	pub := rebuild.NewPublisher(e.rdb, rebuild.PublisherOptions{Layout: posthog, Compress: true, PostHogTTL: ttl, Mirror: e.tier})
+	rb := rebuild.NewRebuilder(e.src, rebuild.NewBuilder(rebuild.BuilderOptions{}), pub)
+	for _, team := range e.teams {
+		_, err := rb.Rebuild(ctx, team)
+		require.NoError(t, err)
+	}
+	v := e.verifier(t, posthog, true)
+	rep, byKey := e.verifyAll(t, v)
+	require.Zero(t, rep.ProblemCount, "problems after a rebuild: %v", rep.Problems)
+	require.Equal(t, "flagwarden_meta", byKey[key(e.flagTeam, cachekeys.KindFlags, TierRedis)].AgeFrom)
+
+	team := e.flagTeam
+	require.NoError(t, e.rdb.Del(ctx, posthog.Payload(team, cachekeys.KindFlags)).Err())
+	other := e.build(t, team)[cachekeys.KindDefinitions]
+	other = append(other[:len(other)-1], []byte(`, "written_by": "someone else"}`)...)
+	require.NoError(t, e.rdb.Set(ctx, posthog.Payload(team, cachekeys.KindDefinitions), hypercache.Encode(other, true), 0).Err())
+	require.NoError(t, e.rdb.Set(ctx, posthog.ETag(team, cachekeys.KindDefinitions), hypercache.Encode([]byte(etagOf(other)), true), 0).Err())
+	checks, err := v.Team(ctx, team)
+	require.NoError(t, err)
+	require.Equal(t, Missing, checks[0].Outcome, checks[0].Line())
+	require.Equal(t, Different, checks[2].Outcome, checks[2].Line())
+
+	res, err := rb.Rebuild(ctx, team)
+	require.NoError(t, err)
+	require.False(t, res.Unchanged, "a payload that is gone or replaced is written again")
+	checks, err = v.Team(ctx, team)
+	require.NoError(t, err)
+	for _, c := range checks {
+		require.Equal(t, OK, c.Outcome, c.Line())
+	}
+
+	require.NoError(t, e.rdb.Expire(ctx, posthog.Payload(team, cachekeys.KindFlags), time.Minute).Err())
+	res, err = rb.Rebuild(ctx, team)
+	require.NoError(t, err)
+	require.True(t, res.Unchanged)
+	left, err := e.rdb.TTL(ctx, posthog.Payload(team, cachekeys.KindFlags)).Result()
+	require.NoError(t, err)
+	require.Greater(t, left, ttl-time.Minute, "an unchanged build renews the key with the expiry set")
+}
