@@ -7,7 +7,11 @@ import (
 	"encoding/hex"
 	"os"
 	"path/filepath"
+	"runtime"
+	rtmetrics "runtime/metrics"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -431,4 +435,70 @@ func TestPostHogRebuildVerifiesAndRepairs(t *testing.T) {
 	left, err := e.rdb.TTL(ctx, posthog.Payload(team, cachekeys.KindFlags)).Result()
 	require.NoError(t, err)
 	require.Greater(t, left, ttl-time.Minute, "an unchanged build renews the key with the expiry set")
+}
+
+// Verifying a large team streams both tiers' entries and the fresh build: the heap grows
+// by far less than the payloads' size.
+func TestVerifyLargeTeamInBoundedMemory(t *testing.T) {
+	// Not parallel: the heap reading is process wide.
+	ctx := context.Background()
+	pool, err := pgxpool.New(ctx, testenv.Postgres(t))
+	require.NoError(t, err)
+	t.Cleanup(pool.Close)
+	seed, err := flagdb.Seed(ctx, pool, flagdb.SeedOptions{Teams: 1, Seed: 4, FlagTeamShare: 0, GiantFlags: 40000})
+	require.NoError(t, err)
+	e := &env{pool: pool, redisURL: testenv.Redis(t), s3srv: testenv.S3(t), src: rebuild.NewPGSource(pool, nil)}
+	opt, err := redis.ParseURL(e.redisURL)
+	require.NoError(t, err)
+	e.rdb = redis.NewClient(opt)
+	t.Cleanup(func() { e.rdb.Close() })
+	e.tier, err = s3tier.New(ctx, s3tier.Options{Endpoint: e.s3srv.Endpoint, Bucket: e.s3srv.Bucket, Region: e.s3srv.Region,
+		AccessKeyID: e.s3srv.AccessKey, SecretAccessKey: e.s3srv.SecretKey, PathStyle: true, Timeout: 30 * time.Second})
+	require.NoError(t, err)
+	pub := rebuild.NewPublisher(e.rdb, rebuild.PublisherOptions{Layout: posthog, Compress: true, PostHogTTL: ttl, Mirror: e.tier})
+	res, err := rebuild.NewRebuilder(e.src, rebuild.NewBuilder(rebuild.BuilderOptions{}), pub).Rebuild(ctx, seed.GiantTeamID)
+	require.NoError(t, err)
+	payloads := res.FlagsBytes + res.DefinitionsBytes
+
+	v := e.verifier(t, posthog, true)
+	v.opts.ChunkBytes = 1 << 20
+	runtime.GC()
+	base := heapBytes()
+	var peak atomic.Int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		tk := time.NewTicker(time.Millisecond)
+		defer tk.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tk.C:
+				if h := heapBytes(); h > peak.Load() {
+					peak.Store(h)
+				}
+			}
+		}
+	})
+	start := time.Now()
+	checks, err := v.Team(ctx, seed.GiantTeamID)
+	took := time.Since(start)
+	close(stop)
+	wg.Wait()
+	require.NoError(t, err)
+	require.Len(t, checks, 4)
+	for _, c := range checks {
+		require.Equal(t, OK, c.Outcome, c.Line())
+	}
+	grew := peak.Load() - base
+	t.Logf("verified %d flags (%.1f MiB of JSON, read from Redis and S3 and built afresh) in %s; heap grew by at most %.1f MiB",
+		res.Flags, float64(payloads)/(1<<20), took.Round(time.Millisecond), float64(grew)/(1<<20))
+	require.Less(t, grew, min(payloads/3, 16<<20), "verification memory does not grow with the payload")
+}
+
+func heapBytes() int64 {
+	s := []rtmetrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+	rtmetrics.Read(s)
+	return int64(s[0].Value.Uint64())
 }
