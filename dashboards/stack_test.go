@@ -199,6 +199,7 @@ rebuild:
   celery_consumer:
     enabled: true
     queue: flagwarden
+verify: {enabled: true, interval: 1s, timeout: 1s}
 leader:
   retry_interval: 200ms
 log: {level: warn}

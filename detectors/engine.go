@@ -42,6 +42,8 @@ type EngineOptions struct {
 	Health func() []loop.Health
 	// Quarantine may be nil when the rebuild engine is disabled.
 	Quarantine QuarantineSource
+	// Mismatches, if set, are the cache verification's problems (cache_mismatch).
+	Mismatches MismatchSource
 	// Store persists findings (Store in Postgres, MemStore in process); nil keeps them
 	// in memory only (tests, offline use).
 	Store FindingStore
@@ -218,6 +220,12 @@ func (e *Engine) RunOnce(ctx context.Context) error {
 		obs = append(obs, e.quarObs...)
 		statuses = append(statuses, DetectorStatus{Detector: "quarantine", At: now, Evaluated: len(e.quarObs),
 			Note: noteIf(err != nil, "last lookup failed; showing the previous quarantines")})
+	}
+
+	if e.opts.Mismatches != nil {
+		ps := e.opts.Mismatches.Problems()
+		obs = append(obs, CacheMismatches(ps, now)...)
+		statuses = append(statuses, DetectorStatus{Detector: "cache_verify", At: now, Evaluated: len(ps)})
 	}
 
 	changes := e.tracker.Update(now, obs)

@@ -32,7 +32,8 @@ type Finding struct {
 	ID string `json:"id"`
 	// Kind is the alert name in snake case: outlier_team, team_growth, backlog_growth,
 	// backlog_stalled, workers_crashlooping, worker_oom_kills, worker_memory_near_limit,
-	// workers_false_calm, cache_stale, fleet_cache_stale, collector_down, team_quarantined.
+	// workers_false_calm, cache_stale, fleet_cache_stale, collector_down, team_quarantined,
+	// cache_mismatch.
 	Kind     string   `json:"kind"`
 	Severity Severity `json:"severity"`
 	// Subject is the team id, queue name, namespace or collector, as a string.

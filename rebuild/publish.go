@@ -327,6 +327,17 @@ func (s *Stream) Commit(meta cachekeys.Meta) (Published, error) {
 		s.abort()
 		return Published{}, err
 	}
+	if err == nil && live.ETag == meta.ETag && l.PostHog {
+		// The metadata can outlive what it describes: the payload key expires on its own
+		// TTL, and another writer (Django) may have replaced it and its :etag. Then the
+		// payload is written again rather than recorded as unchanged.
+		if same, cerr := s.liveMatches(ctx, meta); cerr != nil {
+			s.abort()
+			return Published{}, cerr
+		} else if !same {
+			err = cachekeys.ErrNoMeta
+		}
+	}
 	// The mirror goes live first: a Redis miss then never falls back to an older copy.
 	if s.upload != nil {
 		if err := s.upload.Commit(ctx); err != nil {
@@ -346,6 +357,10 @@ func (s *Stream) Commit(meta cachekeys.Meta) (Published, error) {
 				"source_watermark", formatWatermark(meta.SourceWatermark))
 			pipe.ZAdd(ctx, l.Index(s.kind), redis.Z{Member: team, Score: cachekeys.IndexScore(meta.BuiltAt)})
 			s.posthogExtras(pipe, meta, team)
+			if l.PostHog {
+				// The expiry set now says the entry lives another TTL: so must the key.
+				pipe.Expire(ctx, l.Payload(s.team, s.kind), s.p.opts.PostHogTTL)
+			}
 			return nil
 		})
 		if err != nil {
@@ -423,6 +438,21 @@ func (s *Stream) liveMeta(ctx context.Context, meta cachekeys.Meta) (cachekeys.M
 	live = meta
 	live.Build, live.StoredBytes = "", stored.Val()
 	return live, nil
+}
+
+// liveMatches reports whether the PostHog-layout payload key still holds the content
+// meta describes: the key exists and its :etag is meta's.
+func (s *Stream) liveMatches(ctx context.Context, meta cachekeys.Meta) (bool, error) {
+	l := s.p.opts.Layout
+	pipe := s.p.rdb.Pipeline()
+	exists := pipe.Exists(ctx, l.Payload(s.team, s.kind))
+	etag := pipe.Get(ctx, l.ETag(s.team, s.kind))
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return false, fmt.Errorf("read live payload of team %d %s: %w", s.team, s.kind, err)
+	}
+	raw, _ := etag.Bytes()
+	tag, derr := hypercache.DecodeString(raw, 64)
+	return exists.Val() == 1 && derr == nil && tag == meta.ETag[:16], nil
 }
 
 func (s *Stream) posthogExtras(pipe redis.Pipeliner, meta cachekeys.Meta, team string) {

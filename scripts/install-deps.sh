@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs (as root, on Debian) and starts what flagwarden's tests need, when it is
 # missing: PostgreSQL, Redis, Alertmanager, Prometheus and promtool, Celery with its
-# Redis transport, Chromium, and django-redis with python3-zstd. Quick when everything is already there.
+# Redis transport, Chromium, django-redis with python3-zstd, and (from Go modules)
+# golangci-lint and the versitygw S3 server. Quick when everything is already there.
 set -euo pipefail
 
 log() { printf 'install-deps: %s\n' "$*" >&2; }
@@ -61,5 +62,11 @@ gobin=$(go env GOPATH)/bin
 if ! [ -x "$gobin/golangci-lint" ] || ! "$gobin/golangci-lint" version 2>/dev/null | grep -q ' 2\.15\.0 '; then
   log "installing golangci-lint v2.15.0"
   go install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@v2.15.0
+fi
+# The S3-compatible server the S3-tier tests start per test: versitygw (Apache 2.0),
+# a Go program, built once from its module like the linter.
+if ! [ -x "$gobin/versitygw" ]; then
+  log "installing versitygw v1.8.0"
+  go install github.com/versity/versitygw/cmd/versitygw@v1.8.0
 fi
 log "services ready"

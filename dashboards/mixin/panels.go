@@ -203,6 +203,12 @@ func (c Config) teams() *dashboard.DashboardBuilder { //nolint:staticcheck // cl
 					{fmt.Sprintf("max by (source) (%s)", v.s("flagwarden_cache_stale_teams")), "{{source}} stale", false},
 					{fmt.Sprintf("max by (source) (%s)", v.s("flagwarden_cache_missing")), "{{source}} missing", false},
 				}},
+			{title: "Caches failing verification", unit: "short", w: 24,
+				desc: "Teams whose published caches the leader's verification (verify.enabled) last found missing, undecodable, stale, different from a fresh build, or with a wrong :etag; and how long ago its last pass ended.",
+				queries: []q{
+					{fmt.Sprintf("max(%s)", v.s("flagwarden_verify_teams_wrong")), "teams wrong", false},
+					{fmt.Sprintf("time() - max(%s)", v.s("flagwarden_verify_last_pass_timestamp_seconds")), "seconds since the last pass", false},
+				}},
 		}},
 		{"Quarantine", []panel{
 			{kind: "stat", title: "Quarantined teams", unit: "short", w: 6, thresholds: []float64{1},

@@ -62,6 +62,7 @@ func (c Config) RuleGroups() []RuleGroup {
 	lagP99 := "source:flagwarden_cache_lag_seconds:p99"
 	stale := "source:flagwarden_cache_stale_teams:max"
 	quar := "job:flagwarden_rebuild_quarantined_teams:max"
+	wrong := "job:flagwarden_verify_teams_wrong:max"
 	oomWin := promDuration(t.OOMWindow)
 	calmLook := promDuration(7 * t.OOMWindow) // the time before the window, 105m by default
 
@@ -84,6 +85,8 @@ func (c Config) RuleGroups() []RuleGroup {
 			Record: stale, Expr: fmt.Sprintf("max %s (%s)", c.by("job", "source"), c.sel("flagwarden_cache_stale_teams"))},
 		{Comment: "Teams held out of normal rebuilds.",
 			Record: quar, Expr: fmt.Sprintf("max %s (%s)", c.by("job"), c.sel("flagwarden_rebuild_quarantined_teams"))},
+		{Comment: "Teams whose published caches the leader's verification found wrong.",
+			Record: wrong, Expr: fmt.Sprintf("max %s (%s)", c.by("job"), c.sel("flagwarden_verify_teams_wrong"))},
 	}
 
 	stallWin := promDuration(t.StallAfter)
@@ -189,6 +192,13 @@ func (c Config) RuleGroups() []RuleGroup {
 			summary: "{{ $value }} teams are quarantined from cache rebuilds",
 			description: "Quarantined teams' caches are not rebuilt normally, so their flag changes do not reach users. " +
 				"flagwarden's dashboard lists each team with its reason; someone must fix its data, raise the limits, or release it.",
+			dashboard: TeamsUID, vars: []string{"job"}},
+		{kind: "cache_mismatch", severity: "warning",
+			comment: "Per team in flagwarden; here a count. Verification runs every verify.interval, so a wrong cache is already old when it is found.",
+			expr:    wrong + " > 0",
+			summary: "{{ $value }} teams' published flag caches do not match their flag data",
+			description: "flagwarden's verification compared these teams' caches in Redis (and S3) with a fresh build and found them missing, undecodable, stale or different, " +
+				"or with a wrong :etag. PostHog's readers serve what is stored. flagwarden's dashboard lists each team and what was wrong; `flagwarden verify --team N` checks one again.",
 			dashboard: TeamsUID, vars: []string{"job"}},
 		{kind: "notifier_dropping_alerts", severity: "critical",
 			comment: "A full send queue drops the oldest alerts: pages are being lost.",

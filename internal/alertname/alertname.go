@@ -21,6 +21,7 @@ var names = map[string]string{
 	"fleet_cache_stale":        "FlagwardenFleetCacheStale",
 	"collector_down":           "FlagwardenCollectorDown",
 	"team_quarantined":         "FlagwardenTeamQuarantined",
+	"cache_mismatch":           "FlagwardenCacheMismatch",
 	// Only the Prometheus rules raise these two: flagwarden cannot page about its own
 	// death, nor reliably about its own notifier dropping pages.
 	"notifier_dropping_alerts": "FlagwardenNotifierDroppingAlerts",

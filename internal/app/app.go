@@ -27,6 +27,7 @@ import (
 	"github.com/flagwarden/flagwarden/internal/snapshot"
 	"github.com/flagwarden/flagwarden/internal/statedb"
 	"github.com/flagwarden/flagwarden/rebuild"
+	"github.com/flagwarden/flagwarden/rebuild/s3tier"
 	"github.com/flagwarden/flagwarden/web"
 )
 
@@ -76,6 +77,11 @@ type App struct {
 	quarantines detectors.QuarantineSource
 	// engine is the rebuild engine, set by wireRebuild; nil when rebuild.enabled is off.
 	engine *rebuild.Engine
+	// s3 is PostHog's S3 cache tier, nil unless cache.s3 is enabled.
+	s3 *s3tier.Tier
+	// mismatches is the cache verification, set by wireVerify; nil (a nil interface)
+	// when verify.enabled is off.
+	mismatches detectors.MismatchSource
 
 	// services run on every replica, in this order; leaderOnly run on the leader.
 	services   []service.Service
@@ -133,6 +139,9 @@ func New(ctx context.Context, opts Options) (a *App, err error) {
 		return nil, fmt.Errorf("cache: %w", err)
 	}
 	a.closers = append(a.closers, func() { a.cache.Close() })
+	if a.s3, err = NewS3Tier(ctx, cfg, reg); err != nil {
+		return nil, err
+	}
 
 	a.ready["broker"] = func(ctx context.Context) error { return a.broker.Ping(ctx).Err() }
 	a.ready["cache"] = func(ctx context.Context) error { return a.cache.Ping(ctx).Err() }
@@ -145,7 +154,7 @@ func New(ctx context.Context, opts Options) (a *App, err error) {
 	a.snapshots = snapshot.NewStore()
 	a.loopMetrics = loop.NewMetrics(reg)
 
-	for _, wire := range []func(context.Context) error{a.wireCollectors, a.wireRebuild, a.wireDetectors, a.wireWeb} {
+	for _, wire := range []func(context.Context) error{a.wireCollectors, a.wireRebuild, a.wireVerify, a.wireDetectors, a.wireWeb} {
 		if err := wire(ctx); err != nil {
 			return nil, err
 		}

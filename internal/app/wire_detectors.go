@@ -47,6 +47,7 @@ func (a *App) wireDetectors(ctx context.Context) error {
 		Snapshots:  a.snapshots,
 		Health:     func() []loop.Health { return a.healthOf(collectorLoops) },
 		Quarantine: a.quarantineSource(),
+		Mismatches: a.mismatches,
 		Store:      a.findings,
 		Pager:      pager,
 		Links:      detectors.Links{RunbookBase: d.RunbookBaseURL, ExternalURL: cfg.HTTP.ExternalURL},

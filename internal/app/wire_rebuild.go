@@ -21,9 +21,9 @@ func (a *App) wireRebuild(ctx context.Context) error {
 		return nil
 	}
 	logger := a.logger.With("component", "rebuild")
-	src := a.rebuildSource()                           // the flag database, or the embedded source (embedded.go)
-	pub := NewPublisher(a.cfg, a.cache, a.now)         // the clock the cache-freshness collector judges by
-	e, err := a.newRebuildEngine(ctx, rebuild.Options{ // Postgres, or SQLite when embedded
+	src := a.rebuildSource()                                 // the flag database, or the embedded source (embedded.go)
+	pub := NewPublisher(a.cfg, a.cache, Mirror(a.s3), a.now) // the clock the cache-freshness collector judges by
+	e, err := a.newRebuildEngine(ctx, rebuild.Options{       // Postgres, or SQLite when embedded
 		Source: src, Sizes: src, Publisher: pub,
 		Builder:      rebuild.BuilderOptions{PageSize: r.PageSize, FailOnMalformed: r.OnMalformed == "fail"},
 		SmallWorkers: r.Workers.Small, LargeWorkers: r.Workers.Large, QuarantineWorkers: r.Workers.Quarantine,
@@ -84,16 +84,18 @@ func (a *App) migrateRebuild(ctx context.Context) error {
 	return nil
 }
 
-// NewPublisher is the publisher the configuration describes, writing to rdb and
-// stamping builds with now (nil: the wall clock). serve, the demo and the rebuild
-// command all publish through it, so they write the same keys and encoding.
-func NewPublisher(cfg config.Config, rdb redis.UniversalClient, now func() time.Time) *rebuild.Publisher {
+// NewPublisher is the publisher the configuration describes, writing to rdb (and to
+// mirror, PostHog's S3 tier, when not nil) and stamping builds with now (nil: the wall
+// clock). serve, the demo and the rebuild command all publish through it, so they
+// write the same keys and encoding.
+func NewPublisher(cfg config.Config, rdb redis.UniversalClient, mirror rebuild.Mirror, now func() time.Time) *rebuild.Publisher {
 	r := cfg.Rebuild
 	return rebuild.NewPublisher(rdb, rebuild.PublisherOptions{
 		Layout:     cachekeys.Layout{Prefix: cfg.Cache.KeyPrefix, PostHog: cfg.Cache.Layout == "posthog"},
 		ChunkBytes: int(r.ChunkBytes), MaxValueBytes: int64(r.MaxValueBytes),
 		TempTTL: r.BuildTimeout + 10*time.Minute, PostHogTTL: cfg.Cache.TTL,
 		Compress: cfg.Cache.Compress,
+		Mirror:   mirror,
 		Now:      now,
 	})
 }

@@ -71,6 +71,7 @@ var commands = map[string]command{
 	"seed":         {"fill a Postgres with the PostHog flag schema and realistic test data", runSeed},
 	"bench":        {"measure rebuild memory and throughput, or request dedup", runBench},
 	"migrate":      {"apply flagwarden's own migrations to the state database", runMigrate},
+	"verify":       {"compare the published caches in Redis (and S3) with a fresh build from the flag database", runVerify},
 	"version":      {"print the version", runVersion},
 }
 

@@ -81,7 +81,12 @@ func runRebuild(ctx context.Context, env Env, args []string) int {
 		}
 		rdb := redis.NewClient(opt)
 		defer rdb.Close()
-		pub = app.NewPublisher(cfg, rdb, nil)
+		tier, err := app.NewS3Tier(ctx, cfg, nil)
+		if err != nil {
+			fmt.Fprintf(env.Stderr, "flagwarden rebuild: %v\n", err)
+			return 1
+		}
+		pub = app.NewPublisher(cfg, rdb, app.Mirror(tier), nil)
 	}
 	src := rebuild.NewPGSource(pool, nil)
 	tty := false

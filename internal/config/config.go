@@ -43,6 +43,8 @@ type Config struct {
 	Detectors Detectors `yaml:"detectors"`
 	// Rebuild configures the cache rebuild engine.
 	Rebuild Rebuild `yaml:"rebuild"`
+	// Verify compares the published caches with fresh builds on a schedule.
+	Verify Verify `yaml:"verify"`
 	// Leader configures leader election among replicas sharing one state database.
 	Leader Leader `yaml:"leader"`
 	// Log configures logging.
@@ -89,6 +91,7 @@ func Default() Config {
 		Collectors:    defaultCollectors(),
 		Detectors:     defaultDetectors(),
 		Rebuild:       defaultRebuild(),
+		Verify:        defaultVerify(),
 		Leader:        Leader{LockID: 0x666c6167776172, RetryInterval: 2 * time.Second},
 		Log:           Log{Level: "info", Format: "text"},
 		Shutdown:      Shutdown{DrainTimeout: 20 * time.Second},
@@ -227,6 +230,7 @@ func (c *Config) Validate() error {
 	c.Collectors.validate(&p)
 	c.Detectors.validate(&p)
 	c.Rebuild.validate(&p)
+	c.Verify.validate(&p)
 	p.positive("leader.retry_interval", c.Leader.RetryInterval)
 	p.oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error")
 	p.oneOf("log.format", c.Log.Format, "text", "json")

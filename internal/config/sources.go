@@ -117,10 +117,12 @@ type Cache struct {
 	// Compress zstd-compresses PostHog-layout values over 512 bytes, as PostHog does
 	// with USE_REDIS_COMPRESSION; its readers accept compressed and plain values.
 	Compress bool `yaml:"compress"`
+	// S3 is PostHog's second cache tier, written with the PostHog layout.
+	S3 S3 `yaml:"s3"`
 }
 
 func defaultCache() Cache {
-	return Cache{Layout: "flagwarden", TTL: 30 * 24 * time.Hour, Compress: true}
+	return Cache{Layout: "flagwarden", TTL: 30 * 24 * time.Hour, Compress: true, S3: defaultS3()}
 }
 
 func (c Cache) validate(p *problems) {
@@ -128,6 +130,7 @@ func (c Cache) validate(p *problems) {
 	checkURL(p, "cache.url", string(c.URL), "redis", "rediss", "unix")
 	p.oneOf("cache.layout", c.Layout, "flagwarden", "posthog")
 	p.positive("cache.ttl", c.TTL)
+	c.S3.validate(p, c.Layout)
 }
 
 // Kubernetes locates the worker pods.
