@@ -66,9 +66,14 @@ type BuildResult struct {
 	FlagsETag              string `json:"flags_etag,omitempty"`
 	DefinitionsETag        string `json:"definitions_etag,omitempty"`
 	PeakHeapBytes          int64  `json:"peak_heap_bytes"`
-	// Problems are the bad rows the build reported (malformed filters, cohort cycles),
-	// at most 20.
+	// Problems are the bad rows the build reported (cohorts it could not use, cohort
+	// cycles), at most 20.
 	Problems []string `json:"problems,omitempty"`
+	// Skipped lists flags left out of both payloads because the Rust reader would
+	// refuse the team's payload with them, with the reason (at most 100).
+	Skipped []SkippedFlag `json:"skipped,omitempty"`
+	// SkippedByReason counts the skipped flags by reason.
+	SkippedByReason map[string]int64 `json:"skipped_by_reason,omitempty"`
 	// Reason is what asked for the build (api, notify, celery, sweep, cli, …).
 	Reason string `json:"reason,omitempty"`
 }

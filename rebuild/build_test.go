@@ -389,17 +389,17 @@ INSERT INTO posthog_featureflagevaluationtag (feature_flag_id, tag_id, created_a
 		return out
 	}
 	for _, pageSize := range []int{1, 4, 7, 500} {
-		var fl, df bytes.Buffer
-		st, err := NewBuilder(BuilderOptions{PageSize: pageSize}).Build(ctx, f.src, 3, &fl, &df)
+		var sink BufferSink
+		st, err := NewBuilder(BuilderOptions{PageSize: pageSize}).Build(ctx, f.src, 3, &sink)
 		require.NoError(t, err, "page size %d", pageSize)
 		require.EqualValues(t, 23, st.Flags)
 		var payload struct {
 			Flags []struct {
 				ID   int64    `json:"id"`
-				Tags []string `json:"evaluation_tags"`
+				Tags []string `json:"evaluation_contexts"`
 			} `json:"flags"`
 		}
-		require.NoError(t, json.Unmarshal(fl.Bytes(), &payload))
+		require.NoError(t, json.Unmarshal(sink.Flags.Bytes(), &payload))
 		require.Len(t, payload.Flags, 23)
 		for _, fr := range payload.Flags {
 			require.Equal(t, want(int(fr.ID-300)), fr.Tags, "flag %d, page size %d", fr.ID, pageSize)

@@ -1,6 +1,7 @@
 package rebuild
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"errors"
@@ -8,26 +9,31 @@ import (
 	"io"
 	"slices"
 	"strconv"
-	"strings"
+	"sync/atomic"
 
-	"github.com/tidwall/gjson"
+	"github.com/flagwarden/flagwarden/internal/pyjson"
 )
-
-// MaxCohortDepth bounds nested cohort-on-cohort dependencies, as PostHog's BFS does.
-const MaxCohortDepth = 20
 
 // maxProblems bounds the problems one build reports; the count is still exact.
 const maxProblems = 20
 
+// maxSkippedReported bounds the skipped flags one build lists; Skipped still counts all.
+const maxSkippedReported = 100
+
 // BuilderOptions configure the streaming builder.
 type BuilderOptions struct {
-	// PageSize is how many flags one query reads. Default 500.
+	// PageSize is how many flags one query reads. Default 2000.
 	PageSize int
-	// FailOnMalformed fails the build on the first malformed flag or cohort cycle
-	// instead of skipping the flag and reporting it.
+	// FailOnMalformed fails the build on the first flag the Rust reader would reject or
+	// cohort problem instead of skipping and reporting it.
 	FailOnMalformed bool
-	// Progress, if set, is called after every page.
+	// Progress, if set, is called after every page (from the goroutine that reads).
 	Progress func(BuildProgress)
+	// Contract is the PostHog cache contract the payloads follow. Default the newest.
+	Contract Contract
+	// MaxAttempts bounds how often a build restarts on its snapshot when the streaming
+	// pass finds what the first pass could not predict. Default 4.
+	MaxAttempts int
 }
 
 // BuildProgress is reported as a build streams.
@@ -36,21 +42,49 @@ type BuildProgress struct {
 	Bytes int64
 }
 
+// SkippedFlag is a flag left out of both payloads because the Rust reader would
+// refuse the whole team's payload with it.
+type SkippedFlag struct {
+	ID     int64  `json:"id"`
+	Key    string `json:"key"`
+	Reason string `json:"reason"`
+	Detail string `json:"detail"`
+}
+
 // BuildStats is what one build produced.
 type BuildStats struct {
-	Team     TeamInfo
-	Flags    int64
-	Cohorts  int64
-	Skipped  int64
+	Team TeamInfo
+	// Flags and Cohorts are what flags.json and the definitions carry: Flags counts
+	// flags.json's flags, DefinitionFlags the definitions', Cohorts the definitions'
+	// cohorts and FlagsCohorts flags.json's.
+	Flags           int64
+	DefinitionFlags int64
+	Cohorts         int64
+	FlagsCohorts    int64
+	// Skipped counts flags left out of both payloads; SkippedFlags lists the first of
+	// them with the reason.
+	Skipped      int64
+	SkippedFlags []SkippedFlag
+	// SkippedByReason counts skipped flags by reason (the Skip* constants).
+	SkippedByReason map[string]int64
+	// Dropped counts flags PostHog's own serializer leaves out of the definitions.
+	Dropped  int64
 	Problems []string
 	// ProblemCount counts every problem, also those beyond the reported ones.
 	ProblemCount int64
+	// Attempts is how many streaming passes the build took (1 unless the first pass's
+	// prediction was wrong).
+	Attempts int
 }
 
 func (s *BuildStats) problem(format string, args ...any) {
+	p := fmt.Sprintf(format, args...)
+	if slices.Contains(s.Problems, p) {
+		return // both payloads' cohort walks may meet the same cohort
+	}
 	s.ProblemCount++
 	if len(s.Problems) < maxProblems {
-		s.Problems = append(s.Problems, fmt.Sprintf(format, args...))
+		s.Problems = append(s.Problems, p)
 	}
 }
 
@@ -68,28 +102,335 @@ var ErrMalformed = errors.New("malformed flag data")
 // Is lets errors.Is(err, ErrMalformed) match.
 func (e *MalformedError) Is(target error) bool { return target == ErrMalformed }
 
-// Builder streams a team's flags into both cache payloads in one pass. Its memory is
-// one flag row, two small write buffers and a few integers per flag (id and flag
-// dependencies), whatever the team's size.
+// Sink receives a build's payloads. A build that restarts asks for fresh writers: the
+// previous attempt's bytes must then be discarded.
+type Sink interface {
+	Writers(attempt int) (flags, definitions io.Writer, err error)
+}
+
+// Builder streams a team's flags into both cache payloads with PostHog's exact bytes.
+// Its memory is a few flag rows in flight, small write buffers, and the team's
+// dependency-bearing flags and referenced cohorts, whatever the team's size.
 type Builder struct {
 	opts BuilderOptions
 }
 
 // NewBuilder returns a builder.
 func NewBuilder(opts BuilderOptions) *Builder {
-	opts.PageSize = cmp.Or(opts.PageSize, 500)
+	opts.PageSize = cmp.Or(opts.PageSize, 2000)
+	opts.Contract = cmp.Or(opts.Contract, NewestContract)
+	opts.MaxAttempts = cmp.Or(opts.MaxAttempts, 4)
 	return &Builder{opts: opts}
+}
+
+// Contract is the contract the builder writes.
+func (b *Builder) Contract() Contract { return b.opts.Contract }
+
+// Build reads team teamID from src and writes flags.json and the definitions
+// (flags_with_cohorts.json) to the sink's writers. On error the writers hold a partial
+// payload that the caller must discard.
+func (b *Builder) Build(ctx context.Context, src FlagSource, teamID int64, sink Sink) (BuildStats, error) {
+	var st BuildStats
+	c := b.opts.Contract
+	rd, err := src.Open(ctx, teamID, ReadOptions{UpConvertLegacy: c.upConvertLegacy()})
+	if err != nil {
+		return st, err
+	}
+	defer rd.Close()
+	st.Team = rd.Team()
+	env := &buildEnv{c: c, team: st.Team}
+	if env.surveys, err = rd.SurveyFlagIDs(ctx); err != nil {
+		return st, err
+	}
+	slices.Sort(env.surveys)
+	if env.groupTypes, err = rd.GroupTypes(ctx); err != nil {
+		return st, err
+	}
+	pred, err := predict(ctx, rd, c, env.surveys)
+	if err != nil {
+		return st, err
+	}
+	for attempt := 1; ; attempt++ {
+		team := st.Team
+		st = BuildStats{Team: team, Attempts: attempt}
+		fw, dw, err := sink.Writers(attempt)
+		if err != nil {
+			return st, err
+		}
+		exact, err := b.attempt(ctx, rd, env, pred, fw, dw, &st)
+		if err != nil {
+			return st, err
+		}
+		if exact.sameAs(pred) {
+			st.Dropped = int64(len(exact.drop))
+			return st, nil
+		}
+		if attempt >= b.opts.MaxAttempts {
+			return st, fmt.Errorf("team %d: the build did not settle in %d attempts (is the data changing under a snapshot?)", teamID, attempt)
+		}
+		pred = exact
+	}
+}
+
+// buildEnv is what every attempt of one build shares.
+type buildEnv struct {
+	c          Contract
+	team       TeamInfo
+	surveys    []int64
+	groupTypes []GroupType
+}
+
+func (b *Builder) attempt(ctx context.Context, rd TeamReader, env *buildEnv, pred *teamIndex, fw, dw io.Writer, st *BuildStats) (*teamIndex, error) {
+	c := env.c
+	fo := newOut(fw)
+	do := newOut(dw)
+	res, err := newDepResolver(ctx, rd, c, pred, env.surveys)
+	if err != nil {
+		return nil, err
+	}
+	var fc *flagsCohorts
+	if c.flagsWrapped() {
+		if fc, err = walkFlagsCohorts(ctx, rd, pred.fjCohorts, st); err != nil {
+			return nil, err
+		}
+	}
+	dc, err := walkDefCohorts(ctx, rd, pred.defCohortsAll, st)
+	if err != nil {
+		return nil, err
+	}
+	if b.opts.FailOnMalformed && st.ProblemCount > 0 {
+		return nil, &MalformedError{TeamID: env.team.ID, What: st.Problems[0]}
+	}
+	var restartSkips []int64
+	if c.flagsWrapped() {
+		fo.str(`{"cohorts": [`)
+		if err := writeFlagsCohorts(ctx, rd, fc, fo, st); err != nil {
+			return nil, err
+		}
+		fo.str(`], "evaluation_metadata": `)
+		meta := computeEvalMeta(res)
+		if restartSkips, err = writeEvalMeta(ctx, rd, c, meta, res, fo); err != nil {
+			return nil, err
+		}
+		fo.str(`, "flags": [`)
+	} else {
+		fo.str(`{"flags": [`)
+	}
+	do.str(`{"cohorts": {`)
+	if err := writeDefCohorts(ctx, rd, dc, pred.defCohortsKept, do, st); err != nil {
+		return nil, err
+	}
+	do.str(`}, "flags": [`)
+
+	s := &streamer{b: b, c: c, env: env, pred: pred, ch: newChainer(res), dc: dc, fo: fo, do: do, st: st,
+		exact: newIndexer(c, env.surveys, pred)}
+	if err := s.run(ctx, rd); err != nil {
+		return nil, err
+	}
+	exact := s.exact.finish()
+	for _, id := range restartSkips {
+		exact.skip[id] = skipInfo{code: SkipDependencyLoop, detail: "every flag of flags.json is in a dependency cycle: the Rust reader refuses empty dependency stages"}
+	}
+
+	fo.str("]}")
+	do.str(`], "group_type_mapping": {`)
+	gts := slices.Clone(env.groupTypes)
+	slices.SortFunc(gts, func(a, b GroupType) int { return cmp.Compare(strconv.Itoa(a.Index), strconv.Itoa(b.Index)) })
+	for i, g := range gts {
+		if i > 0 {
+			do.str(", ")
+		}
+		do.buf = pyjson.AppendString(do.buf, strconv.Itoa(g.Index))
+		do.buf = pyjson.AppendString(append(do.buf, ": "...), g.Type)
+	}
+	do.str("}")
+	if c.teamSettings() {
+		do.buf = strconv.AppendBool(append(do.buf, `, "minimal_flag_called_events": `...), env.team.MinimalFlagCalledEvents)
+		do.buf = strconv.AppendInt(append(do.buf, `, "property_matching_version": `...), env.team.PropertyMatchingVersion, 10)
+	}
+	do.str("}")
+	fo.flush()
+	do.flush()
+	if err := cmp.Or(fo.err, do.err); err != nil {
+		return nil, err
+	}
+	st.Skipped = int64(len(exact.skip))
+	st.SkippedFlags = st.SkippedFlags[:0]
+	st.SkippedByReason = nil
+	for _, si := range exact.skip {
+		if st.SkippedByReason == nil {
+			st.SkippedByReason = map[string]int64{}
+		}
+		st.SkippedByReason[si.code]++
+	}
+	for _, id := range slices.Sorted(mapKeys(exact.skip)) {
+		if len(st.SkippedFlags) == maxSkippedReported {
+			break
+		}
+		si := exact.skip[id]
+		st.SkippedFlags = append(st.SkippedFlags, SkippedFlag{ID: id, Key: si.key, Reason: si.code, Detail: si.detail})
+	}
+	return exact, nil
+}
+
+func mapKeys[V any](m map[int64]V) func(func(int64) bool) {
+	return func(yield func(int64) bool) {
+		for k := range m {
+			if !yield(k) {
+				return
+			}
+		}
+	}
+}
+
+func writeFlagsCohorts(ctx context.Context, rd TeamReader, fc *flagsCohorts, fo *out, st *BuildStats) error {
+	var docs cohortDocs
+	var buf []byte
+	for _, level := range fc.levels {
+		err := eachCohort(ctx, rd, level, false, func(c *CohortRow) error {
+			if err := docs.parse(c); err != nil {
+				st.problem("cohort %d left out of flags.json: %v", c.ID, err)
+				return nil
+			}
+			if p := checkCohortRow(c, &docs); p != nil {
+				st.problem("cohort %d left out of flags.json: %s", c.ID, p.detail)
+				return nil
+			}
+			buf = buf[:0]
+			if st.FlagsCohorts > 0 {
+				buf = append(buf, ", "...)
+			}
+			buf = appendFlagsCohort(buf, c, &docs)
+			st.FlagsCohorts++
+			fo.write(buf)
+			return fo.err
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// writeDefCohorts prints {"<id>": cohort.properties.to_dict(), …} in the order the ids
+// sort as strings, reading the cohorts back a chunk at a time.
+func writeDefCohorts(ctx context.Context, rd TeamReader, dc *defCohorts, kept []int64, do *out, st *BuildStats) error {
+	ids := dc.shipped(kept)
+	var docs cohortDocs
+	const chunk = 100
+	printed := map[int64][]byte{}
+	for start := 0; start < len(ids); start += chunk {
+		part := ids[start:min(start+chunk, len(ids))]
+		sorted := slices.Clone(part)
+		slices.Sort(sorted)
+		clear(printed)
+		err := rd.Cohorts(ctx, sorted, true, func(c *CohortRow) error {
+			if err := docs.parse(c); err != nil {
+				return nil
+			}
+			props, err := docs.properties()
+			if err != nil {
+				return nil
+			}
+			printed[c.ID] = props.appendDict(nil)
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, id := range part {
+			p, ok := printed[id]
+			if !ok {
+				continue
+			}
+			if st.Cohorts > 0 {
+				do.str(", ")
+			}
+			do.buf = pyjson.AppendString(do.buf, strconv.FormatInt(id, 10))
+			do.str(": ")
+			do.write(p)
+			st.Cohorts++
+		}
+		if do.err != nil {
+			return do.err
+		}
+	}
+	return nil
+}
+
+// writeEvalMeta prints evaluation_metadata: stage 0 and the transitive dependencies
+// come from id streams in the order the payload needs (numeric ids, then ids as
+// strings); the few flags with dependencies come from the index. It returns the flags
+// to skip on a restart when every flag is in a dependency cycle.
+func writeEvalMeta(ctx context.Context, rd TeamReader, c Contract, m *evalMeta, res *depResolver, fo *out) ([]int64, error) {
+	filter := IDFilter{ActiveOnly: c.flagsActiveOnly(), ExcludeEncrypted: c.excludeEncryptedEverywhere()}
+	fo.str(`{"dependency_stages": [`)
+	n0 := 0
+	err := rd.FlagIDs(ctx, filter, false, func(id int64) error {
+		if res.skipped(id) || m.isInner(id) {
+			return nil
+		}
+		if n0 == 0 {
+			fo.buf = append(fo.buf, '[')
+		} else {
+			fo.buf = append(fo.buf, ", "...)
+		}
+		fo.buf = strconv.AppendInt(fo.buf, id, 10)
+		n0++
+		if len(fo.buf) >= outFlush {
+			fo.flush()
+		}
+		return fo.err
+	})
+	if err != nil {
+		return nil, err
+	}
+	var restart []int64
+	if n0 > 0 {
+		fo.buf = append(fo.buf, ']')
+		for _, s := range m.stages {
+			fo.buf = appendIDList(append(fo.buf, ", "...), s)
+		}
+	} else {
+		restart = m.cycled()
+	}
+	fo.str(`], "flags_with_missing_deps": `)
+	fo.buf = appendIDList(fo.buf, m.missing)
+	fo.str(`, "transitive_deps": {`)
+	n := 0
+	err = rd.FlagIDs(ctx, filter, true, func(id int64) error {
+		if res.skipped(id) {
+			return nil
+		}
+		if n > 0 {
+			fo.buf = append(fo.buf, ", "...)
+		}
+		n++
+		fo.buf = strconv.AppendInt(append(fo.buf, '"'), id, 10)
+		fo.buf = m.appendTransitive(append(fo.buf, `": `...), id)
+		if len(fo.buf) >= outFlush {
+			fo.flush()
+		}
+		return fo.err
+	})
+	if err != nil {
+		return nil, err
+	}
+	fo.str("}}")
+	return restart, fo.err
 }
 
 // out is a small write buffer in front of a payload stream.
 type out struct {
 	w   io.Writer
 	buf []byte
-	n   int64
+	n   atomic.Int64
 	err error
 }
 
 const outFlush = 32 << 10
+
+func newOut(w io.Writer) *out { return &out{w: w, buf: make([]byte, 0, outFlush*2)} }
 
 func (o *out) write(b []byte) {
 	o.buf = append(o.buf, b...)
@@ -98,607 +439,47 @@ func (o *out) write(b []byte) {
 	}
 }
 
-func (o *out) str(s string) { o.write([]byte(s)) }
+func (o *out) str(s string) {
+	o.buf = append(o.buf, s...)
+	if len(o.buf) >= outFlush {
+		o.flush()
+	}
+}
 
 func (o *out) flush() {
 	if o.err == nil && len(o.buf) > 0 {
 		_, o.err = o.w.Write(o.buf)
-		o.n += int64(len(o.buf))
+		o.n.Add(int64(len(o.buf)))
 	}
 	o.buf = o.buf[:0]
 }
 
-// Build reads team teamID from src and writes the /flags payload to flagsW and the
-// local-evaluation payload to defsW. On error the writers hold a partial payload that
-// the caller must discard.
-func (b *Builder) Build(ctx context.Context, src FlagSource, teamID int64, flagsW, defsW io.Writer) (BuildStats, error) {
-	var st BuildStats
-	team, err := src.Team(ctx, teamID)
-	if err != nil {
-		return st, err
-	}
-	st.Team = team
-	groupTypes, err := src.GroupTypes(ctx, team.ProjectID)
-	if err != nil {
-		return st, err
-	}
-	fo := &out{w: flagsW, buf: make([]byte, 0, outFlush*2)}
-	do := &out{w: defsW, buf: make([]byte, 0, outFlush*2)}
-	fo.str(`{"flags":[`)
-	do.str(`{"flags":[`)
+func (o *out) written() int64 { return o.n.Load() + int64(len(o.buf)) }
 
-	var (
-		ids       []int64               // every written flag's id
-		deps      = map[int64][]int64{} // only flags that depend on other flags
-		cohortRef = map[int64]struct{}{}
-		scratch   = make([]byte, 0, 4096)
-		after     string
-		rows      int64
-		scan      filterScan
-	)
-	for {
-		n, err := src.Flags(ctx, teamID, after, b.opts.PageSize, func(f *FlagRow) error {
-			after = f.Key
-			rows++
-			scan.reset()
-			if reason := scan.inspect(f.Filters); reason != "" {
-				st.Skipped++
-				st.problem("flag %d (%s): %s", f.ID, f.Key, reason)
-				if b.opts.FailOnMalformed {
-					return &MalformedError{TeamID: teamID, What: fmt.Sprintf("flag %d (%s): %s", f.ID, f.Key, reason)}
-				}
-				return nil
-			}
-			if f.IsRemoteConfiguration && f.HasEncryptedPayloads {
-				return nil // served by the remote-config endpoint, never evaluated locally
-			}
-			for _, c := range scan.cohorts {
-				cohortRef[c] = struct{}{}
-			}
-			if len(scan.flagDeps) > 0 {
-				deps[f.ID] = slices.Clone(scan.flagDeps)
-			}
-			ids = append(ids, f.ID)
-			sep := ","
-			if st.Flags == 0 {
-				sep = ""
-			}
-			st.Flags++
-			scratch = appendFlag(append(scratch[:0], sep...), f)
-			fo.write(scratch)
-			do.write(scratch)
-			return cmp.Or(fo.err, do.err)
-		})
-		if err != nil {
-			return st, err
-		}
-		if err := ctx.Err(); err != nil {
-			return st, err
-		}
-		if b.opts.Progress != nil {
-			b.opts.Progress(BuildProgress{Rows: rows, Bytes: fo.n + do.n + int64(len(fo.buf)+len(do.buf))})
-		}
-		if n < b.opts.PageSize {
-			break
-		}
-	}
-	fo.str(`],"evaluation_metadata":`)
-	do.str(`],"group_type_mapping":{`)
-	if err := writeEvaluationMetadata(fo, ids, deps, &st); err != nil {
-		return st, &MalformedError{TeamID: teamID, What: err.Error()}
-	}
-	ids, deps = nil, nil
-	for i, g := range groupTypes {
-		if i > 0 {
-			do.str(",")
-		}
-		scratch = appendString(strconv.AppendInt(append(scratch[:0], '"'), int64(g.Index), 10), `":`, g.Type)
-		do.write(scratch)
-	}
-	fo.str(`,"cohorts":[`)
-	do.str(`},"cohorts":{`)
-
-	included, err := resolveCohorts(ctx, src, teamID, cohortRef, &st)
-	if err != nil {
-		return st, err
-	}
-	if b.opts.FailOnMalformed && st.ProblemCount > 0 {
-		return st, &MalformedError{TeamID: teamID, What: st.Problems[len(st.Problems)-1]}
-	}
-	for start := 0; start < len(included); start += 500 {
-		batch := included[start:min(start+500, len(included))]
-		err := src.Cohorts(ctx, teamID, batch, func(c *CohortRow) error {
-			sep := ","
-			if st.Cohorts == 0 {
-				sep = ""
-			}
-			st.Cohorts++
-			scratch = appendCohort(append(scratch[:0], sep...), c)
-			fo.write(scratch)
-			scratch = append(strconv.AppendInt(append(append(scratch[:0], sep...), '"'), c.ID, 10), `":`...)
-			props := gjson.GetBytes(c.Filters, "properties")
-			if props.IsObject() {
-				scratch = append(scratch, props.Raw...)
-			} else {
-				scratch = append(scratch, `{"type":"AND","values":[]}`...)
-			}
-			do.write(scratch)
-			return cmp.Or(fo.err, do.err)
-		})
-		if err != nil {
-			return st, err
-		}
-	}
-	fo.str("]}")
-	do.str("}}")
-	fo.flush()
-	do.flush()
-	if err := cmp.Or(fo.err, do.err); err != nil {
-		return st, err
-	}
-	return st, nil
+// BufferSink keeps both payloads in memory; a restart starts them over. For tests and
+// small tools.
+type BufferSink struct {
+	Flags, Definitions bytes.Buffer
 }
 
-// filterScan validates one flag's filters and collects what it references, reusing
-// its slices from flag to flag.
-type filterScan struct {
-	cohorts  []int64
-	flagDeps []int64
-	reason   string
+// Writers implements Sink.
+func (s *BufferSink) Writers(int) (io.Writer, io.Writer, error) {
+	s.Flags.Reset()
+	s.Definitions.Reset()
+	return &s.Flags, &s.Definitions, nil
 }
 
-func (s *filterScan) reset() {
-	s.cohorts, s.flagDeps, s.reason = s.cohorts[:0], s.flagDeps[:0], ""
+// CountSink discards both payloads and counts their bytes (dry runs, benchmarks).
+type CountSink struct {
+	FlagsBytes, DefinitionsBytes int64
 }
 
-// inspect returns why filters are malformed, or "" when they are usable.
-func (s *filterScan) inspect(filters []byte) string {
-	if filters == nil {
-		return "filters are NULL"
-	}
-	if !gjson.ValidBytes(filters) {
-		return "filters are not valid JSON"
-	}
-	root := gjson.ParseBytes(filters)
-	if !root.IsObject() {
-		return "filters are " + jsonKind(root) + ", not an object"
-	}
-	for _, field := range []string{"groups", "super_groups", "holdout_groups"} {
-		groups := root.Get(field)
-		if !groups.Exists() || groups.Type == gjson.Null {
-			continue
-		}
-		if !groups.IsArray() {
-			return "filters." + field + " is " + jsonKind(groups) + ", not an array"
-		}
-		groups.ForEach(func(_, g gjson.Result) bool {
-			if !g.IsObject() {
-				s.reason = "filters." + field + " holds " + jsonKind(g) + ", not a condition group"
-				return false
-			}
-			props := g.Get("properties")
-			if props.Exists() && props.Type != gjson.Null && !props.IsArray() {
-				s.reason = "filters." + field + "[].properties is " + jsonKind(props) + ", not an array"
-				return false
-			}
-			props.ForEach(func(_, p gjson.Result) bool {
-				switch p.Get("type").String() {
-				case "cohort":
-					id, ok := jsonInt(p.Get("value"))
-					if !ok {
-						s.reason = "cohort condition value " + p.Get("value").Raw + " is not a cohort id"
-						return false
-					}
-					s.cohorts = append(s.cohorts, id)
-				case "flag":
-					if id, ok := jsonInt(p.Get("key")); ok {
-						s.flagDeps = append(s.flagDeps, id)
-					}
-				}
-				return true
-			})
-			return s.reason == ""
-		})
-		if s.reason != "" {
-			return s.reason
-		}
-	}
-	return ""
-}
+type countTo struct{ n *int64 }
 
-func jsonKind(r gjson.Result) string {
-	switch {
-	case r.IsObject():
-		return "an object"
-	case r.IsArray():
-		return "an array"
-	case r.Type == gjson.String:
-		return "a string"
-	case r.Type == gjson.Number:
-		return "a number"
-	case r.Type == gjson.True || r.Type == gjson.False:
-		return "a boolean"
-	}
-	return "null"
-}
+func (w countTo) Write(b []byte) (int, error) { *w.n += int64(len(b)); return len(b), nil }
 
-// jsonInt reads an integer given as a JSON number or a numeric string.
-func jsonInt(r gjson.Result) (int64, bool) {
-	switch r.Type {
-	case gjson.Number:
-		if r.Num != float64(int64(r.Num)) {
-			return 0, false
-		}
-		return int64(r.Num), true
-	case gjson.String:
-		v, err := strconv.ParseInt(r.Str, 10, 64)
-		return v, err == nil
-	}
-	return 0, false
-}
-
-// resolveCohorts finds the referenced non-static, non-deleted cohorts and their nested
-// dependencies breadth first to MaxCohortDepth, reports cycles and too-deep nesting,
-// and returns the ids to ship, sorted. Only ids and edges are held.
-func resolveCohorts(ctx context.Context, src FlagSource, teamID int64, refs map[int64]struct{}, st *BuildStats) ([]int64, error) {
-	seen := make(map[int64]struct{}, len(refs))
-	edges := map[int64][]int64{}
-	var included []int64
-	frontier := make([]int64, 0, len(refs))
-	for id := range refs {
-		frontier = append(frontier, id)
-		seen[id] = struct{}{}
-	}
-	var scan filterScan
-	for depth := 1; len(frontier) > 0; depth++ {
-		if depth > MaxCohortDepth {
-			slices.Sort(frontier)
-			st.problem("cohort nesting deeper than %d levels (cohorts %v not followed)", MaxCohortDepth, frontier[:min(len(frontier), 5)])
-			break
-		}
-		slices.Sort(frontier)
-		var next []int64
-		for start := 0; start < len(frontier); start += 500 {
-			batch := frontier[start:min(start+500, len(frontier))]
-			err := src.Cohorts(ctx, teamID, batch, func(c *CohortRow) error {
-				if c.Deleted || c.IsStatic {
-					return nil
-				}
-				included = append(included, c.ID)
-				scan.reset()
-				_ = scan.inspect([]byte(`{"groups":[` + "{\"properties\":" + cohortProps(c.Filters) + "}" + `]}`))
-				for _, dep := range scan.cohorts {
-					edges[c.ID] = append(edges[c.ID], dep)
-					if _, ok := seen[dep]; !ok {
-						seen[dep] = struct{}{}
-						next = append(next, dep)
-					}
-				}
-				return nil
-			})
-			if err != nil {
-				return nil, err
-			}
-		}
-		frontier = next
-	}
-	if cycle := findCycle(edges); cycle != nil {
-		parts := make([]string, len(cycle))
-		for i, id := range cycle {
-			parts[i] = strconv.FormatInt(id, 10)
-		}
-		st.problem("cohort cycle %s", strings.Join(parts, " -> "))
-	}
-	slices.Sort(included)
-	return included, nil
-}
-
-// cohortProps flattens a cohort's nested property groups into one property array so
-// that filterScan finds the cohort references at any depth.
-func cohortProps(filters []byte) string {
-	var b strings.Builder
-	b.WriteByte('[')
-	first := true
-	var walk func(r gjson.Result)
-	walk = func(r gjson.Result) {
-		if vals := r.Get("values"); vals.IsArray() {
-			vals.ForEach(func(_, v gjson.Result) bool { walk(v); return true })
-			return
-		}
-		if r.IsObject() {
-			if !first {
-				b.WriteByte(',')
-			}
-			first = false
-			b.WriteString(r.Raw)
-		}
-	}
-	walk(gjson.GetBytes(filters, "properties"))
-	b.WriteByte(']')
-	return b.String()
-}
-
-// findCycle returns one dependency cycle (first node repeated at the end), or nil.
-func findCycle(edges map[int64][]int64) []int64 {
-	const (
-		white = iota
-		grey
-		black
-	)
-	color := make(map[int64]int, len(edges))
-	var stack []int64
-	var found []int64
-	var visit func(id int64) bool
-	visit = func(id int64) bool {
-		color[id] = grey
-		stack = append(stack, id)
-		for _, dep := range edges[id] {
-			switch color[dep] {
-			case grey:
-				i := slices.Index(stack, dep)
-				found = append(slices.Clone(stack[i:]), dep)
-				return true
-			case white:
-				if visit(dep) {
-					return true
-				}
-			}
-		}
-		stack = stack[:len(stack)-1]
-		color[id] = black
-		return false
-	}
-	keys := make([]int64, 0, len(edges))
-	for k := range edges {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	for _, k := range keys {
-		if color[k] == white && visit(k) {
-			return found
-		}
-	}
-	return nil
-}
-
-// writeEvaluationMetadata writes the dependency stages of the flags (Kahn's layering):
-// stage 0 holds flags without flag dependencies, each later stage the flags whose
-// dependencies are all in earlier stages. Flags depending on a missing flag, or on a
-// cycle, are listed in flags_with_missing_deps.
-func writeEvaluationMetadata(o *out, ids []int64, deps map[int64][]int64, st *BuildStats) error {
-	slices.Sort(ids)
-	has := func(id int64) bool { _, ok := slices.BinarySearch(ids, id); return ok }
-	const (
-		unknown = -1
-		missing = -2
-		onStack = -3
-	)
-	stage := make(map[int64]int, len(deps))
-	var depth func(id int64) int
-	depth = func(id int64) int {
-		d, ok := deps[id]
-		if !ok {
-			if has(id) {
-				return 0
-			}
-			return missing
-		}
-		if s, ok := stage[id]; ok {
-			if s == onStack {
-				st.problem("flag dependency cycle through flag %d", id)
-				return missing
-			}
-			return s
-		}
-		stage[id] = onStack
-		best := 0
-		for _, dep := range d {
-			s := depth(dep)
-			if s == missing {
-				best = missing
-				break
-			}
-			best = max(best, s+1)
-		}
-		stage[id] = best
-		return best
-	}
-	maxStage := 0
-	for id := range deps {
-		maxStage = max(maxStage, depth(id))
-	}
-	var b []byte
-	b = append(b, `{"dependency_stages":[[`...)
-	first := true
-	for _, id := range ids {
-		if _, ok := deps[id]; ok {
-			continue
-		}
-		if !first {
-			b = append(b, ',')
-		}
-		first = false
-		b = strconv.AppendInt(b, id, 10)
-		if len(b) > outFlush {
-			o.write(b)
-			b = b[:0]
-		}
-	}
-	b = append(b, ']')
-	byStage := make([][]int64, maxStage+1)
-	var missingIDs []int64
-	for id, s := range stage {
-		if s < 0 {
-			missingIDs = append(missingIDs, id)
-			continue
-		}
-		byStage[s] = append(byStage[s], id)
-	}
-	for s := 1; s <= maxStage; s++ {
-		if len(byStage[s]) == 0 {
-			continue
-		}
-		slices.Sort(byStage[s])
-		b = appendIDs(append(b, ','), byStage[s])
-	}
-	slices.Sort(missingIDs)
-	b = appendIDs(append(b, `],"flags_with_missing_deps":`...), missingIDs)
-	b = append(b, `,"transitive_deps":{`...)
-	withDeps := make([]int64, 0, len(deps))
-	for id := range deps {
-		if stage[id] >= 0 {
-			withDeps = append(withDeps, id)
-		}
-	}
-	slices.Sort(withDeps)
-	for i, id := range withDeps {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = append(strconv.AppendInt(append(b, '"'), id, 10), `":`...)
-		b = appendIDs(b, transitive(id, deps))
-		if len(b) > outFlush {
-			o.write(b)
-			b = b[:0]
-		}
-	}
-	b = append(b, "}}"...)
-	o.write(b)
-	return o.err
-}
-
-// transitive returns every flag id reachable from id's dependencies, sorted.
-func transitive(id int64, deps map[int64][]int64) []int64 {
-	seen := map[int64]struct{}{}
-	stack := slices.Clone(deps[id])
-	for len(stack) > 0 {
-		d := stack[len(stack)-1]
-		stack = stack[:len(stack)-1]
-		if _, ok := seen[d]; ok {
-			continue
-		}
-		seen[d] = struct{}{}
-		stack = append(stack, deps[d]...)
-	}
-	out := make([]int64, 0, len(seen))
-	for d := range seen {
-		out = append(out, d)
-	}
-	slices.Sort(out)
-	return out
-}
-
-func appendIDs(b []byte, ids []int64) []byte {
-	b = append(b, '[')
-	for i, id := range ids {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = strconv.AppendInt(b, id, 10)
-	}
-	return append(b, ']')
-}
-
-// appendFlag serializes one flag the way PostHog's MinimalFeatureFlagSerializer does.
-func appendFlag(b []byte, f *FlagRow) []byte {
-	b = strconv.AppendInt(append(b, `{"id":`...), f.ID, 10)
-	b = strconv.AppendInt(append(b, `,"team_id":`...), f.TeamID, 10)
-	b = appendString(b, `,"name":`, f.Name)
-	b = appendString(b, `,"key":`, f.Key)
-	b = append(append(b, `,"filters":`...), f.Filters...)
-	b = append(b, `,"deleted":false,"active":`...)
-	b = strconv.AppendBool(b, f.Active)
-	b = strconv.AppendBool(append(b, `,"ensure_experience_continuity":`...), f.EnsureExperienceContinuity)
-	b = strconv.AppendBool(append(b, `,"has_encrypted_payloads":`...), f.HasEncryptedPayloads)
-	b = appendOptInt(append(b, `,"version":`...), f.Version)
-	b = appendString(b, `,"evaluation_runtime":`, f.EvaluationRuntime)
-	b = append(b, `,"evaluation_tags":[`...)
-	for i, t := range f.Tags {
-		sep := ","
-		if i == 0 {
-			sep = ""
-		}
-		b = appendString(b, sep, t)
-	}
-	return append(b, "]}"...)
-}
-
-// appendCohort serializes one cohort as flags.json carries it.
-func appendCohort(b []byte, c *CohortRow) []byte {
-	b = strconv.AppendInt(append(b, `{"id":`...), c.ID, 10)
-	b = append(b, `,"name":`...)
-	if c.Name == nil {
-		b = append(b, "null"...)
-	} else {
-		b = appendString(b, "", *c.Name)
-	}
-	b = appendString(b, `,"description":`, c.Description)
-	b = strconv.AppendInt(append(b, `,"team_id":`...), c.TeamID, 10)
-	b = append(b, `,"deleted":false,"filters":`...)
-	b = appendRaw(b, c.Filters)
-	b = appendRaw(append(b, `,"query":`...), c.Query)
-	b = appendOptInt(append(b, `,"version":`...), c.Version)
-	b = appendOptInt(append(b, `,"pending_version":`...), c.PendingVersion)
-	b = appendOptInt(append(b, `,"count":`...), c.Count)
-	b = strconv.AppendBool(append(b, `,"is_calculating":`...), c.IsCalculating)
-	b = strconv.AppendBool(append(b, `,"is_static":`...), c.IsStatic)
-	b = strconv.AppendInt(append(b, `,"errors_calculating":`...), c.ErrorsCalculating, 10)
-	groups := c.Groups
-	if len(groups) == 0 {
-		groups = []byte("[]")
-	}
-	b = appendRaw(append(b, `,"groups":`...), groups)
-	b = appendOptInt(append(b, `,"created_by_id":`...), c.CreatedByID)
-	b = append(b, `,"cohort_type":`...)
-	if c.CohortType == nil {
-		b = append(b, "null"...)
-	} else {
-		b = appendString(b, "", *c.CohortType)
-	}
-	return append(b, '}')
-}
-
-func appendRaw(b, raw []byte) []byte {
-	if raw == nil {
-		return append(b, "null"...)
-	}
-	return append(b, raw...)
-}
-
-func appendOptInt(b []byte, v *int64) []byte {
-	if v == nil {
-		return append(b, "null"...)
-	}
-	return strconv.AppendInt(b, *v, 10)
-}
-
-const hexDigits = "0123456789abcdef"
-
-// appendString appends prefix and s as a JSON string.
-func appendString(b []byte, prefix, s string) []byte {
-	b = append(b, prefix...)
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c >= 0x20 && c != '"' && c != '\\' {
-			continue
-		}
-		b = append(b, s[start:i]...)
-		switch c {
-		case '"', '\\':
-			b = append(b, '\\', c)
-		case '\n':
-			b = append(b, '\\', 'n')
-		case '\r':
-			b = append(b, '\\', 'r')
-		case '\t':
-			b = append(b, '\\', 't')
-		default:
-			b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-		}
-		start = i + 1
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
+// Writers implements Sink.
+func (s *CountSink) Writers(int) (io.Writer, io.Writer, error) {
+	s.FlagsBytes, s.DefinitionsBytes = 0, 0
+	return countTo{&s.FlagsBytes}, countTo{&s.DefinitionsBytes}, nil
 }

@@ -17,6 +17,7 @@ type metrics struct {
 	inUse       prometheus.Gauge
 	quarantined prometheus.Gauge
 	requests    *prometheus.CounterVec
+	skipped     *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -40,6 +41,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Teams in quarantine."}),
 		requests: f.NewCounterVec(prometheus.CounterOpts{Name: "flagwarden_rebuild_requests_total",
 			Help: "Rebuild requests by intake source and outcome (inserted, joined, unknown_team, error)."}, []string{"source", "outcome"}),
+		skipped: f.NewCounterVec(prometheus.CounterOpts{Name: "flagwarden_rebuild_skipped_flags_total",
+			Help: "Flags left out of published payloads because PostHog's Rust reader would refuse the team's payload with them, by reason."}, []string{"reason"}),
+	}
+	for _, r := range SkipReasons() {
+		m.skipped.WithLabelValues(r)
 	}
 	for _, l := range []Lane{LaneSmall, LaneLarge, LaneQuarantine} {
 		m.running.WithLabelValues(string(l))

@@ -14,30 +14,39 @@ import (
 // cohort loaded into memory, turned into maps, then marshalled whole. It exists only as
 // the benchmark's baseline; its memory grows with the team.
 func NaiveBuild(ctx context.Context, src FlagSource, teamID int64) (flagsJSON, defsJSON []byte, err error) {
-	team, err := src.Team(ctx, teamID)
+	rd, err := src.Open(ctx, teamID, ReadOptions{})
 	if err != nil {
 		return nil, nil, err
 	}
+	defer rd.Close()
 	var flags []map[string]any
 	cohortIDs := map[int64]struct{}{}
 	after := ""
 	for {
-		n, err := src.Flags(ctx, teamID, after, 10_000, func(f *FlagRow) error {
+		n, err := rd.Flags(ctx, after, 10_000, func(f *FlagRow) error {
 			after = f.Key
-			var filters any
+			var filters map[string]any
 			if err := json.Unmarshal(f.Filters, &filters); err != nil {
 				return nil
 			}
-			var scan filterScan
-			scan.inspect(f.Filters)
-			for _, c := range scan.cohorts {
-				cohortIDs[c] = struct{}{}
+			groups, _ := filters["groups"].([]any)
+			for _, g := range groups {
+				gm, _ := g.(map[string]any)
+				props, _ := gm["properties"].([]any)
+				for _, p := range props {
+					pm, _ := p.(map[string]any)
+					if pm["type"] == "cohort" {
+						if v, ok := pm["value"].(float64); ok {
+							cohortIDs[int64(v)] = struct{}{}
+						}
+					}
+				}
 			}
 			flags = append(flags, map[string]any{
 				"id": f.ID, "team_id": f.TeamID, "name": f.Name, "key": f.Key, "filters": filters,
 				"deleted": false, "active": f.Active, "ensure_experience_continuity": f.EnsureExperienceContinuity,
-				"has_encrypted_payloads": f.HasEncryptedPayloads, "version": f.Version,
-				"evaluation_runtime": f.EvaluationRuntime, "evaluation_tags": append([]string{}, f.Tags...),
+				"version": f.Version, "evaluation_runtime": f.EvaluationRuntime, "bucketing_identifier": f.BucketingIdentifier,
+				"evaluation_contexts": append([]string{}, f.Tags...), "has_experiment": f.HasExperiment,
 			})
 			return nil
 		})
@@ -54,18 +63,16 @@ func NaiveBuild(ctx context.Context, src FlagSource, teamID int64) (flagsJSON, d
 	}
 	var cohortList []map[string]any
 	cohortProps := map[string]any{}
-	if err := src.Cohorts(ctx, teamID, ids, func(c *CohortRow) error {
-		var filters any
+	if err := rd.Cohorts(ctx, ids, false, func(c *CohortRow) error {
+		var filters map[string]any
 		_ = json.Unmarshal(c.Filters, &filters)
 		cohortList = append(cohortList, map[string]any{"id": c.ID, "name": c.Name, "filters": filters, "team_id": c.TeamID})
-		if m, ok := filters.(map[string]any); ok {
-			cohortProps[strconv.FormatInt(c.ID, 10)] = m["properties"]
-		}
+		cohortProps[strconv.FormatInt(c.ID, 10)] = filters["properties"]
 		return nil
 	}); err != nil {
 		return nil, nil, err
 	}
-	groups, err := src.GroupTypes(ctx, team.ProjectID)
+	groups, err := rd.GroupTypes(ctx)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -34,9 +33,19 @@ var (
 
 // Team reads the team and the watermark of its flag data.
 func (s *PGSource) Team(ctx context.Context, teamID int64) (TeamInfo, error) {
-	ti := TeamInfo{ID: teamID}
+	return readTeam(ctx, s.pool, teamID)
+}
+
+// querier is a pool or a transaction.
+type querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+func readTeam(ctx context.Context, q querier, teamID int64) (TeamInfo, error) {
+	ti := TeamInfo{ID: teamID, PropertyMatchingVersion: 1}
 	var wm *time.Time
-	err := s.pool.QueryRow(ctx, `SELECT t.project_id, GREATEST(
+	err := q.QueryRow(ctx, `SELECT t.project_id, GREATEST(
 			(SELECT max(GREATEST(f.updated_at, f.created_at)) FROM posthog_featureflag f WHERE f.team_id = t.id),
 			(SELECT max(GREATEST(c.created_at, c.last_calculation)) FROM posthog_cohort c WHERE c.team_id = t.id))
 		FROM posthog_team t WHERE t.id = $1`, teamID).Scan(&ti.ProjectID, &wm)
@@ -49,157 +58,23 @@ func (s *PGSource) Team(ctx context.Context, teamID int64) (TeamInfo, error) {
 	if wm != nil {
 		ti.Watermark = wm.UTC()
 	}
+	var hasConfig bool
+	if err := q.QueryRow(ctx, `SELECT to_regclass('feature_flags_teamfeatureflagsconfig') IS NOT NULL`).Scan(&hasConfig); err != nil {
+		return ti, fmt.Errorf("read team %d settings: %w", teamID, err)
+	}
+	if hasConfig {
+		var pmv int16
+		err := q.QueryRow(ctx, `SELECT minimal_flag_called_events, property_matching_version
+			FROM feature_flags_teamfeatureflagsconfig WHERE team_id = $1`, teamID).Scan(&ti.MinimalFlagCalledEvents, &pmv)
+		switch {
+		case errors.Is(err, pgx.ErrNoRows):
+		case err != nil:
+			return ti, fmt.Errorf("read team %d settings: %w", teamID, err)
+		default:
+			ti.PropertyMatchingVersion = int64(pmv)
+		}
+	}
 	return ti, nil
-}
-
-// Flags streams one keyset page of the team's non-deleted flags. Rows are handed to
-// fn as they arrive from the server, so a page never sits in memory whole; only the
-// page's evaluation tags (flag id and tag name) are read ahead.
-func (s *PGSource) Flags(ctx context.Context, teamID int64, afterKey string, limit int, fn func(*FlagRow) error) (int, error) {
-	tags, err := s.pageTags(ctx, teamID, afterKey, limit)
-	if err != nil {
-		return 0, err
-	}
-	// QueryExecModeExec plans every page with its actual keys: a cached generic plan for
-	// "team_id = $1 AND key > $2" can turn each page into a scan of the whole team.
-	rows, err := s.pool.Query(ctx, `SELECT f.id, f.key, f.name, f.filters, f.active,
-			COALESCE(f.ensure_experience_continuity, false), COALESCE(f.has_encrypted_payloads, false),
-			COALESCE(f.is_remote_configuration, false), f.version, COALESCE(f.evaluation_runtime, 'all')
-		FROM posthog_featureflag f
-		WHERE f.team_id = $1 AND NOT f.deleted AND f.key > $2
-		ORDER BY f.key LIMIT $3`, pgx.QueryExecModeExec, teamID, afterKey, limit)
-	if err != nil {
-		return 0, fmt.Errorf("read flags of team %d after %q: %w", teamID, afterKey, err)
-	}
-	defer rows.Close()
-	var (
-		n       int
-		r       = FlagRow{TeamID: teamID}
-		version *int32
-		id      int32
-	)
-	for rows.Next() {
-		r.Filters = r.Filters[:0]
-		if err := rows.Scan(&id, &r.Key, &r.Name, &r.Filters, &r.Active, &r.EnsureExperienceContinuity,
-			&r.HasEncryptedPayloads, &r.IsRemoteConfiguration, &version, &r.EvaluationRuntime); err != nil {
-			return n, fmt.Errorf("read flags of team %d: %w", teamID, err)
-		}
-		r.ID = int64(id)
-		r.Tags = tags[r.ID]
-		r.Version = nil
-		if version != nil {
-			v := int64(*version)
-			r.Version = &v
-		}
-		n++
-		if err := fn(&r); err != nil {
-			return n, err
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return n, fmt.Errorf("read flags of team %d: %w", teamID, err)
-	}
-	return n, nil
-}
-
-// pageTags reads the evaluation tags of the flags on one keyset page with one query,
-// sorted per flag. A per-flag subquery in the flag query cost a plan node per row (and
-// let the planner drive the join from the tag table); here the page's ids probe the
-// tag index once. Flags without tags are absent from the map. A flag edited between
-// this query and the flag query gets the tags of a moment earlier; the edit itself
-// triggers the next build.
-func (s *PGSource) pageTags(ctx context.Context, teamID int64, afterKey string, limit int) (map[int64][]string, error) {
-	rows, err := s.pool.Query(ctx, `SELECT et.feature_flag_id, t.name
-		FROM posthog_featureflagevaluationtag et JOIN posthog_tag t ON t.id = et.tag_id
-		WHERE et.feature_flag_id = ANY(ARRAY(SELECT f.id FROM posthog_featureflag f
-			WHERE f.team_id = $1 AND NOT f.deleted AND f.key > $2 ORDER BY f.key LIMIT $3))`,
-		pgx.QueryExecModeExec, teamID, afterKey, limit)
-	if err != nil {
-		return nil, fmt.Errorf("read evaluation tags of team %d after %q: %w", teamID, afterKey, err)
-	}
-	defer rows.Close()
-	var (
-		tags map[int64][]string
-		id   int32
-		name string
-	)
-	for rows.Next() {
-		if err := rows.Scan(&id, &name); err != nil {
-			return nil, fmt.Errorf("read evaluation tags of team %d: %w", teamID, err)
-		}
-		if tags == nil {
-			tags = map[int64][]string{}
-		}
-		tags[int64(id)] = append(tags[int64(id)], name)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read evaluation tags of team %d: %w", teamID, err)
-	}
-	for _, t := range tags {
-		slices.Sort(t)
-	}
-	return tags, nil
-}
-
-// Cohorts streams the requested cohorts of the team.
-func (s *PGSource) Cohorts(ctx context.Context, teamID int64, ids []int64, fn func(*CohortRow) error) error {
-	rows, err := s.pool.Query(ctx, `SELECT id, name, description, deleted, is_static, filters, query, groups,
-			version, pending_version, count, is_calculating, errors_calculating, created_by_id, cohort_type
-		FROM posthog_cohort WHERE team_id = $1 AND id = ANY($2) ORDER BY id`, teamID, ids)
-	if err != nil {
-		return fmt.Errorf("read cohorts of team %d: %w", teamID, err)
-	}
-	defer rows.Close()
-	var (
-		c                       = CohortRow{TeamID: teamID}
-		version, pending, count *int32
-		createdBy               *int32
-		errorsCalculating       int32
-	)
-	for rows.Next() {
-		c.Filters, c.Query, c.Groups = c.Filters[:0], c.Query[:0], c.Groups[:0]
-		if err := rows.Scan(&c.ID, &c.Name, &c.Description, &c.Deleted, &c.IsStatic, &c.Filters, &c.Query, &c.Groups,
-			&version, &pending, &count, &c.IsCalculating, &errorsCalculating, &createdBy, &c.CohortType); err != nil {
-			return fmt.Errorf("read cohorts of team %d: %w", teamID, err)
-		}
-		c.Version, c.PendingVersion, c.Count, c.CreatedByID = widen(version), widen(pending), widen(count), widen(createdBy)
-		c.ErrorsCalculating = int64(errorsCalculating)
-		if err := fn(&c); err != nil {
-			return err
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("read cohorts of team %d: %w", teamID, err)
-	}
-	return nil
-}
-
-func widen(v *int32) *int64 {
-	if v == nil {
-		return nil
-	}
-	w := int64(*v)
-	return &w
-}
-
-// GroupTypes reads the project's group type mappings.
-func (s *PGSource) GroupTypes(ctx context.Context, projectID int64) ([]GroupType, error) {
-	rows, err := s.pool.Query(ctx, `SELECT group_type_index, group_type FROM posthog_grouptypemapping
-		WHERE project_id = $1 ORDER BY group_type_index`, projectID)
-	if err != nil {
-		return nil, fmt.Errorf("read group types of project %d: %w", projectID, err)
-	}
-	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (GroupType, error) {
-		var g GroupType
-		var idx int32
-		err := r.Scan(&idx, &g.Type)
-		g.Index = int(idx)
-		return g, err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("read group types of project %d: %w", projectID, err)
-	}
-	return out, nil
 }
 
 // TeamSize answers from the collector's snapshot when it has the team, else with one

@@ -2,6 +2,7 @@ package rebuild
 
 import (
 	"context"
+	"io"
 	rtmetrics "runtime/metrics"
 	"sync"
 	"sync/atomic"
@@ -37,14 +38,13 @@ func (r *Rebuilder) Rebuild(ctx context.Context, team int64) (res BuildResult, e
 		res.PeakHeapBytes = peak.stop()
 		res.FinishedAt = r.now()
 	}()
-	flags := r.pub.Begin(ctx, team, cachekeys.KindFlags)
-	defs := r.pub.Begin(ctx, team, cachekeys.KindDefinitions)
-	st, err := r.builder.Build(ctx, r.src, team, flags, defs)
+	sink := &streamSink{ctx: ctx, pub: r.pub, team: team}
+	st, err := r.builder.Build(ctx, r.src, team, sink)
 	res.Flags, res.Cohorts, res.SkippedFlags = st.Flags, st.Cohorts, st.Skipped
-	res.Problems = st.Problems
+	res.Problems, res.Skipped, res.SkippedByReason = st.Problems, st.SkippedFlags, st.SkippedByReason
+	flags, defs := sink.flags, sink.defs
 	if err != nil {
-		flags.Abort()
-		defs.Abort()
+		sink.abort()
 		res.Error = err.Error()
 		return res, err
 	}
@@ -66,6 +66,29 @@ func (r *Rebuilder) Rebuild(ctx context.Context, team int64) (res BuildResult, e
 	res.FlagsStoredBytes, res.DefinitionsStoredBytes = pf.Meta.StoredBytes, pd.Meta.StoredBytes
 	res.FlagsETag, res.DefinitionsETag = pf.Meta.ETag, pd.Meta.ETag
 	return res, nil
+}
+
+// streamSink opens the publisher's streams for each build attempt; a restart aborts
+// the previous attempt's streams, so nothing of it is ever live.
+type streamSink struct {
+	ctx         context.Context
+	pub         *Publisher
+	team        int64
+	flags, defs *Stream
+}
+
+func (s *streamSink) Writers(int) (io.Writer, io.Writer, error) {
+	s.abort()
+	s.flags = s.pub.Begin(s.ctx, s.team, cachekeys.KindFlags)
+	s.defs = s.pub.Begin(s.ctx, s.team, cachekeys.KindDefinitions)
+	return s.flags, s.defs, nil
+}
+
+func (s *streamSink) abort() {
+	if s.flags != nil {
+		s.flags.Abort()
+		s.defs.Abort()
+	}
 }
 
 // heapSampler records the largest live-heap reading while a build runs. The reading is

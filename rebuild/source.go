@@ -15,10 +15,14 @@ type TeamInfo struct {
 	// created_at, cohort created_at or last_calculation); it is stored with the cache so
 	// that the sweep can find caches older than their data.
 	Watermark time.Time
+	// MinimalFlagCalledEvents and PropertyMatchingVersion are the team's
+	// TeamFeatureFlagsConfig, false and 1 (legacy) without one.
+	MinimalFlagCalledEvents bool
+	PropertyMatchingVersion int64
 }
 
-// FlagRow is one non-deleted flag as a build reads it. Filters is the raw JSON text
-// (nil for SQL NULL); it is validated, not decoded.
+// FlagRow is one non-deleted flag as a build reads it. JSON columns are raw text, nil
+// for SQL NULL; nullable columns are pointers.
 type FlagRow struct {
 	ID                         int64
 	TeamID                     int64
@@ -26,34 +30,61 @@ type FlagRow struct {
 	Name                       string
 	Filters                    []byte
 	Active                     bool
-	EnsureExperienceContinuity bool
-	HasEncryptedPayloads       bool
-	IsRemoteConfiguration      bool
-	// Version is nil for SQL NULL.
-	Version           *int64
-	EvaluationRuntime string
-	// Tags are the flag's evaluation tag names, sorted.
+	EnsureExperienceContinuity *bool
+	HasEncryptedPayloads       *bool
+	IsRemoteConfiguration      *bool
+	Version                    *int64
+	EvaluationRuntime          *string
+	BucketingIdentifier        *string
+	// RolloutPercentage is the legacy column that get_filters() up-converts.
+	RolloutPercentage *int64
+	// HasExperiment: a non-deleted experiment uses the flag.
+	HasExperiment bool
+	// Tags are the flag's evaluation tag names, distinct, in the database's sort order.
 	Tags []string
+}
+
+// RefRow is a flag whose release conditions hold flag or cohort properties, as the
+// first pass reads it: Refs is a JSON array of those property objects in document
+// order (filters.groups[*].properties[*]), computed by the source, not read whole.
+type RefRow struct {
+	ID        int64
+	Key       string
+	Active    bool
+	Encrypted bool
+	Remote    bool
+	Refs      []byte
+}
+
+// FlagHead is a flag named by a dependency, without its filters.
+type FlagHead struct {
+	ID        int64
+	Key       string
+	Active    bool
+	Encrypted bool
+	Remote    bool
 }
 
 // CohortRow is one cohort as a build reads it. JSON columns are raw text, nil for NULL.
 type CohortRow struct {
-	ID                int64
-	TeamID            int64
-	Name              *string
-	Description       string
-	Deleted           bool
-	IsStatic          bool
-	Filters           []byte
-	Query             []byte
-	Groups            []byte
-	Version           *int64
-	PendingVersion    *int64
-	Count             *int64
-	IsCalculating     bool
-	ErrorsCalculating int64
-	CreatedByID       *int64
-	CohortType        *string
+	ID                             int64
+	TeamID                         int64
+	Name                           *string
+	Description                    string
+	Deleted                        bool
+	IsStatic                       bool
+	Filters                        []byte
+	Query                          []byte
+	Groups                         []byte
+	Version                        *int64
+	PendingVersion                 *int64
+	Count                          *int64
+	IsCalculating                  bool
+	ErrorsCalculating              int64
+	CreatedByID                    *int64
+	CohortType                     *string
+	LastBackfillPersonPropertiesAt *time.Time
+	LastBackfillEventsAt           *time.Time
 }
 
 // GroupType is one group type mapping of a project.
@@ -62,20 +93,57 @@ type GroupType struct {
 	Type  string
 }
 
+// IDFilter selects the flags an id stream returns: always the team's non-deleted
+// flags, then these.
+type IDFilter struct {
+	ActiveOnly       bool
+	ExcludeEncrypted bool
+}
+
+// ReadOptions shape what a TeamReader computes on the source's side.
+type ReadOptions struct {
+	// UpConvertLegacy reads references from filters without "groups" as get_filters()
+	// up-converts them (one group with the row's properties).
+	UpConvertLegacy bool
+}
+
 // FlagSource is where a build reads a team's data. The Postgres implementation reads
-// PostHog's tables; the embedded demo supplies a simulated one. Implementations must
-// stream: fn is called per row as rows arrive and must not be retained.
+// PostHog's tables; the embedded demo supplies a simulated one.
 type FlagSource interface {
 	// Team returns the team, or an error wrapping ErrUnknownTeam.
 	Team(ctx context.Context, teamID int64) (TeamInfo, error)
-	// Flags calls fn for up to limit non-deleted flags of the team whose key sorts after
-	// afterKey, in key order, and returns how many it passed (fewer than limit: done).
-	Flags(ctx context.Context, teamID int64, afterKey string, limit int, fn func(*FlagRow) error) (int, error)
-	// Cohorts calls fn for each of the team's cohorts among ids (any order; missing ids
-	// are skipped).
-	Cohorts(ctx context.Context, teamID int64, ids []int64, fn func(*CohortRow) error) error
+	// Open starts one build's reads of a team: every read through the TeamReader sees
+	// the same state of the data. The caller must Close it.
+	Open(ctx context.Context, teamID int64, opts ReadOptions) (TeamReader, error)
+}
+
+// TeamReader reads one team for one build. Implementations must stream: fn is called
+// per row as rows arrive and must not retain the row.
+type TeamReader interface {
+	// Team is the team as of the reader's snapshot.
+	Team() TeamInfo
 	// GroupTypes returns the project's group type mappings.
-	GroupTypes(ctx context.Context, projectID int64) ([]GroupType, error)
+	GroupTypes(ctx context.Context) ([]GroupType, error)
+	// SurveyFlagIDs returns the flags surveys of the team own (targeting, internal
+	// targeting, response sampling).
+	SurveyFlagIDs(ctx context.Context) ([]int64, error)
+	// References calls fn for each non-deleted flag whose release conditions hold flag
+	// or cohort properties, in any order. It is a cheap prediction that the build
+	// checks against every flag it reads; it must not read filters to the client.
+	References(ctx context.Context, fn func(*RefRow) error) error
+	// FlagHeads calls fn for the team's non-deleted flags among ids or keys.
+	FlagHeads(ctx context.Context, ids []int64, keys []string, fn func(*FlagHead) error) error
+	// FlagIDs calls fn with the ids of the non-deleted flags f selects, in numeric order,
+	// or ordered as decimal strings when byText.
+	FlagIDs(ctx context.Context, f IDFilter, byText bool, fn func(int64) error) error
+	// Flags calls fn for up to limit non-deleted flags whose key sorts after afterKey,
+	// in key order, and returns how many it passed (fewer than limit: done).
+	Flags(ctx context.Context, afterKey string, limit int, fn func(*FlagRow) error) (int, error)
+	// Cohorts calls fn for the non-deleted cohorts among ids, by id, of the team or,
+	// with project, of any team of the team's project.
+	Cohorts(ctx context.Context, ids []int64, project bool, fn func(*CohortRow) error) error
+	// Close ends the reads.
+	Close()
 }
 
 // SizeSource measures a team for admission. The Postgres implementation prefers the

@@ -153,4 +153,9 @@ func (e *Engine) observe(res BuildResult) {
 	e.metrics.builds.WithLabelValues(string(res.Lane), result).Inc()
 	e.metrics.duration.WithLabelValues(string(res.Lane)).Observe(res.FinishedAt.Sub(res.StartedAt).Seconds())
 	e.metrics.peakHeap.Set(float64(res.PeakHeapBytes))
+	if res.OK {
+		for reason, n := range res.SkippedByReason {
+			e.metrics.skipped.WithLabelValues(reason).Add(float64(n))
+		}
+	}
 }

@@ -25,7 +25,8 @@ func (a *App) wireRebuild(ctx context.Context) error {
 	pub := NewPublisher(a.cfg, a.cache, Mirror(a.s3), a.now) // the clock the cache-freshness collector judges by
 	e, err := a.newRebuildEngine(ctx, rebuild.Options{       // Postgres, or SQLite when embedded
 		Source: src, Sizes: src, Publisher: pub,
-		Builder:      rebuild.BuilderOptions{PageSize: r.PageSize, FailOnMalformed: r.OnMalformed == "fail"},
+		Builder: rebuild.BuilderOptions{PageSize: r.PageSize, FailOnMalformed: r.OnMalformed == "fail",
+			Contract: rebuild.Contract(a.cfg.Cache.PostHogContract)},
 		SmallWorkers: r.Workers.Small, LargeWorkers: r.Workers.Large, QuarantineWorkers: r.Workers.Quarantine,
 		LargeTeamBytes: int64(r.LargeTeamBytes), HardLimitBytes: int64(r.HardLimitBytes),
 		QuarantineAfterFailures: r.QuarantineAfterFailures, QuarantineHold: r.QuarantineMode == "hold",

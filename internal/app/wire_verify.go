@@ -48,12 +48,13 @@ func Mirror(t *s3tier.Tier) rebuild.Mirror {
 // teams whose data changed within grace are not judged.
 func NewVerifier(cfg config.Config, src rebuild.FlagSource, rdb redis.UniversalClient, tier *s3tier.Tier, grace time.Duration) (*verify.Verifier, error) {
 	opts := verify.Options{
-		Source:  src,
-		Builder: rebuild.BuilderOptions{PageSize: cfg.Rebuild.PageSize, FailOnMalformed: cfg.Rebuild.OnMalformed == "fail"},
-		Redis:   rdb,
-		Layout:  cachekeys.Layout{Prefix: cfg.Cache.KeyPrefix, PostHog: cfg.Cache.Layout == "posthog"},
-		TTL:     cfg.Cache.TTL,
-		Grace:   grace,
+		Source: src,
+		Builder: rebuild.BuilderOptions{PageSize: cfg.Rebuild.PageSize, FailOnMalformed: cfg.Rebuild.OnMalformed == "fail",
+			Contract: rebuild.Contract(cfg.Cache.PostHogContract)},
+		Redis:  rdb,
+		Layout: cachekeys.Layout{Prefix: cfg.Cache.KeyPrefix, PostHog: cfg.Cache.Layout == "posthog"},
+		TTL:    cfg.Cache.TTL,
+		Grace:  grace,
 	}
 	if tier != nil {
 		opts.S3 = tier

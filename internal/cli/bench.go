@@ -141,14 +141,14 @@ func benchRebuild(ctx context.Context, env Env, args []string) int {
 				}
 			}
 			if posthog {
-				fl, df := newStoredDiscard(*compress), newStoredDiscard(*compress)
-				_, err := rebuild.NewBuilder(rebuild.BuilderOptions{}).Build(ctx, src, team, fl, df)
-				err = errors.Join(err, fl.Close(), df.Close())
-				return fl.n + df.n, fl.stored() + df.stored(), err
+				sink := &storedSink{compress: *compress}
+				_, err := rebuild.NewBuilder(rebuild.BuilderOptions{}).Build(ctx, src, team, sink)
+				err = errors.Join(err, sink.close())
+				return sink.bytes(), sink.stored(), err
 			}
-			var fl, df countWriter
-			_, err := rebuild.NewBuilder(rebuild.BuilderOptions{}).Build(ctx, src, team, &fl, &df)
-			return fl.n + df.n, fl.n + df.n, err
+			var sink rebuild.CountSink
+			_, err := rebuild.NewBuilder(rebuild.BuilderOptions{}).Build(ctx, src, team, &sink)
+			return sink.FlagsBytes + sink.DefinitionsBytes, sink.FlagsBytes + sink.DefinitionsBytes, err
 		}))
 		if pub != nil {
 			rows = append(rows, measure("publish", n, func() (int64, int64, error) {
@@ -421,6 +421,43 @@ func newStoredDiscard(compress bool) *storedDiscard {
 func (d *storedDiscard) Write(p []byte) (int, error) { d.n += int64(len(p)); return d.wb.Write(p) }
 func (d *storedDiscard) Close() error                { return d.wb.Close() }
 func (d *storedDiscard) stored() int64               { return d.enc.Stored() }
+
+// storedSink hands the builder a fresh pair of storedDiscards per attempt, aborting
+// the previous attempt's.
+type storedSink struct {
+	compress bool
+	fl, df   *storedDiscard
+}
+
+func (s *storedSink) Writers(int) (io.Writer, io.Writer, error) {
+	if s.fl != nil {
+		s.fl.wb.Abort()
+		s.df.wb.Abort()
+	}
+	s.fl, s.df = newStoredDiscard(s.compress), newStoredDiscard(s.compress)
+	return s.fl, s.df, nil
+}
+
+func (s *storedSink) close() error {
+	if s.fl == nil {
+		return nil
+	}
+	return errors.Join(s.fl.Close(), s.df.Close())
+}
+
+func (s *storedSink) bytes() int64 {
+	if s.fl == nil {
+		return 0
+	}
+	return s.fl.n + s.df.n
+}
+
+func (s *storedSink) stored() int64 {
+	if s.fl == nil {
+		return 0
+	}
+	return s.fl.stored() + s.df.stored()
+}
 
 // discardSink counts nothing itself (the encoder does) and accepts header patches.
 type discardSink struct{}

@@ -106,13 +106,14 @@ func runRebuild(ctx context.Context, env Env, args []string) int {
 			fmt.Fprintf(env.Stdout, "\r team %d (%d/%d): %d rows, %s, %.0f rows/s, %.1fs   ", id, i+1, len(teams),
 				p.Rows, units.Bytes(p.Bytes), float64(p.Rows)/max(el, 1e-9), el)
 		}
-		b := rebuild.NewBuilder(rebuild.BuilderOptions{PageSize: cfg.Rebuild.PageSize, FailOnMalformed: cfg.Rebuild.OnMalformed == "fail", Progress: progress})
+		b := rebuild.NewBuilder(rebuild.BuilderOptions{PageSize: cfg.Rebuild.PageSize, FailOnMalformed: cfg.Rebuild.OnMalformed == "fail",
+			Progress: progress, Contract: rebuild.Contract(cfg.Cache.PostHogContract)})
 		var res rebuild.BuildResult
 		if *dry {
-			var fl, df countWriter
-			st, err := b.Build(ctx, src, id, &fl, &df)
+			var sink rebuild.CountSink
+			st, err := b.Build(ctx, src, id, &sink)
 			res = rebuild.BuildResult{TeamID: id, OK: err == nil, Flags: st.Flags, Cohorts: st.Cohorts, SkippedFlags: st.Skipped,
-				FlagsBytes: fl.n, DefinitionsBytes: df.n, Problems: st.Problems}
+				FlagsBytes: sink.FlagsBytes, DefinitionsBytes: sink.DefinitionsBytes, Problems: st.Problems, Skipped: st.SkippedFlags}
 			if err != nil {
 				res.Error = err.Error()
 			}
@@ -145,6 +146,9 @@ func runRebuild(ctx context.Context, env Env, args []string) int {
 		fmt.Fprintf(env.Stdout, "team %d: %s: %d flags, %d cohorts, %d skipped; flags.json %s, flags_with_cohorts.json %s; etag %s; peak heap %s; %s\n",
 			id, state, res.Flags, res.Cohorts, res.SkippedFlags, units.Bytes(res.FlagsBytes), units.Bytes(res.DefinitionsBytes), etag,
 			units.Bytes(res.PeakHeapBytes), time.Since(t0).Round(time.Millisecond))
+		for _, s := range res.Skipped {
+			fmt.Fprintf(env.Stdout, "  skipped flag %d (%s): %s: %s\n", s.ID, s.Key, s.Reason, s.Detail)
+		}
 		for _, p := range res.Problems {
 			fmt.Fprintf(env.Stdout, "  problem: %s\n", p)
 		}

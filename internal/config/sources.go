@@ -119,10 +119,18 @@ type Cache struct {
 	Compress bool `yaml:"compress"`
 	// S3 is PostHog's second cache tier, written with the PostHog layout.
 	S3 S3 `yaml:"s3"`
+	// PostHogContract is the version of PostHog's cache contract the payloads follow:
+	// which flags each holds, the fields of a flag, the top-level shape. One of
+	// PostHogContracts; default the newest.
+	PostHogContract string `yaml:"posthog_contract"`
 }
 
+// PostHogContracts are the contract versions the rebuild engine writes, oldest first
+// (rebuild.Contracts; a test keeps the two lists equal).
+var PostHogContracts = []string{"2026-02", "2026-09"}
+
 func defaultCache() Cache {
-	return Cache{Layout: "flagwarden", TTL: 30 * 24 * time.Hour, Compress: true, S3: defaultS3()}
+	return Cache{Layout: "flagwarden", TTL: 30 * 24 * time.Hour, Compress: true, S3: defaultS3(), PostHogContract: PostHogContracts[len(PostHogContracts)-1]}
 }
 
 func (c Cache) validate(p *problems) {
@@ -131,6 +139,7 @@ func (c Cache) validate(p *problems) {
 	p.oneOf("cache.layout", c.Layout, "flagwarden", "posthog")
 	p.positive("cache.ttl", c.TTL)
 	c.S3.validate(p, c.Layout)
+	p.oneOf("cache.posthog_contract", c.PostHogContract, PostHogContracts...)
 }
 
 // Kubernetes locates the worker pods.

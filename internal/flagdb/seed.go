@@ -9,6 +9,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -41,6 +42,12 @@ type SeedOptions struct {
 	// instead of an object, a flag with NULL filters, and a pair of cohorts that
 	// reference each other (a cycle) referenced from a flag.
 	BadData bool
+	// HostileData adds, one kind per team, rows PostHog's own writer turns into a
+	// payload its Rust reader refuses for the whole team: a property without a type, an
+	// unknown operator, a group type index beyond 32 bits, filters nested deeper than
+	// the reader allows, a number beyond a 64-bit float, plus two flags that depend on
+	// each other and a referenced cohort of an unknown cohort_type.
+	HostileData bool
 	// Progress, if set, is called after each table is loaded.
 	Progress func(table string, rows int64)
 }
@@ -88,7 +95,11 @@ type SeedResult struct {
 	Cohorts     int64
 	// BadTeams are the teams that received bad rows, with what they received.
 	BadTeams map[int64]string
-	Elapsed  time.Duration
+	// HostileTeams are the teams that received hostile rows, with their kind.
+	HostileTeams map[int64]string
+	// EmptyTeamID is an ordinary team without flags (0 when Teams is 0).
+	EmptyTeamID int64
+	Elapsed     time.Duration
 }
 
 // Bad-row kinds, as SeedResult.BadTeams reports them.
@@ -98,12 +109,30 @@ const (
 	BadCohortCycle      = "cohort cycle"
 )
 
+// Hostile-row kinds, as SeedResult.HostileTeams reports them. Each is flag index 1 of
+// its team (the cohort kind: the team's first cohort, which flag 1 references).
+const (
+	HostileMissingType     = "property without type"
+	HostileUnknownOperator = "unknown operator"
+	HostileOutOfRange      = "group type index beyond i32"
+	HostileDeepNesting     = "filters nested too deep"
+	HostileHugeNumber      = "number beyond float64"
+	HostileFlagCycle       = "flags depending on each other"
+	HostileCohortType      = "unknown cohort type"
+)
+
+// HostileKinds lists the hostile kinds in the order teams receive them.
+func HostileKinds() []string {
+	return []string{HostileMissingType, HostileUnknownOperator, HostileOutOfRange, HostileDeepNesting,
+		HostileHugeNumber, HostileFlagCycle, HostileCohortType}
+}
+
 // teamPlan is what one team gets; drawn once so that every table's pass agrees.
 type teamPlan struct {
 	id, firstFlag, firstCohort int64
 	flags, cohorts, groupTypes int32
 	tags                       int32
-	bad                        string
+	bad, hostile               string
 	name                       string
 }
 
@@ -131,11 +160,15 @@ func Seed(ctx context.Context, pool *pgxpool.Pool, opts SeedOptions) (SeedResult
 	}
 
 	plans := make([]teamPlan, 0, opts.Teams+1)
-	res := SeedResult{BadTeams: map[int64]string{}}
+	res := SeedResult{BadTeams: map[int64]string{}, HostileTeams: map[int64]string{}}
 	nextFlag, nextCohort := maxFlag+1, maxCohort+1
 	badKinds := []string{}
 	if opts.BadData {
 		badKinds = []string{BadNonObjectFilters, BadNullFilters, BadCohortCycle}
+	}
+	var hostileKinds []string
+	if opts.HostileData {
+		hostileKinds = HostileKinds()
 	}
 	for i := 0; i < opts.Teams+boolInt(opts.GiantFlags > 0); i++ {
 		id := maxTeam + 1 + int64(i)
@@ -145,7 +178,7 @@ func Seed(ctx context.Context, pool *pgxpool.Pool, opts SeedOptions) (SeedResult
 			p.flags = int32(opts.GiantFlags)
 			p.name = opts.GiantName
 			res.GiantTeamID = id
-		} else if r.Float64() < opts.FlagTeamShare {
+		} else if i > 0 && r.Float64() < opts.FlagTeamShare { // the first team has no flags
 			// Pareto: xm / U^(1/alpha), capped.
 			n := float64(opts.MinFlags) / math.Pow(1-r.Float64(), 1/opts.Alpha)
 			p.flags = int32(min(n, float64(opts.MaxFlags)))
@@ -164,6 +197,13 @@ func Seed(ctx context.Context, pool *pgxpool.Pool, opts SeedOptions) (SeedResult
 				p.cohorts = 2
 			}
 			res.BadTeams[id] = p.bad
+		} else if len(hostileKinds) > 0 && p.flags >= 3 && i != opts.Teams {
+			p.hostile = hostileKinds[0]
+			hostileKinds = hostileKinds[1:]
+			res.HostileTeams[id] = p.hostile
+		}
+		if i == 0 && opts.Teams > 0 {
+			res.EmptyTeamID = id
 		}
 		p.firstFlag, p.firstCohort = nextFlag, nextCohort
 		nextFlag += int64(p.flags)
@@ -186,10 +226,16 @@ func Seed(ctx context.Context, pool *pgxpool.Pool, opts SeedOptions) (SeedResult
 			func() pgx.CopyFromSource { return teamRows(opts, plans) }},
 		{"posthog_grouptypemapping", []string{"team_id", "project_id", "group_type", "group_type_index", "name_singular", "name_plural", "created_at"},
 			func() pgx.CopyFromSource { return groupTypeRows(plans) }},
-		{"posthog_cohort", []string{"id", "team_id", "name", "description", "deleted", "filters", "groups", "is_static", "version", "count", "is_calculating", "errors_calculating", "cohort_type", "created_at"},
+		{"posthog_cohort", []string{"id", "team_id", "name", "description", "deleted", "filters", "groups", "is_static", "version", "count", "is_calculating", "errors_calculating", "cohort_type", "created_at", "last_backfill_person_properties_at"},
 			func() pgx.CopyFromSource { return cohortRows(opts, plans) }},
-		{"posthog_featureflag", []string{"id", "team_id", "key", "name", "filters", "created_at", "updated_at", "deleted", "active", "version", "ensure_experience_continuity", "is_remote_configuration", "has_encrypted_payloads", "evaluation_runtime"},
+		{"posthog_featureflag", []string{"id", "team_id", "key", "name", "filters", "created_at", "updated_at", "deleted", "active", "version", "ensure_experience_continuity", "is_remote_configuration", "has_encrypted_payloads", "evaluation_runtime", "rollout_percentage", "bucketing_identifier"},
 			func() pgx.CopyFromSource { return flagRows(opts, plans) }},
+		{"posthog_survey", []string{"id", "team_id", "name", "targeting_flag_id", "internal_targeting_flag_id", "internal_response_sampling_flag_id", "created_at"},
+			func() pgx.CopyFromSource { return surveyRows(plans) }},
+		{"posthog_experiment", []string{"team_id", "name", "feature_flag_id", "deleted", "created_at"},
+			func() pgx.CopyFromSource { return experimentRows(plans) }},
+		{"feature_flags_teamfeatureflagsconfig", []string{"team_id", "minimal_flag_called_events", "property_matching_version"},
+			func() pgx.CopyFromSource { return teamConfigRows(plans) }},
 		{"posthog_tag", []string{"id", "name", "team_id"},
 			func() pgx.CopyFromSource { return tagRows(opts, plans) }},
 		{"posthog_featureflagevaluationtag", []string{"feature_flag_id", "tag_id", "created_at"},
@@ -204,13 +250,14 @@ func Seed(ctx context.Context, pool *pgxpool.Pool, opts SeedOptions) (SeedResult
 			opts.Progress(s.table, n)
 		}
 	}
-	for _, t := range []string{"posthog_team", "posthog_featureflag", "posthog_cohort", "posthog_grouptypemapping", "posthog_featureflagevaluationtag"} {
+	for _, t := range []string{"posthog_team", "posthog_featureflag", "posthog_cohort", "posthog_grouptypemapping", "posthog_featureflagevaluationtag", "posthog_experiment"} {
 		q := fmt.Sprintf(`SELECT setval(pg_get_serial_sequence('%s','id'), GREATEST((SELECT COALESCE(max(id),0) FROM %s), 1))`, t, t)
 		if _, err := pool.Exec(ctx, q); err != nil {
 			return res, fmt.Errorf("advance %s id sequence: %w", t, err)
 		}
 	}
-	if _, err := pool.Exec(ctx, `ANALYZE posthog_team, posthog_featureflag, posthog_cohort, posthog_tag, posthog_featureflagevaluationtag, posthog_grouptypemapping`); err != nil {
+	if _, err := pool.Exec(ctx, `ANALYZE posthog_team, posthog_featureflag, posthog_cohort, posthog_tag, posthog_featureflagevaluationtag,
+		posthog_grouptypemapping, posthog_survey, posthog_experiment, feature_flags_teamfeatureflagsconfig`); err != nil {
 		return res, fmt.Errorf("analyze seeded tables: %w", err)
 	}
 	res.Elapsed = time.Since(start)
@@ -303,25 +350,52 @@ func cohortRows(opts SeedOptions, plans []teamPlan) *genSource {
 			id := p.firstCohort + int64(i)
 			static := r.IntN(10) == 0
 			deleted := r.IntN(20) == 0
-			b := make([]byte, 0, 256)
-			b = append(b, `{"properties":{"type":"OR","values":[{"type":"AND","values":[{"key":"plan","type":"person","value":["pro","team"],"operator":"exact"},{"key":"signup_index","type":"person","value":`...)
-			b = strconv.AppendInt(b, int64(r.IntN(100000)), 10)
-			b = append(b, `,"operator":"gt"}`...)
-			// Nested: about one cohort in eight depends on an earlier one of its team.
-			if i > 0 && r.IntN(8) == 0 {
-				b = append(b, ',')
-				b = appendCohortRef(b, p.firstCohort+int64(r.IntN(i)))
-			}
-			if p.bad == BadCohortCycle && i < 2 {
+			legacy := r.IntN(12) == 0
+			var filters any
+			groups := "[]"
+			ctype := cohortType(static)
+			switch {
+			case p.bad == BadCohortCycle && i < 2:
 				// Cohort 0 -> 1 -> 0.
-				b = append(b, ',')
-				b = appendCohortRef(b, p.firstCohort+int64(1-i))
-				static, deleted = false, false
+				b := appendCohortFilters(nil, r, p, i)
+				b = appendCohortRef(append(b[:len(b)-len(`]}]}}`)], ','), p.firstCohort+int64(1-i))
+				filters, static, deleted, ctype = string(append(b, `]}]}}`...)), false, false, "person_property"
+			case p.hostile == HostileCohortType && i == 0:
+				filters, static, deleted, ctype = string(appendCohortFilters(nil, r, p, i)), false, false, "mystery"
+			case legacy && !static:
+				// A cohort still defined by the deprecated groups column.
+				groups = legacyGroups[r.IntN(len(legacyGroups))]
+			default:
+				filters = string(appendCohortFilters(nil, r, p, i))
 			}
-			b = append(b, `]}]}}`...)
-			return []any{int32(id), int32(p.id), "cohort " + strconv.FormatInt(id, 10), "", deleted, string(b), "[]",
-				static, int32(1), int32(r.IntN(50000)), false, int32(0), cohortType(static), baseTime.Add(time.Duration(id) * time.Second)}
+			var backfill any
+			if r.IntN(5) == 0 {
+				backfill = baseTime.Add(time.Duration(id) * 1500 * time.Millisecond)
+			}
+			return []any{int32(id), int32(p.id), "cohort " + strconv.FormatInt(id, 10), "", deleted, filters, groups,
+				static, int32(1), int32(r.IntN(50000)), false, int32(0), ctype, baseTime.Add(time.Duration(id) * time.Second), backfill}
 		})
+}
+
+// legacyGroups are definitions in the deprecated groups column: property lists with
+// the old "event" type (or none), an old {key: value} mapping, behavioural groups.
+var legacyGroups = []string{
+	`[{"properties": [{"key": "plan", "type": "event", "value": "pro"}, {"key": "email", "value": "example.com", "operator": "icontains"}]}]`,
+	`[{"action_id": 42, "days": 30, "count": 2, "count_operator": "gte"}, {"properties": {"plan": "team", "seats": 5}}]`,
+	`[{"event_id": "$pageview", "days": 14}]`,
+}
+
+// appendCohortFilters writes a cohort's filters: an OR of one AND group of person
+// properties, and about one cohort in eight depends on an earlier one of its team.
+func appendCohortFilters(b []byte, r *rand.Rand, p *teamPlan, i int) []byte {
+	b = append(b, `{"properties":{"type":"OR","values":[{"type":"AND","values":[{"key":"plan","type":"person","value":["pro","team"],"operator":"exact"},{"key":"signup_index","type":"person","value":`...)
+	b = strconv.AppendInt(b, int64(r.IntN(100000)), 10)
+	b = append(b, `,"operator":"gt"}`...)
+	if i > 0 && r.IntN(8) == 0 {
+		b = append(b, ',')
+		b = appendCohortRef(b, p.firstCohort+int64(r.IntN(i)))
+	}
+	return append(b, `]}]}}`...)
 }
 
 func cohortType(static bool) string {
@@ -349,35 +423,83 @@ func flagRows(opts SeedOptions, plans []teamPlan) *genSource {
 			active := r.IntN(10) != 0
 			remote := r.IntN(50) == 0
 			encrypted := remote && r.IntN(2) == 0
+			legacy := r.IntN(40) == 0
+			var continuity any = r.IntN(8) == 0
+			if r.IntN(16) == 0 {
+				continuity = nil
+			}
+			var bucketing any = "distinct_id"
+			switch r.IntN(6) {
+			case 0:
+				bucketing = nil
+			case 1:
+				bucketing = "device_id"
+			}
+			var rollout any
 			var filters any
+			special := p.bad != "" && i == 1 || p.hostile != "" && (i == 1 || i == 2 && p.hostile == HostileFlagCycle)
 			switch {
 			case p.bad == BadNonObjectFilters && i == 1:
-				filters = `"{groups: [broken"`
-				deleted = false
+				filters, deleted = `"{groups: [broken"`, false
 			case p.bad == BadNullFilters && i == 1:
-				filters = nil
-				deleted = false
+				filters, deleted = nil, false
+			case p.bad == BadCohortCycle && i == 0:
+				buf = append(buf[:0], `{"groups":[{"properties":[`...)
+				buf = appendCohortRef(buf, p.firstCohort)
+				buf = append(buf, `],"rollout_percentage":100,"variant":null}],"multivariate":null,"aggregation_group_type_index":null,"payloads":{}}`...)
+				filters, deleted = string(buf), false
+			case special && p.hostile != "":
+				filters, deleted, active, encrypted = hostileFilters(p, i), false, true, false
+			case legacy:
+				// A row from before release conditions: properties and the old column.
+				buf = append(buf[:0], `{"properties":[{"key":"email","type":"person","value":"user`...)
+				buf = strconv.AppendInt(buf, int64(r.IntN(1_000_000)), 10)
+				buf = append(buf, `@example.com","operator":"icontains"}]}`...)
+				filters, rollout = string(buf), int32(r.IntN(101))
 			default:
 				buf = flagFilters(buf[:0], r, p, i)
-				if p.bad == BadCohortCycle && i == 0 {
-					buf = buf[:0]
-					buf = append(buf, `{"groups":[{"properties":[`...)
-					buf = appendCohortRef(buf, p.firstCohort)
-					buf = append(buf, `],"rollout_percentage":100,"variant":null}],"multivariate":null,"aggregation_group_type_index":null,"payloads":{}}`...)
-					deleted = false
-				}
 				filters = string(buf)
 			}
+			if p.hostile == HostileCohortType && i == 0 {
+				deleted, active = false, true
+			}
 			return []any{int32(id), int32(p.id), flagKey(i), "Flag " + strconv.Itoa(i) + " of team " + strconv.FormatInt(p.id, 10),
-				filters, created, updated, deleted, active, int32(1 + r.IntN(5)), r.IntN(8) == 0, remote, encrypted, runtimes[r.IntN(len(runtimes))]}
+				filters, created, updated, deleted, active, int32(1 + r.IntN(5)), continuity, remote, encrypted,
+				runtimes[r.IntN(len(runtimes))], rollout, bucketing}
 		})
 }
 
 var runtimes = []string{"all", "all", "all", "server", "client"}
 
+// hostileFilters are flag 1's (and, for a cycle, flag 2's) filters of a hostile team.
+func hostileFilters(p *teamPlan, i int) string {
+	group := func(prop string) string {
+		return `{"groups":[{"properties":[` + prop + `],"rollout_percentage":100,"variant":null}],"payloads":{}}`
+	}
+	switch p.hostile {
+	case HostileMissingType:
+		return group(`{"key":"email","value":"a@b.com","operator":"exact"}`)
+	case HostileUnknownOperator:
+		return group(`{"key":"email","type":"person","value":"a@b.com","operator":"fuzzy_match"}`)
+	case HostileOutOfRange:
+		return `{"groups":[{"properties":[],"rollout_percentage":100,"aggregation_group_type_index":99999999999}],"payloads":{}}`
+	case HostileDeepNesting:
+		return `{"groups":[{"properties":[],"rollout_percentage":100}],"payloads":{"true":` + strings.Repeat("[", 130) + strings.Repeat("]", 130) + `}}`
+	case HostileHugeNumber:
+		return group(`{"key":"seats","type":"person","value":1e400,"operator":"gt"}`)
+	case HostileFlagCycle:
+		other := p.firstFlag + int64(3-i) // 1 <-> 2
+		return group(`{"key":"` + strconv.FormatInt(other, 10) + `","type":"flag","value":true,"operator":"flag_evaluates_to"}`)
+	case HostileCohortType:
+		return group(string(appendCohortRef(nil, p.firstCohort)))
+	}
+	return `{"groups":[]}`
+}
+
 // flagFilters writes a realistic filters object: one to three condition groups of person
 // properties, sometimes a cohort or an earlier flag as a condition, sometimes variants
-// and payloads.
+// and payloads. Flag 2 of every team depends on flag 1 by id, and flag 4 on flag 2 by
+// key, so that every team with a few flags has a dependency chain.
 func flagFilters(b []byte, r *rand.Rand, p *teamPlan, i int) []byte {
 	b = append(b, `{"groups":[`...)
 	groups := 1 + r.IntN(3)
@@ -402,12 +524,21 @@ func flagFilters(b []byte, r *rand.Rand, p *teamPlan, i int) []byte {
 			b = appendCohortRef(b, p.firstCohort+int64(r.IntN(int(p.cohorts))))
 			props++
 		}
-		if i > 0 && r.IntN(25) == 0 {
+		dep := ""
+		switch {
+		case g == 0 && i == 2:
+			dep = strconv.FormatInt(p.firstFlag+1, 10)
+		case g == 0 && i == 4:
+			dep = flagKey(2)
+		case i > 0 && r.IntN(400) == 0:
+			dep = strconv.FormatInt(p.firstFlag+int64(r.IntN(i)), 10)
+		}
+		if dep != "" {
 			if props > 0 {
 				b = append(b, ',')
 			}
 			b = append(b, `{"key":"`...)
-			b = strconv.AppendInt(b, p.firstFlag+int64(r.IntN(i)), 10)
+			b = append(b, dep...)
 			b = append(b, `","type":"flag","value":true,"operator":"flag_evaluates_to"}`...)
 		}
 		b = append(b, `],"rollout_percentage":`...)
@@ -427,6 +558,43 @@ func flagFilters(b []byte, r *rand.Rand, p *teamPlan, i int) []byte {
 		b = append(b, `}"`...)
 	}
 	return append(b, `}}`...)
+}
+
+// surveyRows gives every team with six flags or more a survey owning flag 3 (its
+// targeting flag) and flag 5 (its response sampling flag).
+func surveyRows(plans []teamPlan) *genSource {
+	return perTeam(plans, func(p *teamPlan) int { return boolInt(p.flags >= 6 && p.bad == "" && p.hostile == "") }, nil,
+		func(p *teamPlan, _ int) []any {
+			return []any{fmt.Sprintf("00000000-0000-4000-9000-%012x", p.id), int32(p.id), "survey of team " + strconv.FormatInt(p.id, 10),
+				int32(p.firstFlag + 3), nil, int32(p.firstFlag + 5), baseTime}
+		})
+}
+
+// experimentRows runs an experiment on flag 0 of every team with two flags or more, and
+// a deleted one on flag 6.
+func experimentRows(plans []teamPlan) *genSource {
+	return perTeam(plans, func(p *teamPlan) int {
+		switch {
+		case p.flags >= 7:
+			return 2
+		case p.flags >= 2:
+			return 1
+		}
+		return 0
+	}, nil, func(p *teamPlan, i int) []any {
+		flag, deleted := p.firstFlag, false
+		if i == 1 {
+			flag, deleted = p.firstFlag+6, true
+		}
+		return []any{int32(p.id), "experiment " + strconv.Itoa(i), int32(flag), deleted, baseTime}
+	})
+}
+
+// teamConfigRows opts every seventh team with flags into slim events and explicit
+// property matching.
+func teamConfigRows(plans []teamPlan) *genSource {
+	return perTeam(plans, func(p *teamPlan) int { return boolInt(p.flags > 0 && p.id%7 == 0) }, nil,
+		func(p *teamPlan, _ int) []any { return []any{int32(p.id), true, int16(2)} })
 }
 
 var tagNames = []string{"web", "mobile", "backend", "beta"}

@@ -170,12 +170,31 @@ func (f *Fleet) Sizes(at time.Time) map[int64]snapshot.TeamSize {
 	return out
 }
 
+// FlagCohort is the cohort flag i's filters name (0: none), without generating them.
+func (f *Fleet) FlagCohort(seed uint64, t *Team, i int64) int64 {
+	_, cohort := flagHead(flagRand(seed, t, i), t)
+	return cohort
+}
+
+func flagRand(seed uint64, t *Team, i int64) *rand.Rand {
+	return rand.New(rand.NewPCG(seed^uint64(t.ID)<<20, uint64(i)))
+}
+
+// flagHead draws the first part of a flag's filters: its rollout and its cohort.
+func flagHead(rng *rand.Rand, t *Team) (rollout int, cohort int64) {
+	rollout = []int{100, 50, 20, 10, 5}[rng.IntN(5)]
+	if t.Cohorts > 0 && rng.IntN(3) == 0 {
+		cohort = 1 + rng.Int64N(t.Cohorts)
+	}
+	return rollout, cohort
+}
+
 // FlagFilters returns the filters JSON of the team's flag i (0-based), in the shape
 // PostHog stores (posthog_flags.md §2a): release conditions on person properties,
 // cohort conditions, an occasional multivariate split and payloads. The same team, flag
 // and seed always give the same JSON; its size is near the team's FlagBytes.
 func (f *Fleet) FlagFilters(seed uint64, t *Team, i int64) json.RawMessage {
-	rng := rand.New(rand.NewPCG(seed^uint64(t.ID)<<20, uint64(i)))
+	rng := flagRand(seed, t, i)
 	type prop struct {
 		Key      string `json:"key"`
 		Type     string `json:"type"`
@@ -202,9 +221,10 @@ func (f *Fleet) FlagFilters(seed uint64, t *Team, i int64) json.RawMessage {
 		Payloads                  map[string]string `json:"payloads"`
 	}
 	fl := filters{Payloads: map[string]string{}}
-	g := group{RolloutPercentage: []int{100, 50, 20, 10, 5}[rng.IntN(5)]}
-	if t.Cohorts > 0 && rng.IntN(3) == 0 {
-		g.Properties = append(g.Properties, prop{Key: "id", Type: "cohort", Value: 1 + rng.Int64N(t.Cohorts)})
+	rollout, cohort := flagHead(rng, t)
+	g := group{RolloutPercentage: rollout}
+	if cohort > 0 {
+		g.Properties = append(g.Properties, prop{Key: "id", Type: "cohort", Value: cohort})
 	}
 	// person-property conditions, as many values as it takes to reach the team's size.
 	var emails []string

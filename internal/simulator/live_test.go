@@ -1,10 +1,12 @@
 package simulator
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"slices"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -190,11 +192,14 @@ func TestFlagSourceBuildsWithTheRealBuilder(t *testing.T) {
 	})
 	require.NotZero(t, team.ID, "the fleet has a mid-sized team with cohorts")
 
-	var flagsJSON, defsJSON bytes.Buffer
-	st, err := rebuild.NewBuilder(rebuild.BuilderOptions{PageSize: 7}).Build(ctx, src, team.ID, &flagsJSON, &defsJSON)
+	var sink rebuild.BufferSink
+	st, err := rebuild.NewBuilder(rebuild.BuilderOptions{PageSize: 7}).Build(ctx, src, team.ID, &sink)
 	require.NoError(t, err)
 	require.Equal(t, team.Flags, st.Flags)
 	require.Empty(t, st.Problems)
+	require.Zero(t, st.Skipped, "simulated flags satisfy the Rust reader's contract")
+	require.Equal(t, 1, st.Attempts, "the first pass predicts the simulated team exactly")
+	flagsJSON, defsJSON := &sink.Flags, &sink.Definitions
 
 	var flags struct {
 		Flags []struct {
@@ -216,25 +221,44 @@ func TestFlagSourceBuildsWithTheRealBuilder(t *testing.T) {
 	require.True(t, errors.Is(err, rebuild.ErrUnknownTeam))
 	_, err = src.TeamSize(ctx, 999999)
 	require.True(t, errors.Is(err, rebuild.ErrUnknownTeam))
-	n, err := src.Flags(ctx, team.ID, "not-a-simulated-key", 10, func(*rebuild.FlagRow) error { return nil })
+	_, err = src.Open(ctx, 999999, rebuild.ReadOptions{})
+	require.True(t, errors.Is(err, rebuild.ErrUnknownTeam))
+	rd, err := src.Open(ctx, team.ID, rebuild.ReadOptions{})
+	require.NoError(t, err)
+	defer rd.Close()
+	n, err := rd.Flags(ctx, "not-a-simulated-key", 10, func(*rebuild.FlagRow) error { return nil })
 	require.Error(t, err)
 	require.Zero(t, n)
 	stop := errors.New("stop")
-	n, err = src.Flags(ctx, team.ID, "", 10, func(*rebuild.FlagRow) error { return stop })
+	n, err = rd.Flags(ctx, "", 10, func(*rebuild.FlagRow) error { return stop })
 	require.ErrorIs(t, err, stop)
 	require.Zero(t, n)
 
 	var cohorts []int64
-	require.NoError(t, src.Cohorts(ctx, team.ID, []int64{3, 1, 0, team.Cohorts + 1}, func(c *rebuild.CohortRow) error {
+	require.NoError(t, rd.Cohorts(ctx, []int64{3, 1, 0, team.Cohorts + 1}, false, func(c *rebuild.CohortRow) error {
 		require.True(t, json.Valid(c.Filters))
 		cohorts = append(cohorts, c.ID)
 		return nil
 	}))
 	require.Equal(t, []int64{1, 3}, cohorts, "unknown cohort ids are skipped")
 
-	gts, err := src.GroupTypes(ctx, team.ProjectID)
+	gts, err := rd.GroupTypes(ctx)
 	require.NoError(t, err)
 	require.Len(t, gts, int(team.GroupTypes))
+
+	// Ids as strings sort as the decimal forms do, numerically otherwise.
+	for _, byText := range []bool{false, true} {
+		var got []int64
+		require.NoError(t, rd.FlagIDs(ctx, rebuild.IDFilter{}, byText, func(id int64) error { got = append(got, id); return nil }))
+		want := make([]int64, team.Flags)
+		for i := range want {
+			want[i] = int64(i) + 1
+		}
+		if byText {
+			slices.SortFunc(want, func(a, b int64) int { return strings.Compare(strconv.FormatInt(a, 10), strconv.FormatInt(b, 10)) })
+		}
+		require.Equal(t, want, got, "byText %v", byText)
+	}
 
 	changed, err := src.ChangedSince(ctx, l.sim0.Add(-time.Second), 5)
 	require.NoError(t, err)

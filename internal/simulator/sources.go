@@ -189,16 +189,119 @@ func (s FlagSource) Team(_ context.Context, teamID int64) (rebuild.TeamInfo, err
 	if !ok {
 		return rebuild.TeamInfo{ID: teamID}, fmt.Errorf("team %d: %w", teamID, rebuild.ErrUnknownTeam)
 	}
-	return rebuild.TeamInfo{ID: t.ID, ProjectID: t.ProjectID, Watermark: t.UpdatedAt}, nil
+	return teamInfo(&t), nil
+}
+
+func teamInfo(t *Team) rebuild.TeamInfo {
+	return rebuild.TeamInfo{ID: t.ID, ProjectID: t.ProjectID, Watermark: t.UpdatedAt, PropertyMatchingVersion: 1}
+}
+
+// Open implements rebuild.FlagSource: the team is copied once, so every read of the
+// build sees the same team.
+func (s FlagSource) Open(_ context.Context, teamID int64, _ rebuild.ReadOptions) (rebuild.TeamReader, error) {
+	t, seed, ok := s.team(teamID)
+	if !ok {
+		return nil, fmt.Errorf("team %d: %w", teamID, rebuild.ErrUnknownTeam)
+	}
+	return &simReader{t: t, seed: seed}, nil
+}
+
+// simReader generates one team's rows. Flag i has id i+1 and key flag-NNNNNNN: all
+// active, none encrypted, no flag dependencies, cohort conditions on some.
+type simReader struct {
+	t    Team
+	seed uint64
 }
 
 // flagKey is flag i's key; zero padding makes key order index order.
 func flagKey(i int64) string { return fmt.Sprintf("flag-%07d", i) }
 
-// Flags implements rebuild.FlagSource.
-func (s FlagSource) Flags(ctx context.Context, teamID int64, afterKey string, limit int, fn func(*rebuild.FlagRow) error) (int, error) {
-	t, seed, ok := s.team(teamID)
-	if !ok || limit <= 0 {
+func (r *simReader) Team() rebuild.TeamInfo { return teamInfo(&r.t) }
+func (r *simReader) Close()                 {}
+
+func (r *simReader) SurveyFlagIDs(context.Context) ([]int64, error) { return nil, nil }
+
+func (r *simReader) References(ctx context.Context, fn func(*rebuild.RefRow) error) error {
+	var row rebuild.RefRow
+	for i := range r.t.Flags {
+		if i%4096 == 0 {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+		}
+		c := (*Fleet)(nil).FlagCohort(r.seed, &r.t, i)
+		if c == 0 {
+			continue
+		}
+		row = rebuild.RefRow{ID: i + 1, Key: flagKey(i), Active: true,
+			Refs: fmt.Appendf(row.Refs[:0], `[{"key": "id", "type": "cohort", "value": %d}]`, c)}
+		if err := fn(&row); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (r *simReader) FlagHeads(_ context.Context, ids []int64, keys []string, fn func(*rebuild.FlagHead) error) error {
+	seen := map[int64]bool{}
+	emit := func(i int64) error {
+		if i < 0 || i >= r.t.Flags || seen[i] {
+			return nil
+		}
+		seen[i] = true
+		return fn(&rebuild.FlagHead{ID: i + 1, Key: flagKey(i), Active: true})
+	}
+	for _, id := range ids {
+		if err := emit(id - 1); err != nil {
+			return err
+		}
+	}
+	for _, k := range keys {
+		var i int64
+		if _, err := fmt.Sscanf(strings.TrimPrefix(k, "flag-"), "%d", &i); err == nil && flagKey(i) == k {
+			if err := emit(i); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// FlagIDs yields 1..Flags in numeric order, or in the order their decimal forms sort.
+func (r *simReader) FlagIDs(ctx context.Context, _ rebuild.IDFilter, byText bool, fn func(int64) error) error {
+	n := r.t.Flags
+	cur := int64(1)
+	for k := int64(0); k < n; k++ {
+		if k%4096 == 0 {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+		}
+		if !byText {
+			if err := fn(k + 1); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := fn(cur); err != nil {
+			return err
+		}
+		if cur*10 <= n {
+			cur *= 10
+			continue
+		}
+		for cur%10 == 9 || cur+1 > n {
+			cur /= 10
+		}
+		cur++
+	}
+	return nil
+}
+
+// Flags implements rebuild.TeamReader.
+func (r *simReader) Flags(ctx context.Context, afterKey string, limit int, fn func(*rebuild.FlagRow) error) (int, error) {
+	t := &r.t
+	if limit <= 0 {
 		return 0, nil
 	}
 	// keys are flag-NNNNNNN in index order: find the first index after afterKey.
@@ -206,20 +309,21 @@ func (s FlagSource) Flags(ctx context.Context, teamID int64, afterKey string, li
 	if afterKey != "" {
 		var i int64
 		if _, err := fmt.Sscanf(strings.TrimPrefix(afterKey, "flag-"), "%d", &i); err != nil {
-			return 0, fmt.Errorf("flags of team %d after %q: not a simulated key", teamID, afterKey)
+			return 0, fmt.Errorf("flags of team %d after %q: not a simulated key", t.ID, afterKey)
 		}
 		from = i + 1
 	}
 	n := 0
 	var version int64 = 1
+	runtime := "all"
 	for i := from; i < t.Flags && n < limit; i++ {
 		if err := ctx.Err(); err != nil {
 			return n, err
 		}
 		row := rebuild.FlagRow{
-			ID: t.ID<<24 | i, TeamID: t.ID, Key: flagKey(i), Name: "Flag " + flagKey(i),
-			Filters: (*Fleet)(nil).FlagFilters(seed, &t, i), Active: true, Version: &version,
-			EvaluationRuntime: "all",
+			ID: i + 1, TeamID: t.ID, Key: flagKey(i), Name: "Flag " + flagKey(i),
+			Filters: (*Fleet)(nil).FlagFilters(r.seed, t, i), Active: true, Version: &version,
+			EvaluationRuntime: &runtime,
 		}
 		if err := fn(&row); err != nil {
 			return n, err
@@ -229,13 +333,10 @@ func (s FlagSource) Flags(ctx context.Context, teamID int64, afterKey string, li
 	return n, nil
 }
 
-// Cohorts implements rebuild.FlagSource. Cohort ids are 1..Cohorts; each has one
+// Cohorts implements rebuild.TeamReader. Cohort ids are 1..Cohorts; each has one
 // person-property group sized near the team's average cohort size.
-func (s FlagSource) Cohorts(ctx context.Context, teamID int64, ids []int64, fn func(*rebuild.CohortRow) error) error {
-	t, _, ok := s.team(teamID)
-	if !ok {
-		return nil
-	}
+func (r *simReader) Cohorts(ctx context.Context, ids []int64, _ bool, fn func(*rebuild.CohortRow) error) error {
+	t := &r.t
 	for _, id := range slices.Sorted(slices.Values(ids)) {
 		if id < 1 || id > t.Cohorts {
 			continue
@@ -247,7 +348,7 @@ func (s FlagSource) Cohorts(ctx context.Context, teamID int64, ids []int64, fn f
 		version := int64(1)
 		row := rebuild.CohortRow{
 			ID: id, TeamID: t.ID, Name: &name, Filters: cohortFilters(id, t.CohortBytes),
-			Version: &version, CreatedByID: nil,
+			Groups: []byte("[]"), Version: &version, CreatedByID: nil,
 		}
 		if err := fn(&row); err != nil {
 			return err
@@ -280,12 +381,9 @@ func cohortFilters(id, size int64) []byte {
 	return b
 }
 
-// GroupTypes implements rebuild.FlagSource.
-func (s FlagSource) GroupTypes(_ context.Context, projectID int64) ([]rebuild.GroupType, error) {
-	t, _, ok := s.team(projectID)
-	if !ok {
-		return nil, nil
-	}
+// GroupTypes implements rebuild.TeamReader.
+func (r *simReader) GroupTypes(context.Context) ([]rebuild.GroupType, error) {
+	t := &r.t
 	names := []string{"organization", "company", "instance", "project", "account"}
 	out := make([]rebuild.GroupType, 0, t.GroupTypes)
 	for i := range min(t.GroupTypes, int64(len(names))) {

@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"io"
 	"slices"
 	"time"
 
@@ -189,11 +190,19 @@ func (w *hasher) Write(b []byte) (int, error) {
 
 func (w *hasher) digest() digest { return digest{bytes: w.n, sha: hex.EncodeToString(w.h.Sum(nil))} }
 
+// hashSink hashes both payloads of a build; a restarted build hashes them afresh.
+type hashSink struct{ flags, definitions *hasher }
+
+func (s *hashSink) Writers(int) (io.Writer, io.Writer, error) {
+	s.flags, s.definitions = newHasher(), newHasher()
+	return s.flags, s.definitions, nil
+}
+
 // Team checks both kinds of one team in every tier. A team that does not exist is an
 // error wrapping rebuild.ErrUnknownTeam; every other failure becomes a Failed check.
 func (v *Verifier) Team(ctx context.Context, team int64) ([]Check, error) {
-	fh, dh := newHasher(), newHasher()
-	st, err := v.builder.Build(ctx, v.opts.Source, team, fh, dh)
+	var sink hashSink
+	st, err := v.builder.Build(ctx, v.opts.Source, team, &sink)
 	if errors.Is(err, rebuild.ErrUnknownTeam) {
 		return nil, err
 	}
@@ -207,7 +216,7 @@ func (v *Verifier) Team(ctx context.Context, team int64) ([]Check, error) {
 		}
 		return out, nil
 	}
-	fresh := map[cachekeys.Kind]digest{cachekeys.KindFlags: fh.digest(), cachekeys.KindDefinitions: dh.digest()}
+	fresh := map[cachekeys.Kind]digest{cachekeys.KindFlags: sink.flags.digest(), cachekeys.KindDefinitions: sink.definitions.digest()}
 	changed := st.Team.Watermark
 	recent := v.opts.Grace > 0 && !changed.IsZero() && v.opts.Now().Sub(changed) < v.opts.Grace
 	for _, kind := range cachekeys.Kinds {

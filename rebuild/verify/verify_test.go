@@ -95,10 +95,10 @@ func (e *env) verifier(t *testing.T, layout cachekeys.Layout, withS3 bool) *Veri
 // build returns a team's two payloads as a fresh build writes them.
 func (e *env) build(t *testing.T, team int64) map[cachekeys.Kind][]byte {
 	t.Helper()
-	var fl, df bytes.Buffer
-	_, err := rebuild.NewBuilder(rebuild.BuilderOptions{}).Build(context.Background(), e.src, team, &fl, &df)
+	var sink rebuild.BufferSink
+	_, err := rebuild.NewBuilder(rebuild.BuilderOptions{}).Build(context.Background(), e.src, team, &sink)
 	require.NoError(t, err)
-	return map[cachekeys.Kind][]byte{cachekeys.KindFlags: fl.Bytes(), cachekeys.KindDefinitions: df.Bytes()}
+	return map[cachekeys.Kind][]byte{cachekeys.KindFlags: sink.Flags.Bytes(), cachekeys.KindDefinitions: sink.Definitions.Bytes()}
 }
 
 func etagOf(b []byte) string {
