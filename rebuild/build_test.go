@@ -24,27 +24,37 @@ import (
 
 var update = flag.Bool("update", false, "rewrite golden files under testdata")
 
-// fixtureSQL is a small hand-written team: flags with cohort, nested-cohort and
-// flag-on-flag conditions, a deleted flag, an encrypted remote-config flag, tags and
-// group types.
+// fixtureSQL is a small hand-written team: flags with cohort, nested-cohort, static
+// and legacy-groups cohort conditions, flag-on-flag dependencies (by id, by key, to a
+// missing flag), a deleted flag, encrypted-payload flags, a legacy rollout row, a
+// survey's flag, an experiment, tags, group types and team settings; team 2 has no
+// flags.
 const fixtureSQL = `
 INSERT INTO posthog_team (id, project_id, api_token, name) VALUES (1, 1, 'phc_one', 'one'), (2, 2, 'phc_two', 'two');
 INSERT INTO posthog_grouptypemapping (team_id, project_id, group_type, group_type_index) VALUES (1, 1, 'organization', 0), (1, 1, 'company', 1);
-INSERT INTO posthog_cohort (id, team_id, name, description, deleted, is_static, filters, groups, version, count) VALUES
- (10, 1, 'paying', 'pays', false, false, '{"properties":{"type":"OR","values":[{"type":"AND","values":[{"key":"plan","type":"person","value":["pro"],"operator":"exact"},{"key":"id","type":"cohort","value":11}]}]}}', '[]', 2, 40),
- (11, 1, 'active', '', false, false, '{"properties":{"type":"AND","values":[{"key":"seen","type":"person","value":"7","operator":"gt"}]}}', '[]', 1, 90),
- (12, 1, 'static list', '', false, true, '{"properties":{"type":"AND","values":[]}}', '[]', 1, 3),
- (13, 1, 'gone', '', true, false, '{"properties":{"type":"AND","values":[]}}', '[]', 1, 0),
- (14, 1, 'unused', '', false, false, '{"properties":{"type":"AND","values":[]}}', '[]', 1, 0);
-INSERT INTO posthog_featureflag (id, team_id, key, name, filters, created_at, updated_at, deleted, active, version, is_remote_configuration, has_encrypted_payloads, evaluation_runtime) VALUES
- (100, 1, 'beta', 'Beta "quoted"', '{"groups":[{"properties":[{"key":"id","type":"cohort","value":10}],"rollout_percentage":50}]}', '2026-01-01', '2026-01-02', false, true, 3, false, false, 'all'),
- (101, 1, 'alpha', 'Alpha', '{"groups":[{"properties":[],"rollout_percentage":100}],"multivariate":{"variants":[{"key":"a","rollout_percentage":100}]}}', '2026-01-01', NULL, false, false, 1, false, false, 'server'),
- (102, 1, 'gamma', 'Gamma', '{"groups":[{"properties":[{"key":"100","type":"flag","value":true,"operator":"flag_evaluates_to"},{"key":"id","type":"cohort","value":"12"}]}]}', '2026-01-01', '2026-01-03', false, true, 1, false, false, 'all'),
- (103, 1, 'deleted', 'Deleted', '{"groups":[]}', '2026-01-01', NULL, true, true, 1, false, false, 'all'),
- (104, 1, 'secret', 'Secret', '{"groups":[]}', '2026-01-01', NULL, false, true, 1, true, true, 'all'),
- (105, 1, 'delta', 'Delta', '{"groups":[{"properties":[{"key":"102","type":"flag","value":true},{"key":"999","type":"flag","value":true}]}]}', '2026-01-01', NULL, false, true, NULL, false, false, 'client');
+INSERT INTO feature_flags_teamfeatureflagsconfig (team_id, minimal_flag_called_events, property_matching_version) VALUES (1, true, 2);
+INSERT INTO posthog_cohort (id, team_id, name, description, deleted, is_static, filters, groups, version, count, cohort_type, last_backfill_person_properties_at) VALUES
+ (10, 1, 'paying', 'pays', false, false, '{"properties":{"type":"OR","values":[{"type":"AND","values":[{"key":"plan","type":"person","value":["pro"],"operator":"exact"},{"key":"id","type":"cohort","value":11}]}]}}', '[]', 2, 40, 'person_property', '2026-01-05 10:00:00.25+00'),
+ (11, 1, 'active', '', false, false, '{"properties":{"type":"AND","values":[{"key":"seen","type":"person","value":"7","operator":"gt"}]}}', '[]', 1, 90, NULL, NULL),
+ (12, 1, 'static list', '', false, true, '{"properties":{"type":"AND","values":[]}}', '[]', 1, 3, 'static', NULL),
+ (13, 1, 'gone', '', true, false, '{"properties":{"type":"AND","values":[]}}', '[]', 1, 0, NULL, NULL),
+ (14, 1, 'unused', '', false, false, '{"properties":{"type":"AND","values":[]}}', '[]', 1, 0, NULL, NULL),
+ (15, 1, 'legacy', 'groups column', false, false, NULL, '[{"properties":[{"key":"country","type":"event","value":"FR"},{"key":"email","value":"@x.com","operator":"icontains"}]},{"action_id":7,"days":30,"count":2,"count_operator":"gte"}]', 3, 12, NULL, NULL);
+INSERT INTO posthog_featureflag (id, team_id, key, name, filters, rollout_percentage, created_at, updated_at, deleted, active, version, is_remote_configuration, has_encrypted_payloads, evaluation_runtime, bucketing_identifier) VALUES
+ (100, 1, 'beta', 'Beta "quoted" é', '{"groups":[{"properties":[{"key":"id","type":"cohort","value":10}],"rollout_percentage":50}]}', NULL, '2026-01-01', '2026-01-02', false, true, 3, false, false, 'all', 'distinct_id'),
+ (101, 1, 'alpha', 'Alpha', '{"groups":[{"properties":[],"rollout_percentage":100}],"multivariate":{"variants":[{"key":"a","rollout_percentage":100}]},"payloads":{"a":"{\"x\": 1.50}"}}', NULL, '2026-01-01', NULL, false, false, 1, false, false, 'server', 'device_id'),
+ (102, 1, 'gamma', 'Gamma', '{"groups":[{"properties":[{"key":"100","type":"flag","value":true,"operator":"flag_evaluates_to"},{"key":"id","type":"cohort","value":"12"}]}]}', NULL, '2026-01-01', '2026-01-03', false, true, 1, false, false, 'all', NULL),
+ (103, 1, 'deleted', 'Deleted', '{"groups":[]}', NULL, '2026-01-01', NULL, true, true, 1, false, false, 'all', NULL),
+ (104, 1, 'secret', 'Secret', '{"groups":[]}', NULL, '2026-01-01', NULL, false, true, 1, true, true, 'all', NULL),
+ (105, 1, 'delta', 'Delta', '{"groups":[{"properties":[{"key":"102","type":"flag","value":true},{"key":"999","type":"flag","value":true},{"key":"beta","type":"flag","value":false}]}]}', NULL, '2026-01-01', NULL, false, true, NULL, false, false, 'client', NULL),
+ (106, 1, 'legacy', 'Legacy rollout', '{"properties":[{"key":"email","type":"person","value":"@old.com","operator":"icontains"},{"key":"id","type":"cohort","value":15}]}', 30, '2026-01-01', NULL, false, true, 2, false, false, NULL, NULL),
+ (107, 1, 'survey-targeting', 'Survey', '{"groups":[{"properties":[],"rollout_percentage":100}]}', NULL, '2026-01-01', NULL, false, true, 1, false, false, 'all', NULL),
+ (108, 1, 'experiment', 'Experiment', '{"groups":[{"properties":[{"key":"id","type":"cohort","value":15}],"rollout_percentage":100}]}', NULL, '2026-01-01', NULL, false, true, 1, false, false, 'all', 'distinct_id'),
+ (109, 1, 'locked', 'Encrypted, not remote', '{"groups":[{"properties":[],"rollout_percentage":100}],"payloads":{"true":"ciphertext"}}', NULL, '2026-01-01', NULL, false, true, 1, false, true, 'all', NULL);
 INSERT INTO posthog_tag (id, name, team_id) VALUES ('00000000-0000-4000-8000-000000000001', 'web', 1), ('00000000-0000-4000-8000-000000000002', 'app', 1);
 INSERT INTO posthog_featureflagevaluationtag (feature_flag_id, tag_id, created_at) VALUES (100, '00000000-0000-4000-8000-000000000001', now()), (100, '00000000-0000-4000-8000-000000000002', now());
+INSERT INTO posthog_survey (id, team_id, name, targeting_flag_id, created_at) VALUES ('00000000-0000-4000-9000-000000000001', 1, 'nps', 107, now());
+INSERT INTO posthog_experiment (team_id, name, feature_flag_id, deleted, created_at) VALUES (1, 'exp', 108, false, now()), (1, 'old', 101, true, now());
 `
 
 type fixture struct {
@@ -105,48 +115,94 @@ func TestBuildPayloadsGolden(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, "")
 	ctx := context.Background()
-	r := f.rebuilder(BuilderOptions{PageSize: 2}, PublisherOptions{})
+	l := cachekeys.Layout{}
+	for _, c := range Contracts() {
+		t.Run(string(c), func(t *testing.T) {
+			layout := cachekeys.Layout{Prefix: string(c) + ":"}
+			r := NewRebuilder(f.src, NewBuilder(BuilderOptions{PageSize: 2, Contract: c}), NewPublisher(f.rdb, PublisherOptions{Layout: layout}))
+			res, err := r.Rebuild(ctx, 1)
+			require.NoError(t, err)
+			require.True(t, res.OK)
+			require.Empty(t, res.Problems)
+			require.Zero(t, res.SkippedFlags)
+			fm, flagsJSON := f.payload(t, layout, 1, cachekeys.KindFlags)
+			dm, defsJSON := f.payload(t, layout, 1, cachekeys.KindDefinitions)
+			golden(t, "team1_flags_"+string(c)+".json", flagsJSON)
+			golden(t, "team1_flags_with_cohorts_"+string(c)+".json", defsJSON)
+			want := posthogPayloads(t, f.url, c, []int64{1, 2})
+			requireSameJSON(t, want[0][0], string(flagsJSON), "flags.json")
+			requireSameJSON(t, want[0][2], string(defsJSON), "definitions")
+			require.Equal(t, res.FlagsETag, fm.ETag)
+			require.Equal(t, want[0][1], fm.ETag[:16], "the ETag PostHog computes")
+			require.Equal(t, want[0][3], dm.ETag[:16])
+			require.Equal(t, int64(len(flagsJSON)), fm.Bytes)
+
+			var defs struct {
+				Flags []struct {
+					Key string `json:"key"`
+				} `json:"flags"`
+				Cohorts map[string]json.RawMessage `json:"cohorts"`
+			}
+			require.NoError(t, json.Unmarshal(defsJSON, &defs))
+			var keys []string
+			for _, fl := range defs.Flags {
+				keys = append(keys, fl.Key)
+			}
+			require.NotContains(t, keys, "secret", "encrypted remote-config flags are not evaluated locally")
+			require.NotContains(t, keys, "survey-targeting", "survey flags are left out")
+			require.NotContains(t, keys, "deleted")
+			require.Contains(t, keys, "alpha", "inactive flags are kept")
+			require.Contains(t, defs.Cohorts, "15", "a legacy-groups cohort ships as a property group")
+			require.NotContains(t, defs.Cohorts, "12", "static cohorts are not evaluated locally")
+			require.Contains(t, string(defsJSON), `"dependency_chain": ["beta"], "key": "beta"`, "flag ids become keys")
+			if c == Contract202602 {
+				require.Contains(t, keys, "locked", "February only left out remote-config flags with encrypted payloads")
+				require.Contains(t, string(flagsJSON), `"evaluation_tags": ["app", "web"]`)
+				require.Contains(t, string(flagsJSON), `"filters": {"groups": [{"properties": [{"key": "email"`, "legacy rows are up-converted")
+				require.NotContains(t, string(flagsJSON), `"alpha"`, "flags.json holds active flags only")
+			} else {
+				require.NotContains(t, keys, "locked")
+				require.Contains(t, string(flagsJSON), `"evaluation_contexts": ["app", "web"]`)
+				require.Contains(t, string(flagsJSON), `"is_static": true`, "static cohorts are in flags.json")
+				require.Contains(t, string(defsJSON), `"minimal_flag_called_events": true, "property_matching_version": 2}`)
+				require.Contains(t, string(flagsJSON), `"has_experiment": true, "id": 108`)
+			}
+
+			// The same data again: nothing rewritten, build time moves.
+			res2, err := r.Rebuild(ctx, 1)
+			require.NoError(t, err)
+			require.True(t, res2.Unchanged)
+			fm2, _ := f.payload(t, layout, 1, cachekeys.KindFlags)
+			require.Equal(t, fm.Build, fm2.Build, "an unchanged payload keeps its build")
+
+			// A team without flags.
+			_, err = r.Rebuild(ctx, 2)
+			require.NoError(t, err)
+			_, empty := f.payload(t, layout, 2, cachekeys.KindFlags)
+			_, emptyDefs := f.payload(t, layout, 2, cachekeys.KindDefinitions)
+			require.Equal(t, want[1][0], string(empty))
+			require.Equal(t, want[1][2], string(emptyDefs))
+			if c == Contract202602 {
+				require.Equal(t, `{"flags": []}`, string(empty))
+				require.Equal(t, `{"cohorts": {}, "flags": [], "group_type_mapping": {}}`, string(emptyDefs))
+			} else {
+				require.Equal(t, `{"cohorts": [], "evaluation_metadata": {"dependency_stages": [], "flags_with_missing_deps": [], "transitive_deps": {}}, "flags": []}`, string(empty))
+				require.Equal(t, `{"cohorts": {}, "flags": [], "group_type_mapping": {}, "minimal_flag_called_events": false, "property_matching_version": 1}`, string(emptyDefs))
+			}
+		})
+	}
+	// A change makes a new build.
+	r := f.rebuilder(BuilderOptions{}, PublisherOptions{})
 	res, err := r.Rebuild(ctx, 1)
 	require.NoError(t, err)
-	require.True(t, res.OK)
-	require.EqualValues(t, 4, res.Flags, "deleted and encrypted remote-config flags are left out")
-	require.EqualValues(t, 2, res.Cohorts, "cohort 10 and its nested 11; static 12 is not shipped")
-	require.Empty(t, res.Problems)
-
-	l := cachekeys.Layout{}
-	fm, flagsJSON := f.payload(t, l, 1, cachekeys.KindFlags)
-	dm, defsJSON := f.payload(t, l, 1, cachekeys.KindDefinitions)
-	golden(t, "team1_flags.json", flagsJSON)
-	golden(t, "team1_flags_with_cohorts.json", defsJSON)
-	require.Equal(t, res.FlagsETag, fm.ETag)
-	require.Equal(t, int64(len(flagsJSON)), fm.Bytes)
-	require.Equal(t, res.DefinitionsETag, dm.ETag)
-	require.EqualValues(t, 4, fm.Flags)
-	require.Equal(t, time.Date(2026, 1, 3, 0, 0, 0, 0, time.UTC), fm.SourceWatermark.UTC().Truncate(24*time.Hour))
-
-	// The same data again: nothing rewritten, build time moves.
-	before := f.rdb.ObjectIdleTime(ctx, l.Payload(1, cachekeys.KindFlags)).Val()
-	_ = before
-	res2, err := r.Rebuild(ctx, 1)
-	require.NoError(t, err)
-	require.True(t, res2.Unchanged)
-	fm2, _ := f.payload(t, l, 1, cachekeys.KindFlags)
-	require.Equal(t, fm.Build, fm2.Build, "an unchanged payload keeps its build")
-	require.False(t, fm2.BuiltAt.Before(fm.BuiltAt))
-
-	// A change makes a new build.
+	m, _ := f.payload(t, l, 1, cachekeys.KindFlags)
+	require.Equal(t, time.Date(2026, 1, 3, 0, 0, 0, 0, time.UTC), m.SourceWatermark.UTC().Truncate(24*time.Hour))
 	_, err = f.pool.Exec(ctx, `UPDATE posthog_featureflag SET active = true, updated_at = now() WHERE id = 101`)
 	require.NoError(t, err)
 	res3, err := r.Rebuild(ctx, 1)
 	require.NoError(t, err)
 	require.False(t, res3.Unchanged)
 	require.NotEqual(t, res.FlagsETag, res3.FlagsETag)
-
-	// An empty team still gets valid payloads.
-	_, err = r.Rebuild(ctx, 2)
-	require.NoError(t, err)
-	_, empty := f.payload(t, l, 2, cachekeys.KindFlags)
-	golden(t, "team2_flags.json", empty)
 	requireNoTempKeys(t, f.rdb)
 }
 
@@ -204,30 +260,80 @@ func TestBuildMalformedData(t *testing.T) {
 			out, err := failing.Rebuild(ctx, team)
 			require.ErrorIs(t, err, ErrMalformed)
 			require.False(t, out.OK)
-			require.NotEmpty(t, out.Problems)
 			_, err = cachekeys.ReadMeta(ctx, f.rdb, l, team, cachekeys.KindFlags)
 			require.ErrorIs(t, err, cachekeys.ErrNoMeta, "a failed build publishes nothing")
 
 			skipping := f.rebuilder(BuilderOptions{}, PublisherOptions{})
 			out, err = skipping.Rebuild(ctx, team)
 			require.NoError(t, err)
-			require.NotEmpty(t, out.Problems)
 			switch kind {
 			case flagdb.BadCohortCycle:
+				require.NotEmpty(t, out.Problems)
 				require.Contains(t, out.Problems[0], "cohort cycle")
 				require.Zero(t, out.SkippedFlags)
 			case flagdb.BadNullFilters:
-				require.Contains(t, out.Problems[0], "NULL")
 				require.EqualValues(t, 1, out.SkippedFlags)
+				require.Equal(t, SkipNullFilters, out.Skipped[0].Reason)
 			case flagdb.BadNonObjectFilters:
-				require.Contains(t, out.Problems[0], "a string, not an object")
 				require.EqualValues(t, 1, out.SkippedFlags)
+				require.Equal(t, SkipNotObject, out.Skipped[0].Reason)
+				require.Contains(t, out.Skipped[0].Detail, "a string, not an object")
 			}
-			_, body := f.payload(t, l, team, cachekeys.KindDefinitions)
+			_, body := f.payload(t, l, team, cachekeys.KindFlags)
+			require.NoError(t, rustRead(body, true))
+			_, body = f.payload(t, l, team, cachekeys.KindDefinitions)
 			require.True(t, json.Valid(body))
 		})
 	}
 	requireNoTempKeys(t, f.rdb)
+}
+
+// TestBuildHostileData: each hostile row ends as a skipped flag with its reason (or, for
+// a cohort, as a problem), every other flag of the team is published, and the metric
+// counts the reasons.
+func TestBuildHostileData(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, "")
+	ctx := context.Background()
+	res, err := flagdb.Seed(ctx, f.pool, flagdb.SeedOptions{Teams: 60, Seed: 4, HostileData: true})
+	require.NoError(t, err)
+	want := map[string]string{
+		flagdb.HostileMissingType: SkipPropertyType, flagdb.HostileUnknownOperator: SkipOperator,
+		flagdb.HostileOutOfRange: SkipOutOfRange, flagdb.HostileDeepNesting: SkipNesting, flagdb.HostileHugeNumber: SkipOutOfRange,
+	}
+	for team, kind := range res.HostileTeams {
+		t.Run(kind, func(t *testing.T) {
+			var sink BufferSink
+			st, err := NewBuilder(BuilderOptions{}).Build(ctx, f.src, team, &sink)
+			require.NoError(t, err)
+			require.NoError(t, rustRead(sink.Flags.Bytes(), true))
+			var total int64
+			require.NoError(t, f.pool.QueryRow(ctx, `SELECT count(*) FROM posthog_featureflag WHERE team_id = $1 AND NOT deleted
+				AND has_encrypted_payloads IS NOT TRUE`, team).Scan(&total))
+			switch kind {
+			case flagdb.HostileFlagCycle:
+				require.Zero(t, st.Skipped)
+				require.Contains(t, sink.Flags.String(), "flags_with_missing_deps\": [")
+				var meta struct {
+					EvaluationMetadata struct {
+						Missing []int64 `json:"flags_with_missing_deps"`
+					} `json:"evaluation_metadata"`
+				}
+				require.NoError(t, json.Unmarshal(sink.Flags.Bytes(), &meta))
+				require.GreaterOrEqual(t, len(meta.EvaluationMetadata.Missing), 2, "both flags of the cycle")
+			case flagdb.HostileCohortType:
+				require.Zero(t, st.Skipped)
+				require.NotEmpty(t, st.Problems)
+				require.Contains(t, st.Problems[0], "left out of flags.json")
+			default:
+				require.EqualValues(t, 1, st.Skipped, "%v", st.SkippedFlags)
+				require.Equal(t, want[kind], st.SkippedFlags[0].Reason, st.SkippedFlags[0].Detail)
+				require.Equal(t, "flag-0000001", st.SkippedFlags[0].Key)
+				require.EqualValues(t, total-1, st.Flags, "every other flag is published")
+				require.Equal(t, 2, st.Attempts, "found in the streaming pass, then built again")
+			}
+		})
+	}
 }
 
 func TestBuildUnknownTeam(t *testing.T) {

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs (as root, on Debian) and starts what flagwarden's tests need, when it is
 # missing: PostgreSQL, Redis, Alertmanager, Prometheus and promtool, Celery with its
-# Redis transport, Chromium, django-redis with python3-zstd, and (from Go modules)
-# golangci-lint and the versitygw S3 server. Quick when everything is already there.
+# Redis transport, Chromium, django-redis with python3-zstd, psycopg2 (PostHog's cache
+# writer reproduced in the rebuild tests), and (from Go modules) golangci-lint and the
+# versitygw S3 server. Quick when everything is already there.
 set -euo pipefail
 
 log() { printf 'install-deps: %s\n' "$*" >&2; }
@@ -15,6 +16,7 @@ command -v prometheus-alertmanager >/dev/null 2>&1 || need+=(prometheus-alertman
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 /usr/bin/python3 -c 'import celery' >/dev/null 2>&1 || need+=(python3-celery)
 /usr/bin/python3 -c 'import redis' >/dev/null 2>&1 || need+=(python3-redis)
+/usr/bin/python3 -c 'import psycopg2' >/dev/null 2>&1 || need+=(python3-psycopg2)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 # PostHog's Django cache readers: django-redis with the zstd bindings its compressor uses.
 /usr/bin/python3 -c 'import django_redis' >/dev/null 2>&1 || need+=(python3-django-redis)

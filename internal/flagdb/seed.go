@@ -97,7 +97,8 @@ type SeedResult struct {
 	BadTeams map[int64]string
 	// HostileTeams are the teams that received hostile rows, with their kind.
 	HostileTeams map[int64]string
-	// EmptyTeamID is an ordinary team without flags (0 when Teams is 0).
+	// EmptyTeamID is an ordinary team without flags (0 when Teams is 0 or every team
+	// must have flags).
 	EmptyTeamID int64
 	Elapsed     time.Duration
 }
@@ -178,7 +179,7 @@ func Seed(ctx context.Context, pool *pgxpool.Pool, opts SeedOptions) (SeedResult
 			p.flags = int32(opts.GiantFlags)
 			p.name = opts.GiantName
 			res.GiantTeamID = id
-		} else if i > 0 && r.Float64() < opts.FlagTeamShare { // the first team has no flags
+		} else if r.Float64() < opts.FlagTeamShare && (i != opts.Teams-1 || opts.FlagTeamShare >= 1) { // the last team has no flags, unless every team must
 			// Pareto: xm / U^(1/alpha), capped.
 			n := float64(opts.MinFlags) / math.Pow(1-r.Float64(), 1/opts.Alpha)
 			p.flags = int32(min(n, float64(opts.MaxFlags)))
@@ -202,7 +203,7 @@ func Seed(ctx context.Context, pool *pgxpool.Pool, opts SeedOptions) (SeedResult
 			hostileKinds = hostileKinds[1:]
 			res.HostileTeams[id] = p.hostile
 		}
-		if i == 0 && opts.Teams > 0 {
+		if i == opts.Teams-1 && p.flags == 0 {
 			res.EmptyTeamID = id
 		}
 		p.firstFlag, p.firstCohort = nextFlag, nextCohort
@@ -386,12 +387,13 @@ var legacyGroups = []string{
 }
 
 // appendCohortFilters writes a cohort's filters: an OR of one AND group of person
-// properties, and about one cohort in eight depends on an earlier one of its team.
+// properties; cohort 2 of a team and about one in eight others depend on an earlier
+// one of the team.
 func appendCohortFilters(b []byte, r *rand.Rand, p *teamPlan, i int) []byte {
 	b = append(b, `{"properties":{"type":"OR","values":[{"type":"AND","values":[{"key":"plan","type":"person","value":["pro","team"],"operator":"exact"},{"key":"signup_index","type":"person","value":`...)
 	b = strconv.AppendInt(b, int64(r.IntN(100000)), 10)
 	b = append(b, `,"operator":"gt"}`...)
-	if i > 0 && r.IntN(8) == 0 {
+	if nested := r.IntN(8) == 0; i == 2 || i > 0 && nested {
 		b = append(b, ',')
 		b = appendCohortRef(b, p.firstCohort+int64(r.IntN(i)))
 	}

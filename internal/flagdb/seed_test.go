@@ -93,3 +93,39 @@ func TestSeedOptionsValidate(t *testing.T) {
 		require.Error(t, err, name)
 	}
 }
+
+// TestSeedHoldsEveryShape: a default fleet has what PostHog's payload rules are about,
+// so that the rebuild tests over a seeded database exercise each of them.
+func TestSeedHoldsEveryShape(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := newPool(t)
+	res, err := Seed(ctx, pool, SeedOptions{Teams: 60, Seed: 12, HostileData: true})
+	require.NoError(t, err)
+	require.NotZero(t, res.EmptyTeamID)
+	require.Len(t, res.HostileTeams, len(HostileKinds()))
+	checks := map[string]string{
+		"a team without flags":      `SELECT count(*) FROM posthog_team t WHERE NOT EXISTS (SELECT 1 FROM posthog_featureflag f WHERE f.team_id = t.id)`,
+		"flag dependencies by id":   `SELECT count(*) FROM posthog_featureflag WHERE filters @? '$.groups[*].properties[*] ? (@.type == "flag" && @.key like_regex "^[0-9]+$")'`,
+		"flag dependencies by key":  `SELECT count(*) FROM posthog_featureflag WHERE filters @? '$.groups[*].properties[*] ? (@.type == "flag" && @.key starts with "flag-")'`,
+		"cohort conditions":         `SELECT count(*) FROM posthog_featureflag WHERE filters @? '$.groups[*].properties[*] ? (@.type == "cohort")'`,
+		"static cohorts":            `SELECT count(*) FROM posthog_cohort WHERE is_static AND NOT deleted`,
+		"nested cohorts":            `SELECT count(*) FROM posthog_cohort WHERE filters @? '$.properties.** ? (@.type == "cohort")'`,
+		"legacy-groups cohorts":     `SELECT count(*) FROM posthog_cohort WHERE filters IS NULL AND groups <> '[]'`,
+		"encrypted-payload flags":   `SELECT count(*) FROM posthog_featureflag WHERE has_encrypted_payloads AND NOT deleted`,
+		"legacy rollout rows":       `SELECT count(*) FROM posthog_featureflag WHERE rollout_percentage IS NOT NULL AND NOT filters ? 'groups'`,
+		"survey flags":              `SELECT count(*) FROM posthog_survey WHERE targeting_flag_id IS NOT NULL`,
+		"experiments":               `SELECT count(*) FROM posthog_experiment WHERE NOT deleted`,
+		"deleted experiments":       `SELECT count(*) FROM posthog_experiment WHERE deleted`,
+		"evaluation tags":           `SELECT count(*) FROM posthog_featureflagevaluationtag`,
+		"device bucketing":          `SELECT count(*) FROM posthog_featureflag WHERE bucketing_identifier = 'device_id'`,
+		"team settings":             `SELECT count(*) FROM feature_flags_teamfeatureflagsconfig WHERE minimal_flag_called_events`,
+		"cohort backfill times":     `SELECT count(*) FROM posthog_cohort WHERE last_backfill_person_properties_at IS NOT NULL`,
+		"inactive flags":            `SELECT count(*) FROM posthog_featureflag WHERE NOT active AND NOT deleted`,
+	}
+	for what, q := range checks {
+		var n int64
+		require.NoError(t, pool.QueryRow(ctx, q).Scan(&n), what)
+		require.Positive(t, n, what)
+	}
+}
