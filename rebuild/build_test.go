@@ -351,12 +351,17 @@ func TestBuildPostgresKilledMidBuild(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, "")
 	ctx := context.Background()
+	// A team large enough that its rows are still on their way when the connection dies.
+	_, err := flagdb.Seed(ctx, f.pool, flagdb.SeedOptions{Teams: 0, GiantFlags: 20000, Seed: 8})
+	require.NoError(t, err)
+	var team int64
+	require.NoError(t, f.pool.QueryRow(ctx, `SELECT id FROM posthog_team WHERE name = 'giant'`).Scan(&team))
 	l := cachekeys.Layout{}
 	ok := f.rebuilder(BuilderOptions{}, PublisherOptions{})
-	_, err := ok.Rebuild(ctx, 1)
+	_, err = ok.Rebuild(ctx, team)
 	require.NoError(t, err)
-	live, liveBody := f.payload(t, l, 1, cachekeys.KindFlags)
-	_, err = f.pool.Exec(ctx, `UPDATE posthog_featureflag SET name = name || '!' WHERE team_id = 1`)
+	live, liveBody := f.payload(t, l, team, cachekeys.KindFlags)
+	_, err = f.pool.Exec(ctx, `UPDATE posthog_featureflag SET name = name || '!' WHERE team_id = $1`, team)
 	require.NoError(t, err)
 
 	admin, err := pgxpool.New(ctx, f.url)
@@ -370,16 +375,16 @@ func TestBuildPostgresKilledMidBuild(t *testing.T) {
 			require.NoError(t, err)
 		}
 	}})
-	_, err = NewRebuilder(f.src, b, NewPublisher(f.rdb, PublisherOptions{ChunkBytes: 64})).Rebuild(ctx, 1)
+	_, err = NewRebuilder(f.src, b, NewPublisher(f.rdb, PublisherOptions{ChunkBytes: 64 << 10})).Rebuild(ctx, team)
 	require.Error(t, err)
 	require.True(t, killed)
-	after, afterBody := f.payload(t, l, 1, cachekeys.KindFlags)
+	after, afterBody := f.payload(t, l, team, cachekeys.KindFlags)
 	require.Equal(t, live.ETag, after.ETag)
 	require.Equal(t, liveBody, afterBody)
 	requireNoTempKeys(t, f.rdb)
 
 	// The retry (what the job does next) succeeds on fresh connections.
-	res, err := ok.Rebuild(ctx, 1)
+	res, err := ok.Rebuild(ctx, team)
 	require.NoError(t, err)
 	require.NotEqual(t, live.ETag, res.FlagsETag)
 }

@@ -22,12 +22,13 @@ const maxSkippedReported = 100
 
 // BuilderOptions configure the streaming builder.
 type BuilderOptions struct {
-	// PageSize is how many flags one query reads. Default 2000.
+	// PageSize is how many flags are read between two Progress calls. Default 5000.
 	PageSize int
 	// FailOnMalformed fails the build on the first flag the Rust reader would reject or
 	// cohort problem instead of skipping and reporting it.
 	FailOnMalformed bool
-	// Progress, if set, is called after every page (from the goroutine that reads).
+	// Progress, if set, is called after every page of rows and at the end (from the
+	// goroutine that reads).
 	Progress func(BuildProgress)
 	// Contract is the PostHog cache contract the payloads follow. Default the newest.
 	Contract Contract
@@ -117,7 +118,7 @@ type Builder struct {
 
 // NewBuilder returns a builder.
 func NewBuilder(opts BuilderOptions) *Builder {
-	opts.PageSize = cmp.Or(opts.PageSize, 2000)
+	opts.PageSize = cmp.Or(opts.PageSize, 5000)
 	opts.Contract = cmp.Or(opts.Contract, NewestContract)
 	opts.MaxAttempts = cmp.Or(opts.MaxAttempts, 4)
 	return &Builder{opts: opts}
@@ -286,34 +287,49 @@ func mapKeys[V any](m map[int64]V) func(func(int64) bool) {
 func writeFlagsCohorts(ctx context.Context, rd TeamReader, fc *flagsCohorts, fo *out, st *BuildStats) error {
 	var docs cohortDocs
 	var buf []byte
+	emit := func(b []byte) {
+		if b == nil {
+			return // left out of flags.json, reported by the walk
+		}
+		if st.FlagsCohorts > 0 {
+			fo.str(", ")
+		}
+		st.FlagsCohorts++
+		fo.write(b)
+	}
 	for _, level := range fc.levels {
+		cached := true
+		for _, id := range level {
+			if _, ok := fc.printed.get(id); !ok {
+				cached = false
+				break
+			}
+		}
+		if cached {
+			for _, id := range level {
+				b, _ := fc.printed.get(id)
+				emit(b)
+			}
+			continue
+		}
 		err := eachCohort(ctx, rd, level, false, func(c *CohortRow) error {
-			if err := docs.parse(c); err != nil {
-				st.problem("cohort %d left out of flags.json: %v", c.ID, err)
+			if docs.parse(c) != nil || checkCohortRow(c, &docs) != nil {
 				return nil
 			}
-			if p := checkCohortRow(c, &docs); p != nil {
-				st.problem("cohort %d left out of flags.json: %s", c.ID, p.detail)
-				return nil
-			}
-			buf = buf[:0]
-			if st.FlagsCohorts > 0 {
-				buf = append(buf, ", "...)
-			}
-			buf = appendFlagsCohort(buf, c, &docs)
-			st.FlagsCohorts++
-			fo.write(buf)
+			buf = appendFlagsCohort(buf[:0], c, &docs)
+			emit(buf)
 			return fo.err
 		})
 		if err != nil {
 			return err
 		}
 	}
-	return nil
+	return fo.err
 }
 
 // writeDefCohorts prints {"<id>": cohort.properties.to_dict(), …} in the order the ids
-// sort as strings, reading the cohorts back a chunk at a time.
+// sort as strings, from the walk's prints or, past their budget, reading the cohorts
+// back a chunk at a time.
 func writeDefCohorts(ctx context.Context, rd TeamReader, dc *defCohorts, kept []int64, do *out, st *BuildStats) error {
 	ids := dc.shipped(kept)
 	var docs cohortDocs
@@ -321,22 +337,31 @@ func writeDefCohorts(ctx context.Context, rd TeamReader, dc *defCohorts, kept []
 	printed := map[int64][]byte{}
 	for start := 0; start < len(ids); start += chunk {
 		part := ids[start:min(start+chunk, len(ids))]
-		sorted := slices.Clone(part)
-		slices.Sort(sorted)
 		clear(printed)
-		err := rd.Cohorts(ctx, sorted, true, func(c *CohortRow) error {
-			if err := docs.parse(c); err != nil {
-				return nil
+		var missing []int64
+		for _, id := range part {
+			if b, ok := dc.printed.get(id); ok {
+				printed[id] = b
+			} else {
+				missing = append(missing, id)
 			}
-			props, err := docs.properties()
+		}
+		if len(missing) > 0 {
+			slices.Sort(missing)
+			err := rd.Cohorts(ctx, missing, true, func(c *CohortRow) error {
+				if err := docs.parse(c); err != nil {
+					return nil
+				}
+				props, err := docs.properties()
+				if err != nil {
+					return nil
+				}
+				printed[c.ID] = props.appendDict(nil)
+				return nil
+			})
 			if err != nil {
-				return nil
+				return err
 			}
-			printed[c.ID] = props.appendDict(nil)
-			return nil
-		})
-		if err != nil {
-			return err
 		}
 		for _, id := range part {
 			p, ok := printed[id]
@@ -365,49 +390,52 @@ func writeDefCohorts(ctx context.Context, rd TeamReader, dc *defCohorts, kept []
 func writeEvalMeta(ctx context.Context, rd TeamReader, c Contract, m *evalMeta, res *depResolver, fo *out) ([]int64, error) {
 	filter := IDFilter{ActiveOnly: c.flagsActiveOnly(), ExcludeEncrypted: c.excludeEncryptedEverywhere()}
 	fo.str(`{"dependency_stages": [`)
-	n0 := 0
-	err := rd.FlagIDs(ctx, filter, false, func(id int64) error {
-		if res.skipped(id) || m.isInner(id) {
-			return nil
-		}
-		if n0 == 0 {
-			fo.buf = append(fo.buf, '[')
-		} else {
-			fo.buf = append(fo.buf, ", "...)
-		}
-		fo.buf = strconv.AppendInt(fo.buf, id, 10)
-		n0++
-		if len(fo.buf) >= outFlush {
-			fo.flush()
-		}
-		return fo.err
-	})
-	if err != nil {
-		return nil, err
-	}
+	n0, n := 0, 0
 	var restart []int64
-	if n0 > 0 {
-		fo.buf = append(fo.buf, ']')
-		for _, s := range m.stages {
-			fo.buf = appendIDList(append(fo.buf, ", "...), s)
+	texts := false
+	// between closes stage 0 and prints what comes from the index, before the ids come
+	// again as strings.
+	between := func() {
+		texts = true
+		if n0 > 0 {
+			fo.buf = append(fo.buf, ']')
+			for _, s := range m.stages {
+				fo.buf = appendIDList(append(fo.buf, ", "...), s)
+			}
+		} else {
+			restart = m.cycled()
 		}
-	} else {
-		restart = m.cycled()
+		fo.str(`], "flags_with_missing_deps": `)
+		fo.buf = appendIDList(fo.buf, m.missing)
+		fo.str(`, "transitive_deps": {`)
 	}
-	fo.str(`], "flags_with_missing_deps": `)
-	fo.buf = appendIDList(fo.buf, m.missing)
-	fo.str(`, "transitive_deps": {`)
-	n := 0
-	err = rd.FlagIDs(ctx, filter, true, func(id int64) error {
+	err := rd.FlagIDs(ctx, filter, func(id int64, byText bool) error {
 		if res.skipped(id) {
 			return nil
 		}
-		if n > 0 {
-			fo.buf = append(fo.buf, ", "...)
+		switch {
+		case !byText:
+			if m.isInner(id) {
+				return nil
+			}
+			if n0 == 0 {
+				fo.buf = append(fo.buf, '[')
+			} else {
+				fo.buf = append(fo.buf, ", "...)
+			}
+			fo.buf = strconv.AppendInt(fo.buf, id, 10)
+			n0++
+		default:
+			if !texts {
+				between()
+			}
+			if n > 0 {
+				fo.buf = append(fo.buf, ", "...)
+			}
+			n++
+			fo.buf = strconv.AppendInt(append(fo.buf, '"'), id, 10)
+			fo.buf = m.appendTransitive(append(fo.buf, `": `...), id)
 		}
-		n++
-		fo.buf = strconv.AppendInt(append(fo.buf, '"'), id, 10)
-		fo.buf = m.appendTransitive(append(fo.buf, `": `...), id)
 		if len(fo.buf) >= outFlush {
 			fo.flush()
 		}
@@ -415,6 +443,9 @@ func writeEvalMeta(ctx context.Context, rd TeamReader, c Contract, m *evalMeta, 
 	})
 	if err != nil {
 		return nil, err
+	}
+	if !texts {
+		between()
 	}
 	fo.str("}}")
 	return restart, fo.err

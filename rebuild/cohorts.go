@@ -65,10 +65,38 @@ func (cd *cohortDocs) properties() (*pyGroup, error) {
 	return pp.cohortProperties(cd.filtersNode(), cd.groupsNode())
 }
 
+// cohortCacheBytes bounds the printed cohorts a build keeps from its walk for printing;
+// past it the cohorts are read again when printed. A variable for tests.
+var cohortCacheBytes = 4 << 20
+
+// printCache keeps printed cohorts within cohortCacheBytes.
+type printCache struct {
+	m     map[int64][]byte
+	bytes int
+}
+
+func (c *printCache) put(id int64, b []byte) {
+	if c.bytes+len(b) > cohortCacheBytes {
+		return
+	}
+	if c.m == nil {
+		c.m = map[int64][]byte{}
+	}
+	c.m[id] = b
+	c.bytes += len(b)
+}
+
+func (c *printCache) get(id int64) ([]byte, bool) {
+	b, ok := c.m[id]
+	return b, ok
+}
+
 // flagsCohorts are the cohorts flags.json carries: the ones its active flags name and
 // their nested dependencies, static ones included, level by level to MaxCohortDepth.
 type flagsCohorts struct {
 	levels [][]int64
+	// printed holds cohorts already printed (nil: left out of flags.json).
+	printed printCache
 }
 
 func walkFlagsCohorts(ctx context.Context, rd TeamReader, seeds []int64, st *BuildStats) (*flagsCohorts, error) {
@@ -89,8 +117,15 @@ func walkFlagsCohorts(ctx context.Context, rd TeamReader, seeds []int64, st *Bui
 		err := eachCohort(ctx, rd, frontier, false, func(c *CohortRow) error {
 			level = append(level, c.ID)
 			if err := docs.parse(c); err != nil {
-				st.problem("%v", err)
+				st.problem("cohort %d left out of flags.json: %v", c.ID, err)
+				out.printed.put(c.ID, nil)
 				return nil
+			}
+			if p := checkCohortRow(c, &docs); p != nil {
+				st.problem("cohort %d left out of flags.json: %s", c.ID, p.detail)
+				out.printed.put(c.ID, nil)
+			} else {
+				out.printed.put(c.ID, appendFlagsCohort(nil, c, &docs))
 			}
 			props, err := docs.properties()
 			if err != nil {
@@ -147,6 +182,8 @@ type defCohorts struct {
 	edges     map[int64][]int64
 	reachBad  map[int64]bool
 	brokenWhy map[int64]string
+	// printed holds to_dict() of cohorts already printed.
+	printed printCache
 }
 
 const (
@@ -180,6 +217,7 @@ func walkDefCohorts(ctx context.Context, rd TeamReader, seeds []int64, st *Build
 				dc.brokenWhy[c.ID] = err.Error()
 				st.problem("cohort %d: %v", c.ID, err)
 			} else {
+				dc.printed.put(c.ID, props.appendDict(nil))
 				cohortRefsLoose(props, func(dep int64) {
 					dc.edges[c.ID] = append(dc.edges[c.ID], dep)
 					if _, ok := seen[dep]; !ok {

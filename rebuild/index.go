@@ -175,20 +175,22 @@ type flagRefs struct {
 
 // readRefs reads properties (flag and cohort ones; others are ignored) into r.
 func readRefs(props []pyjson.Node, r *flagRefs) {
+	var m [3]pyjson.Node
 	for _, p := range props {
-		switch {
-		case p.Get("type").Equal("flag"):
-			k := p.Get("key")
-			if s, ok := k.Str(); ok && k.Kind() == pyjson.String {
+		members(p, refFields, m[:])
+		switch t := m[0]; {
+		case t.Equal("flag"):
+			k := m[1]
+			if s, ok := k.Str(); ok {
 				r.flagKeys = append(r.flagKeys, s)
 			} else if r.badKey == "" {
-				r.badKey = string(k.Raw())
-				if !k.Valid() {
-					r.badKey = "(none)"
+				r.badKey = "(none)"
+				if k.Valid() {
+					r.badKey = string(k.Raw())
 				}
 			}
-		case p.Get("type").Equal("cohort"):
-			v := p.Get("value")
+		case t.Equal("cohort"):
+			v := m[2]
 			if id, ok := pyInt(v); ok {
 				if id != noID {
 					r.cohorts = append(r.cohorts, id)
@@ -202,6 +204,8 @@ func readRefs(props []pyjson.Node, r *flagRefs) {
 		}
 	}
 }
+
+var refFields = []string{"type", "key", "value"}
 
 // fjDeps are the flag ids _extract_direct_dependency_ids reads: int() of each flag
 // property key (an inactive flag has none).

@@ -21,10 +21,8 @@ func NaiveBuild(ctx context.Context, src FlagSource, teamID int64) (flagsJSON, d
 	defer rd.Close()
 	var flags []map[string]any
 	cohortIDs := map[int64]struct{}{}
-	after := ""
-	for {
-		n, err := rd.Flags(ctx, after, 10_000, func(f *FlagRow) error {
-			after = f.Key
+	{
+		err := rd.Flags(ctx, func(f *FlagRow) error {
 			var filters map[string]any
 			if err := json.Unmarshal(f.Filters, &filters); err != nil {
 				return nil
@@ -52,9 +50,6 @@ func NaiveBuild(ctx context.Context, src FlagSource, teamID int64) (flagsJSON, d
 		})
 		if err != nil {
 			return nil, nil, err
-		}
-		if n < 10_000 {
-			break
 		}
 	}
 	ids := make([]int64, 0, len(cohortIDs))

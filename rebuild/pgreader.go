@@ -3,10 +3,13 @@ package rebuild
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/flagwarden/flagwarden/internal/pyjson"
 )
 
 // pgReader is one build's reads: a REPEATABLE READ, read-only transaction on one
@@ -152,24 +155,34 @@ func (r *pgReader) effectiveFilters() string {
 // References has the database extract each flag's flag and cohort properties: the
 // filters themselves never leave the server in this pass.
 func (r *pgReader) References(ctx context.Context, fn func(*RefRow) error) error {
-	rows, err := r.tx.Query(ctx, `SELECT id, key, active, enc, remote, refs FROM (
-			SELECT f.id, f.key, f.active, COALESCE(f.has_encrypted_payloads, false) AS enc,
-				COALESCE(f.is_remote_configuration, false) AS remote,
-				jsonb_path_query_array(`+r.effectiveFilters()+`, '`+refsPath+`', '{}', true) AS refs
-			FROM posthog_featureflag f WHERE f.team_id = $1 AND NOT f.deleted) s
-		WHERE refs <> '[]'::jsonb`, r.team.ID)
+	// The exists test stops at the first reference and lets the planner scan in
+	// parallel (allowed for this query only): this pass reads every flag's filters on
+	// the server while the client has nothing to do.
+	if _, err := r.tx.Exec(ctx, `SET LOCAL parallel_setup_cost = 0; SET LOCAL parallel_tuple_cost = 0`); err != nil {
+		return fmt.Errorf("read flag references of team %d: %w", r.team.ID, err)
+	}
+	defer func() {
+		if r.tx != nil {
+			_, _ = r.tx.Exec(context.WithoutCancel(ctx), `RESET parallel_setup_cost; RESET parallel_tuple_cost`)
+		}
+	}()
+	eff := r.effectiveFilters()
+	rows, err := r.tx.Query(ctx, `SELECT f.id, f.key, f.active, COALESCE(f.has_encrypted_payloads, false),
+			COALESCE(f.is_remote_configuration, false), jsonb_path_query_array(`+eff+`, '`+refsPath+`', '{}', true)
+		FROM posthog_featureflag f WHERE f.team_id = $1 AND NOT f.deleted
+			AND jsonb_path_exists(`+eff+`, '`+refsPath+`', '{}', true)`, pgx.QueryExecModeExec, r.team.ID)
 	if err != nil {
 		return fmt.Errorf("read flag references of team %d: %w", r.team.ID, err)
 	}
 	defer rows.Close()
 	var row RefRow
-	var id int32
 	for rows.Next() {
-		row.Refs = row.Refs[:0]
-		if err := rows.Scan(&id, &row.Key, &row.Active, &row.Encrypted, &row.Remote, &row.Refs); err != nil {
+		v := rows.RawValues()
+		id, err := textInt(v[0])
+		if err != nil {
 			return fmt.Errorf("read flag references of team %d: %w", r.team.ID, err)
 		}
-		row.ID = int64(id)
+		row.ID, row.Key, row.Active, row.Encrypted, row.Remote, row.Refs = id, string(v[1]), textBool(v[2]), textBool(v[3]), textBool(v[4]), v[5]
 		if err := fn(&row); err != nil {
 			return err
 		}
@@ -205,7 +218,7 @@ func (r *pgReader) FlagHeads(ctx context.Context, ids []int64, keys []string, fn
 	return nil
 }
 
-func (r *pgReader) FlagIDs(ctx context.Context, f IDFilter, byText bool, fn func(int64) error) error {
+func (r *pgReader) FlagIDs(ctx context.Context, f IDFilter, fn func(int64, bool) error) error {
 	var where strings.Builder
 	if f.ActiveOnly {
 		where.WriteString(" AND active")
@@ -213,135 +226,152 @@ func (r *pgReader) FlagIDs(ctx context.Context, f IDFilter, byText bool, fn func
 	if f.ExcludeEncrypted {
 		where.WriteString(" AND has_encrypted_payloads IS NOT TRUE")
 	}
-	order := "id"
-	if byText {
-		order = `id::text COLLATE "C"`
-	}
-	rows, err := r.tx.Query(ctx, `SELECT id FROM posthog_featureflag WHERE team_id = $1 AND NOT deleted`+where.String()+` ORDER BY `+order, r.team.ID)
-	if err != nil {
-		return fmt.Errorf("read flag ids of team %d: %w", r.team.ID, err)
-	}
-	defer rows.Close()
-	var id int32
-	for rows.Next() {
-		if err := rows.Scan(&id); err != nil {
+	// Two plain queries: the scan is cheap next to one sort that serves both orders.
+	for _, byText := range []bool{false, true} {
+		order := "id"
+		if byText {
+			order = `id::text COLLATE "C"`
+		}
+		rows, err := r.tx.Query(ctx, `SELECT id FROM posthog_featureflag WHERE team_id = $1 AND NOT deleted`+where.String()+` ORDER BY `+order,
+			pgx.QueryExecModeExec, r.team.ID)
+		if err != nil {
 			return fmt.Errorf("read flag ids of team %d: %w", r.team.ID, err)
 		}
-		if err := fn(int64(id)); err != nil {
-			return err
+		for rows.Next() {
+			id, err := textInt(rows.RawValues()[0])
+			if err == nil {
+				err = fn(id, byText)
+			}
+			if err != nil {
+				rows.Close()
+				return err
+			}
 		}
-	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("read flag ids of team %d: %w", r.team.ID, err)
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("read flag ids of team %d: %w", r.team.ID, err)
+		}
 	}
 	return nil
 }
 
-// pageExtras are the evaluation tags and experiments of one page's flags.
-type pageExtras struct {
-	tags       map[int64][]string
-	experiment map[int64]bool
-}
-
-// extras reads the tags and live experiments of the flags on one keyset page with one
-// query: a per-flag subquery in the flag query costs a plan node per row. Tags come
-// in the database's sort order, as array_agg(DISTINCT name) would give them.
-func (r *pgReader) extras(ctx context.Context, afterKey string, limit int) (pageExtras, error) {
-	var x pageExtras
-	exp := ""
-	if r.hasExperiment {
-		exp = ` UNION ALL SELECT e.feature_flag_id, NULL FROM posthog_experiment e
-			WHERE e.feature_flag_id IN (SELECT id FROM page) AND NOT e.deleted`
-	}
-	rows, err := r.tx.Query(ctx, `WITH page AS (SELECT f.id FROM posthog_featureflag f
-			WHERE f.team_id = $1 AND NOT f.deleted AND f.key > $2 ORDER BY f.key LIMIT $3)
-		SELECT et.feature_flag_id, t.name FROM posthog_featureflagevaluationtag et JOIN posthog_tag t ON t.id = et.tag_id
-		WHERE et.feature_flag_id IN (SELECT id FROM page)`+exp+`
-		ORDER BY 1, 2`, pgx.QueryExecModeExec, r.team.ID, afterKey, limit)
-	if err != nil {
-		return x, fmt.Errorf("read evaluation tags of team %d after %q: %w", r.team.ID, afterKey, err)
-	}
-	defer rows.Close()
-	var (
-		id   int32
-		name *string
-	)
-	for rows.Next() {
-		if err := rows.Scan(&id, &name); err != nil {
-			return x, fmt.Errorf("read evaluation tags of team %d: %w", r.team.ID, err)
-		}
-		if name == nil {
-			if x.experiment == nil {
-				x.experiment = map[int64]bool{}
-			}
-			x.experiment[int64(id)] = true
-			continue
-		}
-		if x.tags == nil {
-			x.tags = map[int64][]string{}
-		}
-		t := x.tags[int64(id)]
-		if len(t) == 0 || t[len(t)-1] != *name {
-			x.tags[int64(id)] = append(t, *name)
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return x, fmt.Errorf("read evaluation tags of team %d: %w", r.team.ID, err)
-	}
-	return x, nil
-}
-
-// Flags streams one keyset page of the team's non-deleted flags; rows go to fn as they
-// arrive, so a page never sits in memory whole.
-func (r *pgReader) Flags(ctx context.Context, afterKey string, limit int, fn func(*FlagRow) error) (int, error) {
-	x, err := r.extras(ctx, afterKey, limit)
-	if err != nil {
-		return 0, err
-	}
-	bucketing, rollout := "NULL::text", "NULL::integer"
+// Flags streams the team's flags in one query. Evaluation tags (as array_agg(DISTINCT
+// name) would give them) and live experiments are merge-joined by key on the server:
+// the rows stay in key order and no per-flag subquery runs. Hash and nested-loop joins
+// are turned off for this query only, so that the planner keeps the index order.
+func (r *pgReader) Flags(ctx context.Context, fn func(*FlagRow) error) error {
+	bucketingCol, rolloutCol := "NULL::text", "NULL::integer"
 	if r.bucketing {
-		bucketing = "f.bucketing_identifier"
+		bucketingCol = "f.bucketing_identifier"
 	}
 	if r.rollout {
-		rollout = "f.rollout_percentage"
+		rolloutCol = "f.rollout_percentage"
 	}
-	// QueryExecModeExec plans every page with its actual keys: a cached generic plan for
-	// "team_id = $1 AND key > $2" can turn each page into a scan of the whole team.
+	experiments := "SELECT NULL::text AS key WHERE false"
+	if r.hasExperiment {
+		experiments = `SELECT DISTINCT f3.key FROM posthog_experiment e JOIN posthog_featureflag f3 ON f3.id = e.feature_flag_id
+			WHERE f3.team_id = $1 AND NOT f3.deleted AND NOT e.deleted`
+	}
+	if _, err := r.tx.Exec(ctx, `SET LOCAL enable_hashjoin = off; SET LOCAL enable_nestloop = off`); err != nil {
+		return fmt.Errorf("read flags of team %d: %w", r.team.ID, err)
+	}
+	defer func() {
+		if r.tx != nil {
+			_, _ = r.tx.Exec(context.WithoutCancel(ctx), `SET LOCAL enable_hashjoin = on; SET LOCAL enable_nestloop = on`)
+		}
+	}()
 	rows, err := r.tx.Query(ctx, `SELECT f.id, f.key, f.name, f.filters, f.active, f.ensure_experience_continuity,
-			f.has_encrypted_payloads, f.is_remote_configuration, f.version, f.evaluation_runtime, `+bucketing+`, `+rollout+`
+			f.has_encrypted_payloads, f.is_remote_configuration, f.version, f.evaluation_runtime, `+bucketingCol+`, `+rolloutCol+`,
+			tg.tags, ex.key IS NOT NULL
 		FROM posthog_featureflag f
-		WHERE f.team_id = $1 AND NOT f.deleted AND f.key > $2
-		ORDER BY f.key LIMIT $3`, pgx.QueryExecModeExec, r.team.ID, afterKey, limit)
+		LEFT JOIN (SELECT f2.key, jsonb_agg(DISTINCT t.name ORDER BY t.name) AS tags
+			FROM posthog_featureflagevaluationtag et JOIN posthog_tag t ON t.id = et.tag_id
+			JOIN posthog_featureflag f2 ON f2.id = et.feature_flag_id
+			WHERE f2.team_id = $1 AND NOT f2.deleted GROUP BY f2.key) tg ON tg.key = f.key
+		LEFT JOIN (`+experiments+`) ex ON ex.key = f.key
+		WHERE f.team_id = $1 AND NOT f.deleted
+		ORDER BY f.key`, pgx.QueryExecModeExec, r.team.ID)
 	if err != nil {
-		return 0, fmt.Errorf("read flags of team %d after %q: %w", r.team.ID, afterKey, err)
+		return fmt.Errorf("read flags of team %d: %w", r.team.ID, err)
 	}
 	defer rows.Close()
+	// Raw text values decoded by hand: pgx's reflective Scan was most of the client's
+	// time per row.
 	var (
-		n                int
-		row              = FlagRow{TeamID: r.team.ID}
-		id               int32
-		version, rollPct *int32
+		row                = FlagRow{TeamID: r.team.ID}
+		cont, enc, remote  bool
+		version, rollPct   int64
+		runtime, bucketing string
+		tags               pyjson.Doc
 	)
 	for rows.Next() {
-		row.Filters = row.Filters[:0]
-		if err := rows.Scan(&id, &row.Key, &row.Name, &row.Filters, &row.Active, &row.EnsureExperienceContinuity,
-			&row.HasEncryptedPayloads, &row.IsRemoteConfiguration, &version, &row.EvaluationRuntime,
-			&row.BucketingIdentifier, &rollPct); err != nil {
-			return n, fmt.Errorf("read flags of team %d: %w", r.team.ID, err)
+		v := rows.RawValues()
+		id, err := textInt(v[0])
+		if err != nil {
+			return fmt.Errorf("read flags of team %d: id: %w", r.team.ID, err)
 		}
-		row.ID = int64(id)
-		row.Version, row.RolloutPercentage = widen(version), widen(rollPct)
-		row.Tags = x.tags[row.ID]
-		row.HasExperiment = x.experiment[row.ID]
-		n++
+		row.ID, row.Key, row.Name, row.Filters = id, string(v[1]), string(v[2]), v[3]
+		row.Active = textBool(v[4])
+		row.EnsureExperienceContinuity = optBool(v[5], &cont)
+		row.HasEncryptedPayloads = optBool(v[6], &enc)
+		row.IsRemoteConfiguration = optBool(v[7], &remote)
+		if row.Version, err = optInt(v[8], &version); err != nil {
+			return fmt.Errorf("read flags of team %d: version: %w", r.team.ID, err)
+		}
+		row.EvaluationRuntime = optString(v[9], &runtime)
+		row.BucketingIdentifier = optString(v[10], &bucketing)
+		if row.RolloutPercentage, err = optInt(v[11], &rollPct); err != nil {
+			return fmt.Errorf("read flags of team %d: rollout_percentage: %w", r.team.ID, err)
+		}
+		row.Tags = row.Tags[:0]
+		if v[12] != nil {
+			if err := tags.Parse(v[12]); err != nil {
+				return fmt.Errorf("read evaluation tags of flag %d: %w", id, err)
+			}
+			tags.Root().Elems(func(t pyjson.Node) bool {
+				s, _ := t.Str()
+				row.Tags = append(row.Tags, s)
+				return true
+			})
+		}
+		row.HasExperiment = textBool(v[13])
 		if err := fn(&row); err != nil {
-			return n, err
+			return err
 		}
 	}
 	if err := rows.Err(); err != nil {
-		return n, fmt.Errorf("read flags of team %d: %w", r.team.ID, err)
+		return fmt.Errorf("read flags of team %d: %w", r.team.ID, err)
 	}
-	return n, nil
+	return nil
+}
+
+func textInt(b []byte) (int64, error) { return strconv.ParseInt(string(b), 10, 64) }
+
+func textBool(b []byte) bool { return len(b) > 0 && b[0] == 't' }
+
+func optBool(b []byte, dst *bool) *bool {
+	if b == nil {
+		return nil
+	}
+	*dst = textBool(b)
+	return dst
+}
+
+func optInt(b []byte, dst *int64) (*int64, error) {
+	if b == nil {
+		return nil, nil
+	}
+	v, err := textInt(b)
+	*dst = v
+	return dst, err
+}
+
+func optString(b []byte, dst *string) *string {
+	if b == nil {
+		return nil
+	}
+	*dst = string(b)
+	return dst
 }
 
 func widen(v *int32) *int64 {

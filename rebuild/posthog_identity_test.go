@@ -123,6 +123,26 @@ func TestBytesEqualPostHogsWriter(t *testing.T) {
 	requireSameAsPostHog(t, pool, url, teams)
 }
 
+// TestBytesEqualPostHogsWriterRereadingCohorts: the same with no printed cohorts kept
+// from the walks, so that every cohort is read back when printed.
+func TestBytesEqualPostHogsWriterRereadingCohorts(t *testing.T) {
+	ctx := context.Background()
+	url := testenv.Postgres(t)
+	pool, err := pgxpool.New(ctx, url)
+	require.NoError(t, err)
+	t.Cleanup(pool.Close)
+	require.NoError(t, flagdb.ApplySchema(ctx, pool))
+	r := rand.New(rand.NewPCG(56, 78))
+	var teams []int64
+	for i := range 3 {
+		teams = append(teams, insertRandomTeam(t, pool, r, 9100+int64(i), 60))
+	}
+	saved := cohortCacheBytes
+	cohortCacheBytes = 0
+	t.Cleanup(func() { cohortCacheBytes = saved })
+	requireSameAsPostHog(t, pool, url, teams)
+}
+
 // insertRandomTeam writes a team whose rows are random but readable by the Rust
 // service, so that PostHog and flagwarden must agree on every byte.
 func insertRandomTeam(t *testing.T, pool *pgxpool.Pool, r *rand.Rand, id int64, flags int) int64 {

@@ -144,67 +144,123 @@ func checkGroups(groups pyjson.Node, field string) *rustProblem {
 	var p *rustProblem
 	i := 0
 	groups.Elems(func(g pyjson.Node) bool {
-		p = checkGroup(g, fmt.Sprintf("filters.%s[%d]", field, i))
+		p = checkGroup(g, field, i)
 		i++
 		return p == nil
 	})
 	return p
 }
 
-func checkGroup(g pyjson.Node, path string) *rustProblem {
+func groupPath(field string, gi int) string { return fmt.Sprintf("filters.%s[%d]", field, gi) }
+
+func propPath(field string, gi, pi int) string {
+	return fmt.Sprintf("filters.%s[%d].properties[%d]", field, gi, pi)
+}
+
+// members finds the named members of an object in one pass (the last of duplicates,
+// as a Python dict keeps); out[i] is invalid where names[i] is absent.
+func members(obj pyjson.Node, names []string, out []pyjson.Node) {
+	clear(out)
+	obj.Members(func(k, v pyjson.Node) bool {
+		for i, name := range names {
+			if k.Equal(name) {
+				out[i] = v
+				break
+			}
+		}
+		return true
+	})
+}
+
+var groupFields = []string{"properties", "rollout_percentage", "variant", "aggregation_group_type_index"}
+
+func checkGroup(g pyjson.Node, field string, gi int) *rustProblem {
 	if g.Kind() != pyjson.Object {
-		return rustErr(SkipShape, "%s is %s, not a condition group", path, g.Kind())
+		return rustErr(SkipShape, "%s is %s, not a condition group", groupPath(field, gi), g.Kind())
 	}
-	if props := present(g.Get("properties")); props.Valid() {
+	var m [4]pyjson.Node
+	members(g, groupFields, m[:])
+	if props := present(m[0]); props.Valid() {
 		if props.Kind() != pyjson.Array {
-			return rustErr(SkipShape, "%s.properties is %s, not a list", path, props.Kind())
+			return rustErr(SkipShape, "%s.properties is %s, not a list", groupPath(field, gi), props.Kind())
 		}
 		var p *rustProblem
-		i := 0
+		pi := 0
 		props.Elems(func(prop pyjson.Node) bool {
-			p = checkProperty(prop, fmt.Sprintf("%s.properties[%d]", path, i))
-			i++
+			p = checkProperty(prop, field, gi, pi)
+			pi++
 			return p == nil
 		})
 		if p != nil {
 			return p
 		}
 	}
-	if r := present(g.Get("rollout_percentage")); r.Valid() && !isNumber(r) {
-		return rustErr(SkipShape, "%s.rollout_percentage is %s, not a number", path, r.Kind())
+	if r := present(m[1]); r.Valid() && !isNumber(r) {
+		return rustErr(SkipShape, "%s.rollout_percentage is %s, not a number", groupPath(field, gi), r.Kind())
 	}
-	if v := present(g.Get("variant")); v.Valid() && v.Kind() != pyjson.String {
-		return rustErr(SkipShape, "%s.variant is %s, not a string", path, v.Kind())
+	if v := present(m[2]); v.Valid() && v.Kind() != pyjson.String {
+		return rustErr(SkipShape, "%s.variant is %s, not a string", groupPath(field, gi), v.Kind())
 	}
-	return optI32(g.Get("aggregation_group_type_index"), path+".aggregation_group_type_index")
+	if !optI32ok(m[3]) {
+		return optI32(m[3], groupPath(field, gi)+".aggregation_group_type_index")
+	}
+	return nil
 }
 
-func checkProperty(p pyjson.Node, path string) *rustProblem {
+var propFields = []string{"key", "type", "operator", "negation", "group_type_index"}
+
+func checkProperty(p pyjson.Node, field string, gi, pi int) *rustProblem {
 	if p.Kind() != pyjson.Object {
-		return rustErr(SkipShape, "%s is %s, not a property filter", path, p.Kind())
+		return rustErr(SkipShape, "%s is %s, not a property filter", propPath(field, gi, pi), p.Kind())
 	}
-	if k := p.Get("key"); k.Kind() != pyjson.String {
+	var m [5]pyjson.Node
+	members(p, propFields, m[:])
+	if k := m[0]; k.Kind() != pyjson.String {
 		if !k.Valid() {
-			return rustErr(SkipShape, "%s has no key", path)
+			return rustErr(SkipShape, "%s has no key", propPath(field, gi, pi))
 		}
-		return rustErr(SkipShape, "%s.key is %s, not a string", path, k.Kind())
+		return rustErr(SkipShape, "%s.key is %s, not a string", propPath(field, gi, pi), k.Kind())
 	}
-	t := p.Get("type")
+	t := m[1]
 	if !t.Valid() {
-		return rustErr(SkipPropertyType, "%s has no type", path)
+		return rustErr(SkipPropertyType, "%s has no type", propPath(field, gi, pi))
 	}
-	if s, ok := t.Str(); !ok || !rustPropertyTypes[s] {
-		return rustErr(SkipPropertyType, "%s.type %s is not one of person, cohort, group, flag", path, t.Raw())
+	if !knownString(t, rustPropertyTypes) {
+		return rustErr(SkipPropertyType, "%s.type %s is not one of person, cohort, group, flag", propPath(field, gi, pi), t.Raw())
 	}
-	if op := present(p.Get("operator")); op.Valid() {
-		if s, ok := op.Str(); !ok || !rustOperators[s] {
-			return rustErr(SkipOperator, "%s.operator %s is not an operator the Rust reader knows", path, op.Raw())
+	if op := present(m[2]); op.Valid() && !knownString(op, rustOperators) {
+		return rustErr(SkipOperator, "%s.operator %s is not an operator the Rust reader knows", propPath(field, gi, pi), op.Raw())
+	}
+	if n := present(m[3]); n.Valid() && n.Kind() != pyjson.True && n.Kind() != pyjson.False {
+		return rustErr(SkipShape, "%s.negation is %s, not a boolean", propPath(field, gi, pi), n.Kind())
+	}
+	if !optI32ok(m[4]) {
+		return optI32(m[4], propPath(field, gi, pi)+".group_type_index")
+	}
+	return nil
+}
+
+// knownString: a string value that is one of set, compared without allocating for
+// plain strings.
+func knownString(n pyjson.Node, set map[string]bool) bool {
+	if n.Kind() != pyjson.String {
+		return false
+	}
+	raw := n.Raw()
+	if body := raw[1 : len(raw)-1]; !containsByte(body, '\\') {
+		return set[string(body)]
+	}
+	s, _ := n.Str()
+	return set[s]
+}
+
+func containsByte(b []byte, c byte) bool {
+	for _, x := range b {
+		if x == c {
+			return true
 		}
 	}
-	if n := present(p.Get("negation")); n.Valid() && n.Kind() != pyjson.True && n.Kind() != pyjson.False {
-		return rustErr(SkipShape, "%s.negation is %s, not a boolean", path, n.Kind())
-	}
-	return optI32(p.Get("group_type_index"), path+".group_type_index")
+	return false
 }
 
 func checkMultivariate(m pyjson.Node) *rustProblem {
@@ -233,6 +289,16 @@ func checkMultivariate(m pyjson.Node) *rustProblem {
 		return p == nil
 	})
 	return p
+}
+
+// optI32ok is optI32 without the message: the common case allocates nothing.
+func optI32ok(n pyjson.Node) bool {
+	n = present(n)
+	if !n.Valid() {
+		return true
+	}
+	v, ok := n.Int()
+	return n.Kind() == pyjson.Int && ok && v >= math.MinInt32 && v <= math.MaxInt32
 }
 
 // optI32 checks an Option<i32>: absent, null, or an integer literal within i32.

@@ -133,12 +133,13 @@ type TeamReader interface {
 	References(ctx context.Context, fn func(*RefRow) error) error
 	// FlagHeads calls fn for the team's non-deleted flags among ids or keys.
 	FlagHeads(ctx context.Context, ids []int64, keys []string, fn func(*FlagHead) error) error
-	// FlagIDs calls fn with the ids of the non-deleted flags f selects, in numeric order,
-	// or ordered as decimal strings when byText.
-	FlagIDs(ctx context.Context, f IDFilter, byText bool, fn func(int64) error) error
-	// Flags calls fn for up to limit non-deleted flags whose key sorts after afterKey,
-	// in key order, and returns how many it passed (fewer than limit: done).
-	Flags(ctx context.Context, afterKey string, limit int, fn func(*FlagRow) error) (int, error)
+	// FlagIDs calls fn with the ids of the non-deleted flags f selects in numeric order,
+	// then (byText) with the same ids again ordered as decimal strings: the two orders
+	// flags.json's dependency stages and transitive dependencies are printed in.
+	FlagIDs(ctx context.Context, f IDFilter, fn func(id int64, byText bool) error) error
+	// Flags calls fn for each non-deleted flag of the team, in key order (the database's
+	// collation, as PostHog's order_by("key")), as the rows arrive.
+	Flags(ctx context.Context, fn func(*FlagRow) error) error
 	// Cohorts calls fn for the non-deleted cohorts among ids, by id, of the team or,
 	// with project, of any team of the team's project.
 	Cohorts(ctx context.Context, ids []int64, project bool, fn func(*CohortRow) error) error

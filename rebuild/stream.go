@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -23,8 +24,19 @@ const (
 
 type rowBatch struct {
 	rows  []FlagRow
+	vals  []rowVals // what the rows' pointers point at, so that a copy allocates nothing
 	spans [][2]int32 // filters of each row in arena; -1: NULL
 	arena []byte
+}
+
+type rowVals struct {
+	continuity, encrypted, remote bool
+	version, rollout              int64
+	runtime, bucketing            string
+}
+
+func newBatch() *rowBatch {
+	return &rowBatch{rows: make([]FlagRow, 0, batchRows), vals: make([]rowVals, batchRows), arena: make([]byte, 0, batchBytes)}
 }
 
 func (b *rowBatch) reset() {
@@ -40,13 +52,17 @@ func (b *rowBatch) full() bool { return len(b.rows) >= batchRows || len(b.arena)
 func (b *rowBatch) add(r *FlagRow) {
 	c := *r
 	c.Filters = nil
-	c.EnsureExperienceContinuity = clonePtr(r.EnsureExperienceContinuity)
-	c.HasEncryptedPayloads = clonePtr(r.HasEncryptedPayloads)
-	c.IsRemoteConfiguration = clonePtr(r.IsRemoteConfiguration)
-	c.Version = clonePtr(r.Version)
-	c.EvaluationRuntime = clonePtr(r.EvaluationRuntime)
-	c.BucketingIdentifier = clonePtr(r.BucketingIdentifier)
-	c.RolloutPercentage = clonePtr(r.RolloutPercentage)
+	if len(r.Tags) > 0 {
+		c.Tags = slices.Clone(r.Tags)
+	}
+	v := &b.vals[len(b.rows)]
+	c.EnsureExperienceContinuity = copyTo(r.EnsureExperienceContinuity, &v.continuity)
+	c.HasEncryptedPayloads = copyTo(r.HasEncryptedPayloads, &v.encrypted)
+	c.IsRemoteConfiguration = copyTo(r.IsRemoteConfiguration, &v.remote)
+	c.Version = copyTo(r.Version, &v.version)
+	c.RolloutPercentage = copyTo(r.RolloutPercentage, &v.rollout)
+	c.EvaluationRuntime = copyTo(r.EvaluationRuntime, &v.runtime)
+	c.BucketingIdentifier = copyTo(r.BucketingIdentifier, &v.bucketing)
 	span := [2]int32{-1, -1}
 	if r.Filters != nil {
 		span[0] = int32(len(b.arena))
@@ -65,12 +81,13 @@ func (b *rowBatch) seal() {
 	}
 }
 
-func clonePtr[T any](p *T) *T {
+// copyTo copies *p into dst and returns dst, or nil for nil.
+func copyTo[T any](p *T, dst *T) *T {
 	if p == nil {
 		return nil
 	}
-	v := *p
-	return &v
+	*dst = *p
+	return dst
 }
 
 type streamer struct {
@@ -105,7 +122,7 @@ func (s *streamer) run(ctx context.Context, rd TeamReader) error {
 	full := make(chan *rowBatch, batchCount)
 	free := make(chan *rowBatch, batchCount)
 	for range batchCount {
-		free <- &rowBatch{arena: make([]byte, 0, batchBytes)}
+		free <- newBatch()
 	}
 	var readErr error
 	var wg sync.WaitGroup
@@ -160,33 +177,31 @@ func (s *streamer) read(ctx context.Context, rd TeamReader, full, free chan *row
 	if err := take(); err != nil {
 		return err
 	}
-	after := ""
 	var rows int64
-	for {
-		n, err := rd.Flags(ctx, after, s.b.opts.PageSize, func(r *FlagRow) error {
-			after = r.Key
-			cur.add(r)
-			if cur.full() {
-				if err := send(); err != nil {
-					return err
-				}
-				return take()
-			}
-			return nil
-		})
-		rows += int64(n)
-		if err != nil {
-			return err
-		}
-		if err := ctx.Err(); err != nil {
-			return err
-		}
+	page := int64(s.b.opts.PageSize)
+	progress := func() {
 		if s.b.opts.Progress != nil {
 			s.b.opts.Progress(BuildProgress{Rows: rows, Bytes: s.bytes.Load()})
 		}
-		if n < s.b.opts.PageSize {
-			break
+	}
+	err := rd.Flags(ctx, func(r *FlagRow) error {
+		cur.add(r)
+		if rows++; rows%page == 0 {
+			progress()
 		}
+		if cur.full() {
+			if err := send(); err != nil {
+				return err
+			}
+			return take()
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if rows%page != 0 {
+		progress()
 	}
 	if len(cur.rows) > 0 {
 		return send()
@@ -203,15 +218,18 @@ func (s *streamer) row(f *FlagRow) error {
 	var refs flagRefs
 	nullProps := false
 	if prob == nil {
-		root := eff.Root()
 		s.props = s.props[:0]
-		root.Get("groups").Elems(func(g pyjson.Node) bool {
-			if p := g.Get("properties"); p.Valid() && p.Kind() == pyjson.Null {
-				nullProps = true
-			}
+		eff.Root().Get("groups").Elems(func(g pyjson.Node) bool {
+			props := g.Get("properties")
+			nullProps = nullProps || props.Valid() && props.Kind() == pyjson.Null
+			props.Elems(func(p pyjson.Node) bool {
+				if p.Kind() == pyjson.Object {
+					s.props = append(s.props, p)
+				}
+				return true
+			})
 			return true
 		})
-		eachConditionProperty(root, func(p pyjson.Node) { s.props = append(s.props, p) })
 		readRefs(s.props, &refs)
 		if refs.badKey != "" {
 			prob = rustErr(SkipShape, "a flag property key %s is not a string", refs.badKey)

@@ -76,14 +76,22 @@ func (n Node) Members(fn func(key, val Node) bool) {
 // Get returns the object member named key (the last one, as Python keeps), or an
 // invalid Node.
 func (n Node) Get(key string) Node {
-	var found Node
-	n.Members(func(k, v Node) bool {
-		if k.Equal(key) {
-			found = v
+	if n.Kind() != Object {
+		return Node{}
+	}
+	found := int32(-1)
+	tape := n.d.tape
+	c := n.i + 1
+	for range tape[n.i].n {
+		if (Node{n.d, c}).Equal(key) {
+			found = c + 1
 		}
-		return true
-	})
-	return found
+		c = tape[c+1].skip
+	}
+	if found < 0 {
+		return Node{}
+	}
+	return Node{n.d, found}
 }
 
 // Has reports whether an object has a member named key.

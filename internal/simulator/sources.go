@@ -267,9 +267,19 @@ func (r *simReader) FlagHeads(_ context.Context, ids []int64, keys []string, fn 
 	return nil
 }
 
-// FlagIDs yields 1..Flags in numeric order, or in the order their decimal forms sort.
-func (r *simReader) FlagIDs(ctx context.Context, _ rebuild.IDFilter, byText bool, fn func(int64) error) error {
+// FlagIDs yields 1..Flags in numeric order, then in the order their decimal forms sort.
+func (r *simReader) FlagIDs(ctx context.Context, _ rebuild.IDFilter, fn func(int64, bool) error) error {
 	n := r.t.Flags
+	for k := int64(0); k < n; k++ {
+		if k%4096 == 0 {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+		}
+		if err := fn(k+1, false); err != nil {
+			return err
+		}
+	}
 	cur := int64(1)
 	for k := int64(0); k < n; k++ {
 		if k%4096 == 0 {
@@ -277,13 +287,7 @@ func (r *simReader) FlagIDs(ctx context.Context, _ rebuild.IDFilter, byText bool
 				return err
 			}
 		}
-		if !byText {
-			if err := fn(k + 1); err != nil {
-				return err
-			}
-			continue
-		}
-		if err := fn(cur); err != nil {
+		if err := fn(cur, true); err != nil {
 			return err
 		}
 		if cur*10 <= n {
@@ -299,26 +303,13 @@ func (r *simReader) FlagIDs(ctx context.Context, _ rebuild.IDFilter, byText bool
 }
 
 // Flags implements rebuild.TeamReader.
-func (r *simReader) Flags(ctx context.Context, afterKey string, limit int, fn func(*rebuild.FlagRow) error) (int, error) {
+func (r *simReader) Flags(ctx context.Context, fn func(*rebuild.FlagRow) error) error {
 	t := &r.t
-	if limit <= 0 {
-		return 0, nil
-	}
-	// keys are flag-NNNNNNN in index order: find the first index after afterKey.
-	var from int64
-	if afterKey != "" {
-		var i int64
-		if _, err := fmt.Sscanf(strings.TrimPrefix(afterKey, "flag-"), "%d", &i); err != nil {
-			return 0, fmt.Errorf("flags of team %d after %q: not a simulated key", t.ID, afterKey)
-		}
-		from = i + 1
-	}
-	n := 0
 	var version int64 = 1
 	runtime := "all"
-	for i := from; i < t.Flags && n < limit; i++ {
+	for i := range t.Flags {
 		if err := ctx.Err(); err != nil {
-			return n, err
+			return err
 		}
 		row := rebuild.FlagRow{
 			ID: i + 1, TeamID: t.ID, Key: flagKey(i), Name: "Flag " + flagKey(i),
@@ -326,11 +317,10 @@ func (r *simReader) Flags(ctx context.Context, afterKey string, limit int, fn fu
 			EvaluationRuntime: &runtime,
 		}
 		if err := fn(&row); err != nil {
-			return n, err
+			return err
 		}
-		n++
 	}
-	return n, nil
+	return nil
 }
 
 // Cohorts implements rebuild.TeamReader. Cohort ids are 1..Cohorts; each has one
