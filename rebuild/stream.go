@@ -24,7 +24,7 @@ const (
 
 type rowBatch struct {
 	rows  []FlagRow
-	vals  []rowVals // what the rows' pointers point at, so that a copy allocates nothing
+	vals  []rowVals  // what the rows' pointers point at, so that a copy allocates nothing
 	spans [][2]int32 // filters of each row in arena; -1: NULL
 	arena []byte
 }
