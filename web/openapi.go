@@ -178,8 +178,10 @@ func buildOpenAPI() obj {
 			"labels": obj{"type": "object", "additionalProperties": str}, "summary": str, "description": str,
 			"evidence": obj{"type": "object", "additionalProperties": num}, "state": str, "active_at": ts,
 			"fired_at": ts, "resolved_at": ts, "runbook_url": str, "generator_url": str}},
-		"Quarantine":  quarantine,
-		"BuildResult": obj{"type": "object", "properties": obj{"team_id": integer, "job_id": integer, "lane": str, "started_at": ts, "finished_at": ts, "ok": boolean, "error": str, "unchanged": boolean, "flags": integer, "cohorts": integer, "skipped_flags": integer, "flags_bytes": integer, "definitions_bytes": integer, "flags_stored_bytes": integer, "definitions_stored_bytes": integer, "peak_heap_bytes": integer}},
+		"Quarantine": quarantine,
+		"BuildResult": obj{"type": "object", "properties": obj{"team_id": integer, "job_id": integer, "lane": str, "started_at": ts, "finished_at": ts, "ok": boolean, "error": str, "unchanged": boolean, "flags": integer, "cohorts": integer, "skipped_flags": integer, "flags_bytes": integer, "definitions_bytes": integer, "flags_stored_bytes": integer, "definitions_stored_bytes": integer, "peak_heap_bytes": integer,
+			"skipped":           arrayOf(obj{"type": "object", "properties": obj{"id": integer, "key": str, "reason": str, "detail": str}}),
+			"skipped_by_reason": obj{"type": "object", "additionalProperties": integer}}},
 		"EngineStatus": obj{"type": "object", "properties": obj{
 			"lanes":        arrayOf(obj{"type": "object", "properties": obj{"lane": str, "running": integer, "waiting": integer, "workers": integer}}),
 			"budget_bytes": integer, "budget_in_use_bytes": integer,
