@@ -353,7 +353,7 @@ func (ch *chainer) deps(key string) []string {
 }
 
 // maxChainMemo bounds the memoized chains; past it the memo starts over.
-const maxChainMemo = 4096
+const maxChainMemo = 1024
 
 // chain returns the printed dependency_chain of key.
 func (ch *chainer) chain(key string) []byte {

@@ -173,6 +173,10 @@ type flagRefs struct {
 	badCohort string   // a cohort value int() refuses (PostHog drops the flag from the definitions)
 }
 
+func (r *flagRefs) reset() {
+	r.flagKeys, r.cohorts, r.badKey, r.badCohort = r.flagKeys[:0], r.cohorts[:0], "", ""
+}
+
 // readRefs reads properties (flag and cohort ones; others are ignored) into r.
 func readRefs(props []pyjson.Node, r *flagRefs) {
 	var m [3]pyjson.Node
@@ -357,13 +361,14 @@ func predict(ctx context.Context, rd TeamReader, c Contract, surveys []int64) (*
 	ix := newIndexer(c, surveys, nil)
 	var doc pyjson.Doc
 	var props []pyjson.Node
+	var r flagRefs
 	err := rd.References(ctx, func(row *RefRow) error {
 		if err := doc.Parse(row.Refs); err != nil {
 			return fmt.Errorf("flag %d: references from the source: %w", row.ID, err)
 		}
 		props = props[:0]
 		doc.Root().Elems(func(p pyjson.Node) bool { props = append(props, p); return true })
-		var r flagRefs
+		r.reset()
 		readRefs(props, &r)
 		skipped := false
 		if r.badKey != "" {

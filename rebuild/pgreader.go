@@ -139,8 +139,12 @@ func (r *pgReader) SurveyFlagIDs(ctx context.Context) ([]int64, error) {
 	return ids, nil
 }
 
-// refsPath selects a flag's condition properties that name a flag or a cohort.
-const refsPath = `lax $.groups[*].properties[*] ? (@.type == "flag" || @.type == "cohort")`
+// refsPath selects a flag's condition properties that name a flag or a cohort;
+// flagRefsPath those that name a flag.
+const (
+	refsPath     = `lax $.groups[*].properties[*] ? (@.type == "flag" || @.type == "cohort")`
+	flagRefsPath = `lax $.groups[*].properties[*] ? (@.type == "flag")`
+)
 
 // effectiveFilters is get_filters() in SQL when legacy rows are up-converted.
 func (r *pgReader) effectiveFilters() string {
@@ -167,7 +171,9 @@ func (r *pgReader) References(ctx context.Context, fn func(*RefRow) error) error
 		}
 	}()
 	eff := r.effectiveFilters()
-	rows, err := r.tx.Query(ctx, `SELECT f.id, f.key, f.active, COALESCE(f.has_encrypted_payloads, false),
+	// The key is only needed for flags with flag dependencies.
+	rows, err := r.tx.Query(ctx, `SELECT f.id, CASE WHEN jsonb_path_exists(`+eff+`, '`+flagRefsPath+`', '{}', true) THEN f.key END,
+			f.active, COALESCE(f.has_encrypted_payloads, false),
 			COALESCE(f.is_remote_configuration, false), jsonb_path_query_array(`+eff+`, '`+refsPath+`', '{}', true)
 		FROM posthog_featureflag f WHERE f.team_id = $1 AND NOT f.deleted
 			AND jsonb_path_exists(`+eff+`, '`+refsPath+`', '{}', true)`, pgx.QueryExecModeExec, r.team.ID)

@@ -47,6 +47,7 @@ type FlagRow struct {
 // RefRow is a flag whose release conditions hold flag or cohort properties, as the
 // first pass reads it: Refs is a JSON array of those property objects in document
 // order (filters.groups[*].properties[*]), computed by the source, not read whole.
+// Key may be empty unless the flag has flag properties.
 type RefRow struct {
 	ID        int64
 	Key       string

@@ -114,6 +114,7 @@ type streamer struct {
 	fbuf, dbuf  []byte
 	ov          flagPropOverrides
 	fields      []flagField
+	refs        flagRefs
 }
 
 func (s *streamer) run(ctx context.Context, rd TeamReader) error {
@@ -215,7 +216,8 @@ func (s *streamer) row(f *FlagRow) error {
 	encrypted := deref(f.HasEncryptedPayloads)
 	remote := deref(f.IsRemoteConfiguration)
 	eff, prob := s.filters(f)
-	var refs flagRefs
+	refs := &s.refs
+	refs.reset()
 	nullProps := false
 	if prob == nil {
 		s.props = s.props[:0]
@@ -230,7 +232,7 @@ func (s *streamer) row(f *FlagRow) error {
 			})
 			return true
 		})
-		readRefs(s.props, &refs)
+		readRefs(s.props, refs)
 		if refs.badKey != "" {
 			prob = rustErr(SkipShape, "a flag property key %s is not a string", refs.badKey)
 		}
@@ -252,7 +254,7 @@ func (s *streamer) row(f *FlagRow) error {
 			}
 		}
 	}
-	s.exact.addFlag(f.ID, f.Key, f.Active, encrypted, remote, &refs, skipped, drop)
+	s.exact.addFlag(f.ID, f.Key, f.Active, encrypted, remote, refs, skipped, drop)
 	if skipped {
 		s.exact.x.skip[f.ID] = skipInfo{key: f.Key, code: prob.code, detail: prob.detail}
 		if s.b.opts.FailOnMalformed {
