@@ -175,7 +175,7 @@ func EvaluateBacklog(queue string, points []series.Point, now time.Time, active 
 func EvaluateBacklogAge(queue string, points, ages []series.Point, now time.Time, active func(kind string) bool, opts BacklogOptions) ([]Observation, BacklogStatus) {
 	opts = opts.withDefaults()
 	width := backlogWidth(points, opts)
-	h := historyFromPoints(points, width, opts.History(), opts.Floor, now.Truncate(width))
+	h := historyFromPoints(points, width, opts, now.Truncate(width))
 	return evaluateBacklog(queue, h, points, ages, now, active, opts)
 }
 
@@ -252,17 +252,11 @@ func evaluateBacklog(queue string, h *depthHistory, points, ages []series.Point,
 		return trend{}, false
 	}
 
-	c6 := h.compare(i, nFast, opts.Location, opts.Weeks)
-	tier := c6.tier
-	if tier != tierNone && c6.calN < minCalibration {
-		// A comparable day, but not yet enough residuals at this depth to measure
-		// their spread.
-		tier = tierNone
-	}
+	level := max(st.Depth, 0)
+	cmp := h.compare(i, level, opts)
+	tier := cmp.tier
 	var tr trend
 	var growing bool
-	var z float64
-	var used seasonal
 	switch tier {
 	case tierNone:
 		// Steady over the short window and, once there is that much history, over the
@@ -283,19 +277,15 @@ func evaluateBacklog(queue string, h *depthHistory, points, ages []series.Point,
 				"is less than %s away", tr.slope, opts.WarnETA)
 		}
 	default:
-		c12 := h.compare(i, 2*nFast, opts.Location, opts.Weeks)
-		level := max(st.Depth, 0)
-		z6, z12 := c6.z(level, opts, h.logOffset), c12.z(level, opts, h.logOffset)
-		z, used = z6, c6
-		if z12 > z6 {
-			z, used = z12, c12
-		}
-		enter := z >= 2*opts.SeasonSigmas
+		enter := cmp.z >= 2*opts.SeasonSigmas
 		if wasActive {
-			enter = z >= opts.ExitZ
+			enter = cmp.z >= opts.ExitZ
 		}
 		if enter {
-			tr, growing = rising(append(windows, 2*nFast, nFast))
+			// The depth must be rising over a window at least as long as the statistic
+			// that stood out: a two-hour ramp statistic is confirmed by a two-hour trend.
+			ws := slices.DeleteFunc(append(windows, 2*nFast, nFast), func(n int) bool { return n < cmp.stat.m })
+			tr, growing = rising(ws)
 		}
 	}
 	if tier == tierComparable {
@@ -311,10 +301,11 @@ func evaluateBacklog(queue string, h *depthHistory, points, ages []series.Point,
 	if !growing {
 		return out, st
 	}
-	return append(out, growthObservation(queue, st, tr, st2, tier, used, z, h, opts)), st
+	return append(out, growthObservation(queue, st, tr, st2, cmp, h, i, opts)), st
 }
 
-func growthObservation(queue string, st BacklogStatus, tr, st2 trend, tier int, c seasonal, z float64, h *depthHistory, opts BacklogOptions) Observation {
+func growthObservation(queue string, st BacklogStatus, tr, st2 trend, c seasonal, h *depthHistory, i int64, opts BacklogOptions) Observation {
+	tier := c.tier
 	sev := SeverityWarning
 	if tr.eta < opts.CritETA.Hours() {
 		sev = SeverityCritical
@@ -333,9 +324,10 @@ func growthObservation(queue string, st BacklogStatus, tr, st2 trend, tier int, 
 		noise = tr.noise
 	} else {
 		above = math.Exp(c.today) - math.Exp(c.base)
-		noise = math.Max(c.spread(st.Depth, opts, h.logOffset), 0) * (st.Depth + h.logOffset)
-		desc += fmt.Sprintf(" The last %s is %.0f messages above the same time on %s (spread ±%.0f, %.1f spreads), "+
-			"so this is not the usual pattern of the day.", time.Duration(c.n)*h.width, above, daysText(c.days, c.sameWeekday), noise, z)
+		noise = c.spread * (st.Depth + h.logOffset)
+		desc += fmt.Sprintf(" The last half hour is %.0f messages above the same time on %s; the %s of the last %s stands "+
+			"%.1f spreads above theirs, so this is not the usual pattern of the day.", above, daysText(c.days, c.sameWeekday),
+			c.stat.name, time.Duration(c.stat.m)*h.width, c.z)
 	}
 	if tr.decreases == 0 {
 		desc += " The depth did not go down once in the window: the workers may have stopped, or producers outpace them."
@@ -347,12 +339,12 @@ func growthObservation(queue string, st BacklogStatus, tr, st2 trend, tier int, 
 		"seasonal_check": float64(tier), "noise": math.Round(noise),
 	}
 	if tier != tierNone {
-		// Whether the queue is pulling away from its comparable days (τ of the residual
-		// over the short window), as the description of a page can use it.
-		ev["tau_vs_yesterday"] = round3(h.residualTau(h.end()-1, c.n, len(st2.buckets), opts.Location, opts.Weeks))
+		// Whether the queue is pulling away from its comparable days: τ of the residual
+		// over the short window.
+		ev["tau_vs_yesterday"] = round3(h.residualTau(i, len(st2.buckets)))
 		ev["above_yesterday"] = math.Round(above)
 		ev["baseline"] = math.Round(math.Exp(c.base) - h.logOffset)
-		ev["z"] = round3(z)
+		ev["z"] = round3(c.z)
 		ev["comparable_days"] = float64(len(c.days))
 	}
 	return Observation{

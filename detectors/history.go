@@ -5,13 +5,13 @@ import (
 	"slices"
 	"time"
 
-	"github.com/flagwarden/flagwarden/internal/robust"
 	"github.com/flagwarden/flagwarden/internal/series"
 )
 
 // depthHistory is a queue's depth at bucket resolution: for each width-wide bucket
 // (t−width, t], aligned to multiples of width since the Unix epoch (so a bucket and the
-// one a day earlier are the same time of day), the median and the lowest sample and
+// one a day earlier are the same time of day), a trimmed mean of its samples (the
+// middle 60 %: a spike does not move it, noise averages out), the lowest sample and
 // how often the depth went down. Weeks of it fit in a few tens of kilobytes, which is
 // what lets growth be compared with the same hours of comparable days without keeping
 // every sample. It is filled in time order; the open (last) bucket is finalized when
@@ -51,29 +51,36 @@ type depthHistory struct {
 	// runFrom is when the current run without a decrease began.
 	runFrom time.Time
 
-	// memoized residual statistics per window length (see season.go), by absolute
-	// bucket index; NaN when not computed or not computable.
-	memo map[int]*residualMemo
+	// What season.go derives, per bucket and computed once: the bucket's smoothed g
+	// (NaN until computed, −Inf when it cannot be), today's residual against the
+	// comparable days and their g (NaN where there is none), and running sums of the
+	// residuals (plain and weighted by the bucket index since anchor) for window
+	// statistics in constant time. resN buckets from first have residuals.
+	loc    *time.Location
+	weeks  int
+	smooth []float32
+	res    []float32
+	base   []float32
+	rs0    []float64
+	rs1    []float64
+	rcnt   []int32
+	resN   int
+	anchor int64
 }
 
-type residualMemo struct {
-	first int64
-	v     []float64
-}
-
-func (m *residualMemo) dropBefore(first int64) {
-	if d := first - m.first; d > 0 {
-		m.v = slices.Clone(m.v[min(d, int64(len(m.v))):])
-		m.first = first
+func newDepthHistory(width time.Duration, span time.Duration, logOffset float64, loc *time.Location, weeks int) *depthHistory {
+	if loc == nil {
+		loc = time.UTC
 	}
-}
-
-func newDepthHistory(width time.Duration, span time.Duration, logOffset float64) *depthHistory {
 	return &depthHistory{
 		width:      width,
 		maxBuckets: int(span/width) + 1,
 		logOffset:  max(logOffset, 1),
-		memo:       map[int]*residualMemo{},
+		loc:        loc,
+		weeks:      max(weeks, 1),
+		rs0:        []float64{0},
+		rs1:        []float64{0},
+		rcnt:       []int32{0},
 	}
 }
 
@@ -109,7 +116,7 @@ func (h *depthHistory) add(p series.Point) {
 	j := bucketOf(p.T, h.width)
 	if !h.started {
 		h.started = true
-		h.first = j
+		h.first, h.anchor = j, j
 		h.openIdx = j
 		h.sumG, h.cntG = []float64{0}, []int32{0}
 	}
@@ -155,7 +162,7 @@ func (h *depthHistory) closeThrough(j int64) {
 		var run float32
 		if idx == h.openIdx && len(h.openBuf) > 0 {
 			lo = float32(slices.Min(h.openBuf))
-			med = float32(robust.MedianInPlace(h.openBuf))
+			med = float32(trimmedMean(h.openBuf))
 			n = uint16(min(len(h.openBuf), math.MaxUint16))
 			dec = uint16(min(h.openDec, math.MaxUint16))
 			run = float32(h.openRun)
@@ -163,6 +170,7 @@ func (h *depthHistory) closeThrough(j int64) {
 		}
 		h.med, h.lo, h.n, h.dec = append(h.med, med), append(h.lo, lo), append(h.n, n), append(h.dec, dec)
 		h.run = append(h.run, run)
+		h.smooth = append(h.smooth, float32(math.NaN()))
 		s, c := h.sumG[len(h.sumG)-1], h.cntG[len(h.cntG)-1]
 		if n > 0 {
 			s += math.Log(float64(med) + h.logOffset)
@@ -183,12 +191,33 @@ func (h *depthHistory) trim() {
 	h.n = slices.Clone(h.n[drop:])
 	h.dec = slices.Clone(h.dec[drop:])
 	h.run = slices.Clone(h.run[drop:])
+	h.smooth = slices.Clone(h.smooth[drop:])
 	h.sumG = slices.Clone(h.sumG[drop:])
 	h.cntG = slices.Clone(h.cntG[drop:])
-	h.first += int64(drop)
-	for _, m := range h.memo {
-		m.dropBefore(h.first)
+	if drop <= h.resN {
+		h.res = slices.Clone(h.res[drop:])
+		h.base = slices.Clone(h.base[drop:])
+		h.rs0 = slices.Clone(h.rs0[drop:])
+		h.rs1 = slices.Clone(h.rs1[drop:])
+		h.rcnt = slices.Clone(h.rcnt[drop:])
+		h.resN -= drop
+	} else {
+		h.res, h.base, h.resN = nil, nil, 0
+		h.rs0, h.rs1, h.rcnt = []float64{0}, []float64{0}, []int32{0}
 	}
+	h.first += int64(drop)
+}
+
+// trimmedMean is the mean of the middle 60 % of v (it reorders v): as robust to a
+// spike as a median, and nearly as efficient as a mean on noise.
+func trimmedMean(v []float64) float64 {
+	slices.Sort(v)
+	k := len(v) / 5
+	var sum float64
+	for _, x := range v[k : len(v)-k] {
+		sum += x
+	}
+	return sum / float64(len(v)-2*k)
 }
 
 func (h *depthHistory) has(j int64) bool { return j >= h.first && j < h.end() }
@@ -240,8 +269,8 @@ func (h *depthHistory) buckets(j int64, n int) []bucket {
 }
 
 // historyFromPoints builds a history from points in time order, finalized up to now.
-func historyFromPoints(points []series.Point, width, span time.Duration, logOffset float64, now time.Time) *depthHistory {
-	h := newDepthHistory(width, span, logOffset)
+func historyFromPoints(points []series.Point, width time.Duration, opts BacklogOptions, now time.Time) *depthHistory {
+	h := newDepthHistory(width, opts.History(), opts.Floor, opts.Location, opts.Weeks)
 	for _, p := range points {
 		if p.T.After(now) {
 			break

@@ -74,7 +74,7 @@ type queueState struct {
 }
 
 func newQueueState(opts BacklogOptions, width time.Duration) *queueState {
-	return &queueState{opts: opts, h: newDepthHistory(width, opts.History(), opts.Floor)}
+	return &queueState{opts: opts, h: newDepthHistory(width, opts.History(), opts.Floor, opts.Location, opts.Weeks)}
 }
 
 // add appends a depth sample (and the oldest message's age, when measured).

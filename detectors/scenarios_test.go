@@ -50,7 +50,7 @@ func (a *ar1) next(r *rand.Rand) float64 {
 
 func hours(t time.Duration) float64 { return t.Hours() }
 
-// flat is a steady level with autocorrelated noise of sigma (absolute).
+// flat is a steady level with noise of sigma (absolute), autocorrelated by phi.
 func flat(level, sigma, phi float64) func(*rand.Rand, time.Duration) (float64, float64) {
 	n := &ar1{sigma: sigma, phi: phi}
 	return func(r *rand.Rand, _ time.Duration) (float64, float64) { return level + n.next(r), math.NaN() }
@@ -64,8 +64,11 @@ func ramp(rate, sigma, phi float64, onset time.Duration, deadline time.Duration,
 	const base = 1000.0
 	end := onset + 10*time.Hour
 	name := fmt.Sprintf("ramp %.0f%%/h", rate*100)
-	if sigma != 50 || phi != 0.8 {
+	switch {
+	case phi == 0:
 		name += fmt.Sprintf(", noise %.0f%%", sigma/10)
+	case sigma != 50:
+		name += fmt.Sprintf(", bursty noise %.0f%%", sigma/10)
 	}
 	if onset < 2*day {
 		name += ", after a flat day"
@@ -217,6 +220,7 @@ func backlogScenarios() []backlogScenario {
 	scs := []backlogScenario{
 		{family: "flat noise", name: "flat noise", days: 5},
 		{family: "flat noise", name: "flat noise, noise 10%", days: 5},
+		{family: "flat noise", name: "flat noise, bursty noise 8%", days: 5},
 		{family: "bursts", name: "single burst", days: 5},
 		{family: "bursts", name: "random bursts", days: 7},
 		{family: "cron square wave", name: "cron sawtooth", days: 5},
@@ -227,12 +231,17 @@ func backlogScenarios() []backlogScenario {
 		{family: "daily cycle", name: "daily cycle, nightly drain", days: 5},
 		{family: "daily+weekly cycle", name: "weekday ramps", days: 28, maxFindings: 1},
 		{family: "daily+weekly cycle", name: "taxi-like", days: 28, maxFindings: 1},
+		// Independent noise of 10 % per one-minute sample, a day of flat history: the
+		// targets of the fast path.
+		ramp(0.20, 100, 0, day+10*time.Hour, 60*time.Minute, 2.5),
+		ramp(0.10, 100, 0, day+10*time.Hour, 90*time.Minute, 2.5),
+		ramp(0.05, 100, 0, day+10*time.Hour, 0, 2.5),
+		// Bursty noise (5 % and 8 %, lag-one correlation 0.8 per minute: about three times
+		// the long-run spread of independent noise), three days of history.
 		ramp(0.05, 50, 0.8, 3*day+10*time.Hour, 0, 4.5),
-		ramp(0.10, 50, 0.8, 3*day+10*time.Hour, 90*time.Minute, 4.5),
-		ramp(0.20, 50, 0.8, 3*day+10*time.Hour, 60*time.Minute, 4.5),
-		ramp(0.50, 50, 0.8, 3*day+10*time.Hour, 60*time.Minute, 4.5),
-		ramp(0.20, 100, 0.5, day+10*time.Hour, 60*time.Minute, 2.5),
-		ramp(0.10, 100, 0.5, day+10*time.Hour, 0, 2.5),
+		ramp(0.10, 50, 0.8, 3*day+10*time.Hour, 2*time.Hour, 4.5),
+		ramp(0.20, 50, 0.8, 3*day+10*time.Hour, 2*time.Hour, 4.5),
+		ramp(0.50, 50, 0.8, 3*day+10*time.Hour, time.Hour, 4.5),
 		ramp(0.10, 80, 0.8, 3*day+10*time.Hour, 0, 4.5),
 		{family: "incident-shaped growth", name: "incident-shaped growth", want: []string{"backlog_growth", "backlog_stalled"},
 			onset: 2*day + 14*time.Hour, end: 6*day + 14*time.Hour, days: 6.5, deadline: 30 * time.Minute},
@@ -250,7 +259,9 @@ func backlogScenarios() []backlogScenario {
 		case "flat noise":
 			sc.gen = flat(base, 50, 0.8)
 		case "flat noise, noise 10%":
-			sc.gen = flat(base, 100, 0.5)
+			sc.gen = flat(base, 100, 0)
+		case "flat noise, bursty noise 8%":
+			sc.gen = flat(base, 80, 0.8)
 		case "single burst":
 			n := &ar1{sigma: 50, phi: 0.8}
 			sc.gen = func(r *rand.Rand, t time.Duration) (float64, float64) {

@@ -15,75 +15,71 @@ const (
 	// tierNone: no comparable day in the history; growth pages only when the limit is
 	// near.
 	tierNone = 0
-	// tierYesterday: one or two comparable days; the spread is measured on the
-	// residuals of the past day.
+	// tierYesterday: one or two comparable days.
 	tierYesterday = 1
-	// tierComparable: three or more comparable days; their own spread at this time of
-	// day counts too.
+	// tierComparable: three or more comparable days.
 	tierComparable = 2
 )
 
-// minComparableDays is the fewest days that make the comparable tier.
-const minComparableDays = 3
+const (
+	// minComparableDays is the fewest days that make the comparable tier.
+	minComparableDays = 3
+	// minCalibration is the fewest past values (three hours of buckets) a spread is
+	// measured on.
+	minCalibration = 36
+	// shiftBuckets is how far (in buckets) a comparable day may be moved to match
+	// today where it rises steeply: a morning ramp that starts ten minutes earlier than
+	// last week's is the same ramp, and a queue leaving zero a little earlier than usual
+	// is not growth.
+	shiftBuckets = 3
+	// steepRise is the rise of g (about 10 %) within shiftBuckets that makes a
+	// comparable day's bucket movable.
+	steepRise = 0.1
+	// calibrationGap keeps the last hour out of the spread: growth that began recently
+	// must not widen the spread it is judged by.
+	calibrationGap = 12
+	// daysPool is how many buckets either side of now the across-days spread pools.
+	daysPool = 12
+	// residualClip bounds one bucket's residual (a factor of about 1.65 either way), so
+	// that a burst counts as one large bucket, not as hours of growth in the windows
+	// that hold it.
+	residualClip = 0.5
+)
 
-// minCalibration is the fewest past residuals (three hours of buckets) the spread is
-// measured on.
-const minCalibration = 36
+// refWiden are the half-widths (in buckets: two hours, one, half an hour) a comparable
+// day is smoothed over, widest first.
+var refWiden = []int64{24, 12, 6}
 
-// shiftBuckets is how far (in buckets, either way) a comparable day may be moved to
-// match today: a morning ramp that starts ten minutes earlier than last week's is the
-// same ramp.
-const shiftBuckets = 3
+// seasonStats are the statistics of today's residual (g minus the comparable days')
+// that growth is judged on: the mean of the last half hour and hour, which catch a
+// level that has left its usual range, and ramp-weighted sums over the last hour and
+// two (weights rising linearly to now: the matched filter for growth that began within
+// the window), which catch a steady ramp sooner than a mean does.
+var seasonStats = []seasonStat{{"level", 6, false}, {"level", 12, false}, {"ramp", 12, true}, {"ramp", 24, true}}
 
-// steepRise is the rise of g (about 10 %) within shiftBuckets that makes a comparable
-// day's window movable.
-const steepRise = 0.1
+type seasonStat struct {
+	name string
+	m    int // buckets
+	ramp bool
+}
 
-// seasonal holds what a comparison with comparable days found for one window.
+// seasonal holds what a comparison with comparable days found.
 type seasonal struct {
 	tier int
 	// days are the offsets (in days) of the comparable days used.
 	days []int
 	// sameWeekday is true when only the same weekday of earlier weeks is used.
 	sameWeekday bool
-	// today and base are window means of g = ln(depth + c); resid = today − base.
-	today, base, resid float64
-	// spreadDays is how far one comparable day strays from the others around this time
-	// of day (0 with fewer than two); spreadCal the spread of the same residual over the
-	// past day at similar depths.
-	spreadDays, spreadCal float64
-	calN                          int
-	// n is the window length in buckets.
-	n int
-}
-
-// spread is the spread a residual is judged by: the largest of the past day's, the
-// comparable days' and the noise floor at this level (all in g).
-func (s seasonal) spread(level float64, opts BacklogOptions, c float64) float64 {
-	return max(s.spreadCal, s.spreadDays, noiseFloor(level, opts.NoiseFloor)/(level+c))
-}
-
-// z is how many spreads the window stands above the comparable days.
-func (s seasonal) z(level float64, opts BacklogOptions, c float64) float64 {
-	if s.tier == tierNone {
-		return 0
-	}
-	return s.resid / s.spread(level, opts, c)
-}
-
-// residualTau is the Mann–Kendall τ of the n-bucket residual over the last m
-// positions: is the queue pulling away from its comparable days?
-func (h *depthHistory) residualTau(i int64, n, m int, loc *time.Location, weeks int) float64 {
-	v := make([]float64, 0, m)
-	for j := i - int64(m) + 1; j <= i; j++ {
-		if r, ok := h.residualAt(j, n, loc, weeks); ok {
-			v = append(v, r)
-		}
-	}
-	if len(v) < minBuckets {
-		return 0
-	}
-	return robust.MannKendallTau(v)
+	// stat is the statistic that stood out most (see seasonStats), z how many spreads
+	// it stands above the comparable days, spread that spread and its parts: the past
+	// day's spread of the same statistic at similar depths (calN values), the
+	// comparable days' own spread around now, and the noise floor.
+	stat                         seasonStat
+	value, z, spread             float64
+	spreadCal, spreadDays, floor float64
+	calN                         int
+	// today and base are the mean g of the last half hour and of the comparable days.
+	today, base float64
 }
 
 // dayKind splits days into weekdays and weekend days in loc.
@@ -95,22 +91,84 @@ func dayKind(t time.Time, loc *time.Location) int {
 	return 0
 }
 
-// refMean is the mean of g over the window of n buckets ending at j, taken on day k
-// back. Where that day rose steeply just after this time (by more than steepRise
-// within shiftBuckets), the highest of the windows up to shiftBuckets later is taken:
-// a ramp that arrives a few minutes earlier than on that day is the same ramp, and a
-// queue leaving zero a little earlier than usual is not growth. Elsewhere no shift is
-// allowed, because the highest of several noisy windows would bias every comparison
-// towards calling growth normal.
-func (h *depthHistory) refMean(j int64, n, k int) (float64, bool) {
-	back := j - int64(k)*h.perDay()
-	v, ok := h.meanG(back, n)
+// smoothG is bucket b's g smoothed over up to two hours either side — what today is
+// compared with, so smoothing it takes most of a comparable day's own noise out of
+// the comparison. The widest mean of refWiden that does not stray from the mean of the
+// middle five by more than noise explains is used (a symmetric mean is unbiased on a
+// slope; a peak or a kink would be blurred), else the middle five. Computed once per
+// bucket.
+func (h *depthHistory) smoothG(b int64) (float64, bool) {
+	if !h.has(b) || b+2 >= h.end() {
+		return 0, false
+	}
+	k := b - h.first
+	if v := float64(h.smooth[k]); !math.IsNaN(v) {
+		return v, !math.IsInf(v, -1)
+	}
+	mid, ok := h.meanG(b+2, 5)
+	if !ok {
+		h.smooth[k] = float32(math.Inf(-1))
+		return 0, false
+	}
+	v := mid
+	for _, w := range refWiden {
+		if b+w >= h.end() {
+			continue
+		}
+		wide, ok := h.meanG(b+w, 2*int(w)+1)
+		if !ok {
+			continue
+		}
+		noise := h.noiseG(b+w, 2*int(w)+1)
+		if math.Abs(wide-mid) <= 2*noise*math.Sqrt(1.0/5-1.0/float64(2*w+1)) {
+			v = wide
+			break
+		}
+	}
+	h.smooth[k] = float32(v)
+	return v, true
+}
+
+// noiseG is the robust spread of one bucket's g over the m buckets ending at j: the
+// MAD of bucket-to-bucket differences, scaled, over √2 (a trend shifts the differences
+// but not their spread).
+func (h *depthHistory) noiseG(j int64, m int) float64 {
+	d := make([]float64, 0, m)
+	prev := math.NaN()
+	for k := j - int64(m) + 1; k <= j; k++ {
+		v := h.value(k)
+		if math.IsNaN(v) {
+			continue
+		}
+		g := h.g(v)
+		if !math.IsNaN(prev) {
+			d = append(d, g-prev)
+		}
+		prev = g
+	}
+	if len(d) < 3 {
+		return 0
+	}
+	med := robust.Median(d)
+	for i := range d {
+		d[i] = math.Abs(d[i] - med)
+	}
+	return madScale * robust.MedianInPlace(d) / math.Sqrt2
+}
+
+// refBucket is what day k back says bucket j should be: its smoothed g, or where that
+// day rose steeply just after this time, the highest of the next shiftBuckets.
+// Elsewhere no shift is allowed: the highest of several noisy values would bias every
+// comparison towards calling growth normal.
+func (h *depthHistory) refBucket(j int64, k int) (float64, bool) {
+	b := j - int64(k)*h.perDay()
+	v, ok := h.smoothG(b)
 	if !ok {
 		return 0, false
 	}
-	if later, ok := h.meanG(back+shiftBuckets, n); ok && later-v > steepRise {
+	if later, ok := h.smoothG(b + shiftBuckets); ok && later-v > steepRise {
 		for s := int64(1); s <= shiftBuckets; s++ {
-			if w, ok := h.meanG(back+s, n); ok {
+			if w, ok := h.smoothG(b + s); ok {
 				v = max(v, w)
 			}
 		}
@@ -118,156 +176,328 @@ func (h *depthHistory) refMean(j int64, n, k int) (float64, bool) {
 	return v, true
 }
 
-// comparable picks the days the window (j−n, j] is compared with: the same weekday of
-// up to `weeks` earlier weeks once three of them are in the history; before that the
-// days of the last week of the same kind (weekday or weekend) and the same weekday a
-// week or two back. Never a Sunday for a Monday.
-func (h *depthHistory) comparable(j int64, n int, loc *time.Location, weeks int) (days []int, refs []float64, sameWeekday bool) {
+// comparable picks the days bucket j is compared with: the same weekday of up to
+// `weeks` earlier weeks once three of them are in the history; before that the days
+// of the last week of the same kind (weekday or weekend) and the same weekday one and
+// two weeks back. Never a Sunday for a Monday.
+func (h *depthHistory) comparable(j int64) (days []int, sameWeekday bool) {
 	p := h.perDay()
 	if p == 0 {
-		return nil, nil, false
+		return nil, false
 	}
-	for w := 1; w <= weeks; w++ {
-		if v, ok := h.refMean(j, n, 7*w); ok {
-			days, refs = append(days, 7*w), append(refs, v)
+	for w := 1; w <= h.weeks; w++ {
+		if _, ok := h.refBucket(j, 7*w); ok {
+			days = append(days, 7*w)
 		}
 	}
 	if len(days) >= minComparableDays {
-		return days, refs, true
+		return days, true
 	}
-	days, refs = days[:0], refs[:0]
+	days = days[:0]
 	mid := h.bucketEnd(j).Add(-h.width / 2)
-	kind := dayKind(mid, loc)
+	kind := dayKind(mid, h.loc)
 	for k := 1; k <= 14; k++ {
-		if k < 7 && dayKind(mid.Add(-time.Duration(k)*24*time.Hour), loc) != kind || k > 7 && k != 14 {
+		if k < 7 && dayKind(mid.Add(-time.Duration(k)*24*time.Hour), h.loc) != kind || k > 7 && k != 14 {
 			continue
 		}
-		if v, ok := h.refMean(j, n, k); ok {
-			days, refs = append(days, k), append(refs, v)
+		if _, ok := h.refBucket(j, k); ok {
+			days = append(days, k)
 		}
 	}
-	return days, refs, false
+	return days, false
 }
 
-// residualAt is today's window mean minus the comparable days' (their median, or
-// mean of two): the statistic whose past values calibrate the spread.
-func (h *depthHistory) residualAt(j int64, n int, loc *time.Location, weeks int) (float64, bool) {
-	m := h.memo[n]
-	if m == nil {
-		m = &residualMemo{first: j}
-		h.memo[n] = m
+// ensureResiduals computes today's residual for every bucket up to j that does not
+// have one yet: g minus the median of its comparable days.
+func (h *depthHistory) ensureResiduals(j int64) {
+	refs := make([]float64, 0, 8)
+	for idx := h.first + int64(h.resN); idx <= j && idx < h.end(); idx++ {
+		r, base := math.NaN(), math.NaN()
+		if v := h.value(idx); !math.IsNaN(v) {
+			days, _ := h.comparable(idx)
+			refs = refs[:0]
+			for _, k := range days {
+				if b, ok := h.refBucket(idx, k); ok {
+					refs = append(refs, b)
+				}
+			}
+			if len(refs) > 0 {
+				base = robust.MedianInPlace(refs)
+				r = min(max(h.g(v)-base, -residualClip), residualClip)
+			}
+		}
+		h.res, h.base = append(h.res, float32(r)), append(h.base, float32(base))
+		s0, s1, c := h.rs0[h.resN], h.rs1[h.resN], h.rcnt[h.resN]
+		if !math.IsNaN(r) {
+			s0 += r
+			s1 += float64(idx-h.anchor) * r
+			c++
+		}
+		h.rs0, h.rs1, h.rcnt = append(h.rs0, s0), append(h.rs1, s1), append(h.rcnt, c)
+		h.resN++
 	}
-	if j < m.first {
-		return h.computeResidual(j, n, loc, weeks)
-	}
-	for int64(len(m.v)) <= j-m.first {
-		m.v = append(m.v, math.NaN())
-	}
-	if v := m.v[j-m.first]; !math.IsNaN(v) {
-		return v, !math.IsInf(v, 0)
-	}
-	v, ok := h.computeResidual(j, n, loc, weeks)
-	if !ok {
-		m.v[j-m.first] = math.Inf(1) // computed: not computable
-		return 0, false
-	}
-	m.v[j-m.first] = v
-	return v, true
 }
 
-func (h *depthHistory) computeResidual(j int64, n int, loc *time.Location, weeks int) (float64, bool) {
-	today, ok := h.meanG(j, n)
-	if !ok {
+// statAt is statistic st of the residuals of the m buckets ending at j; ok is false
+// unless two thirds of them have one.
+func (h *depthHistory) statAt(j int64, st seasonStat) (float64, bool) {
+	a, b := j-int64(st.m)+1-h.first, j-h.first+1
+	if a < 0 || b > int64(h.resN) {
 		return 0, false
 	}
-	_, refs, _ := h.comparable(j, n, loc, weeks)
-	if len(refs) == 0 {
+	c := h.rcnt[b] - h.rcnt[a]
+	if int(c)*3 < 2*st.m {
 		return 0, false
 	}
-	return today - robust.MedianInPlace(refs), true
+	s0 := h.rs0[b] - h.rs0[a]
+	if !st.ramp {
+		return s0 / float64(c), true
+	}
+	s1 := h.rs1[b] - h.rs1[a]
+	origin := float64(j - int64(st.m) - h.anchor)
+	return (s1 - origin*s0) / rampNorm(st.m), true
 }
 
-// compare measures how far the window of n buckets ending at j stands above the
-// comparable days.
-func (h *depthHistory) compare(j int64, n int, loc *time.Location, weeks int) seasonal {
+// rampNorm is √(1² + 2² + … + m²), so a ramp statistic has the spread of one bucket.
+func rampNorm(m int) float64 {
+	n := float64(m)
+	return math.Sqrt(n * (n + 1) * (2*n + 1) / 6)
+}
+
+// statOf is statistic st of the last st.m values of v (NaN values left out).
+func statOf(v []float64, st seasonStat) (float64, bool) {
+	if len(v) < st.m {
+		return 0, false
+	}
+	v = v[len(v)-st.m:]
+	var s0, s1 float64
+	var c int
+	for i, x := range v {
+		if math.IsNaN(x) {
+			continue
+		}
+		s0 += x
+		s1 += float64(i+1) * x
+		c++
+	}
+	if c*3 < 2*st.m {
+		return 0, false
+	}
+	if !st.ramp {
+		return s0 / float64(c), true
+	}
+	return s1 / rampNorm(st.m), true
+}
+
+// compare measures how far the buckets ending at i stand above the comparable days:
+// every statistic of seasonStats, each against its own spread — the largest of the
+// past day's spread of that statistic where the comparable days were at a similar
+// depth (a queue that is quiet at night and busy by day varies more by day, and its
+// nights say nothing about that; taken around zero, it includes how far a whole day
+// may run above its comparable days), how far one comparable day strays from the
+// others around this time of day, and the noise floor at this depth. The statistic
+// that stands out most is returned.
+func (h *depthHistory) compare(i int64, level float64, opts BacklogOptions) seasonal {
 	var s seasonal
-	today, ok := h.meanG(j, n)
-	if !ok {
+	days, same := h.comparable(i)
+	if len(days) == 0 || h.perDay() == 0 {
 		return s
 	}
-	days, refs, same := h.comparable(j, n, loc, weeks)
-	if len(refs) == 0 {
+	h.ensureResiduals(i)
+	baseNow := float64(h.base[i-h.first])
+	if math.IsNaN(baseNow) {
 		return s
 	}
-	s.days, s.sameWeekday, s.today, s.n = slices.Clone(days), same, today, n
+	s.days, s.sameWeekday = days, same
 	s.tier = tierYesterday
-	if len(refs) >= minComparableDays {
+	if len(days) >= minComparableDays {
 		s.tier = tierComparable
 	}
-	s.spreadDays = h.daysSpread(j, n, days)
-	s.base = robust.Median(refs)
-	s.resid = today - s.base
-	// The same residual over the past day, up to an hour ago (so that growth that
-	// began recently does not widen the spread it is judged by), where the depth was
-	// the comparable days' depth was within a factor of three of what it is for now: a
-	// queue that is quiet at night and busy by day varies more by day, and its nights
-	// say nothing about that. Taken around zero, it
-	// includes how far a whole day may run above its comparable days.
-	p := h.perDay()
-	cal := make([]float64, 0, p)
-	for jj := j - p; jj <= j-12; jj++ {
-		v, ok := h.residualAt(jj, n, loc, weeks)
+	s.today, _ = h.meanG(i, minBuckets)
+	var bsum float64
+	var bn int
+	for j := i - minBuckets + 1; j <= i; j++ {
+		if h.has(j) && j-h.first < int64(h.resN) {
+			if b := float64(h.base[j-h.first]); !math.IsNaN(b) {
+				bsum += b
+				bn++
+			}
+		}
+	}
+	s.base = bsum / float64(max(bn, 1))
+	floor := noiseFloor(level, opts.NoiseFloor) / (max(level, 0) + h.logOffset)
+	loo := h.leaveOneOut(i, days)
+	// The calibration positions: the past day up to an hour ago, where the comparable
+	// days were at a similar depth.
+	var positions []int64
+	for j := max(i-h.perDay(), h.first); j <= i-calibrationGap && j-h.first < int64(h.resN); j++ {
+		if b := float64(h.base[j-h.first]); !math.IsNaN(b) && math.Abs(b-baseNow) <= math.Log(3) {
+			positions = append(positions, j)
+		}
+	}
+	sigma, rho := h.residualNoise(positions)
+	s.z = math.Inf(-1)
+	cal := make([]float64, 0, len(positions))
+	for _, st := range seasonStats {
+		v, ok := h.statAt(i, st)
 		if !ok {
 			continue
 		}
-		if g, _ := h.meanG(jj, n); math.Abs(g-v-s.base) > math.Log(3) {
-			continue // the comparable days were at another depth then
+		cal = cal[:0]
+		for _, j := range positions {
+			if x, ok := h.statAt(j, st); ok {
+				cal = append(cal, math.Abs(x))
+			}
 		}
-		cal = append(cal, math.Abs(v))
+		if len(cal) < minCalibration {
+			continue
+		}
+		// The measured spread of the statistic, and what the buckets' own noise and
+		// autocorrelation imply for it: a few calm hours must not make the spread look
+		// smaller than the noise says it is.
+		spreadCal := max(madScale*robust.MedianInPlace(cal), sigma*statScale(st, rho))
+		spreadDays := daysSpread(loo, st)
+		spread := max(spreadCal, spreadDays, floor)
+		if z := v / spread; z > s.z {
+			s.stat, s.value, s.z, s.spread = st, v, z, spread
+			s.spreadCal, s.spreadDays, s.floor, s.calN = spreadCal, spreadDays, floor, len(cal)
+		}
 	}
-	s.calN = len(cal)
-	if len(cal) >= minCalibration {
-		s.spreadCal = madScale * robust.MedianInPlace(cal)
+	if math.IsInf(s.z, -1) {
+		s.tier, s.z = tierNone, 0
 	}
 	return s
 }
 
-// daysSpread is how far one comparable day strays from the median of the others at
-// this time of day (leaving it out), pooled over the hour either side: the spread
-// today's residual is judged by when comparable days exist. Pooling makes it stable
-// with as few as two days, where a MAD of two or three values is mostly chance; taken
-// around zero, it includes how differently the days are shaped, not only their noise.
-func (h *depthHistory) daysSpread(j int64, n int, days []int) float64 {
-	if len(days) < 2 {
-		return 0
+// residualNoise is the robust spread of one bucket's residual at the given positions
+// and the lag-one autocorrelation of the residuals, from the spread of their
+// differences (var(r_t − r_{t−1}) = 2σ²(1 − ρ)).
+func (h *depthHistory) residualNoise(positions []int64) (sigma, rho float64) {
+	var v, d []float64
+	for _, j := range positions {
+		r := float64(h.res[j-h.first])
+		if math.IsNaN(r) {
+			continue
+		}
+		v = append(v, r)
+		if j > h.first {
+			if p := float64(h.res[j-1-h.first]); !math.IsNaN(p) {
+				d = append(d, r-p)
+			}
+		}
 	}
+	if len(v) < minCalibration || len(d) < minCalibration/2 {
+		return 0, 0
+	}
+	center := func(x []float64) float64 {
+		m := robust.Median(x)
+		for i := range x {
+			x[i] = math.Abs(x[i] - m)
+		}
+		return madScale * robust.MedianInPlace(x)
+	}
+	sigma, sd := center(v), center(d)
+	if sigma <= 0 {
+		return 0, 0
+	}
+	rho = 1 - sd*sd/(2*sigma*sigma)
+	return sigma, min(max(rho, 0), 0.9)
+}
+
+// statScale is the spread of statistic st for residuals of unit spread and lag-one
+// autocorrelation rho (an AR(1) model: correlation rho^k at lag k).
+func statScale(st seasonStat, rho float64) float64 {
+	w := make([]float64, st.m)
+	for i := range w {
+		w[i] = 1 / float64(st.m)
+		if st.ramp {
+			w[i] = float64(i+1) / rampNorm(st.m)
+		}
+	}
+	var v float64
+	for a := range w {
+		for b := range w {
+			v += w[a] * w[b] * math.Pow(rho, math.Abs(float64(a-b)))
+		}
+	}
+	return math.Sqrt(v)
+}
+
+// leaveOneOut is, for each comparable day, how far it strays from the median of the
+// others at every bucket from an hour and a half before i to an hour after it.
+func (h *depthHistory) leaveOneOut(i int64, days []int) [][]float64 {
+	if len(days) < 2 {
+		return nil
+	}
+	from, to := i-int64(daysPool)-24+1, i+int64(daysPool)
+	out := make([][]float64, len(days))
 	vals := make([]float64, len(days))
 	others := make([]float64, 0, len(days)-1)
-	dev := make([]float64, 0, 25*len(days))
-	for jj := j - 12; jj <= j+12; jj++ {
+	for d := range days {
+		out[d] = make([]float64, 0, to-from+1)
+	}
+	for t := from; t <= to; t++ {
 		ok := true
 		for d, k := range days {
-			if vals[d], ok = h.refMean(jj, n, k); !ok {
+			if vals[d], ok = h.refBucket(t, k); !ok {
 				break
 			}
 		}
-		if !ok {
-			continue
-		}
 		for d := range days {
+			if !ok {
+				out[d] = append(out[d], math.NaN())
+				continue
+			}
 			others = others[:0]
 			for e, v := range vals {
 				if e != d {
 					others = append(others, v)
 				}
 			}
-			dev = append(dev, math.Abs(vals[d]-robust.MedianInPlace(others)))
+			out[d] = append(out[d], vals[d]-robust.MedianInPlace(others))
+		}
+	}
+	return out
+}
+
+// daysSpread is the spread of statistic st over the comparable days' leave-one-out
+// residuals, pooled over the windows ending within an hour of now and taken around
+// zero: with as few as two days it measures how differently the days run at this
+// time, not only their noise.
+func daysSpread(loo [][]float64, st seasonStat) float64 {
+	var dev []float64
+	for _, series := range loo {
+		for end := len(series) - 2*daysPool - 1; end <= len(series); end++ {
+			if end < st.m {
+				continue
+			}
+			if x, ok := statOf(series[:end], st); ok {
+				dev = append(dev, math.Abs(x))
+			}
 		}
 	}
 	if len(dev) < 12 {
 		return 0
 	}
 	return madScale * robust.MedianInPlace(dev)
+}
+
+// residualTau is the Mann–Kendall τ of the per-bucket residual over the m buckets
+// ending at i: is the queue pulling away from its comparable days?
+func (h *depthHistory) residualTau(i int64, m int) float64 {
+	h.ensureResiduals(i)
+	v := make([]float64, 0, m)
+	for j := i - int64(m) + 1; j <= i; j++ {
+		if j >= h.first && j-h.first < int64(h.resN) {
+			if r := float64(h.res[j-h.first]); !math.IsNaN(r) {
+				v = append(v, r)
+			}
+		}
+	}
+	if len(v) < minBuckets {
+		return 0
+	}
+	return robust.MannKendallTau(v)
 }
 
 // noiseFloor is the least spread one bucket's depth is credited with at this level: a
@@ -285,7 +515,7 @@ func daysText(days []int, same bool) string {
 		return "the same weekday of the last " + itoa(int64(len(days))) + " weeks"
 	}
 	parts := make([]string, 0, len(days))
-	for _, k := range days {
+	for _, k := range slices.Sorted(slices.Values(days)) {
 		switch {
 		case k == 1:
 			parts = append(parts, "yesterday")
