@@ -245,6 +245,10 @@ func evaluateBacklog(queue string, h *depthHistory, points, ages []series.Point,
 			if n != nShort {
 				t = trendOf(h, i, n, st.Depth, opts.Limit)
 			}
+			if n < nShort {
+				// Six buckets, three of them a burst, are too few to measure noise on.
+				t.noise = st2.noise
+			}
 			if t.growing(opts, wasActive, n < 2*minBuckets) && !t.fallingNow() {
 				return t, true
 			}
@@ -277,15 +281,26 @@ func evaluateBacklog(queue string, h *depthHistory, points, ages []series.Point,
 				"is less than %s away", tr.slope, opts.WarnETA)
 		}
 	default:
-		enter := cmp.z >= 2*opts.SeasonSigmas
+		// Every statistic that stands out is checked against a rising depth over a window
+		// at least as long as itself (a two-hour ramp statistic is confirmed by a two-hour
+		// trend, a half-hour level by a half-hour one), shortest first.
+		need := 2 * opts.SeasonSigmas
 		if wasActive {
-			enter = cmp.z >= opts.ExitZ
+			need = opts.ExitZ
 		}
-		if enter {
-			// The depth must be rising over a window at least as long as the statistic
-			// that stood out: a two-hour ramp statistic is confirmed by a two-hour trend.
-			ws := slices.DeleteFunc(append(windows, 2*nFast, nFast), func(n int) bool { return n < cmp.stat.m })
-			tr, growing = rising(ws)
+		all := slices.Clone(windows)
+		all = append(all, 2*nFast, nFast)
+		slices.Sort(all)
+		for _, r := range cmp.all {
+			if r.z < need {
+				continue
+			}
+			ws := slices.DeleteFunc(slices.Clone(all), func(n int) bool { return n < r.stat.m })
+			if t, ok := rising(ws); ok {
+				tr, growing = t, true
+				cmp.statResult = r
+				break
+			}
 		}
 	}
 	if tier == tierComparable {

@@ -157,3 +157,24 @@ func TestScratchData(t *testing.T) {
 		fmt.Println()
 	}
 }
+
+func TestScratchTrend(t *testing.T) {
+	sc := freshScenario(backlogScenario{name: os.Getenv("SC")})
+	at, _ := time.ParseDuration(os.Getenv("AT"))
+	seed, _ := strconv.Atoi(os.Getenv("SEED"))
+	points, _ := generate(sc, uint64(seed))
+	opts := qualityOptions().withDefaults()
+	h := newDepthHistory(5*time.Minute, opts.History(), opts.Floor, opts.Location, opts.Weeks)
+	for _, p := range points {
+		if p.T.Sub(qualityStart) > at {
+			break
+		}
+		h.add(p)
+	}
+	now := qualityStart.Add(at)
+	h.completeAt(now)
+	i := bucketOf(now, 5*time.Minute)
+	tr := trendOf(h, i, 6, 0, opts.Limit)
+	_, y := split(tr.buckets)
+	fmt.Println("buckets", y, "tau", tr.tau, "slope", tr.slope, "peak", tr.peak, "last", tr.last, "noise", tr.noise, "minAfter", tr.minAfterFirst, tr.growing(opts, false, true), tr.fallingNow())
+}

@@ -70,16 +70,23 @@ type seasonal struct {
 	days []int
 	// sameWeekday is true when only the same weekday of earlier weeks is used.
 	sameWeekday bool
-	// stat is the statistic that stood out most (see seasonStats), z how many spreads
-	// it stands above the comparable days, spread that spread and its parts: the past
-	// day's spread of the same statistic at similar depths (calN values), the
-	// comparable days' own spread around now, and the noise floor.
+	// statResult is the statistic that stood out most; all holds every statistic that
+	// could be computed.
+	statResult
+	all []statResult
+	// today and base are the mean g of the last half hour and of the comparable days.
+	today, base float64
+}
+
+// statResult is one statistic of seasonStats: z is how many spreads it stands above
+// the comparable days, spread that spread and its parts — the past day's spread of
+// the same statistic at similar depths (calN values), the comparable days' own spread
+// around now, and the noise floor.
+type statResult struct {
 	stat                         seasonStat
 	value, z, spread             float64
 	spreadCal, spreadDays, floor float64
 	calN                         int
-	// today and base are the mean g of the last half hour and of the comparable days.
-	today, base float64
 }
 
 // dayKind splits days into weekdays and weekend days in loc.
@@ -358,12 +365,13 @@ func (h *depthHistory) compare(i int64, level float64, opts BacklogOptions) seas
 		spreadCal := max(madScale*robust.MedianInPlace(cal), sigma*statScale(st, rho))
 		spreadDays := daysSpread(loo, st)
 		spread := max(spreadCal, spreadDays, floor)
-		if z := v / spread; z > s.z {
-			s.stat, s.value, s.z, s.spread = st, v, z, spread
-			s.spreadCal, s.spreadDays, s.floor, s.calN = spreadCal, spreadDays, floor, len(cal)
+		r := statResult{stat: st, value: v, z: v / spread, spread: spread, spreadCal: spreadCal, spreadDays: spreadDays, floor: floor, calN: len(cal)}
+		s.all = append(s.all, r)
+		if r.z > s.z {
+			s.statResult = r
 		}
 	}
-	if math.IsInf(s.z, -1) {
+	if len(s.all) == 0 {
 		s.tier, s.z = tierNone, 0
 	}
 	return s
