@@ -40,6 +40,9 @@ const (
 	calibrationGap = 12
 	// daysPool is how many buckets either side of now the across-days spread pools.
 	daysPool = 12
+	// uncalibratedSigma is the spread of one bucket's residual (about 10 %) assumed
+	// before there is enough history at this depth to measure it.
+	uncalibratedSigma = 0.1
 	// residualClip bounds one bucket's residual (a factor of about 1.65 either way), so
 	// that a burst counts as one large bucket, not as hours of growth in the windows
 	// that hold it.
@@ -356,13 +359,14 @@ func (h *depthHistory) compare(i int64, level float64, opts BacklogOptions) seas
 				cal = append(cal, math.Abs(x))
 			}
 		}
-		if len(cal) < minCalibration {
-			continue
-		}
 		// The measured spread of the statistic, and what the buckets' own noise and
 		// autocorrelation imply for it: a few calm hours must not make the spread look
-		// smaller than the noise says it is.
-		spreadCal := max(madScale*robust.MedianInPlace(cal), sigma*statScale(st, rho))
+		// smaller than the noise says it is. Until three hours of residuals at this depth
+		// exist, a bucket is assumed to vary by uncalibratedSigma.
+		spreadCal := uncalibratedSigma * statScale(st, 0.5)
+		if len(cal) >= minCalibration {
+			spreadCal = max(madScale*robust.MedianInPlace(cal), sigma*statScale(st, rho))
+		}
 		spreadDays := daysSpread(loo, st)
 		spread := max(spreadCal, spreadDays, floor)
 		r := statResult{stat: st, value: v, z: v / spread, spread: spread, spreadCal: spreadCal, spreadDays: spreadDays, floor: floor, calN: len(cal)}
