@@ -256,8 +256,7 @@ func evaluateBacklog(queue string, h *depthHistory, points, ages []series.Point,
 		return trend{}, false
 	}
 
-	level := max(st.Depth, 0)
-	cmp := h.compare(i, level, opts)
+	cmp := h.compare(i, opts)
 	tier := cmp.tier
 	var tr trend
 	var growing bool
@@ -382,8 +381,9 @@ type trend struct {
 	// the window has not.
 	minAfterFirst float64
 	decreases     int
-	// peak and last are the highest and the latest bucket.
-	peak, last float64
+	// peak and last are the highest and the latest bucket; rise is last − first bucket,
+	// jump the largest rise from one bucket to the next and jump2 the largest over two.
+	peak, last, rise, jump, jump2 float64
 }
 
 // trendOf summarizes the n buckets ending at bucket i.
@@ -405,7 +405,13 @@ func trendOf(h *depthHistory, i int64, n int, depth, limit float64) trend {
 		return t
 	}
 	x, y := split(b)
-	t.peak, t.last = slices.Max(y), y[len(y)-1]
+	t.peak, t.last, t.rise = slices.Max(y), y[len(y)-1], y[len(y)-1]-y[0]
+	prev := 0.0
+	for k := 1; k < len(y); k++ {
+		inc := max(0, y[k]-y[k-1])
+		t.jump, t.jump2 = max(t.jump, inc), max(t.jump2, inc+prev)
+		prev = inc
+	}
 	t.tau = robust.MannKendallTau(y)
 	var intercept float64
 	t.slope, intercept = robust.TheilSen(x, y)
@@ -436,7 +442,8 @@ func (t trend) fallingNow() bool {
 }
 
 // growing applies the trend gate: τ, slope fast enough (or near enough the limit),
-// level above the floor, not drained since the window began, and at its peak. An active finding
+// level above the floor, not drained since the window began, at its peak, and not
+// made of one or two steps. An active finding
 // clears only at the looser exit thresholds. A window of fewer than 12 buckets needs
 // a τ 0.2 higher: six buckets are few pairs.
 func (t trend) growing(opts BacklogOptions, wasActive, few bool) bool {
@@ -454,7 +461,11 @@ func (t trend) growing(opts BacklogOptions, wasActive, few bool) bool {
 	// Growth is at its highest now; a window whose peak is well behind it holds a burst
 	// that is being worked off.
 	atPeak := t.last >= t.peak-3*t.noise
-	return t.tau >= needTau && fastEnough && t.level >= floor && t.minAfterFirst > opts.NearZero && atPeak
+	// And it is spread over the window: a rise made of one or two steps far above the
+	// noise is a batch enqueued at once (a burst, or a step to a new level), not a queue
+	// that keeps falling behind.
+	steps := t.rise > 0 && t.jump2 >= 0.8*t.rise && t.jump >= 10*t.noise
+	return t.tau >= needTau && fastEnough && t.level >= floor && t.minAfterFirst > opts.NearZero && atPeak && !steps
 }
 
 // bucketNoise is the robust standard deviation of one bucket around the trend: the MAD

@@ -45,7 +45,7 @@ func TestScratchZ(t *testing.T) {
 			}
 			h.completeAt(p.T)
 			i := bucketOf(p.T, width)
-			c := h.compare(i, p.V, opts)
+			c := h.compare(i, opts)
 			var gates []string
 			for _, n := range []int{6, 12, 24, 72} {
 				tr := trendOf(h, i, n, p.V, opts.Limit)
@@ -129,7 +129,7 @@ func TestScratchAt(t *testing.T) {
 		}
 		h.completeAt(p.T)
 		i := bucketOf(p.T, 5*time.Minute)
-		c := h.compare(i, p.V, opts)
+		c := h.compare(i, opts)
 		var gates []string
 		for _, n := range []int{6, 12, 24, 72} {
 			tr := trendOf(h, i, n, p.V, opts.Limit)

@@ -66,6 +66,11 @@ type depthHistory struct {
 	rcnt   []int32
 	resN   int
 	anchor int64
+	// the last comparison, for the passes within one bucket
+	cmp      seasonal
+	cmpIdx   int64
+	cmpValid bool
+	sp       spreads
 }
 
 func newDepthHistory(width time.Duration, span time.Duration, logOffset float64, loc *time.Location, weeks int) *depthHistory {

@@ -43,10 +43,10 @@ const (
 	// uncalibratedSigma is the spread of one bucket's residual (about 10 %) assumed
 	// before there is enough history at this depth to measure it.
 	uncalibratedSigma = 0.1
-	// residualClip bounds one bucket's residual (a factor of about 1.65 either way), so
+	// residualClip bounds one bucket's residual (a factor of e either way), so
 	// that a burst counts as one large bucket, not as hours of growth in the windows
 	// that hold it.
-	residualClip = 0.5
+	residualClip = 1.0
 )
 
 // refWiden are the half-widths (in buckets: two hours, one, half an hour) a comparable
@@ -307,8 +307,19 @@ func statOf(v []float64, st seasonStat) (float64, bool) {
 // may run above its comparable days), how far one comparable day strays from the
 // others around this time of day, and the noise floor at this depth. The statistic
 // that stands out most is returned.
-func (h *depthHistory) compare(i int64, level float64, opts BacklogOptions) seasonal {
+func (h *depthHistory) compare(i int64, opts BacklogOptions) seasonal {
+	// Every pass within one bucket judges the same completed buckets: compare once.
+	if h.cmpValid && h.cmpIdx == i {
+		return h.cmp
+	}
+	s := h.compareAt(i, opts)
+	h.cmp, h.cmpIdx, h.cmpValid = s, i, true
+	return s
+}
+
+func (h *depthHistory) compareAt(i int64, opts BacklogOptions) seasonal {
 	var s seasonal
+	level := max(h.value(i), 0)
 	days, same := h.comparable(i)
 	if len(days) == 0 || h.perDay() == 0 {
 		return s
@@ -335,24 +346,65 @@ func (h *depthHistory) compare(i int64, level float64, opts BacklogOptions) seas
 		}
 	}
 	s.base = bsum / float64(max(bn, 1))
-	floor := noiseFloor(level, opts.NoiseFloor) / (max(level, 0) + h.logOffset)
-	loo := h.leaveOneOut(i, days)
-	// The calibration positions: the past day up to an hour ago, where the comparable
-	// days were at a similar depth.
+	floor := noiseFloor(level, opts.NoiseFloor) / (level + h.logOffset)
+	sp := h.spreadsAt(i - i%spreadEvery)
+	s.z = math.Inf(-1)
+	for k, st := range seasonStats {
+		v, ok := h.statAt(i, st)
+		if !ok {
+			continue
+		}
+		spread := max(sp.cal[k], sp.days[k], floor)
+		r := statResult{stat: st, value: v, z: v / spread, spread: spread, spreadCal: sp.cal[k], spreadDays: sp.days[k], floor: floor, calN: sp.calN[k]}
+		s.all = append(s.all, r)
+		if r.z > s.z {
+			s.statResult = r
+		}
+	}
+	if len(s.all) == 0 {
+		s.tier, s.z = tierNone, 0
+	}
+	return s
+}
+
+// spreadEvery is how often (in buckets) the spreads are measured again: a day of
+// calibration hardly changes in half an hour, and measuring it is most of the cost of
+// a comparison.
+const spreadEvery = 6
+
+// spreads are the calibrated spreads of each of seasonStats at one bucket.
+type spreads struct {
+	at         int64
+	cal, days  []float64
+	calN       []int
+	calculated bool
+}
+
+// spreadsAt measures, for bucket i0, each statistic's spread over the past day where
+// the comparable days were at a similar depth (calibration), and the comparable days'
+// own spread around i0.
+func (h *depthHistory) spreadsAt(i0 int64) spreads {
+	if h.sp.calculated && h.sp.at == i0 {
+		return h.sp
+	}
+	sp := spreads{at: i0, calculated: true, cal: make([]float64, len(seasonStats)), days: make([]float64, len(seasonStats)),
+		calN: make([]int, len(seasonStats))}
+	days, _ := h.comparable(i0)
+	h.ensureResiduals(i0)
+	baseNow := math.NaN()
+	if h.has(i0) && i0-h.first < int64(h.resN) {
+		baseNow = float64(h.base[i0-h.first])
+	}
+	loo := h.leaveOneOut(i0, days)
 	var positions []int64
-	for j := max(i-h.perDay(), h.first); j <= i-calibrationGap && j-h.first < int64(h.resN); j++ {
+	for j := max(i0-h.perDay(), h.first); j <= i0-calibrationGap && j-h.first < int64(h.resN); j++ {
 		if b := float64(h.base[j-h.first]); !math.IsNaN(b) && math.Abs(b-baseNow) <= math.Log(3) {
 			positions = append(positions, j)
 		}
 	}
 	sigma, rho := h.residualNoise(positions)
-	s.z = math.Inf(-1)
 	cal := make([]float64, 0, len(positions))
-	for _, st := range seasonStats {
-		v, ok := h.statAt(i, st)
-		if !ok {
-			continue
-		}
+	for k, st := range seasonStats {
 		cal = cal[:0]
 		for _, j := range positions {
 			if x, ok := h.statAt(j, st); ok {
@@ -363,22 +415,15 @@ func (h *depthHistory) compare(i int64, level float64, opts BacklogOptions) seas
 		// autocorrelation imply for it: a few calm hours must not make the spread look
 		// smaller than the noise says it is. Until three hours of residuals at this depth
 		// exist, a bucket is assumed to vary by uncalibratedSigma.
-		spreadCal := uncalibratedSigma * statScale(st, 0.5)
+		sp.cal[k] = uncalibratedSigma * statScale(st, 0.5)
 		if len(cal) >= minCalibration {
-			spreadCal = max(madScale*robust.MedianInPlace(cal), sigma*statScale(st, rho))
+			sp.cal[k] = max(madScale*robust.MedianInPlace(cal), sigma*statScale(st, rho))
 		}
-		spreadDays := daysSpread(loo, st)
-		spread := max(spreadCal, spreadDays, floor)
-		r := statResult{stat: st, value: v, z: v / spread, spread: spread, spreadCal: spreadCal, spreadDays: spreadDays, floor: floor, calN: len(cal)}
-		s.all = append(s.all, r)
-		if r.z > s.z {
-			s.statResult = r
-		}
+		sp.calN[k] = len(cal)
+		sp.days[k] = daysSpread(loo, st)
 	}
-	if len(s.all) == 0 {
-		s.tier, s.z = tierNone, 0
-	}
-	return s
+	h.sp = sp
+	return sp
 }
 
 // residualNoise is the robust spread of one bucket's residual at the given positions
@@ -419,6 +464,26 @@ func (h *depthHistory) residualNoise(positions []int64) (sigma, rho float64) {
 // statScale is the spread of statistic st for residuals of unit spread and lag-one
 // autocorrelation rho (an AR(1) model: correlation rho^k at lag k).
 func statScale(st seasonStat, rho float64) float64 {
+	c := statLags[st]
+	v, p := c[0], 1.0
+	for k := 1; k < len(c); k++ {
+		p *= rho
+		v += 2 * c[k] * p
+	}
+	return math.Sqrt(max(v, 0))
+}
+
+// statLags holds lagSums for each of seasonStats.
+var statLags = func() map[seasonStat][]float64 {
+	out := map[seasonStat][]float64{}
+	for _, st := range seasonStats {
+		out[st] = st.lagSums()
+	}
+	return out
+}()
+
+// lagSums are Σ_a w_a·w_{a+k} of the statistic's weights, for each lag k.
+func (st seasonStat) lagSums() []float64 {
 	w := make([]float64, st.m)
 	for i := range w {
 		w[i] = 1 / float64(st.m)
@@ -426,13 +491,13 @@ func statScale(st seasonStat, rho float64) float64 {
 			w[i] = float64(i+1) / rampNorm(st.m)
 		}
 	}
-	var v float64
-	for a := range w {
-		for b := range w {
-			v += w[a] * w[b] * math.Pow(rho, math.Abs(float64(a-b)))
+	c := make([]float64, st.m)
+	for k := range c {
+		for a := 0; a+k < st.m; a++ {
+			c[k] += w[a] * w[a+k]
 		}
 	}
-	return math.Sqrt(v)
+	return c
 }
 
 // leaveOneOut is, for each comparable day, how far it strays from the median of the
