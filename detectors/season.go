@@ -38,6 +38,9 @@ const (
 	// calibrationGap keeps the last hour out of the spread: growth that began recently
 	// must not widen the spread it is judged by.
 	calibrationGap = 12
+	// calibrationDays is how many days before the past one the spread also looks at,
+	// around this time of day.
+	calibrationDays = 13
 	// daysPool is how many buckets either side of now the across-days spread pools.
 	daysPool = 12
 	// uncalibratedSigma is the spread of one bucket's residual (about 10 %) assumed
@@ -396,11 +399,21 @@ func (h *depthHistory) spreadsAt(i0 int64) spreads {
 		baseNow = float64(h.base[i0-h.first])
 	}
 	loo := h.leaveOneOut(i0, days)
+	// The calibration positions: the past day up to an hour ago, and two hours either
+	// side of this time of day on the days before it (how differently whole days run at
+	// this hour), wherever the comparable days were at a similar depth.
 	var positions []int64
-	for j := max(i0-h.perDay(), h.first); j <= i0-calibrationGap && j-h.first < int64(h.resN); j++ {
-		if b := float64(h.base[j-h.first]); !math.IsNaN(b) && math.Abs(b-baseNow) <= math.Log(3) {
-			positions = append(positions, j)
+	add := func(from, to int64) {
+		for j := max(from, h.first); j <= to && j-h.first < int64(h.resN); j++ {
+			if b := float64(h.base[j-h.first]); !math.IsNaN(b) && math.Abs(b-baseNow) <= math.Log(3) {
+				positions = append(positions, j)
+			}
 		}
+	}
+	p := h.perDay()
+	add(i0-p, i0-calibrationGap)
+	for k := int64(1); k <= calibrationDays; k++ {
+		add(i0-k*p-2*calibrationGap, min(i0-k*p+2*calibrationGap, i0-p-1))
 	}
 	sigma, rho := h.residualNoise(positions)
 	cal := make([]float64, 0, len(positions))
