@@ -239,16 +239,17 @@ func evaluateBacklog(queue string, h *depthHistory, points, ages []series.Point,
 	if now.Sub(first) >= long-width {
 		windows = append(windows, nLong)
 	}
+	noise := h.bucketNoise(i, nLong, st.Depth)
 	rising := func(ws []int) (trend, bool) {
 		for _, n := range ws {
 			t := st2
 			if n != nShort {
 				t = trendOf(h, i, n, st.Depth, opts.Limit)
 			}
-			if n < nShort {
-				// Six buckets, three of them a burst, are too few to measure noise on.
-				t.noise = st2.noise
-			}
+			// Noise is measured on the long window: six buckets, three of them a burst, are
+			// too few, and two bursts make half of two hours' differences large.
+			t.noise = noise
+
 			if t.growing(opts, wasActive, n < 2*minBuckets) && !t.fallingNow() {
 				return t, true
 			}
@@ -466,6 +467,13 @@ func (t trend) growing(opts BacklogOptions, wasActive, few bool) bool {
 	// that keeps falling behind.
 	steps := t.rise > 0 && t.jump2 >= 0.8*t.rise && t.jump >= 10*t.noise
 	return t.tau >= needTau && fastEnough && t.level >= floor && t.minAfterFirst > opts.NearZero && atPeak && !steps
+}
+
+// bucketNoise is bucketNoise of the n buckets ending at i.
+func (h *depthHistory) bucketNoise(i int64, n int, level float64) float64 {
+	b := h.buckets(i, n)
+	_, y := split(b)
+	return bucketNoise(y, level)
 }
 
 // bucketNoise is the robust standard deviation of one bucket around the trend: the MAD

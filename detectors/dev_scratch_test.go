@@ -174,7 +174,8 @@ func TestScratchTrend(t *testing.T) {
 	now := qualityStart.Add(at)
 	h.completeAt(now)
 	i := bucketOf(now, 5*time.Minute)
-	tr := trendOf(h, i, 6, 0, opts.Limit)
+	n, _ := strconv.Atoi(os.Getenv("N"))
+	tr := trendOf(h, i, max(n, 6), 0, opts.Limit)
 	_, y := split(tr.buckets)
 	fmt.Println("buckets", y, "tau", tr.tau, "slope", tr.slope, "peak", tr.peak, "last", tr.last, "noise", tr.noise, "minAfter", tr.minAfterFirst, tr.growing(opts, false, true), tr.fallingNow())
 }
