@@ -35,6 +35,7 @@ type BacklogOptions struct {
 	// 0.4); ExitTau the τ below which an active finding clears (default 0.2): hysteresis.
 	EnterTau float64
 	ExitTau  float64
+
 	// SeasonSigmas: how many spreads the last half hour (or hour) must stand above the
 	// same time on comparable days while also rising against them (twice as many when it
 	// is not rising against them) (default 2).
@@ -83,6 +84,7 @@ func (o BacklogOptions) withDefaults() BacklogOptions {
 	o.LongWindow = cmp.Or(o.LongWindow, 6*time.Hour)
 	o.Season = cmp.Or(o.Season, 24*time.Hour)
 	o.EnterTau = cmp.Or(o.EnterTau, 0.4)
+
 	o.ExitTau = cmp.Or(o.ExitTau, 0.2)
 	o.SeasonSigmas = cmp.Or(o.SeasonSigmas, 2)
 	o.MinGrowth = cmp.Or(o.MinGrowth, 0.02)
@@ -240,7 +242,7 @@ func evaluateBacklog(queue string, h *depthHistory, points, ages []series.Point,
 		windows = append(windows, nLong)
 	}
 	noise := h.bucketNoise(i, nLong, st.Depth)
-	rising := func(ws []int) (trend, bool) {
+	rising := func(ws []int, needTau float64) (trend, bool) {
 		for _, n := range ws {
 			t := st2
 			if n != nShort {
@@ -250,7 +252,7 @@ func evaluateBacklog(queue string, h *depthHistory, points, ages []series.Point,
 			// too few, and two bursts make half of two hours' differences large.
 			t.noise = noise
 
-			if t.growing(opts, wasActive, n < 2*minBuckets) && !t.fallingNow() {
+			if t.growing(opts, wasActive, needTau, n < 2*minBuckets) && !t.fallingNow() {
 				return t, true
 			}
 		}
@@ -265,9 +267,9 @@ func evaluateBacklog(queue string, h *depthHistory, points, ages []series.Point,
 	case tierNone:
 		// Steady over the short window and, once there is that much history, over the
 		// long one too, and the limit less than WarnETA away at the slower of the two.
-		tr, growing = rising(windows[:1])
+		tr, growing = rising(windows[:1], opts.EnterTau)
 		if growing && len(windows) > 1 {
-			lt, ok := rising(windows[1:])
+			lt, ok := rising(windows[1:], opts.EnterTau)
 			growing = ok
 			if ok && lt.slope < tr.slope {
 				tr = lt
@@ -296,7 +298,7 @@ func evaluateBacklog(queue string, h *depthHistory, points, ages []series.Point,
 				continue
 			}
 			ws := slices.DeleteFunc(slices.Clone(all), func(n int) bool { return n < r.stat.m })
-			if t, ok := rising(ws); ok {
+			if t, ok := rising(ws, opts.EnterTau); ok {
 				tr, growing = t, true
 				cmp.statResult = r
 				break
@@ -447,11 +449,11 @@ func (t trend) fallingNow() bool {
 // made of one or two steps. An active finding
 // clears only at the looser exit thresholds. A window of fewer than 12 buckets needs
 // a τ 0.2 higher: six buckets are few pairs.
-func (t trend) growing(opts BacklogOptions, wasActive, few bool) bool {
+func (t trend) growing(opts BacklogOptions, wasActive bool, needTau float64, few bool) bool {
 	if t.n < minBuckets || t.slope <= 0 {
 		return false
 	}
-	needTau, floor := opts.EnterTau, opts.Floor
+	floor := opts.Floor
 	if few {
 		needTau += 0.2
 	}

@@ -49,7 +49,7 @@ func TestScratchZ(t *testing.T) {
 			var gates []string
 			for _, n := range []int{6, 12, 24, 72} {
 				tr := trendOf(h, i, n, p.V, opts.Limit)
-				gates = append(gates, fmt.Sprintf("%d:%.2f/%v", n, tr.tau, tr.growing(opts, false, n < 12)))
+				gates = append(gates, fmt.Sprintf("%d:%.2f/%v", n, tr.tau, tr.growing(opts, false, opts.EnterTau, n < 12)))
 			}
 			fmt.Printf("+%v depth %.0f tier %d z %.2f %s%d cal %.3f days %.3f %v\n", p.T.Sub(onset), p.V, c.tier, c.z, c.stat.name, c.stat.m, c.spreadCal, c.spreadDays, gates)
 		}
@@ -133,7 +133,7 @@ func TestScratchAt(t *testing.T) {
 		var gates []string
 		for _, n := range []int{6, 12, 24, 72} {
 			tr := trendOf(h, i, n, p.V, opts.Limit)
-			gates = append(gates, fmt.Sprintf("%d:%.2f/%v", n, tr.tau, tr.growing(opts, false, n < 12)))
+			gates = append(gates, fmt.Sprintf("%d:%.2f/%v", n, tr.tau, tr.growing(opts, false, opts.EnterTau, n < 12)))
 		}
 		fmt.Printf("%v depth %.0f tier %d days %v z %.2f %s%d v %.4f cal %.4f (n=%d) days %.4f floor %.4f %v\n", p.T.Sub(qualityStart), p.V, c.tier, c.days, c.z, c.stat.name, c.stat.m, c.value, c.spreadCal, c.calN, c.spreadDays, c.floor, gates)
 	}
@@ -177,5 +177,5 @@ func TestScratchTrend(t *testing.T) {
 	n, _ := strconv.Atoi(os.Getenv("N"))
 	tr := trendOf(h, i, max(n, 6), 0, opts.Limit)
 	_, y := split(tr.buckets)
-	fmt.Println("buckets", y, "tau", tr.tau, "slope", tr.slope, "peak", tr.peak, "last", tr.last, "noise", tr.noise, "minAfter", tr.minAfterFirst, tr.growing(opts, false, true), tr.fallingNow())
+	fmt.Println("buckets", y, "tau", tr.tau, "slope", tr.slope, "peak", tr.peak, "last", tr.last, "noise", tr.noise, "minAfter", tr.minAfterFirst, tr.growing(opts, false, opts.EnterTau, true), tr.fallingNow())
 }

@@ -195,6 +195,76 @@ func TestQualityBacklog(t *testing.T) {
 	}
 }
 
+// tuneSeeds are the seeds the thresholds were chosen on; the benchmark reports on
+// others (qualitySeeds).
+var tuneSeeds = []uint64{1, 2, 3, 4, 5}
+
+// tuneScore orders candidate thresholds: fewest missed targets first, then fewest
+// false findings per day, then the shortest detection times.
+type tuneScore struct {
+	misses      int
+	falsePerDay float64
+	delay       time.Duration
+}
+
+func scoreRows(rows []backlogRow) tuneScore {
+	var s tuneScore
+	for _, r := range rows {
+		s.misses += len(r.failures)
+		if len(r.sc.want) == 0 {
+			s.falsePerDay += float64(r.fp) / r.days
+		}
+		if r.sc.deadline > 0 && len(r.ttd) > 0 {
+			s.delay += slices.Max(r.ttd)
+		}
+	}
+	return s
+}
+
+func (a tuneScore) less(b tuneScore) bool {
+	if a.misses != b.misses {
+		return a.misses < b.misses
+	}
+	if math.Abs(a.falsePerDay-b.falsePerDay) > 1e-9 {
+		return a.falsePerDay < b.falsePerDay
+	}
+	return a.delay < b.delay
+}
+
+// TestQualityTune is how the backlog thresholds were chosen: a grid over the entry z
+// (2 × SeasonSigmas) and the τ a trend needs (EnterTau), scored on the tuning seeds. It checks that the shipped defaults are the winner, so a change to
+// the detector that moves the optimum says so. It takes a few minutes:
+//
+//	FLAGWARDEN_QUALITY_TUNE=1 go test ./detectors -run TestQualityTune -v
+func TestQualityTune(t *testing.T) {
+	if os.Getenv("FLAGWARDEN_QUALITY_TUNE") == "" {
+		t.Skip("set FLAGWARDEN_QUALITY_TUNE=1 to run the threshold grid (minutes)")
+	}
+	defaults := BacklogOptions{}.withDefaults()
+	type cand struct {
+		sigmas, tau float64
+		score       tuneScore
+	}
+	var best *cand
+	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(tw, "entry z\tenter τ\tmissed targets\tfalse/day (sum)\tmax detection (sum)\t\n")
+	for _, sigmas := range []float64{1.75, 2, 2.25} {
+		for _, tau := range []float64{0.3, 0.4, 0.5} {
+			opts := qualityOptions()
+			opts.SeasonSigmas, opts.EnterTau = sigmas, tau
+			c := cand{sigmas: sigmas, tau: tau, score: scoreRows(runBacklogQuality(tuneSeeds, opts))}
+			fmt.Fprintf(tw, "%.1f\t%.1f\t%d\t%.3f\t%s\t\n", 2*sigmas, tau, c.score.misses, c.score.falsePerDay, c.score.delay)
+			if best == nil || c.score.less(best.score) {
+				best = &c
+			}
+		}
+	}
+	tw.Flush()
+	fmt.Printf("chosen on seeds %v: entry z %.1f (SeasonSigmas %.2f), EnterTau %.1f\n", tuneSeeds, 2*best.sigmas, best.sigmas, best.tau)
+	assert.Equal(t, defaults.SeasonSigmas, best.sigmas, "the default SeasonSigmas is not the tuned one")
+	assert.Equal(t, defaults.EnterTau, best.tau, "the default EnterTau is not the tuned one")
+}
+
 // qualitySeeds are the held-out seeds the benchmark reports on: 101, 102, … (the
 // thresholds were tuned on seeds 1–5, see TestQualityTune).
 func qualitySeeds() []uint64 {
