@@ -439,10 +439,15 @@ func (e *Engine) workers(now time.Time, notDraining []string) ([]Observation, De
 	var out []Observation
 	for _, ns := range slices.Sorted(maps.Keys(byNS)) {
 		in := WorkerInput{
-			Namespace:   ns,
-			Pods:        byNS[ns],
-			OOMKills:    e.opts.Series.Range(series.Key(series.OOMKills, ns), now.Add(-wo.CalmLookback), now),
-			NotDraining: notDraining,
+			Namespace:    ns,
+			Pods:         byNS[ns],
+			OOMKills:     e.opts.Series.Range(series.Key(series.OOMKills, ns), now.Add(-wo.CalmLookback), now),
+			CrashLooping: e.opts.Series.Range(series.Key(series.PodsCrashLooping, ns), now.Add(-wo.CrashLoopWindow), now),
+			Restarts:     e.opts.Series.Range(series.Key(series.Restarts, ns), now.Add(-wo.OOMWindow), now),
+			NotDraining:  notDraining,
+			Firing: func(kind string) bool {
+				return e.tracker.IsFiring(findingID(kind, map[string]string{"namespace": ns}))
+			},
 		}
 		if p, ok := e.opts.Series.Last(series.Key(series.MemoryRatioMax, ns)); ok && now.Sub(p.T) < wo.OOMWindow {
 			in.MemoryRatio, in.HasMemoryRatio = p.V, true

@@ -195,6 +195,62 @@ func TestQualityBacklog(t *testing.T) {
 	}
 }
 
+func TestQualityFleet(t *testing.T) {
+	t.Parallel()
+	seeds := qualitySeeds()
+	fmt.Printf("worker detectors on held-out seeds %v\n", seeds)
+	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "family\tfleet scenario\truns\tpages per episode\tfalse/day\tdetect median\tdetect max\tfiring throughout\t")
+	for _, sc := range fleetScenarios() {
+		var pages, fp, runs, throughout int
+		var days float64
+		var ttd []time.Duration
+		for _, seed := range seeds {
+			eps := ReplayWorkers("posthog", generateFleet(sc, seed), WorkerOptions{For: 5 * time.Minute}, time.Minute)
+			runs++
+			days += sc.days
+			onset, end := qualityStart.Add(sc.onset), qualityStart.Add(sc.end+2*time.Hour)
+			perKind := map[string]int{}
+			first := map[string]time.Duration{}
+			for _, e := range eps {
+				if slices.Contains(sc.want, e.Kind) && !e.StartedAt.Before(onset) && e.StartedAt.Before(end) {
+					perKind[e.Kind]++
+					if _, ok := first[e.Kind]; !ok {
+						first[e.Kind] = e.StartedAt.Sub(onset)
+					}
+					if e.Kind == "worker_oom_kills" && (e.ResolvedAt.IsZero() || !e.ResolvedAt.Before(qualityStart.Add(sc.end))) {
+						throughout++
+					}
+					continue
+				}
+				fp++
+				t.Errorf("%s seed %d: false finding %s at %s", sc.name, seed, e.Kind, e.StartedAt.Sub(qualityStart))
+			}
+			for _, k := range sc.want {
+				pages += perKind[k]
+				assert.Equalf(t, 1, perKind[k], "%s seed %d: %s must page once for the episode; episodes: %s", sc.name, seed, k, describe(eps))
+				if d, ok := first[k]; ok {
+					ttd = append(ttd, d)
+					assert.LessOrEqualf(t, d, sc.deadline, "%s seed %d: %s fired %s after onset", sc.name, seed, k, d)
+				}
+			}
+		}
+		ppe, med, mx, thr := "-", "-", "-", "-"
+		if len(sc.want) > 0 {
+			ppe = fmt.Sprintf("%.2f", float64(pages)/float64(runs*len(sc.want)))
+		}
+		if len(ttd) > 0 {
+			slices.Sort(ttd)
+			med, mx = ttd[len(ttd)/2].String(), ttd[len(ttd)-1].String()
+		}
+		if slices.Contains(sc.want, "worker_oom_kills") {
+			thr = fmt.Sprintf("%d/%d", throughout, runs)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%.3f\t%s\t%s\t%s\t\n", sc.family, sc.name, runs, ppe, float64(fp)/days, med, mx, thr)
+	}
+	tw.Flush()
+}
+
 // tuneSeeds are the seeds the thresholds were chosen on; the benchmark reports on
 // others (qualitySeeds).
 var tuneSeeds = []uint64{1, 2, 3, 4, 5}

@@ -378,3 +378,126 @@ func freshScenario(sc backlogScenario) backlogScenario {
 	}
 	return sc
 }
+
+// fleetScenario is a worker fleet looked at once a minute.
+type fleetScenario struct {
+	family, name string
+	days         float64
+	// want are the kinds that must each fire exactly once (one page per episode)
+	// between onset and end (+2h); any other finding is false.
+	want       []string
+	onset, end time.Duration
+	// deadline is how soon after onset every wanted kind must fire.
+	deadline time.Duration
+	gen      func(r *rand.Rand, t time.Duration) WorkerSample
+}
+
+func fleetScenarios() []fleetScenario {
+	const pods = 4
+	// base is a healthy fleet: all pods ready, a restart now and then (deploys).
+	base := func(r *rand.Rand, s *WorkerSample) {
+		s.Pods, s.Ready = pods, pods
+		if r.Float64() < 1.0/(6*60) {
+			s.RestartsTotal++
+		}
+	}
+	return []fleetScenario{
+		{family: "fleet OOM episodes", name: "healthy fleet", days: 3, gen: func() func(*rand.Rand, time.Duration) WorkerSample {
+			var s WorkerSample
+			return func(r *rand.Rand, _ time.Duration) WorkerSample { base(r, &s); return s }
+		}()},
+		{family: "fleet OOM episodes", name: "single OOM kill", days: 2, want: []string{"worker_oom_kills"},
+			onset: 30 * time.Hour, end: 30 * time.Hour, deadline: 5 * time.Minute,
+			gen: func() func(*rand.Rand, time.Duration) WorkerSample {
+				var s WorkerSample
+				return func(r *rand.Rand, t time.Duration) WorkerSample {
+					base(r, &s)
+					if t == 30*time.Hour {
+						s.OOMKillsTotal++
+						s.RestartsTotal++
+					}
+					return s
+				}
+			}()},
+		{family: "fleet OOM episodes", name: "OOM kill every 30 min for 8 h", days: 2, want: []string{"worker_oom_kills"},
+			onset: 26 * time.Hour, end: 34 * time.Hour, deadline: 5 * time.Minute,
+			gen: func() func(*rand.Rand, time.Duration) WorkerSample {
+				var s WorkerSample
+				return func(r *rand.Rand, t time.Duration) WorkerSample {
+					base(r, &s)
+					if t >= 26*time.Hour && t < 34*time.Hour && (t-26*time.Hour)%(30*time.Minute) == 0 {
+						s.OOMKillsTotal++
+						s.RestartsTotal++
+						s.Ready = pods - 1
+					}
+					return s
+				}
+			}()},
+		{family: "fleet OOM episodes", name: "OOM kills, then crash loops and false calm", days: 2,
+			want:  []string{"worker_oom_kills", "workers_crashlooping", "workers_false_calm"},
+			onset: 26 * time.Hour, end: 32 * time.Hour, deadline: 4 * time.Hour,
+			gen: func() func(*rand.Rand, time.Duration) WorkerSample {
+				var s WorkerSample
+				return func(r *rand.Rand, t time.Duration) WorkerSample {
+					base(r, &s)
+					switch {
+					case t >= 26*time.Hour && t < 28*time.Hour:
+						// Kills every few minutes while the big rebuild is retried.
+						if r.Float64() < 1.0/8 {
+							s.OOMKillsTotal++
+							s.RestartsTotal++
+						}
+					case t >= 28*time.Hour && t < 32*time.Hour:
+						// Two pods crash-loop: in back-off most of the time, running (and
+						// killed) for a minute now and then; kills become rare.
+						s.CrashLooping = 2
+						if t%(6*time.Minute) == 0 {
+							s.CrashLooping = 1
+						}
+						s.Ready = pods - s.CrashLooping
+						if r.Float64() < 1.0/90 {
+							s.OOMKillsTotal++
+							s.RestartsTotal++
+						}
+					}
+					return s
+				}
+			}()},
+		{family: "fleet OOM episodes", name: "one pod crash-looping, flapping", days: 2, want: []string{"workers_crashlooping"},
+			onset: 26 * time.Hour, end: 28 * time.Hour, deadline: 15 * time.Minute,
+			gen: func() func(*rand.Rand, time.Duration) WorkerSample {
+				var s WorkerSample
+				return func(r *rand.Rand, t time.Duration) WorkerSample {
+					base(r, &s)
+					if t >= 26*time.Hour && t < 28*time.Hour {
+						// Running for a minute, in back-off for four.
+						if (t-26*time.Hour)%(5*time.Minute) != 0 {
+							s.CrashLooping, s.Ready = 1, pods-1
+						} else {
+							s.RestartsTotal++
+						}
+					}
+					return s
+				}
+			}()},
+	}
+}
+
+// generateFleet draws a fleet scenario's looks for one seed.
+func generateFleet(sc fleetScenario, seed uint64) []WorkerSample {
+	for _, s := range fleetScenarios() {
+		if s.name == sc.name {
+			sc.gen = s.gen // generators keep state: a fresh one per run
+		}
+	}
+	r := rand.New(rand.NewPCG(seed, 0x2545f4914f6cdd1d))
+	n := int(sc.days * float64(day) / float64(time.Minute))
+	out := make([]WorkerSample, 0, n)
+	for i := range n {
+		t := time.Duration(i) * time.Minute
+		s := sc.gen(r, t)
+		s.T = qualityStart.Add(t)
+		out = append(out, s)
+	}
+	return out
+}
