@@ -133,13 +133,12 @@ func (h *depthHistory) add(p series.Point) {
 		h.openIdx = j
 	}
 	h.openBuf = append(h.openBuf, p.V)
-	switch {
-	case !h.hasPrev || p.V <= 0:
-		h.runFrom = p.T
-	case p.V < h.prev:
+	if h.hasPrev && p.V < h.prev {
 		h.openDec++
 		h.openRun = max(h.openRun, p.T.Sub(h.runFrom).Seconds())
-		h.runFrom = p.T
+	}
+	if !h.hasPrev || p.V < h.prev || p.V <= 0 {
+		h.runFrom = p.T // a run without a decrease, at a depth above zero, starts here
 	}
 	h.prev, h.hasPrev = p.V, true
 }
