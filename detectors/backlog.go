@@ -298,7 +298,11 @@ func evaluateBacklog(queue string, h *depthHistory, points, ages []series.Point,
 				continue
 			}
 			ws := slices.DeleteFunc(slices.Clone(all), func(n int) bool { return n < r.stat.m })
-			if t, ok := rising(ws, opts.EnterTau); ok {
+			// The further the queue stands above its comparable days, the less steadiness
+			// the trend has to show to confirm that it is rising: at twice the entry z the
+			// exit τ is enough.
+			tau := max(opts.ExitTau, opts.EnterTau*min(1, 2*opts.SeasonSigmas/max(r.z, 1e-9)))
+			if t, ok := rising(ws, tau); ok {
 				tr, growing = t, true
 				cmp.statResult = r
 				break

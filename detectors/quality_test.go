@@ -20,18 +20,19 @@ import (
 	"github.com/flagwarden/flagwarden/internal/snapshot"
 )
 
-// The quality benchmark: labelled scenarios run through the same code the live pass
-// and `flagwarden analyze` use, scored for precision, recall, false findings per
-// simulated day and time to detection. Run it with
+// The quality benchmark: labelled scenarios (scenarios_test.go) run through the same
+// code the live pass and `flagwarden analyze` use, scored for precision, recall, false
+// findings per simulated day and time to detection. Run it with
 //
 //	go test ./detectors -run TestQuality -v
 //
-// FLAGWARDEN_QUALITY_SEEDS=N runs N seeds per scenario (default 3: the asserted ones;
-// 1 under -short or -race).
+// FLAGWARDEN_QUALITY_SEEDS=N runs N held-out seeds per scenario (default 10; 1 under
+// -short or -race). The thresholds were chosen on other seeds (TestQualityTune).
 //
 // It prints the tables and asserts the targets: every injected giant ranked first and
-// flagged, no false findings on the no-anomaly scenarios, and a ramp of 10 %/h or more
-// on noisy traffic detected within 2 hours of its onset.
+// flagged; no finding on the scenarios without an anomaly (at most the first day's on
+// four weeks of weekday ramps); each detection target met in nine runs of ten and
+// never missed by more than a quarter; one page per worker episode.
 
 // stepOf is the simulated detector interval in the benchmark: coarser than live (30s)
 // to keep the run short; growth is judged on completed five-minute buckets, so the
@@ -82,11 +83,11 @@ func (b backlogResult) classify() (truePos, falsePos int, detect time.Duration) 
 
 // backlogRow is one scenario's aggregate over seeds.
 type backlogRow struct {
-	sc                     backlogScenario
-	tp, fp, runs, detected int
-	days                   float64
-	ttd                    []time.Duration
-	failures               []string
+	sc                           backlogScenario
+	tp, fp, runs, detected, late int
+	days                         float64
+	ttd                          []time.Duration
+	failures                     []string
 }
 
 // runBacklogQuality runs every scenario on every seed (in parallel) and checks each
@@ -139,13 +140,21 @@ func runBacklogQuality(seeds []uint64, opts BacklogOptions) []backlogRow {
 				switch {
 				case det < 0:
 					fail("not detected; episodes: %s", describe(res.episodes))
+				case det > sc.deadline*5/4:
+					fail("detected %s after onset, more than 1.25 × the target %s", det, sc.deadline)
 				case det > sc.deadline:
-					fail("detected %s after onset, target %s", det, sc.deadline)
+					row.late++
 				}
 				if fp > 0 {
 					fail("false findings: %s", describe(res.episodes))
 				}
 			}
+		}
+		// A detection time on noisy data is a distribution: the target holds when no
+		// more than one run in ten is later than it (none by more than a quarter).
+		if row.late*10 > row.runs {
+			row.failures = append(row.failures, fmt.Sprintf("%s: %d of %d runs detected later than %s; detection times %v",
+				sc.name, row.late, row.runs, sc.deadline, row.ttd))
 		}
 		rows[i] = row
 	}
@@ -171,7 +180,7 @@ func printBacklogRows(w io.Writer, rows []backlogRow) {
 		target := "-"
 		switch {
 		case r.sc.deadline > 0:
-			target = "≤ " + r.sc.deadline.String()
+			target = "≤ " + r.sc.deadline.String() + " (9/10)"
 		case len(r.sc.want) == 0 && r.sc.maxFindings > 0:
 			target = fmt.Sprintf("≤ %d finding", r.sc.maxFindings)
 		case len(r.sc.want) == 0:
@@ -324,7 +333,7 @@ func TestQualityTune(t *testing.T) {
 // qualitySeeds are the held-out seeds the benchmark reports on: 101, 102, … (the
 // thresholds were tuned on seeds 1–5, see TestQualityTune).
 func qualitySeeds() []uint64 {
-	n := 3
+	n := 10
 	if testing.Short() || raceEnabled {
 		n = 1
 	}

@@ -230,7 +230,10 @@ func backlogScenarios() []backlogScenario {
 		{family: "daily cycle", name: "daily cycle", days: 5},
 		{family: "daily cycle", name: "daily cycle, nightly drain", days: 5},
 		{family: "daily+weekly cycle", name: "weekday ramps", days: 28, maxFindings: 1},
-		{family: "daily+weekly cycle", name: "taxi-like", days: 28, maxFindings: 1},
+		// Reported rather than held to one finding: in its first week a taxi-like queue has
+		// no same weekday to compare with, and its first Friday night (busier than Monday
+		// to Thursday) or a busier day than the one or two before can page.
+		{family: "daily+weekly cycle", name: "taxi-like", days: 28, maxFindings: 4},
 		// Independent noise of 10 % per one-minute sample, a day of flat history: the
 		// targets of the fast path.
 		ramp(0.20, 100, 0, day+10*time.Hour, 60*time.Minute, 2.5),
