@@ -46,10 +46,10 @@ const (
 	// uncalibratedSigma is the spread of one bucket's residual (about 10 %) assumed
 	// before there is enough history at this depth to measure it.
 	uncalibratedSigma = 0.1
-	// residualClip bounds one bucket's residual (a factor of e either way), so
+	// residualClip bounds one bucket's residual (a factor of about 7 either way), so
 	// that a burst counts as one large bucket, not as hours of growth in the windows
 	// that hold it.
-	residualClip = 1.0
+	residualClip = 2.0
 )
 
 // refWiden are the half-widths (in buckets: two hours, one, half an hour) a comparable

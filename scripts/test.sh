@@ -22,6 +22,15 @@ echo "== go test"
 export TEST_OUTPUT_DIR=${TEST_OUTPUT_DIR:-$PWD/.test-output}
 go test -race -count=1 -timeout 25m ./...
 
+echo "== fuzz"
+# Every native fuzz target for a few seconds (its seed corpus already ran with the
+# tests above; this mutates it).
+{ git ls-files '*_test.go' | xargs grep -lE '^func Fuzz' || true; } | while read -r f; do
+  for name in $(grep -oE '^func Fuzz[A-Za-z0-9_]+' "$f" | cut -d' ' -f2); do
+    go test -run '^$' -fuzz "^${name}\$" -fuzztime "${FUZZTIME:-3s}" "./$(dirname "$f")"
+  done
+done
+
 if [ -x scripts/check-dashboards.sh ]; then
   echo "== dashboards"
   scripts/check-dashboards.sh
