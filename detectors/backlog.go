@@ -309,9 +309,10 @@ func evaluateBacklog(queue string, h *depthHistory, points, ages []series.Point,
 			}
 		}
 	}
-	if tier == tierComparable {
+	switch tier {
+	case tierComparable:
 		st.Comparison = "comparable days"
-	} else if tier == tierYesterday {
+	case tierYesterday:
 		st.Comparison = "yesterday"
 	}
 	if growing {

@@ -69,8 +69,6 @@ type queueState struct {
 	h    *depthHistory
 	raw  []series.Point
 	ages []series.Point
-	// keep is how much raw history the stall check needs.
-	keep time.Duration
 }
 
 func newQueueState(opts BacklogOptions, width time.Duration) *queueState {
