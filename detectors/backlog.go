@@ -28,16 +28,17 @@ type BacklogOptions struct {
 	// backs it up while less than a Season of history exists.
 	ShortWindow time.Duration
 	LongWindow  time.Duration
-	// Season (default 24h): with a season of history, growth that merely repeats the same
-	// hours of the previous day (a daily cycle) does not count.
+	// Season is kept for compatibility: growth is compared with whole days (24 h) of
+	// comparable history, see Weeks.
 	Season time.Duration
 	// EnterTau is the Mann–Kendall τ a short window needs to start a finding (default
 	// 0.4); ExitTau the τ below which an active finding clears (default 0.2): hysteresis.
 	EnterTau float64
 	ExitTau  float64
-	// SeasonSigmas: how many noise deviations the last half hour must stand above the
-	// same half hour of the previous day while also rising against it (twice as many
-	// when it is not rising against it) (default 2).
+
+	// SeasonSigmas: how many spreads the last half hour (or hour) must stand above the
+	// same time on comparable days while also rising against them (twice as many when it
+	// is not rising against them) (default 2).
 	SeasonSigmas float64
 	// MinGrowth is the least growth per hour, relative to the level, that counts unless
 	// the ETA is under WarnETA (default 0.02: 2 %/h).
@@ -53,6 +54,25 @@ type BacklogOptions struct {
 	// StallAfter is how long a non-empty queue may go without its depth decreasing
 	// before it is stalled (default 15m).
 	StallAfter time.Duration
+
+	// Weeks is how many weeks of history growth is compared with (default 4): the same
+	// weekday of each, or before three weeks exist, the recent days of the same kind.
+	Weeks int
+	// Location is where weekdays and weekends are told apart (default UTC).
+	Location *time.Location
+	// FastWindow (default 30m) is the shortest window growth is found on, and only
+	// against comparable days: a clear ramp is paged within the hour instead of after the
+	// two hours the short window needs to be steady.
+	FastWindow time.Duration
+	// ExitZ: an active finding clears once the last hour stands less than this many
+	// spreads above the comparable days (default 1).
+	ExitZ float64
+	// NoiseFloor is the least relative spread a bucket is credited with (default
+	// 0.005), besides one message and half the square root of the depth.
+	NoiseFloor float64
+	// KeepFiring is how long a firing growth finding stays firing after its condition
+	// last held (default 15m): a ramp that pauses for ten minutes is one episode.
+	KeepFiring time.Duration
 }
 
 func (o BacklogOptions) withDefaults() BacklogOptions {
@@ -64,6 +84,7 @@ func (o BacklogOptions) withDefaults() BacklogOptions {
 	o.LongWindow = cmp.Or(o.LongWindow, 6*time.Hour)
 	o.Season = cmp.Or(o.Season, 24*time.Hour)
 	o.EnterTau = cmp.Or(o.EnterTau, 0.4)
+
 	o.ExitTau = cmp.Or(o.ExitTau, 0.2)
 	o.SeasonSigmas = cmp.Or(o.SeasonSigmas, 2)
 	o.MinGrowth = cmp.Or(o.MinGrowth, 0.02)
@@ -71,13 +92,22 @@ func (o BacklogOptions) withDefaults() BacklogOptions {
 	o.CritETA = cmp.Or(o.CritETA, 4*time.Hour)
 	o.StallAfter = cmp.Or(o.StallAfter, 15*time.Minute)
 	o.For = cmp.Or(o.For, 5*time.Minute)
+	o.Weeks = cmp.Or(o.Weeks, 4)
+	if o.Location == nil {
+		o.Location = time.UTC
+	}
+	o.FastWindow = cmp.Or(o.FastWindow, 30*time.Minute)
+	o.ExitZ = cmp.Or(o.ExitZ, 1)
+	o.NoiseFloor = cmp.Or(o.NoiseFloor, 0.005)
+	o.KeepFiring = cmp.Or(o.KeepFiring, 15*time.Minute)
 	return o
 }
 
-// History is how far back the backlog detector reads.
+// History is how far back the backlog detector reads: the comparable weeks, and the
+// day before the oldest of them that calibrates its spread.
 func (o BacklogOptions) History() time.Duration {
 	o = o.withDefaults()
-	return max(o.LongWindow, o.Season+o.ShortWindow) + o.Bucket
+	return time.Duration(7*o.Weeks+1)*24*time.Hour + max(o.LongWindow, o.ShortWindow) + o.Bucket
 }
 
 // BacklogStatus is what one evaluation of one queue measured, findings or not: the API
@@ -93,25 +123,14 @@ type BacklogStatus struct {
 	Stalled      bool    `json:"stalled"`
 	Insufficient bool    `json:"insufficient_data"`
 	Note         string  `json:"note,omitempty"`
+	// Comparison says what growth was judged against: "comparable days", "yesterday"
+	// (one or two comparable days) or "none" (insufficient data).
+	Comparison string `json:"comparison,omitempty"`
 }
 
 type bucket struct {
 	x float64 // hours since the window start
 	v float64
-}
-
-// bucketize groups points in (from, to] into width-wide buckets ending at to, each the
-// median of its samples, so a spike moves one bucket at most; empty buckets are left
-// out.
-func bucketize(points []series.Point, from, to time.Time, width time.Duration) []bucket {
-	medians := slots(points, from, to, width)
-	out := make([]bucket, 0, len(medians))
-	for i, v := range medians {
-		if !math.IsNaN(v) {
-			out = append(out, bucket{x: (float64(i) + 0.5) * width.Hours(), v: v})
-		}
-	}
-	return out
 }
 
 func split(b []bucket) (x, y []float64) {
@@ -135,26 +154,10 @@ func sampleInterval(points []series.Point) time.Duration {
 	return time.Duration(robust.Median(d))
 }
 
-// minStallSamples is the fewest samples a stall is judged on.
-const minStallSamples = 20
-
-// headAging reports whether the oldest message's age grew by at least 80 % of the
-// window across it (the head did not move); ok is false without age samples covering
-// the window.
-func headAging(ages []series.Point, from, now time.Time, window time.Duration) (aged, ok bool) {
-	i, _ := slices.BinarySearchFunc(ages, from, func(p series.Point, t time.Time) int { return p.T.Compare(t) })
-	win := ages[i:]
-	if len(win) < 2 || win[0].T.Sub(from) > window/10 || now.Sub(win[len(win)-1].T) > window/10 {
-		return false, false
-	}
-	for j := 1; j < len(win); j++ {
-		if win[j].V < win[j-1].V {
-			return false, true // the head moved: something consumed it
-		}
-	}
-	grew := win[len(win)-1].V - win[0].V
-	span := win[len(win)-1].T.Sub(win[0].T).Seconds()
-	return span > 0 && grew >= 0.8*span, true
+// backlogWidth is the bucket width for these samples: Bucket, or wider for sparse
+// samples (an hourly CSV), rounded to divide a day.
+func backlogWidth(points []series.Point, opts BacklogOptions) time.Duration {
+	return seasonalWidth(max(opts.Bucket, sampleInterval(points)))
 }
 
 // minBuckets is the fewest buckets a window needs before τ means anything.
@@ -173,136 +176,204 @@ func EvaluateBacklog(queue string, points []series.Point, now time.Time, active 
 // ages as fast as the clock is not being consumed, the surest sign of a stall.
 func EvaluateBacklogAge(queue string, points, ages []series.Point, now time.Time, active func(kind string) bool, opts BacklogOptions) ([]Observation, BacklogStatus) {
 	opts = opts.withDefaults()
-	st := BacklogStatus{Queue: queue, ETASeconds: -1}
+	width := backlogWidth(points, opts)
+	h := historyFromPoints(points, width, opts, now.Truncate(width))
+	return evaluateBacklog(queue, h, points, ages, now, active, opts)
+}
+
+// evaluateBacklog judges a queue from its bucket history h (finalized up to now,
+// truncated to the bucket width) and its recent raw samples (for the stall and the
+// current depth). opts has its defaults applied.
+func evaluateBacklog(queue string, h *depthHistory, points, ages []series.Point, now time.Time, active func(kind string) bool, opts BacklogOptions) ([]Observation, BacklogStatus) {
+	st := BacklogStatus{Queue: queue, ETASeconds: -1, Comparison: "none"}
 	if len(points) == 0 {
 		st.Insufficient, st.Note = true, "insufficient data: no samples yet"
 		return nil, st
 	}
 	st.Depth = points[len(points)-1].V
 	var out []Observation
-	if o, stalled := evaluateStall(queue, points, ages, now, active("backlog_stalled"), opts); stalled {
+	stall := evaluateStall(queue, h, points, ages, now, active("backlog_stalled"), opts)
+	if stall.stalled {
 		st.Stalled = true
-		out = append(out, o)
+		out = append(out, stall.obs)
 	}
 
 	// Sparse samples (an hourly CSV) widen the bucket and the windows so that a window
 	// always holds enough buckets.
-	width := max(opts.Bucket, sampleInterval(points))
+	width := h.width
 	short := max(opts.ShortWindow, time.Duration(2*minBuckets)*width)
 	long := max(opts.LongWindow, 3*short)
-	first := points[0].T
+	fast := max(opts.FastWindow, time.Duration(minBuckets)*width)
+	first := h.bucketEnd(h.first).Add(-width)
 	// Growth is judged on completed buckets: every pass within one bucket sees the same
 	// windows, so passing every 30 s gives noise no more chances than passing once per
 	// bucket, and a finding's `for` counts whole buckets.
 	now = now.Truncate(width)
+	i := bucketOf(now, width)
 	if now.Sub(first) < short-width {
 		st.Insufficient = true
 		st.Note = fmt.Sprintf("insufficient data: %s of history, %s needed to judge growth", now.Sub(first).Round(time.Minute), short)
+		if stall.note != "" {
+			st.Note += "; " + stall.note
+		}
 		return out, st
 	}
 	wasActive := active("backlog_growth")
-	st2 := windowTrend(points, now, short, width, opts.Limit)
+	nShort, nLong, nFast := int(short/width), int(long/width), int(fast/width)
+	st2 := trendOf(h, i, nShort, st.Depth, opts.Limit)
 	if st2.n < minBuckets {
 		st.Insufficient = true
-		st.Note = fmt.Sprintf("insufficient data: %d of %d sample buckets in the last %s", st2.n, int(short/width), short)
+		st.Note = fmt.Sprintf("insufficient data: %d of %d sample buckets in the last %s", st2.n, nShort, short)
 		return out, st
 	}
-	// The short window catches fast growth early; the long one slow growth that is
-	// steady over hours but too gentle to stand out of two hours of noise.
-	tr := st2
-	if now.Sub(first) >= long-width && !st2.growing(opts, wasActive) {
-		if lt := windowTrend(points, now, long, width, opts.Limit); lt.growing(opts, wasActive) {
-			tr = lt
-		}
+	st.Tau, st.SlopePerHour = round3(st2.tau), round3(st2.slope)
+	if st2.slope > 0 {
+		st.ETASeconds = math.Round(st2.eta * 3600)
 	}
-	st.Tau, st.SlopePerHour = round3(tr.tau), round3(tr.slope)
-	if tr.slope > 0 {
-		st.ETASeconds = math.Round(tr.eta * 3600)
-	}
-	growing := tr.growing(opts, wasActive)
-	tau, slope, level, eta, minDepth := tr.tau, tr.slope, tr.level, tr.eta, tr.minDepth
-	// A burst that is already draining is not growth, however steep its climb was.
-	if growing && st2.fallingNow() {
-		growing = false
+	if stall.note != "" {
+		st.Note = stall.note
 	}
 
-	// Rule out the daily cycle. With a season of history, the last half hour must stand
-	// clearly above the same half hour yesterday (a cycle repeats; growth does not).
-	// Without it, growth pages only if it reaches the limit within WarnETA; slower
-	// growth is reported as insufficient data.
-	noise := st2.noise
-	seasonal := 0.0
-	var vsYesterday, dTau float64
-	if growing {
-		if now.Sub(first) >= opts.Season+short {
-			seasonal = 1
-			yb := bucketize(points, now.Add(-opts.Season-short), now.Add(-opts.Season), width)
-			d := seasonDiff(st2.buckets, yb)
-			vsYesterday = tailMedian(d, minBuckets)
-			// How much "the last half hour minus the same half hour yesterday" varies on
-			// its own: measured over the past day where two days of history exist (it
-			// then includes autocorrelation and day-to-day differences), else estimated
-			// from the spread of today-minus-yesterday buckets.
-			if sd, ok := seasonalSpread(points, now, width, opts.Season); ok {
-				noise = max(sd, max(1, 0.005*level))
-			} else {
-				noise = residualNoise(d, level)
+	// The depth itself must be rising: τ, slope, level and never drained, on the
+	// short window, the long one (growth too gentle for two hours of noise) or — when
+	// comparable days vouch for it — the fast windows.
+	windows := []int{nShort}
+	if now.Sub(first) >= long-width {
+		windows = append(windows, nLong)
+	}
+	noise := h.bucketNoise(i, nLong, st.Depth)
+	rising := func(ws []int, needTau float64) (trend, bool) {
+		for _, n := range ws {
+			t := st2
+			if n != nShort {
+				t = trendOf(h, i, n, st.Depth, opts.Limit)
 			}
-			_, dy := split(d)
-			dTau = robust.MannKendallTau(dy)
-			// Far above yesterday (growth that has gone on for a day or more), or above it
-			// and pulling away (growth that began today).
-			far := vsYesterday >= 2*opts.SeasonSigmas*noise
-			pulling := vsYesterday >= opts.SeasonSigmas*noise && dTau >= opts.EnterTau
-			if wasActive {
-				far, pulling = vsYesterday >= noise, false
+			// Noise is measured on the long window: six buckets, three of them a burst, are
+			// too few, and two bursts make half of two hours' differences large.
+			t.noise = noise
+
+			if t.growing(opts, wasActive, needTau, n < 2*minBuckets) && !t.fallingNow() {
+				return t, true
 			}
-			growing = len(d) >= minBuckets && (far || pulling)
-		} else if eta >= opts.WarnETA.Hours() && !wasActive {
+		}
+		return trend{}, false
+	}
+
+	cmp := h.compare(i, opts)
+	tier := cmp.tier
+	var tr trend
+	var growing bool
+	switch tier {
+	case tierNone:
+		// Steady over the short window and, once there is that much history, over the
+		// long one too, and the limit less than WarnETA away at the slower of the two.
+		tr, growing = rising(windows[:1], opts.EnterTau)
+		if growing && len(windows) > 1 {
+			lt, ok := rising(windows[1:], opts.EnterTau)
+			growing = ok
+			if ok && lt.slope < tr.slope {
+				tr = lt
+			}
+		}
+		if growing && tr.eta >= opts.WarnETA.Hours() && !wasActive {
 			growing = false
 			st.Insufficient = true
-			st.Note = fmt.Sprintf("insufficient data: growing at %+.0f/h but less than %s of history, so a daily cycle "+
-				"cannot be ruled out; it pages now only if the limit is less than %s away", slope, opts.Season+short, opts.WarnETA)
+			st.Note = fmt.Sprintf("insufficient data: growing at %+.0f/h but no comparable day (the same kind of day, weekday "+
+				"or weekend) in the history, so a daily or weekly cycle cannot be ruled out; it pages now only if the limit "+
+				"is less than %s away", tr.slope, opts.WarnETA)
 		}
+	default:
+		// Every statistic that stands out is checked against a rising depth over a window
+		// at least as long as itself (a two-hour ramp statistic is confirmed by a two-hour
+		// trend, a half-hour level by a half-hour one), shortest first.
+		need := 2 * opts.SeasonSigmas
+		if wasActive {
+			need = opts.ExitZ
+		}
+		all := slices.Clone(windows)
+		all = append(all, 2*nFast, nFast)
+		slices.Sort(all)
+		for _, r := range cmp.all {
+			if r.z < need {
+				continue
+			}
+			ws := slices.DeleteFunc(slices.Clone(all), func(n int) bool { return n < r.stat.m })
+			// The further the queue stands above its comparable days, the less steadiness
+			// the trend has to show to confirm that it is rising: at twice the entry z the
+			// exit τ is enough.
+			tau := max(opts.ExitTau, opts.EnterTau*min(1, 2*opts.SeasonSigmas/max(r.z, 1e-9)))
+			if t, ok := rising(ws, tau); ok {
+				tr, growing = t, true
+				cmp.statResult = r
+				break
+			}
+		}
+	}
+	switch tier {
+	case tierComparable:
+		st.Comparison = "comparable days"
+	case tierYesterday:
+		st.Comparison = "yesterday"
+	}
+	if growing {
+		st.Tau, st.SlopePerHour = round3(tr.tau), round3(tr.slope)
+		st.ETASeconds = math.Round(max(0, tr.eta) * 3600)
 	}
 	st.Growing = growing
 	if !growing {
 		return out, st
 	}
-	window, sb := tr.window, tr.buckets
+	return append(out, growthObservation(queue, st, tr, st2, cmp, h, i, opts)), st
+}
+
+func growthObservation(queue string, st BacklogStatus, tr, st2 trend, c seasonal, h *depthHistory, i int64, opts BacklogOptions) Observation {
+	tier := c.tier
 	sev := SeverityWarning
-	if eta < opts.CritETA.Hours() {
+	if tr.eta < opts.CritETA.Hours() {
 		sev = SeverityCritical
 	}
 	etaText := "more than a year"
-	if eta < 24*365 {
-		etaText = "about " + humanHours(eta)
+	if tr.eta < 24*365 {
+		etaText = "about " + humanHours(tr.eta)
 	}
-	desc := fmt.Sprintf("Queue %s has grown steadily for the last %s: Mann–Kendall τ %.2f over %d five-minute medians "+
-		"(1 would be growth in every step), Theil–Sen slope %+.0f messages/hour, depth now %.0f (floor %.0f) and it never "+
-		"dropped to %.0f or below in the window, so workers are not catching up. At this rate it reaches the limit of %.0f "+
-		"in %s.", queue, window, tau, len(sb), slope, st.Depth, opts.Floor, opts.NearZero, opts.Limit, etaText)
-	if seasonal == 0 {
-		desc += " Less than a day of history: a daily cycle cannot be ruled out yet, but the limit is near."
+	desc := fmt.Sprintf("Queue %s has grown steadily for the last %s: Mann–Kendall τ %.2f over %d bucket medians "+
+		"(1 would be growth in every step), Theil–Sen slope %+.0f messages/hour, depth now %.0f (floor %.0f) and it did "+
+		"not drop to %.0f or below in the window, so workers are not catching up. At this rate it reaches the limit of %.0f "+
+		"in %s.", queue, tr.window, tr.tau, len(tr.buckets), tr.slope, st.Depth, opts.Floor, opts.NearZero, opts.Limit, etaText)
+	var above, noise float64
+	if tier == tierNone {
+		desc += " No comparable day in the history yet: a daily or weekly cycle cannot be ruled out, but the limit is near."
+		noise = tr.noise
 	} else {
-		desc += fmt.Sprintf(" The last half hour is %.0f messages above the same half hour yesterday (noise ±%.0f), so this is not the daily cycle.", vsYesterday, noise)
+		above = math.Exp(c.today) - math.Exp(c.base)
+		noise = c.spread * (st.Depth + h.logOffset)
+		desc += fmt.Sprintf(" The last half hour is %.0f messages above the same time on %s; the %s of the last %s stands "+
+			"%.1f spreads above theirs, so this is not the usual pattern of the day.", above, daysText(c.days, c.sameWeekday),
+			c.stat.name, time.Duration(c.stat.m)*h.width, c.z)
+	}
+	if tr.decreases == 0 {
+		desc += " The depth did not go down once in the window: the workers may have stopped, or producers outpace them."
 	}
 	ev := map[string]float64{
-		"depth": st.Depth, "level": math.Round(level), "tau": round3(tau), "slope_per_hour": round3(slope),
-		"eta_hours": round3(min(eta, 1e6)), "limit": opts.Limit, "floor": opts.Floor, "min_depth_in_window": minDepth,
-		"window_hours": window.Hours(), "short_window_tau": round3(st2.tau), "buckets": float64(len(sb)), "seasonal_check": seasonal,
+		"depth": st.Depth, "level": math.Round(tr.level), "tau": round3(tr.tau), "slope_per_hour": round3(tr.slope),
+		"eta_hours": round3(min(tr.eta, 1e6)), "limit": opts.Limit, "floor": opts.Floor, "min_depth_in_window": tr.minDepth,
+		"window_hours": tr.window.Hours(), "short_window_tau": round3(st2.tau), "buckets": float64(len(tr.buckets)),
+		"seasonal_check": float64(tier), "noise": math.Round(noise),
 	}
-	if seasonal == 1 {
-		ev["above_yesterday"] = math.Round(vsYesterday)
-		ev["tau_vs_yesterday"] = round3(dTau)
+	if tier != tierNone {
+		// Whether the queue is pulling away from its comparable days: τ of the residual
+		// over the short window.
+		ev["tau_vs_yesterday"] = round3(h.residualTau(i, len(st2.buckets)))
+		ev["above_yesterday"] = math.Round(above)
+		ev["baseline"] = math.Round(math.Exp(c.base) - h.logOffset)
+		ev["z"] = round3(c.z)
+		ev["comparable_days"] = float64(len(c.days))
 	}
-	ev["noise"] = math.Round(noise)
-	out = append(out, Observation{
+	return Observation{
 		Kind: "backlog_growth", Severity: sev, Subject: queue, Labels: map[string]string{"queue": queue},
-		Summary:     fmt.Sprintf("Queue %s is growing steadily (%+.0f/h, depth %.0f); limit %.0f in %s", queue, slope, st.Depth, opts.Limit, etaText),
-		Description: desc, Evidence: ev, For: opts.For, Link: queueLink(queue),
-	})
-	return out, st
+		Summary:     fmt.Sprintf("Queue %s is growing steadily (%+.0f/h, depth %.0f); limit %.0f in %s", queue, tr.slope, st.Depth, opts.Limit, etaText),
+		Description: desc, Evidence: ev, For: opts.For, KeepFiringFor: opts.KeepFiring, Link: queueLink(queue),
+	}
 }
 
 // trend is one window's Mann–Kendall and Theil–Sen summary.
@@ -313,29 +384,49 @@ type trend struct {
 	tau, slope, level float64
 	eta               float64 // hours to the limit; +Inf when not growing
 	minDepth, noise   float64
+	// minAfterFirst is the lowest sample after the window's first bucket: a queue that
+	// emptied after its growth began has drained, one that left zero at the start of
+	// the window has not.
+	minAfterFirst float64
+	decreases     int
+	// peak and last are the highest and the latest bucket; rise is last − first bucket,
+	// jump the largest rise from one bucket to the next and jump2 the largest over two.
+	peak, last, rise, jump, jump2 float64
 }
 
-func windowTrend(points []series.Point, now time.Time, window, width time.Duration, limit float64) trend {
-	b := bucketize(points, now.Add(-window), now, width)
-	t := trend{window: window, buckets: b, n: len(b), eta: math.Inf(1), minDepth: math.Inf(1)}
+// trendOf summarizes the n buckets ending at bucket i.
+func trendOf(h *depthHistory, i int64, n int, depth, limit float64) trend {
+	b := h.buckets(i, n)
+	t := trend{window: time.Duration(n) * h.width, buckets: b, n: len(b), eta: math.Inf(1), minDepth: math.Inf(1), minAfterFirst: math.Inf(1)}
+	for k := i - int64(n) + 1; k <= i; k++ {
+		if lo := h.lowest(k); !math.IsNaN(lo) {
+			t.minDepth = min(t.minDepth, lo)
+			if k > i-int64(n)+1 {
+				t.minAfterFirst = min(t.minAfterFirst, lo)
+			}
+		}
+		if h.has(k) {
+			t.decreases += int(h.dec[k-h.first])
+		}
+	}
 	if len(b) < minBuckets {
 		return t
 	}
 	x, y := split(b)
+	t.peak, t.last, t.rise = slices.Max(y), y[len(y)-1], y[len(y)-1]-y[0]
+	prev := 0.0
+	for k := 1; k < len(y); k++ {
+		inc := max(0, y[k]-y[k-1])
+		t.jump, t.jump2 = max(t.jump, inc), max(t.jump2, inc+prev)
+		prev = inc
+	}
 	t.tau = robust.MannKendallTau(y)
 	var intercept float64
 	t.slope, intercept = robust.TheilSen(x, y)
-	t.level = max(points[len(points)-1].V, intercept+t.slope*window.Hours())
+	t.level = max(depth, intercept+t.slope*t.window.Hours())
 	t.noise = bucketNoise(y, t.level)
 	if t.slope > 0 {
 		t.eta = max(0, (limit-t.level)/t.slope)
-	}
-	from := now.Add(-window)
-	i, _ := slices.BinarySearchFunc(points, from, func(p series.Point, at time.Time) int { return p.T.Compare(at) })
-	for _, p := range points[i:] {
-		if !p.T.After(now) {
-			t.minDepth = min(t.minDepth, p.V)
-		}
 	}
 	return t
 }
@@ -359,27 +450,37 @@ func (t trend) fallingNow() bool {
 }
 
 // growing applies the trend gate: τ, slope fast enough (or near enough the limit),
-// level above the floor, and never near zero in the window. An active finding clears
-// only at the looser exit thresholds.
-func (t trend) growing(opts BacklogOptions, wasActive bool) bool {
+// level above the floor, not drained since the window began, at its peak, and not
+// made of one or two steps. An active finding
+// clears only at the looser exit thresholds. A window of fewer than 12 buckets needs
+// a τ 0.2 higher: six buckets are few pairs.
+func (t trend) growing(opts BacklogOptions, wasActive bool, needTau float64, few bool) bool {
 	if t.n < minBuckets || t.slope <= 0 {
 		return false
 	}
-	needTau, floor := opts.EnterTau, opts.Floor
+	floor := opts.Floor
+	if few {
+		needTau += 0.2
+	}
 	if wasActive {
 		needTau, floor = opts.ExitTau, 0.8*opts.Floor
 	}
 	fastEnough := t.slope >= opts.MinGrowth*max(t.level, opts.Floor) || t.eta < opts.WarnETA.Hours()
-	return t.tau >= needTau && fastEnough && t.level >= floor && t.minDepth > opts.NearZero
+	// Growth is at its highest now; a window whose peak is well behind it holds a burst
+	// that is being worked off.
+	atPeak := t.last >= t.peak-3*t.noise
+	// And it is spread over the window: a rise made of one or two steps far above the
+	// noise is a batch enqueued at once (a burst, or a step to a new level), not a queue
+	// that keeps falling behind.
+	steps := t.rise > 0 && t.jump2 >= 0.8*t.rise && t.jump >= 10*t.noise
+	return t.tau >= needTau && fastEnough && t.level >= floor && t.minAfterFirst > opts.NearZero && atPeak && !steps
 }
 
-// tailMedian is the median of the last n buckets.
-func tailMedian(b []bucket, n int) float64 {
-	if len(b) == 0 {
-		return math.NaN()
-	}
-	_, y := split(b[max(0, len(b)-n):])
-	return robust.Median(y)
+// bucketNoise is bucketNoise of the n buckets ending at i.
+func (h *depthHistory) bucketNoise(i int64, n int, level float64) float64 {
+	b := h.buckets(i, n)
+	_, y := split(b)
+	return bucketNoise(y, level)
 }
 
 // bucketNoise is the robust standard deviation of one bucket around the trend: the MAD
@@ -399,161 +500,6 @@ func bucketNoise(y []float64, level float64) float64 {
 		d[i] = math.Abs(d[i] - m)
 	}
 	return max(madScale*robust.Median(d)/math.Sqrt2, 1, 0.005*level)
-}
-
-// slots is bucketize with fixed positions: slot i covers (from+i·width, from+(i+1)·width]
-// and is NaN when it holds no sample.
-func slots(points []series.Point, from, to time.Time, width time.Duration) []float64 {
-	n := int(to.Sub(from) / width)
-	if n <= 0 {
-		return nil
-	}
-	groups := make([][]float64, n)
-	lo, _ := slices.BinarySearchFunc(points, from, func(p series.Point, t time.Time) int { return p.T.Compare(t) })
-	for _, p := range points[lo:] {
-		if p.T.After(to) {
-			break
-		}
-		if !p.T.After(from) {
-			continue
-		}
-		i := min(int(p.T.Sub(from)/width), n-1)
-		groups[i] = append(groups[i], p.V)
-	}
-	out := make([]float64, n)
-	for i, g := range groups {
-		out[i] = math.NaN()
-		if len(g) > 0 {
-			out[i] = robust.MedianInPlace(g)
-		}
-	}
-	return out
-}
-
-// seasonalSpread is the robust standard deviation of the statistic the daily-cycle
-// check uses — median of six buckets minus the median of the same six a season earlier
-// — measured at every half hour of the past season. ok is false without two seasons of
-// history.
-func seasonalSpread(points []series.Point, now time.Time, width, season time.Duration) (float64, bool) {
-	if len(points) == 0 || now.Sub(points[0].T) < 2*season {
-		return 0, false
-	}
-	today := slots(points, now.Add(-season), now, width)
-	before := slots(points, now.Add(-2*season), now.Add(-season), width)
-	n := len(today)
-	var stats []float64
-	for end := n - 1 - minBuckets; end >= minBuckets-1; end -= minBuckets {
-		var a, b []float64
-		for i := end - minBuckets + 1; i <= end; i++ {
-			if !math.IsNaN(today[i]) {
-				a = append(a, today[i])
-			}
-			if !math.IsNaN(before[i]) {
-				b = append(b, before[i])
-			}
-		}
-		if len(a) > 0 && len(b) > 0 {
-			stats = append(stats, robust.MedianInPlace(a)-robust.MedianInPlace(b))
-		}
-	}
-	if len(stats) < 12 {
-		return 0, false
-	}
-	m := robust.Median(stats)
-	for i := range stats {
-		stats[i] = math.Abs(stats[i] - m)
-	}
-	return madScale * robust.MedianInPlace(stats), true
-}
-
-// residualNoise is the robust standard deviation of buckets around their Theil–Sen
-// line: the spread of single buckets, autocorrelation included, that a trend does not
-// inflate.
-func residualNoise(b []bucket, level float64) float64 {
-	floor := max(1, 0.005*level)
-	if len(b) < 3 {
-		return floor
-	}
-	x, y := split(b)
-	slope, intercept := robust.TheilSen(x, y)
-	res := make([]float64, len(y))
-	for i := range y {
-		res[i] = y[i] - (intercept + slope*x[i])
-	}
-	m := robust.Median(res)
-	for i := range res {
-		res[i] = math.Abs(res[i] - m)
-	}
-	return max(madScale*robust.Median(res), floor)
-}
-
-// seasonDiff pairs today's buckets with yesterday's at the same offset.
-func seasonDiff(today, yesterday []bucket) []bucket {
-	byX := make(map[float64]float64, len(yesterday))
-	for _, b := range yesterday {
-		byX[b.x] = b.v
-	}
-	var out []bucket
-	for _, b := range today {
-		if v, ok := byX[b.x]; ok {
-			out = append(out, bucket{x: b.x, v: b.v - v})
-		}
-	}
-	return out
-}
-
-// evaluateStall: a queue is stalled when it held messages for the whole window and
-// nothing took them off. With the oldest message's age, that is a head of queue whose
-// age grew with the clock across the window. Without it, it is a depth that did not go
-// down once in the window (at least minStallSamples samples, so that a fast-filling but
-// consumed queue rarely passes by chance). While the finding is active it clears only
-// when the depth falls below 95 % of the window's peak, or to zero, or the head moves.
-func evaluateStall(queue string, points, ages []series.Point, now time.Time, wasActive bool, opts BacklogOptions) (Observation, bool) {
-	// Sparse samples widen the window: "never went down" means little over 3 samples.
-	window := max(opts.StallAfter, time.Duration(minStallSamples)*sampleInterval(points))
-	from := now.Add(-window)
-	i, _ := slices.BinarySearchFunc(points, from, func(p series.Point, t time.Time) int { return p.T.Compare(t) })
-	win := points[i:]
-	// The window must be covered: a sample at (or just before) its start, and several.
-	if len(win) < minStallSamples || i == 0 && win[0].T.Sub(from) > window/10 {
-		return Observation{}, false
-	}
-	peak, lowest, decreases := 0.0, math.Inf(1), 0
-	for j, p := range win {
-		peak, lowest = max(peak, p.V), min(lowest, p.V)
-		if j > 0 && p.V < win[j-1].V {
-			decreases++
-		}
-	}
-	cur := win[len(win)-1].V
-	headAged, haveAge := headAging(ages, from, now, window)
-	stalled := lowest > 0 && decreases == 0
-	if haveAge {
-		stalled = lowest > 0 && headAged
-	}
-	if wasActive {
-		stalled = cur > 0 && cur >= 0.95*peak
-		if haveAge {
-			stalled = cur > 0 && headAged
-		}
-	}
-	if !stalled {
-		return Observation{}, false
-	}
-	sev := SeverityWarning
-	if cur >= opts.Floor {
-		sev = SeverityCritical
-	}
-	return Observation{
-		Kind: "backlog_stalled", Severity: sev, Subject: queue, Labels: map[string]string{"queue": queue},
-		Summary: fmt.Sprintf("Queue %s is not draining: %.0f messages and no decrease in %s", queue, cur, window),
-		Description: fmt.Sprintf("Queue %s has held messages for the last %s (lowest %.0f, now %.0f) and its depth did not go "+
-			"down once in %d samples (or its oldest message aged with the clock): nothing is taking messages off it, or the workers are far slower than producers. "+
-			"Check that workers are running and not crash-looping.", queue, window, lowest, cur, len(win)),
-		Evidence: map[string]float64{"depth": cur, "lowest": lowest, "peak": peak, "samples": float64(len(win)),
-			"window_seconds": window.Seconds(), "decreases": float64(decreases)},
-		Link: queueLink(queue),
-	}, true
 }
 
 // humanHours prints hours as "3h20m" or "2.5 days".

@@ -174,18 +174,27 @@ func TestBacklog(t *testing.T) {
 		kinds        []string
 		severity     Severity
 		insufficient bool
+		note         string
 	}{
 		{name: "no samples", insufficient: true},
 		{name: "20 minutes of history", points: pts(t0.Add(-20*time.Minute), time.Minute, wobble(ramp(21, 500, 1))...), insufficient: true},
 		// Steep growth in the first hours: the limit is close, so it pages even before a
 		// day of history rules out a daily cycle.
+		// Filling at every sample, with no oldest-message age: slow workers and stopped
+		// ones look the same, so it is growth, not a stall.
 		{name: "steep growth, limit near", points: pts(t0.Add(-3*time.Hour), time.Minute, ramp(181, 1000, 300)...),
-			kinds: []string{"backlog_stalled", "backlog_growth"}, severity: SeverityCritical},
+			kinds: []string{"backlog_growth"}, severity: SeverityCritical},
 		{name: "slow growth, first day: insufficient data, no page", points: pts(t0.Add(-3*time.Hour), time.Minute, wobble(ramp(181, 1000, 1))...),
 			insufficient: true},
 		{name: "flat queue touching zero", points: pts(t0.Add(-3*time.Hour), time.Minute, ramp(181, 0, 0)...)},
-		{name: "stuck messages: stalled", points: pts(t0.Add(-30*time.Minute), 15*time.Second, slices.Repeat([]float64{7}, 121)...),
-			kinds: []string{"backlog_stalled"}, severity: SeverityWarning, insufficient: true},
+		// A depth that never moved: 7 stuck messages look exactly like 7 parked ones
+		// without the oldest message's age. Not judged, and the note says why.
+		{name: "constant from the start: not judged", points: pts(t0.Add(-30*time.Minute), 15*time.Second, slices.Repeat([]float64{7}, 121)...),
+			insufficient: true, note: "cannot be told from an idle one"},
+		// The same stuck messages after two hours in which the depth went up and down.
+		{name: "activity, then stuck: stalled", points: pts(t0.Add(-150*time.Minute), 15*time.Second,
+			append(wobble(ramp(480, 10, 0)), slices.Repeat([]float64{7}, 121)...)...),
+			kinds: []string{"backlog_stalled"}, severity: SeverityWarning},
 		{name: "draining queue is not stalled", points: pts(t0.Add(-30*time.Minute), 15*time.Second, ramp(121, 5000, -10)...), insufficient: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -195,6 +204,7 @@ func TestBacklog(t *testing.T) {
 			if tc.insufficient {
 				require.Contains(t, st.Note, "insufficient data")
 			}
+			require.Contains(t, st.Note, tc.note)
 			var kinds []string
 			for _, o := range obs {
 				kinds = append(kinds, o.Kind)
@@ -202,6 +212,10 @@ func TestBacklog(t *testing.T) {
 				require.Equal(t, map[string]string{"queue": "celery"}, o.Labels)
 				require.Equal(t, "/?queue=celery", o.Link)
 				require.NotEmpty(t, o.Description)
+				if o.Kind == "backlog_stalled" {
+					require.Contains(t, o.Description, "Evidence: depth only", "the finding says which evidence it used")
+					require.Equal(t, 0.0, o.Evidence["evidence_oldest_age"])
+				}
 			}
 			require.Equal(t, tc.kinds, kinds)
 		})
@@ -358,4 +372,85 @@ func TestStallFromOldestMessageAge(t *testing.T) {
 	_, st = EvaluateBacklogAge("q", pts(t0.Add(-20*time.Minute), 15*time.Second, slices.Repeat([]float64{700}, 80)...), pts(t0.Add(-20*time.Minute), 15*time.Second, age...),
 		t0.Add(-20*time.Minute+79*15*time.Second), never, opts)
 	require.False(t, st.Stalled)
+}
+
+func TestTrackerKeepFiring(t *testing.T) {
+	t.Parallel()
+	tr := NewTracker(Links{}, 15*time.Minute)
+	obs := Observation{Kind: "worker_oom_kills", Severity: SeverityWarning, Subject: "posthog",
+		Labels: map[string]string{"namespace": "posthog"}, KeepFiringFor: time.Hour, Description: "1 kill"}
+	f := tr.Update(t0, []Observation{obs})[0].Finding
+	require.Equal(t, StateFiring, f.State, "For 0 fires at once")
+	require.Equal(t, 3600.0, f.Evidence[keepFiringKey])
+	// The condition goes away: still firing, and the description says until when.
+	ch := tr.Update(t0.Add(20*time.Minute), nil)
+	require.Len(t, ch, 1)
+	require.Equal(t, StateFiring, ch[0].Finding.State)
+	require.Contains(t, ch[0].Finding.Description, "keeps firing until 13:00:00")
+	require.Equal(t, t0, ch[0].Finding.FiredAt)
+	// It comes back within the hour: the same finding, not a new page.
+	f = tr.Update(t0.Add(50*time.Minute), []Observation{obs})[0].Finding
+	require.Equal(t, t0, f.FiredAt)
+	require.Equal(t, "1 kill", f.Description)
+	// An hour without it: resolved, with the description as last observed.
+	tr.Update(t0.Add(80*time.Minute), nil)
+	ch = tr.Update(t0.Add(110*time.Minute), nil)
+	require.Len(t, ch, 1)
+	require.Equal(t, StateResolved, ch[0].Finding.State)
+	require.Equal(t, t0.Add(110*time.Minute), ch[0].Finding.ResolvedAt)
+	require.Equal(t, "1 kill", ch[0].Finding.Description)
+
+	// A pending finding is not kept: it must hold its condition throughout For.
+	pending := obs
+	pending.For = 5 * time.Minute
+	pending.Labels = map[string]string{"namespace": "other"}
+	tr.Update(t0.Add(3*time.Hour), []Observation{pending})
+	ch = tr.Update(t0.Add(3*time.Hour+time.Minute), nil)
+	require.True(t, ch[0].Dropped)
+
+	// A new leader keeps a restored finding firing for its window, from the evidence.
+	tr2 := NewTracker(Links{}, time.Minute)
+	tr2.Restore([]Finding{{ID: obs.ID(), Kind: obs.Kind, State: StateFiring, ActiveAt: t0, FiredAt: t0,
+		Evidence: map[string]float64{keepFiringKey: 3600}}})
+	require.Equal(t, StateFiring, tr2.Update(t0.Add(4*time.Hour), nil)[0].Finding.State)
+	require.Equal(t, StateFiring, tr2.Update(t0.Add(4*time.Hour+59*time.Minute), nil)[0].Finding.State)
+	require.Equal(t, StateResolved, tr2.Update(t0.Add(5*time.Hour), nil)[0].Finding.State)
+}
+
+func TestWorkerHealthEpisodes(t *testing.T) {
+	t.Parallel()
+	pods := []snapshot.Pod{{Namespace: "posthog", Name: "w1"}, {Namespace: "posthog", Name: "w2"}}
+	// The snapshot catches the crash-looping pod running between back-offs: the
+	// pods_crashlooping series of the last ten minutes still counts it.
+	in := WorkerInput{Namespace: "posthog", Pods: pods, CrashLooping: pts(t0.Add(-8*time.Minute), time.Minute, 1, 1, 1, 0, 1, 1, 1, 1, 0)}
+	obs := WorkerHealth(in, t0, WorkerOptions{})
+	require.Len(t, obs, 1)
+	require.Equal(t, "workers_crashlooping", obs[0].Kind)
+	require.Equal(t, 15*time.Minute, obs[0].KeepFiringFor)
+
+	// An OOM episode stays observed while pods crash-loop after a kill in the lookback,
+	// once it fires; a first look does not start one without a recent kill.
+	kills := pts(t0.Add(-90*time.Minute), 30*time.Minute, 1, 0, 0, 0)
+	in = WorkerInput{Namespace: "posthog", Pods: pods, OOMKills: kills, CrashLooping: pts(t0, time.Minute, 1)}
+	kinds := func(obs []Observation) []string {
+		var k []string
+		for _, o := range obs {
+			k = append(k, o.Kind)
+		}
+		return k
+	}
+	require.NotContains(t, kinds(WorkerHealth(in, t0, WorkerOptions{})), "worker_oom_kills")
+	in.Firing = func(kind string) bool { return kind == "worker_oom_kills" }
+	require.Contains(t, kinds(WorkerHealth(in, t0, WorkerOptions{})), "worker_oom_kills")
+
+	// A kill every 30 minutes is not calm between kills, even with pods crash-looping.
+	var steady []float64
+	for m := range 120 {
+		steady = append(steady, float64(boolInt(m%30 == 0)))
+	}
+	in = WorkerInput{Namespace: "posthog", Pods: pods, OOMKills: pts(t0.Add(-119*time.Minute), time.Minute, steady...),
+		CrashLooping: pts(t0, time.Minute, 1)}
+	for _, at := range []time.Duration{0, 10 * time.Minute, 20 * time.Minute, 29 * time.Minute} {
+		require.NotContains(t, kinds(WorkerHealth(in, t0.Add(at), WorkerOptions{})), "workers_false_calm", "at +%s", at)
+	}
 }

@@ -60,6 +60,11 @@ type EngineOptions struct {
 	GrowthEvery time.Duration
 	// MaxQueueMetrics bounds the queues that get a flagwarden_backlog_eta_seconds series.
 	MaxQueueMetrics int
+	// MaxQueueHistories bounds the queues whose weeks of five-minute history the engine
+	// keeps for comparable-day checks (default 500, about 60 KiB each). A queue gets one
+	// once its depth reaches half the backlog floor; the others are judged on what the
+	// series store holds.
+	MaxQueueHistories int
 
 	Backlog            BacklogOptions
 	Outlier            OutlierOptions
@@ -107,6 +112,7 @@ type Engine struct {
 	growthStat DetectorStatus
 	quarObs    []Observation
 	etaQueues  map[string]bool
+	queues     map[string]*queueState
 	lastPrune  time.Time
 	statuses   []DetectorStatus
 	unsaved    []Change
@@ -131,6 +137,8 @@ func NewEngine(opts EngineOptions) (*Engine, error) {
 	opts.FindingsRetention = cmp.Or(opts.FindingsRetention, 30*24*time.Hour)
 	opts.GrowthEvery = cmp.Or(opts.GrowthEvery, 10*time.Minute)
 	opts.MaxQueueMetrics = cmp.Or(opts.MaxQueueMetrics, 50)
+	opts.MaxQueueHistories = cmp.Or(opts.MaxQueueHistories, 500)
+	opts.Backlog = opts.Backlog.withDefaults()
 	opts.ResolvedRetention = cmp.Or(opts.ResolvedRetention, 15*time.Minute)
 	f := promauto.With(opts.Registerer)
 	return &Engine{
@@ -139,6 +147,7 @@ func NewEngine(opts EngineOptions) (*Engine, error) {
 		tracker:   NewTracker(opts.Links, opts.ResolvedRetention),
 		firstSeen: map[string]time.Time{},
 		etaQueues: map[string]bool{},
+		queues:    map[string]*queueState{},
 		metrics: &engineMetrics{
 			active: f.NewGaugeVec(prometheus.GaugeOpts{
 				Name: "flagwarden_findings_active",
@@ -333,14 +342,17 @@ func (e *Engine) backlog(now time.Time) ([]Observation, DetectorStatus, []string
 	st := DetectorStatus{Detector: "backlog", At: now}
 	var out []Observation
 	var notDraining []string
-	from := now.Add(-e.opts.Backlog.History())
-	for _, q := range e.queueNames() {
-		points := e.opts.Series.Range(series.Key(series.QueueDepth, q), from, now)
+	names := e.queueNames()
+	for q := range e.queues {
+		if _, ok := slices.BinarySearch(names, q); !ok {
+			delete(e.queues, q) // the queue is gone
+		}
+	}
+	for _, q := range names {
 		active := func(kind string) bool {
 			return e.tracker.IsFiring(findingID(kind, map[string]string{"queue": q}))
 		}
-		ages := e.opts.Series.Range(series.Key(series.QueueOldestAge, q), from, now)
-		o, qs := EvaluateBacklogAge(q, points, ages, now, active, e.opts.Backlog)
+		o, qs := e.evaluateQueue(q, now, active)
 		out = append(out, o...)
 		st.Evaluated++
 		if qs.Insufficient {
@@ -363,6 +375,57 @@ func (e *Engine) backlog(now time.Time) ([]Observation, DetectorStatus, []string
 		}
 	}
 	return out, st, notDraining
+}
+
+// evaluateQueue judges one queue. A queue that has held messages keeps a bucket
+// history here, fed with the samples since the last pass, so weeks of comparable days
+// are at hand even though the series store keeps days of raw samples; the others are
+// judged on the store's recent samples alone (nearly empty queues cannot grow past the
+// floor without first coming near it, and then their history is taken from the store).
+func (e *Engine) evaluateQueue(q string, now time.Time, active func(string) bool) ([]Observation, BacklogStatus) {
+	bo := e.opts.Backlog
+	key := series.Key(series.QueueDepth, q)
+	ageKey := series.Key(series.QueueOldestAge, q)
+	qs := e.queues[q]
+	if qs == nil {
+		last, ok := e.opts.Series.Last(key)
+		hot := ok && last.V >= bo.Floor/2
+		if !hot || len(e.queues) >= e.opts.MaxQueueHistories {
+			// Nearly empty: the recent samples are enough to judge it. Beyond the bound:
+			// what the store holds of the last day.
+			back := 2 * bo.ShortWindow
+			if hot {
+				back = bo.LongWindow + bo.Season
+			}
+			recent := e.opts.Series.Range(key, now.Add(-back), now)
+			ages := e.opts.Series.Range(ageKey, now.Add(-back), now)
+			return EvaluateBacklogAge(q, recent, ages, now, active, bo)
+		}
+		all := e.opts.Series.Range(key, now.Add(-bo.History()), now)
+		qs = newQueueState(bo, backlogWidth(all, bo))
+		for _, p := range all {
+			qs.add(p)
+		}
+		for _, p := range e.opts.Series.Range(ageKey, now.Add(-2*bo.StallAfter-time.Hour), now) {
+			qs.addAge(p)
+		}
+		e.queues[q] = qs
+		return qs.evaluate(q, now, active)
+	}
+	var lastT, lastAge time.Time
+	if n := len(qs.raw); n > 0 {
+		lastT = qs.raw[n-1].T
+	}
+	if n := len(qs.ages); n > 0 {
+		lastAge = qs.ages[n-1].T
+	}
+	for _, p := range e.opts.Series.Range(key, lastT.Add(time.Nanosecond), now) {
+		qs.add(p)
+	}
+	for _, p := range e.opts.Series.Range(ageKey, lastAge.Add(time.Nanosecond), now) {
+		qs.addAge(p)
+	}
+	return qs.evaluate(q, now, active)
 }
 
 func (e *Engine) workers(now time.Time, notDraining []string) ([]Observation, DetectorStatus) {
@@ -389,10 +452,15 @@ func (e *Engine) workers(now time.Time, notDraining []string) ([]Observation, De
 	var out []Observation
 	for _, ns := range slices.Sorted(maps.Keys(byNS)) {
 		in := WorkerInput{
-			Namespace:   ns,
-			Pods:        byNS[ns],
-			OOMKills:    e.opts.Series.Range(series.Key(series.OOMKills, ns), now.Add(-wo.CalmLookback), now),
-			NotDraining: notDraining,
+			Namespace:    ns,
+			Pods:         byNS[ns],
+			OOMKills:     e.opts.Series.Range(series.Key(series.OOMKills, ns), now.Add(-wo.CalmLookback), now),
+			CrashLooping: e.opts.Series.Range(series.Key(series.PodsCrashLooping, ns), now.Add(-wo.CrashLoopWindow), now),
+			Restarts:     e.opts.Series.Range(series.Key(series.Restarts, ns), now.Add(-wo.OOMWindow), now),
+			NotDraining:  notDraining,
+			Firing: func(kind string) bool {
+				return e.tracker.IsFiring(findingID(kind, map[string]string{"namespace": ns}))
+			},
 		}
 		if p, ok := e.opts.Series.Last(series.Key(series.MemoryRatioMax, ns)); ok && now.Sub(p.T) < wo.OOMWindow {
 			in.MemoryRatio, in.HasMemoryRatio = p.V, true

@@ -57,9 +57,12 @@ func TestEngineEndToEndWithStore(t *testing.T) {
 	}
 	ts.Teams[2] = snapshot.TeamSize{TeamID: 2, FlagsPayloadBytes: 2 << 30, DefinitionsPayloadBytes: 1 << 30}
 	snaps.SetTeams(ts)
-	// A queue whose messages sit there: stalled.
+	// A queue whose messages sit there, its oldest message ageing with the clock:
+	// stalled.
 	for i := range 40 {
-		ser.Append(series.Key(series.QueueDepth, "celery"), t0.Add(time.Duration(i-39)*30*time.Second), 5000)
+		at := t0.Add(time.Duration(i-39) * 30 * time.Second)
+		ser.Append(series.Key(series.QueueDepth, "celery"), at, 5000)
+		ser.Append(series.Key(series.QueueOldestAge, "celery"), at, float64(3600+30*i))
 	}
 	snaps.SetPods(snapshot.Pods{At: t0, Pods: []snapshot.Pod{
 		{Namespace: "posthog", Name: "w1", Waiting: "CrashLoopBackOff"},

@@ -30,6 +30,18 @@ type WorkerOptions struct {
 	CalmLookback time.Duration
 	// For is how long crash-looping and memory pressure must hold.
 	For time.Duration
+	// OOMKeepFiring is how long worker_oom_kills stays firing after the last kill
+	// (default 1h): kills every 30 minutes against a 15-minute window are one episode,
+	// one page, firing throughout — not a page per kill.
+	OOMKeepFiring time.Duration
+	// CrashLoopWindow: pods count as crash-looping if any look in this window saw them in
+	// CrashLoopBackOff (default 10m, twice Kubernetes' longest back-off of 5 minutes): a
+	// crash-looping pod is Running for a moment between back-offs, and that moment is
+	// not recovery.
+	CrashLoopWindow time.Duration
+	// KeepFiring is how long the other worker findings stay firing after their
+	// condition last held (default 15m).
+	KeepFiring time.Duration
 }
 
 func (o WorkerOptions) withDefaults() WorkerOptions {
@@ -37,6 +49,9 @@ func (o WorkerOptions) withDefaults() WorkerOptions {
 	o.OOMCritical = cmp.Or(o.OOMCritical, 3)
 	o.MemoryNearLimit = cmp.Or(o.MemoryNearLimit, 0.9)
 	o.CalmLookback = cmp.Or(o.CalmLookback, 2*time.Hour)
+	o.OOMKeepFiring = cmp.Or(o.OOMKeepFiring, time.Hour)
+	o.CrashLoopWindow = cmp.Or(o.CrashLoopWindow, 10*time.Minute)
+	o.KeepFiring = cmp.Or(o.KeepFiring, 15*time.Minute)
 	return o
 }
 
@@ -47,12 +62,19 @@ type WorkerInput struct {
 	Pods []snapshot.Pod
 	// OOMKills is the pod_oom_kills series: new kills per look.
 	OOMKills []series.Point
+	// CrashLooping is the pods_crashlooping series (pods in CrashLoopBackOff per look),
+	// where measured; Restarts the pod_restarts series (restarts per look).
+	CrashLooping []series.Point
+	Restarts     []series.Point
 	// MemoryRatio is the pod_memory_ratio_max series' latest value, if any (a PromQL
 	// source); pods with both usage and limit are used as well.
 	MemoryRatio    float64
 	HasMemoryRatio bool
 	// NotDraining names the queues that are stalled or growing right now.
 	NotDraining []string
+	// Firing reports whether a finding of the given kind is firing for this namespace
+	// (for hysteresis); nil means none is.
+	Firing func(kind string) bool
 }
 
 func sumSince(points []series.Point, from, to time.Time) float64 {
@@ -63,6 +85,35 @@ func sumSince(points []series.Point, from, to time.Time) float64 {
 		}
 	}
 	return s
+}
+
+// lastKill is the time of the latest OOM kill at or before now (zero without one).
+func lastKill(points []series.Point, now time.Time) time.Time {
+	for i := len(points) - 1; i >= 0; i-- {
+		if points[i].V > 0 && !points[i].T.After(now) {
+			return points[i].T
+		}
+	}
+	return time.Time{}
+}
+
+// killGap is the median time between consecutive OOM kills in (from, to]; 0 with
+// fewer than three kills.
+func killGap(points []series.Point, from, to time.Time) time.Duration {
+	var at []time.Time
+	for _, p := range points {
+		if p.V > 0 && p.T.After(from) && !p.T.After(to) {
+			at = append(at, p.T)
+		}
+	}
+	if len(at) < 3 {
+		return 0
+	}
+	gaps := make([]float64, 0, len(at)-1)
+	for i := 1; i < len(at); i++ {
+		gaps = append(gaps, float64(at[i].Sub(at[i-1])))
+	}
+	return time.Duration(robust.Median(gaps))
 }
 
 // WorkerHealth judges one namespace's pods: crash-looping, OOM kills, memory near the
@@ -89,24 +140,42 @@ func WorkerHealth(in WorkerInput, now time.Time, opts WorkerOptions) []Observati
 		}
 	}
 	total := len(in.Pods)
+	// Any look in the crash-loop window that saw pods in back-off counts.
+	for _, p := range in.CrashLooping {
+		if p.T.After(now.Add(-opts.CrashLoopWindow)) && !p.T.After(now) {
+			looping = max(looping, int(p.V))
+		}
+	}
+	restarts := sumSince(in.Restarts, now.Add(-opts.OOMWindow), now)
 	if looping > 0 {
 		sev := SeverityWarning
-		if looping*2 >= total {
+		if looping*2 >= max(total, 1) {
 			sev = SeverityCritical
+		}
+		which := ""
+		if len(loopingNames) > 0 {
+			which = " (" + strings.Join(loopingNames, ", ") + ")"
 		}
 		out = append(out, Observation{
 			Kind: "workers_crashlooping", Severity: sev, Subject: ns, Labels: labels(),
 			Summary: fmt.Sprintf("%d of %d worker pods in %s are in CrashLoopBackOff", looping, total, ns),
-			Description: fmt.Sprintf("%d of %d worker pods in namespace %s are waiting in CrashLoopBackOff (%s): they are not "+
-				"running, so they take no tasks and cannot be OOM-killed either. Look at their last termination reason; "+
-				"OOMKilled points at a team whose rebuild exceeds the memory limit.", looping, total, ns, strings.Join(loopingNames, ", ")),
-			Evidence: map[string]float64{"crashlooping": float64(looping), "pods": float64(total)},
-			For:      opts.For, Link: "/",
+			Description: fmt.Sprintf("%d of %d worker pods in namespace %s were waiting in CrashLoopBackOff in the last %s%s: they are not "+
+				"running, so they take no tasks and cannot be OOM-killed either (%.0f restarts in the last %s). Look at their last "+
+				"termination reason; OOMKilled points at a team whose rebuild exceeds the memory limit.",
+				looping, total, ns, opts.CrashLoopWindow, which, restarts, opts.OOMWindow),
+			Evidence: map[string]float64{"crashlooping": float64(looping), "pods": float64(total), "restarts": restarts},
+			For:      opts.For, KeepFiringFor: opts.KeepFiring, Link: "/",
 		})
 	}
+	firing := func(kind string) bool { return in.Firing != nil && in.Firing(kind) }
 	recent := sumSince(in.OOMKills, now.Add(-opts.OOMWindow), now)
 	before := sumSince(in.OOMKills, now.Add(-opts.CalmLookback), now.Add(-opts.OOMWindow))
-	if recent > 0 {
+	last := lastKill(in.OOMKills, now)
+	// Once firing, the episode is not over while pods crash-loop after a kill within
+	// the lookback: they crash because of the kills, and are too rarely running to be
+	// killed often.
+	oomEpisode := recent > 0 || firing("worker_oom_kills") && looping > 0 && before > 0
+	if oomEpisode {
 		sev := SeverityWarning
 		if recent >= float64(opts.OOMCritical) {
 			sev = SeverityCritical
@@ -116,9 +185,11 @@ func WorkerHealth(in WorkerInput, now time.Time, opts WorkerOptions) []Observati
 			Summary: fmt.Sprintf("%.0f worker OOM kills in %s in the last %s", recent, ns, opts.OOMWindow),
 			Description: fmt.Sprintf("Worker pods in namespace %s were OOM-killed %.0f times in the last %s (%.0f in the %s before). "+
 				"Each kill loses the task in flight and its retry will likely be killed again: find the team being rebuilt "+
-				"(outlier_team findings) and quarantine it.", ns, recent, opts.OOMWindow, before, opts.CalmLookback-opts.OOMWindow),
-			Evidence: map[string]float64{"oom_kills": recent, "window_seconds": opts.OOMWindow.Seconds(), "oom_kills_before": before},
-			Link:     "/",
+				"(outlier_team findings) and quarantine it. The finding stays firing until %s without a kill.",
+				ns, recent, opts.OOMWindow, before, opts.CalmLookback-opts.OOMWindow, opts.OOMKeepFiring),
+			Evidence: map[string]float64{"oom_kills": recent, "window_seconds": opts.OOMWindow.Seconds(), "oom_kills_before": before,
+				"last_kill_seconds_ago": math.Round(now.Sub(last).Seconds())},
+			KeepFiringFor: opts.OOMKeepFiring, Link: "/",
 		})
 	}
 	if hasRatio && ratio >= opts.MemoryNearLimit {
@@ -128,13 +199,24 @@ func WorkerHealth(in WorkerInput, now time.Time, opts WorkerOptions) []Observati
 			Description: fmt.Sprintf("The busiest worker pod in namespace %s uses %.0f%% of its memory limit (warning at %.0f%%). "+
 				"The next large rebuild will be OOM-killed.", ns, ratio*100, opts.MemoryNearLimit*100),
 			Evidence: map[string]float64{"memory_ratio": round3(ratio), "threshold": opts.MemoryNearLimit},
-			For:      opts.For, Link: "/",
+			For:      opts.For, KeepFiringFor: opts.KeepFiring, Link: "/",
 		})
 	}
 	// Rates, so that a short recent window is compared fairly with a long earlier one.
-	beforeRate := before / (opts.CalmLookback - opts.OOMWindow).Hours()
-	recentRate := recent / opts.OOMWindow.Hours()
-	if before > 0 && recentRate < beforeRate && (looping > 0 || len(in.NotDraining) > 0) {
+	// The recent window is at least twice the usual gap between kills: a kill every 30
+	// minutes has a quiet quarter of an hour between kills, and that is not calm.
+	calmWindow := max(opts.OOMWindow, min(2*killGap(in.OOMKills, now.Add(-opts.CalmLookback), now), opts.CalmLookback/2))
+	recentCalm := sumSince(in.OOMKills, now.Add(-calmWindow), now)
+	beforeCalm := sumSince(in.OOMKills, now.Add(-opts.CalmLookback), now.Add(-calmWindow))
+	beforeRate := beforeCalm / (opts.CalmLookback - calmWindow).Hours()
+	recentRate := recentCalm / calmWindow.Hours()
+	unwell := looping > 0 || len(in.NotDraining) > 0
+	calm := beforeCalm > 0 && recentRate < beforeRate/2 && unwell
+	if firing("workers_false_calm") {
+		// It clears when the workers recover or the kills are out of the lookback.
+		calm = unwell && recentCalm+beforeCalm > 0
+	}
+	if calm {
 		why := []string{}
 		if looping > 0 {
 			why = append(why, fmt.Sprintf("%d pods are in CrashLoopBackOff", looping))
@@ -145,13 +227,14 @@ func WorkerHealth(in WorkerInput, now time.Time, opts WorkerOptions) []Observati
 		out = append(out, Observation{
 			Kind: "workers_false_calm", Severity: SeverityCritical, Subject: ns, Labels: labels(),
 			Summary: fmt.Sprintf("OOM kills in %s are falling but the workers have not recovered: %s", ns, strings.Join(why, "; ")),
-			Description: fmt.Sprintf("OOM kills in namespace %s fell from %.1f/h to %.1f/h, which looks like recovery, but %s. "+
+			Description: fmt.Sprintf("OOM kills in namespace %s fell from %.1f/h to %.1f/h over the last %s, which looks like recovery, but %s. "+
 				"Pods in back-off are not running, so they are not being killed either; the backlog is still not being worked. "+
 				"Do not stand down: find and quarantine the team whose rebuild kills the workers.",
-				ns, beforeRate, recentRate, strings.Join(why, " and ")),
-			Evidence: map[string]float64{"oom_kills_recent": recent, "oom_kills_before": before, "oom_rate_recent_per_hour": round3(recentRate),
-				"oom_rate_before_per_hour": round3(beforeRate), "crashlooping": float64(looping), "queues_not_draining": float64(len(in.NotDraining))},
-			For: opts.For, Link: "/",
+				ns, beforeRate, recentRate, calmWindow, strings.Join(why, " and ")),
+			Evidence: map[string]float64{"oom_kills_recent": recentCalm, "oom_kills_before": beforeCalm, "oom_rate_recent_per_hour": round3(recentRate),
+				"oom_rate_before_per_hour": round3(beforeRate), "crashlooping": float64(looping), "queues_not_draining": float64(len(in.NotDraining)),
+				"window_seconds": calmWindow.Seconds()},
+			For: opts.For, KeepFiringFor: opts.KeepFiring, Link: "/",
 		})
 	}
 	return out

@@ -1,6 +1,7 @@
 package detectors
 
 import (
+	"fmt"
 	"maps"
 	"net/url"
 	"slices"
@@ -33,6 +34,12 @@ type Observation struct {
 	// For is how long the condition must hold before the finding fires; 0 fires at once
 	// (conditions that already include time, such as a collector silent for 5 minutes).
 	For time.Duration
+	// KeepFiringFor is how long a firing finding stays firing after its condition was
+	// last observed (Prometheus' keep_firing_for): a signal that comes and goes within
+	// one episode — an OOM kill every 30 minutes against a 15-minute window — is one
+	// finding, firing throughout, not a page per kill. 0 resolves at the first pass
+	// without it.
+	KeepFiringFor time.Duration
 	// Link is the dashboard path of the subject: /teams/<id>, /?queue=<name>, /.
 	Link string
 }
@@ -81,11 +88,24 @@ type Tracker struct {
 
 	active   map[string]*Finding
 	resolved []Finding
+	// seen is when each active finding's condition was last observed, its keep-firing
+	// window, and its description as observed (before any keep-firing note).
+	seen map[string]keepState
 }
+
+type keepState struct {
+	at   time.Time // zero for a restored finding until its first pass
+	keep time.Duration
+	desc string
+}
+
+// keepFiringKey is the evidence entry that carries a finding's keep-firing window, so
+// that a new leader restoring it from the store keeps it for as long.
+const keepFiringKey = "keep_firing_seconds"
 
 // NewTracker returns an empty tracker.
 func NewTracker(links Links, resolvedRetention time.Duration) *Tracker {
-	return &Tracker{links: links, retention: resolvedRetention, active: map[string]*Finding{}}
+	return &Tracker{links: links, retention: resolvedRetention, active: map[string]*Finding{}, seen: map[string]keepState{}}
 }
 
 // Restore seeds the tracker with findings that were active under a previous leader, so
@@ -97,6 +117,8 @@ func (t *Tracker) Restore(findings []Finding) {
 		}
 		f := f
 		t.active[f.ID] = &f
+		keep := time.Duration(f.Evidence[keepFiringKey] * float64(time.Second))
+		t.seen[f.ID] = keepState{keep: keep, desc: f.Description}
 	}
 }
 
@@ -138,6 +160,14 @@ func (t *Tracker) Update(now time.Time, obs []Observation) []Change {
 		f.Labels = map[string]string{"alertname": o.Kind, "severity": string(o.Severity)}
 		maps.Copy(f.Labels, o.Labels)
 		f.Summary, f.Description, f.Evidence = o.Summary, o.Description, o.Evidence
+		if o.KeepFiringFor > 0 {
+			f.Evidence = maps.Clone(o.Evidence)
+			if f.Evidence == nil {
+				f.Evidence = map[string]float64{}
+			}
+			f.Evidence[keepFiringKey] = o.KeepFiringFor.Seconds()
+		}
+		t.seen[id] = keepState{at: now, keep: o.KeepFiringFor, desc: o.Description}
 		f.RunbookURL = t.links.runbook(o.Kind)
 		f.GeneratorURL = t.links.generator(o.Link)
 		if f.State == StatePending && now.Sub(f.ActiveAt) >= o.For {
@@ -150,7 +180,21 @@ func (t *Tracker) Update(now time.Time, obs []Observation) []Change {
 			continue
 		}
 		f := t.active[id]
+		ks := t.seen[id]
+		if ks.at.IsZero() {
+			ks.at = now // restored: last seen by the previous leader, as far as we know
+			t.seen[id] = ks
+		}
+		if f.State == StateFiring && now.Sub(ks.at) < ks.keep {
+			// Keep firing: the condition may come back within its episode.
+			f.Description = ks.desc + fmt.Sprintf(" (The condition was last seen at %s; this keeps firing until %s unless it recurs.)",
+				ks.at.UTC().Format("15:04:05"), ks.at.Add(ks.keep).UTC().Format("15:04:05"))
+			out = append(out, Change{Finding: *f})
+			continue
+		}
 		delete(t.active, id)
+		delete(t.seen, id)
+		f.Description = ks.desc
 		if f.State == StatePending {
 			out = append(out, Change{Finding: *f, Dropped: true})
 			continue

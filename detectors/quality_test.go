@@ -2,185 +2,77 @@ package detectors
 
 import (
 	"fmt"
+	"io"
 	"math"
 	"math/rand/v2"
 	"os"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"text/tabwriter"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 
-	"github.com/flagwarden/flagwarden/internal/series"
 	"github.com/flagwarden/flagwarden/internal/snapshot"
 )
 
-// The quality benchmark: labelled scenarios run through the same code the live pass
-// and `flagwarden analyze` use, scored for precision, recall, false findings per
-// simulated day and time to detection. Run it with
+// The quality benchmark: labelled scenarios (scenarios_test.go) run through the same
+// code the live pass and `flagwarden analyze` use, scored for precision, recall, false
+// findings per simulated day and time to detection. Run it with
 //
 //	go test ./detectors -run TestQuality -v
 //
-// FLAGWARDEN_QUALITY_SEEDS=N runs N seeds per scenario (default 3: the asserted ones;
-// 1 under -short or -race).
+// FLAGWARDEN_QUALITY_SEEDS=N runs N held-out seeds per scenario (default 10; 1 under
+// -short or -race). The thresholds were chosen on other seeds (TestQualityTune).
 //
 // It prints the tables and asserts the targets: every injected giant ranked first and
-// flagged, no false findings on the no-anomaly scenarios, and a ramp of 10 %/h or more
-// on noisy traffic detected within 2 hours of its onset.
-
-var qualityStart = time.Date(2026, 2, 2, 0, 0, 0, 0, time.UTC)
-
-type backlogScenario struct {
-	name string
-	// kinds the scenario should produce after onset; empty: no anomaly.
-	want  []string
-	onset time.Duration
-	// end of the anomaly (findings starting after end+grace are false).
-	end  time.Duration
-	gen  func(r *rand.Rand, t time.Duration, noise float64) float64
-	days float64
-	// target detection deadline after onset, asserted when non-zero.
-	deadline time.Duration
-	// sigma is the standard deviation of the autocorrelated traffic noise (default 50,
-	// 5 % of the 1000-message base level).
-	sigma float64
-}
-
-const sampleEvery = time.Minute
-
-// ar1 is autocorrelated noise: traffic is bursty, not independent per minute.
-type ar1 struct{ v float64 }
-
-func (a *ar1) next(r *rand.Rand, sigma float64) float64 {
-	const phi = 0.8
-	a.v = phi*a.v + math.Sqrt(1-phi*phi)*sigma*r.NormFloat64()
-	return a.v
-}
-
-func hours(t time.Duration) float64 { return t.Hours() }
-
-func cmpOr(v, d float64) float64 {
-	if v == 0 {
-		return d
-	}
-	return v
-}
-
-func rampScenario(rate float64, deadline time.Duration) backlogScenario {
-	const base = 1000.0
-	onset := 3*24*time.Hour + 10*time.Hour
-	end := onset + 10*time.Hour
-	return backlogScenario{
-		name: fmt.Sprintf("ramp %.0f%%/h", rate*100), want: []string{"backlog_growth"},
-		onset: onset, end: end, days: 4.5, deadline: deadline,
-		gen: func(r *rand.Rand, t time.Duration, noise float64) float64 {
-			v := base + noise
-			if t > onset && t <= end {
-				v += base * rate * hours(t-onset)
-			}
-			if t > end { // drained after the incident
-				v = base*0.2 + noise*0.2
-			}
-			return v
-		},
-	}
-}
-
-func backlogScenarios() []backlogScenario {
-	const base = 1000.0
-	return []backlogScenario{
-		{name: "flat noise", days: 5, gen: func(_ *rand.Rand, _ time.Duration, n float64) float64 { return base + n }},
-		{name: "single burst", days: 5, gen: func(_ *rand.Rand, t time.Duration, n float64) float64 {
-			// +20k enqueued at once on day 3, drained over 40 minutes.
-			at := 3*24*time.Hour + 14*time.Hour
-			if t >= at && t < at+40*time.Minute {
-				return base + n + 20000*(1-float64(t-at)/float64(40*time.Minute))
-			}
-			return base + n
-		}},
-		{name: "cron sawtooth", days: 5, gen: func(_ *rand.Rand, t time.Duration, n float64) float64 {
-			// An hourly job enqueues 5000 tasks that drain over 45 minutes.
-			m := t % time.Hour
-			v := base + n*0.3
-			if m < 45*time.Minute {
-				v += 5000 * (1 - float64(m)/float64(45*time.Minute))
-			}
-			return v
-		}},
-		{name: "daily cycle", days: 5, gen: func(_ *rand.Rand, t time.Duration, n float64) float64 {
-			return 3000 + 2500*math.Sin(2*math.Pi*hours(t)/24) + n
-		}},
-		{name: "daily cycle, nightly drain", days: 5, gen: func(_ *rand.Rand, t time.Duration, n float64) float64 {
-			return max(0, 1500*math.Sin(2*math.Pi*hours(t)/24)+n)
-		}},
-		rampScenario(0.05, 0),
-		rampScenario(0.10, 2*time.Hour),
-		rampScenario(0.20, 2*time.Hour),
-		rampScenario(0.50, 2*time.Hour),
-		noisier(rampScenario(0.10, 0), 80),
-		noisier(backlogScenario{name: "flat noise", days: 5, gen: func(_ *rand.Rand, _ time.Duration, n float64) float64 { return base + n }}, 80),
-		{name: "workers stop (stall)", want: []string{"backlog_stalled", "backlog_growth"}, days: 4,
-			onset: 3*24*time.Hour + 9*time.Hour, end: 4 * 24 * time.Hour, deadline: 2 * time.Hour,
-			gen: func(_ *rand.Rand, t time.Duration, n float64) float64 {
-				at := 3*24*time.Hour + 9*time.Hour
-				if t <= at {
-					return max(0, 20+n*0.05) // a healthy queue that keeps up
-				}
-				return 20 + 400*hours(t-at) // nothing consumes; producers keep adding
-			}},
-	}
-}
-
-// noisier runs a scenario on 8 % noise: reported, with the 2-hour target not asserted
-// (at this noise a 10 %/h ramp needs more than two hours to stand out).
-func noisier(sc backlogScenario, sigma float64) backlogScenario {
-	sc.sigma = sigma
-	sc.name += fmt.Sprintf(", noise σ=%.0f%%", sigma/10)
-	return sc
-}
+// flagged; no finding on the scenarios without an anomaly (at most the first day's on
+// four weeks of weekday ramps); each detection target met in nine runs of ten and
+// never missed by more than a quarter; one page per worker episode.
 
 // stepOf is the simulated detector interval in the benchmark: coarser than live (30s)
-// to keep the run short; time to detection is measured to this resolution.
+// to keep the run short; growth is judged on completed five-minute buckets, so the
+// outcome is the same, and time to detection is measured to this resolution.
 const stepOf = 5 * time.Minute
 
 type backlogResult struct {
-	scenario string
 	seed     uint64
-	days     float64
 	episodes []Episode
 	sc       backlogScenario
 }
 
-func runBacklogScenario(sc backlogScenario, seed uint64) backlogResult {
-	r := rand.New(rand.NewPCG(seed, 0x9e3779b97f4a7c15))
-	n := int(sc.days * 24 * float64(time.Hour) / float64(sampleEvery))
-	points := make([]series.Point, 0, n)
-	var noise ar1
-	for i := range n {
-		t := time.Duration(i) * sampleEvery
-		v := sc.gen(r, t, noise.next(r, cmpOr(sc.sigma, 50)))
-		points = append(points, series.Point{T: qualityStart.Add(t), V: math.Round(max(0, v))})
+// qualityOptions are the thresholds the benchmark runs with: the shipped defaults,
+// with the floor and limit of the scenarios.
+func qualityOptions() BacklogOptions {
+	return BacklogOptions{Limit: 100000, Floor: 100, For: 5 * time.Minute}
+}
+
+func runBacklogScenario(sc backlogScenario, seed uint64, opts BacklogOptions) backlogResult {
+	points, ages := generate(sc, seed)
+	r := NewBacklogReplay("q", opts, stepOf)
+	for i, p := range points {
+		r.Add(p, ages[i])
 	}
-	opts := BacklogOptions{Limit: 100000, Floor: 100, For: 5 * time.Minute}
-	return backlogResult{scenario: sc.name, seed: seed, days: sc.days, sc: sc,
-		episodes: ReplayBacklog("q", points, opts, stepOf)}
+	eps, _ := r.Finish()
+	return backlogResult{seed: seed, sc: sc, episodes: eps}
 }
 
 // classify splits a scenario's episodes into true and false, and finds the time to
-// detection of each wanted kind.
-func (b backlogResult) classify() (truePos, falsePos int, detect map[string]time.Duration) {
-	detect = map[string]time.Duration{}
+// detection: when the first wanted kind fired after onset (−1: not detected).
+func (b backlogResult) classify() (truePos, falsePos int, detect time.Duration) {
+	detect = -1
 	onset := qualityStart.Add(b.sc.onset)
 	end := qualityStart.Add(b.sc.end + 2*time.Hour)
 	for _, e := range b.episodes {
 		wanted := slices.Contains(b.sc.want, e.Kind)
 		if wanted && !e.StartedAt.Before(onset) && e.StartedAt.Before(end) {
 			truePos++
-			if _, ok := detect[e.Kind]; !ok {
-				detect[e.Kind] = e.StartedAt.Sub(onset)
+			if d := e.StartedAt.Sub(onset); detect < 0 || d < detect {
+				detect = d
 			}
 			continue
 		}
@@ -189,64 +81,259 @@ func (b backlogResult) classify() (truePos, falsePos int, detect map[string]time
 	return truePos, falsePos, detect
 }
 
+// backlogRow is one scenario's aggregate over seeds.
+type backlogRow struct {
+	sc                           backlogScenario
+	tp, fp, runs, detected, late int
+	days                         float64
+	ttd                          []time.Duration
+	failures                     []string
+}
+
+// runBacklogQuality runs every scenario on every seed (in parallel) and checks each
+// run against its targets.
+func runBacklogQuality(seeds []uint64, opts BacklogOptions) []backlogRow {
+	scs := backlogScenarios()
+	rows := make([]backlogRow, len(scs))
+	type job struct{ i, s int }
+	jobs := make(chan job)
+	results := make([][]backlogResult, len(scs))
+	for i := range results {
+		results[i] = make([]backlogResult, len(seeds))
+	}
+	var wg sync.WaitGroup
+	for range max(1, runtime.GOMAXPROCS(0)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range jobs {
+				results[j.i][j.s] = runBacklogScenario(scs[j.i], seeds[j.s], opts)
+			}
+		}()
+	}
+	for i := range scs {
+		for s := range seeds {
+			jobs <- job{i, s}
+		}
+	}
+	close(jobs)
+	wg.Wait()
+	for i, sc := range scs {
+		row := backlogRow{sc: sc}
+		for _, res := range results[i] {
+			tp, fp, det := res.classify()
+			row.tp += tp
+			row.fp += fp
+			row.runs++
+			row.days += sc.days
+			if det >= 0 {
+				row.detected++
+				row.ttd = append(row.ttd, det)
+			}
+			fail := func(format string, args ...any) {
+				row.failures = append(row.failures, fmt.Sprintf("%s seed %d: ", sc.name, res.seed)+fmt.Sprintf(format, args...))
+			}
+			if len(sc.want) == 0 && fp > sc.maxFindings {
+				fail("no anomaly, but %d findings (at most %d): %s", fp, sc.maxFindings, describe(res.episodes))
+			}
+			if sc.deadline > 0 {
+				switch {
+				case det < 0:
+					fail("not detected; episodes: %s", describe(res.episodes))
+				case det > sc.deadline*5/4:
+					fail("detected %s after onset, more than 1.25 × the target %s", det, sc.deadline)
+				case det > sc.deadline:
+					row.late++
+				}
+				if fp > 0 {
+					fail("false findings: %s", describe(res.episodes))
+				}
+			}
+		}
+		// A detection time on noisy data is a distribution: the target holds when no
+		// more than one run in ten is later than it (none by more than a quarter).
+		if row.late*10 > row.runs {
+			row.failures = append(row.failures, fmt.Sprintf("%s: %d of %d runs detected later than %s; detection times %v",
+				sc.name, row.late, row.runs, sc.deadline, row.ttd))
+		}
+		rows[i] = row
+	}
+	return rows
+}
+
+func printBacklogRows(w io.Writer, rows []backlogRow) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "family\tbacklog scenario\truns\tprecision\trecall\tfalse/day\tdetect median\tdetect max\ttarget\t")
+	for _, r := range rows {
+		prec, rec := "-", "-"
+		if r.tp+r.fp > 0 {
+			prec = fmt.Sprintf("%.2f", float64(r.tp)/float64(r.tp+r.fp))
+		}
+		if len(r.sc.want) > 0 {
+			rec = fmt.Sprintf("%.2f", float64(r.detected)/float64(r.runs))
+		}
+		med, mx := "-", "-"
+		if len(r.ttd) > 0 {
+			ttd := slices.Sorted(slices.Values(r.ttd))
+			med, mx = ttd[len(ttd)/2].String(), ttd[len(ttd)-1].String()
+		}
+		target := "-"
+		switch {
+		case r.sc.deadline > 0:
+			target = "≤ " + r.sc.deadline.String() + " (9/10)"
+		case len(r.sc.want) == 0 && r.sc.maxFindings > 0:
+			target = fmt.Sprintf("≤ %d finding", r.sc.maxFindings)
+		case len(r.sc.want) == 0:
+			target = "none"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%.3f\t%s\t%s\t%s\t\n", r.sc.family, r.sc.name, r.runs, prec, rec, float64(r.fp)/r.days, med, mx, target)
+	}
+	tw.Flush()
+}
+
 func TestQualityBacklog(t *testing.T) {
 	t.Parallel()
 	seeds := qualitySeeds()
-	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(w, "backlog scenario\truns\tprecision\trecall\tfalse/day\tdetect median\tdetect max\t")
-	type agg struct {
-		tp, fp, runs, detected int
-		days                   float64
-		ttd                    []time.Duration
+	rows := runBacklogQuality(seeds, qualityOptions())
+	fmt.Printf("backlog detectors on held-out seeds %v\n", seeds)
+	printBacklogRows(os.Stdout, rows)
+	for _, r := range rows {
+		for _, f := range r.failures {
+			t.Error(f)
+		}
 	}
-	for _, sc := range backlogScenarios() {
-		var a agg
-		for _, seed := range seeds {
-			res := runBacklogScenario(sc, seed)
-			tp, fp, det := res.classify()
-			a.tp += tp
-			a.fp += fp
-			a.runs++
-			a.days += res.days
-			// Detection means the first wanted kind fired.
-			first := time.Duration(-1)
-			for _, k := range sc.want {
-				if d, ok := det[k]; ok && (first < 0 || d < first) {
-					first = d
-				}
-			}
-			if first >= 0 {
-				a.detected++
-				a.ttd = append(a.ttd, first)
-			}
-			if len(sc.want) == 0 {
-				assert.Zerof(t, fp, "scenario %q seed %d: no anomaly, but findings: %s", sc.name, seed, describe(res.episodes))
-			}
-			if sc.deadline > 0 {
-				assert.GreaterOrEqualf(t, first, time.Duration(0), "scenario %q seed %d: not detected; episodes: %s", sc.name, seed, describe(res.episodes))
-				assert.LessOrEqualf(t, first, sc.deadline, "scenario %q seed %d: detected %s after onset", sc.name, seed, first)
-				assert.Zerof(t, fp, "scenario %q seed %d: false findings: %s", sc.name, seed, describe(res.episodes))
-			}
-		}
-		prec, rec := "-", "-"
-		if a.tp+a.fp > 0 {
-			prec = fmt.Sprintf("%.2f", float64(a.tp)/float64(a.tp+a.fp))
-		}
-		if len(sc.want) > 0 {
-			rec = fmt.Sprintf("%.2f", float64(a.detected)/float64(a.runs))
-		}
-		med, mx := "-", "-"
-		if len(a.ttd) > 0 {
-			slices.Sort(a.ttd)
-			med, mx = a.ttd[len(a.ttd)/2].String(), a.ttd[len(a.ttd)-1].String()
-		}
-		fmt.Fprintf(w, "%s\t%d\t%s\t%s\t%.2f\t%s\t%s\t\n", sc.name, a.runs, prec, rec, float64(a.fp)/a.days, med, mx)
-	}
-	w.Flush()
 }
 
+func TestQualityFleet(t *testing.T) {
+	t.Parallel()
+	seeds := qualitySeeds()
+	fmt.Printf("worker detectors on held-out seeds %v\n", seeds)
+	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "family\tfleet scenario\truns\tpages per episode\tfalse/day\tdetect median\tdetect max\tfiring throughout\t")
+	for _, sc := range fleetScenarios() {
+		var pages, fp, runs, throughout int
+		var days float64
+		var ttd []time.Duration
+		for _, seed := range seeds {
+			eps := ReplayWorkers("posthog", generateFleet(sc, seed), WorkerOptions{For: 5 * time.Minute}, time.Minute)
+			runs++
+			days += sc.days
+			onset, end := qualityStart.Add(sc.onset), qualityStart.Add(sc.end+2*time.Hour)
+			perKind := map[string]int{}
+			first := map[string]time.Duration{}
+			for _, e := range eps {
+				if slices.Contains(sc.want, e.Kind) && !e.StartedAt.Before(onset) && e.StartedAt.Before(end) {
+					perKind[e.Kind]++
+					if _, ok := first[e.Kind]; !ok {
+						first[e.Kind] = e.StartedAt.Sub(onset)
+					}
+					if e.Kind == "worker_oom_kills" && (e.ResolvedAt.IsZero() || !e.ResolvedAt.Before(qualityStart.Add(sc.end))) {
+						throughout++
+					}
+					continue
+				}
+				fp++
+				t.Errorf("%s seed %d: false finding %s at %s", sc.name, seed, e.Kind, e.StartedAt.Sub(qualityStart))
+			}
+			for _, k := range sc.want {
+				pages += perKind[k]
+				assert.Equalf(t, 1, perKind[k], "%s seed %d: %s must page once for the episode; episodes: %s", sc.name, seed, k, describe(eps))
+				if d, ok := first[k]; ok {
+					ttd = append(ttd, d)
+					assert.LessOrEqualf(t, d, sc.deadline, "%s seed %d: %s fired %s after onset", sc.name, seed, k, d)
+				}
+			}
+		}
+		ppe, med, mx, thr := "-", "-", "-", "-"
+		if len(sc.want) > 0 {
+			ppe = fmt.Sprintf("%.2f", float64(pages)/float64(runs*len(sc.want)))
+		}
+		if len(ttd) > 0 {
+			slices.Sort(ttd)
+			med, mx = ttd[len(ttd)/2].String(), ttd[len(ttd)-1].String()
+		}
+		if slices.Contains(sc.want, "worker_oom_kills") {
+			thr = fmt.Sprintf("%d/%d", throughout, runs)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%.3f\t%s\t%s\t%s\t\n", sc.family, sc.name, runs, ppe, float64(fp)/days, med, mx, thr)
+	}
+	tw.Flush()
+}
+
+// tuneSeeds are the seeds the thresholds were chosen on; the benchmark reports on
+// others (qualitySeeds).
+var tuneSeeds = []uint64{1, 2, 3, 4, 5}
+
+// tuneScore orders candidate thresholds: fewest missed targets first, then fewest
+// false findings per day, then the shortest detection times.
+type tuneScore struct {
+	misses      int
+	falsePerDay float64
+	delay       time.Duration
+}
+
+func scoreRows(rows []backlogRow) tuneScore {
+	var s tuneScore
+	for _, r := range rows {
+		s.misses += len(r.failures)
+		if len(r.sc.want) == 0 {
+			s.falsePerDay += float64(r.fp) / r.days
+		}
+		if r.sc.deadline > 0 && len(r.ttd) > 0 {
+			s.delay += slices.Max(r.ttd)
+		}
+	}
+	return s
+}
+
+func (a tuneScore) less(b tuneScore) bool {
+	if a.misses != b.misses {
+		return a.misses < b.misses
+	}
+	if math.Abs(a.falsePerDay-b.falsePerDay) > 1e-9 {
+		return a.falsePerDay < b.falsePerDay
+	}
+	return a.delay < b.delay
+}
+
+// TestQualityTune is how the backlog thresholds were chosen: a grid over the entry z
+// (2 × SeasonSigmas) and the τ a trend needs (EnterTau), scored on the tuning seeds. It checks that the shipped defaults are the winner, so a change to
+// the detector that moves the optimum says so. It takes a few minutes:
+//
+//	FLAGWARDEN_QUALITY_TUNE=1 go test ./detectors -run TestQualityTune -v
+func TestQualityTune(t *testing.T) {
+	if os.Getenv("FLAGWARDEN_QUALITY_TUNE") == "" {
+		t.Skip("set FLAGWARDEN_QUALITY_TUNE=1 to run the threshold grid (minutes)")
+	}
+	defaults := BacklogOptions{}.withDefaults()
+	type cand struct {
+		sigmas, tau float64
+		score       tuneScore
+	}
+	var best *cand
+	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(tw, "entry z\tenter τ\tmissed targets\tfalse/day (sum)\tmax detection (sum)\t\n")
+	for _, sigmas := range []float64{1.75, 2, 2.25} {
+		for _, tau := range []float64{0.3, 0.4, 0.5} {
+			opts := qualityOptions()
+			opts.SeasonSigmas, opts.EnterTau = sigmas, tau
+			c := cand{sigmas: sigmas, tau: tau, score: scoreRows(runBacklogQuality(tuneSeeds, opts))}
+			fmt.Fprintf(tw, "%.1f\t%.1f\t%d\t%.3f\t%s\t\n", 2*sigmas, tau, c.score.misses, c.score.falsePerDay, c.score.delay)
+			if best == nil || c.score.less(best.score) {
+				best = &c
+			}
+		}
+	}
+	tw.Flush()
+	fmt.Printf("chosen on seeds %v: entry z %.1f (SeasonSigmas %.2f), EnterTau %.1f\n", tuneSeeds, 2*best.sigmas, best.sigmas, best.tau)
+	assert.Equal(t, defaults.SeasonSigmas, best.sigmas, "the default SeasonSigmas is not the tuned one")
+	assert.Equal(t, defaults.EnterTau, best.tau, "the default EnterTau is not the tuned one")
+}
+
+// qualitySeeds are the held-out seeds the benchmark reports on: 101, 102, … (the
+// thresholds were tuned on seeds 1–5, see TestQualityTune).
 func qualitySeeds() []uint64 {
-	n := 3
+	n := 10
 	if testing.Short() || raceEnabled {
 		n = 1
 	}
@@ -255,7 +342,7 @@ func qualitySeeds() []uint64 {
 	}
 	seeds := make([]uint64, n)
 	for i := range seeds {
-		seeds[i] = uint64(i + 1)
+		seeds[i] = uint64(101 + i)
 	}
 	return seeds
 }

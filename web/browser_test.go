@@ -220,6 +220,20 @@ func TestDashboardInBrowser(t *testing.T) {
 		require.Contains(t, e.text(t, "#findings"), "robust z")
 		require.Contains(t, e.text(t, "#findings"), "412.5")
 		require.Contains(t, e.text(t, "#workers"), "2 CrashLoopBackOff")
+		workersCard := evalJS[string](t, e, `document.getElementById("card-workers").className`)
+		require.Contains(t, workersCard, "crit", "crash-looping pods make the Workers card critical")
+		// OOM kills in the window alone make it a warning, and a firing worker finding
+		// sets its colour even while every pod is ready between kills.
+		for expr, want := range map[string]string{
+			`workersCardClass([], 0, 2, 4, 4)`: "warn",
+			`workersCardClass([], 0, 0, 4, 4)`: "ok",
+			`workersCardClass([{kind: "worker_oom_kills", state: "firing", severity: "critical"}], 0, 0, 4, 4)`:  "crit",
+			`workersCardClass([{kind: "worker_oom_kills", state: "firing", severity: "warning"}], 0, 0, 4, 4)`:   "warn",
+			`workersCardClass([{kind: "worker_oom_kills", state: "pending", severity: "critical"}], 0, 0, 4, 4)`: "ok",
+			`workersCardClass([{kind: "backlog_growth", state: "firing", severity: "critical"}], 0, 0, 4, 4)`:    "ok",
+		} {
+			require.Equal(t, want, evalJS[string](t, e, expr), expr)
+		}
 		require.Contains(t, e.text(t, `[data-collector="celery"]`), "down")
 		require.Contains(t, e.text(t, "#card-budget"), "300 MiB")
 		nLines := evalJS[int](t, e, `document.querySelectorAll("#queues svg .trend").length`)

@@ -57,12 +57,12 @@ func (a *App) wireDetectors(ctx context.Context) error {
 		Backlog: detectors.BacklogOptions{
 			Limit: float64(d.BacklogLimit), Floor: float64(d.BacklogFloor),
 			ShortWindow: d.BacklogShortWindow, LongWindow: d.BacklogLongWindow,
-			StallAfter: d.StallAfter, For: d.For,
+			StallAfter: d.StallAfter, For: d.For, Weeks: d.BacklogWeeks, Location: d.Location(),
 		},
 		Outlier: detectors.OutlierOptions{MinBytes: int64(d.OutlierMinBytes), WorkerMemoryLimit: int64(d.WorkerMemoryLimit)},
 		Growth:  detectors.GrowthOptions{MinDays: d.GrowthMinDays, MinBytes: int64(d.OutlierMinBytes)},
 		Worker: detectors.WorkerOptions{
-			OOMWindow: d.OOMWindow, MemoryNearLimit: d.MemoryNearLimit, For: d.For,
+			OOMWindow: d.OOMWindow, MemoryNearLimit: d.MemoryNearLimit, For: d.For, OOMKeepFiring: d.OOMKeepFiring,
 		},
 		Cache:              detectors.CacheOptions{StaleAfter: d.StaleAfter},
 		CollectorDownAfter: d.CollectorDownAfter,

@@ -21,6 +21,10 @@ import (
 	"github.com/flagwarden/flagwarden/internal/snapshot"
 )
 
+// The analyze command replays the live detectors over CSV files, so a backlog, a
+// worker fleet or a population of teams can be judged offline, and a CI job can fail
+// on what it finds.
+
 // analyzeFinding is one finding as `analyze --json` prints it.
 type analyzeFinding struct {
 	Kind       string             `json:"kind"`
@@ -32,8 +36,20 @@ type analyzeFinding struct {
 	Evidence   map[string]float64 `json:"evidence"`
 }
 
+// analyzers are the `analyze` subcommands: what each reads and how it runs the
+// detectors over it.
+var analyzers = map[string]func(io.Reader, config.Detectors) ([]analyzeFinding, string, error){
+	"backlog":  analyzeBacklog,
+	"outliers": analyzeOutliers,
+	"workers":  analyzeWorkers,
+}
+
+// failOnExit is the exit code when --fail-on finds a finding at or above its severity:
+// distinct from 1 (the file could not be read), so a CI job can tell the two apart.
+const failOnExit = 3
+
 func runAnalyze(_ context.Context, env Env, args []string) int {
-	if len(args) == 0 || (args[0] != "backlog" && args[0] != "outliers") {
+	if len(args) == 0 || analyzers[args[0]] == nil {
 		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
 			analyzeUsage(env.Stdout)
 			return 0
@@ -42,16 +58,22 @@ func runAnalyze(_ context.Context, env Env, args []string) int {
 		return 2
 	}
 	what := args[0]
-	fs := newFlagSet("analyze", env, "analyze "+what+" --csv FILE [--json] [--config FILE]")
+	fs := newFlagSet("analyze", env, "analyze "+what+" --csv FILE [--json] [--config FILE] [--fail-on warning|critical]")
 	csvPath := fs.String("csv", "", "CSV `file` to analyze (- for stdin)")
 	asJSON := fs.Bool("json", false, `print {"findings": [...]} as JSON instead of a table`)
 	cfgPath := fs.String("config", env.getenv("FLAGWARDEN_CONFIG"), "configuration `file` whose detectors section sets the thresholds (default: built-in defaults)")
+	failOn := fs.String("fail-on", "", "exit 3 if a finding of this `severity` (warning or critical) or above is found (default: never)")
 	if code, ok := parseFlags(fs, args[1:]); !ok {
 		return code
 	}
 	if *csvPath == "" {
 		fmt.Fprintln(env.Stderr, "flagwarden analyze: --csv is required")
 		fs.Usage()
+		return 2
+	}
+	threshold, err := parseFailOn(*failOn)
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "flagwarden analyze: %v\n", err)
 		return 2
 	}
 	det := config.Default().Detectors
@@ -70,14 +92,7 @@ func runAnalyze(_ context.Context, env Env, args []string) int {
 	}
 	defer closeIn()
 
-	var findings []analyzeFinding
-	var note string
-	switch what {
-	case "backlog":
-		findings, note, err = analyzeBacklog(in, det)
-	case "outliers":
-		findings, note, err = analyzeOutliers(in, det)
-	}
+	findings, note, err := analyzers[what](in, det)
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "flagwarden analyze %s: %s: %v\n", what, *csvPath, err)
 		return 1
@@ -92,22 +107,60 @@ func runAnalyze(_ context.Context, env Env, args []string) int {
 			fmt.Fprintf(env.Stderr, "flagwarden analyze: %v\n", err)
 			return 1
 		}
-		return 0
+	} else {
+		printFindings(env.Stdout, findings, note)
 	}
-	printFindings(env.Stdout, findings, note)
+	if threshold != "" {
+		for _, f := range findings {
+			if severityRank(detectors.Severity(f.Severity)) >= severityRank(threshold) {
+				fmt.Fprintf(env.Stderr, "flagwarden analyze: %s finding %s (%s) at or above --fail-on %s\n", f.Severity, f.Kind, f.Subject, threshold)
+				return failOnExit
+			}
+		}
+	}
+	return 0
+}
+
+// parseFailOn reads --fail-on: empty (never), warning or critical.
+func parseFailOn(s string) (detectors.Severity, error) {
+	switch v := detectors.Severity(strings.ToLower(strings.TrimSpace(s))); v {
+	case "", "never", "none":
+		return "", nil
+	case detectors.SeverityWarning, detectors.SeverityCritical:
+		return v, nil
+	}
+	return "", fmt.Errorf("--fail-on must be warning or critical, got %q", s)
+}
+
+func severityRank(s detectors.Severity) int {
+	switch s {
+	case detectors.SeverityCritical:
+		return 2
+	case detectors.SeverityWarning:
+		return 1
+	}
 	return 0
 }
 
 func analyzeUsage(w io.Writer) {
-	fmt.Fprint(w, `Usage: flagwarden analyze backlog  --csv FILE [--json] [--config FILE]
-       flagwarden analyze outliers --csv FILE [--json] [--config FILE]
+	fmt.Fprint(w, `Usage: flagwarden analyze backlog  --csv FILE [--json] [--config FILE] [--fail-on SEVERITY]
+       flagwarden analyze workers  --csv FILE [--json] [--config FILE] [--fail-on SEVERITY]
+       flagwarden analyze outliers --csv FILE [--json] [--config FILE] [--fail-on SEVERITY]
 
 backlog:  a CSV with header timestamp,value (RFC 3339, "YYYY-MM-DD HH:MM:SS" in UTC, or
-          Unix seconds; any sample interval), replayed in time order through the live
-          backlog detectors; each finding is reported with when it would have fired and
-          resolved.
+          Unix seconds; any sample interval) and, optionally, oldest_age_seconds (the
+          age of the oldest waiting message, the best evidence of a stall), replayed
+          in time order through the live backlog detectors; each finding is reported
+          with when it would have fired and resolved.
+workers:  a CSV with header timestamp,pods,ready,crashlooping,oom_kills_total,
+          restarts_total (fleet-wide; the totals are counters, a decrease is a reset),
+          replayed the same way through the worker-health detectors (OOM kills, crash
+          loops, false calm).
 outliers: a CSV with header team_id,size_bytes; the extra columns flags, cohorts,
           definitions_payload_bytes and project_id are used where present.
+
+--fail-on warning|critical exits 3 when a finding of that severity or above is found
+(1 is a file that could not be read), so the command can gate a CI job.
 `)
 }
 
@@ -206,50 +259,50 @@ func backlogOptions(d config.Detectors) detectors.BacklogOptions {
 	return detectors.BacklogOptions{
 		Limit: float64(d.BacklogLimit), Floor: float64(d.BacklogFloor),
 		ShortWindow: d.BacklogShortWindow, LongWindow: d.BacklogLongWindow,
-		StallAfter: d.StallAfter, For: d.For,
+		StallAfter: d.StallAfter, For: d.For, Weeks: d.BacklogWeeks, Location: d.Location(),
 	}
 }
 
-func analyzeBacklog(in io.Reader, d config.Detectors) ([]analyzeFinding, string, error) {
-	t, err := readHeader(in, "timestamp", "value")
+func workerOptions(d config.Detectors) detectors.WorkerOptions {
+	return detectors.WorkerOptions{OOMWindow: d.OOMWindow, MemoryNearLimit: d.MemoryNearLimit, For: d.For, OOMKeepFiring: d.OOMKeepFiring}
+}
+
+// number parses a non-negative finite number.
+func number(rec []string, t *csvTable, line int, name string) (float64, error) {
+	s, _ := t.field(rec, name)
+	v, err := strconv.ParseFloat(s, 64)
+	if err != nil || math.IsNaN(v) || math.IsInf(v, 0) || v < 0 {
+		return 0, fmt.Errorf("line %d: %s %q is not a non-negative number", line, name, s)
+	}
+	return v, nil
+}
+
+// count parses a non-negative integer.
+func count(rec []string, t *csvTable, line int, name string) (int, error) {
+	s, _ := t.field(rec, name)
+	v, err := strconv.Atoi(s)
+	if err != nil || v < 0 {
+		return 0, fmt.Errorf("line %d: %s %q is not a non-negative integer", line, name, s)
+	}
+	return v, nil
+}
+
+// rowTime parses a row's timestamp and checks that rows are in time order.
+func rowTime(rec []string, t *csvTable, line int, prev time.Time, first bool) (time.Time, error) {
+	ts, _ := t.field(rec, "timestamp")
+	at, err := parseTimestamp(ts)
 	if err != nil {
-		return nil, "", err
+		return at, fmt.Errorf("line %d: %w", line, err)
 	}
-	var points []series.Point
-	for {
-		rec, line, err := t.next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return nil, "", err
-		}
-		ts, _ := t.field(rec, "timestamp")
-		at, err := parseTimestamp(ts)
-		if err != nil {
-			return nil, "", fmt.Errorf("line %d: %w", line, err)
-		}
-		vs, _ := t.field(rec, "value")
-		v, err := strconv.ParseFloat(vs, 64)
-		if err != nil || math.IsNaN(v) || math.IsInf(v, 0) || v < 0 {
-			return nil, "", fmt.Errorf("line %d: value %q is not a non-negative number", line, vs)
-		}
-		if n := len(points); n > 0 && at.Before(points[n-1].T) {
-			return nil, "", fmt.Errorf("line %d: timestamp %s is earlier than the previous row's %s; rows must be in time order",
-				line, at.Format(time.RFC3339), points[n-1].T.Format(time.RFC3339))
-		}
-		points = append(points, series.Point{T: at, V: v})
+	if !first && at.Before(prev) {
+		return at, fmt.Errorf("line %d: timestamp %s is earlier than the previous row's %s; rows must be in time order",
+			line, at.Format(time.RFC3339), prev.Format(time.RFC3339))
 	}
-	if len(points) == 0 {
-		return nil, "", errors.New("no data rows after the header")
-	}
-	opts := backlogOptions(d)
-	eps := detectors.ReplayBacklog("csv", points, opts, d.Interval)
-	_, st := detectors.EvaluateBacklog("csv", points, points[len(points)-1].T, func(string) bool { return false }, opts)
-	note := fmt.Sprintf("%d samples from %s to %s", len(points), points[0].T.Format(time.RFC3339), points[len(points)-1].T.Format(time.RFC3339))
-	if st.Note != "" {
-		note += "; at the end: " + st.Note
-	}
+	return at, nil
+}
+
+// episodeFindings turns replayed episodes into analyze findings.
+func episodeFindings(eps []detectors.Episode) []analyzeFinding {
 	out := make([]analyzeFinding, 0, len(eps))
 	for _, e := range eps {
 		f := analyzeFinding{Kind: e.Kind, Severity: string(e.Severity), Subject: e.Subject, Summary: e.Summary, Evidence: e.Evidence}
@@ -261,7 +314,126 @@ func analyzeBacklog(in io.Reader, d config.Detectors) ([]analyzeFinding, string,
 		}
 		out = append(out, f)
 	}
-	return out, note, nil
+	return out
+}
+
+// analyzeBacklog streams the rows into the replay: only the detectors' own history is
+// kept, never the whole file.
+func analyzeBacklog(in io.Reader, d config.Detectors) ([]analyzeFinding, string, error) {
+	t, err := readHeader(in, "timestamp", "value")
+	if err != nil {
+		return nil, "", err
+	}
+	_, hasAge := t.cols["oldest_age_seconds"]
+	r := detectors.NewBacklogReplay("csv", backlogOptions(d), d.Interval)
+	var first, last time.Time
+	n := 0
+	for {
+		rec, line, err := t.next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, "", err
+		}
+		at, err := rowTime(rec, t, line, last, n == 0)
+		if err != nil {
+			return nil, "", err
+		}
+		v, err := number(rec, t, line, "value")
+		if err != nil {
+			return nil, "", err
+		}
+		age := math.NaN()
+		if s, _ := t.field(rec, "oldest_age_seconds"); hasAge && s != "" {
+			if age, err = number(rec, t, line, "oldest_age_seconds"); err != nil {
+				return nil, "", err
+			}
+		}
+		if n == 0 {
+			first = at
+		}
+		last = at
+		n++
+		r.Add(series.Point{T: at, V: v}, age)
+	}
+	if n == 0 {
+		return nil, "", errors.New("no data rows after the header")
+	}
+	eps, st := r.Finish()
+	note := fmt.Sprintf("%d samples from %s to %s", n, first.Format(time.RFC3339), last.Format(time.RFC3339))
+	if st.Comparison != "" && st.Comparison != "none" {
+		note += "; growth judged against " + st.Comparison
+	}
+	if st.Note != "" {
+		note += "; at the end: " + st.Note
+	}
+	return episodeFindings(eps), note, nil
+}
+
+// analyzeWorkers streams the fleet's looks into the worker replay.
+func analyzeWorkers(in io.Reader, d config.Detectors) ([]analyzeFinding, string, error) {
+	t, err := readHeader(in, "timestamp", "pods", "ready", "crashlooping", "oom_kills_total", "restarts_total")
+	if err != nil {
+		return nil, "", err
+	}
+	r := detectors.NewWorkerReplay("csv", workerOptions(d), d.Interval)
+	var first, last time.Time
+	var kills, resets float64
+	var prev detectors.WorkerSample
+	n := 0
+	for {
+		rec, line, err := t.next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, "", err
+		}
+		at, err := rowTime(rec, t, line, last, n == 0)
+		if err != nil {
+			return nil, "", err
+		}
+		s := detectors.WorkerSample{T: at}
+		for _, c := range []struct {
+			name string
+			dst  *int
+		}{{"pods", &s.Pods}, {"ready", &s.Ready}, {"crashlooping", &s.CrashLooping}} {
+			if *c.dst, err = count(rec, t, line, c.name); err != nil {
+				return nil, "", err
+			}
+		}
+		if s.Ready > s.Pods || s.CrashLooping > s.Pods {
+			return nil, "", fmt.Errorf("line %d: ready (%d) and crashlooping (%d) cannot exceed pods (%d)", line, s.Ready, s.CrashLooping, s.Pods)
+		}
+		if s.OOMKillsTotal, err = number(rec, t, line, "oom_kills_total"); err != nil {
+			return nil, "", err
+		}
+		if s.RestartsTotal, err = number(rec, t, line, "restarts_total"); err != nil {
+			return nil, "", err
+		}
+		if n > 0 {
+			if s.OOMKillsTotal < prev.OOMKillsTotal {
+				resets++
+				kills += s.OOMKillsTotal
+			} else {
+				kills += s.OOMKillsTotal - prev.OOMKillsTotal
+			}
+		} else {
+			first = at
+		}
+		prev, last = s, at
+		n++
+		r.Add(s)
+	}
+	if n == 0 {
+		return nil, "", errors.New("no data rows after the header")
+	}
+	note := fmt.Sprintf("%d looks from %s to %s; %.0f OOM kills", n, first.Format(time.RFC3339), last.Format(time.RFC3339), kills)
+	if resets > 0 {
+		note += fmt.Sprintf(" (the counter was reset %.0f times)", resets)
+	}
+	return episodeFindings(r.Finish()), note, nil
 }
 
 func analyzeOutliers(in io.Reader, d config.Detectors) ([]analyzeFinding, string, error) {

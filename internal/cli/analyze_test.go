@@ -2,8 +2,10 @@ package cli
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -48,7 +50,7 @@ func TestAnalyzeBacklogIncident(t *testing.T) {
 		switch f.Kind {
 		case "backlog_growth":
 			growth++
-			require.LessOrEqual(t, f.StartedAt.Sub(onset), 2*time.Hour)
+			require.LessOrEqual(t, f.StartedAt.Sub(onset), 30*time.Minute, "incident-shaped growth is found within half an hour")
 			require.NotNil(t, f.ResolvedAt, "resolves once the queue is drained")
 			require.InDelta(t, 1200, f.Evidence["slope_per_hour"], 100)
 			require.Equal(t, "csv", f.Subject)
@@ -148,5 +150,109 @@ func TestAnalyzeTimestampFormats(t *testing.T) {
 		got, err := parseTimestamp(s)
 		require.NoError(t, err, s)
 		require.True(t, want.Equal(got), "%s → %s", s, got)
+	}
+}
+
+// An OOM kill every 30 minutes for 8 hours is one finding, firing from the first kill
+// until an hour after the last, and --fail-on gates on its severity.
+func TestAnalyzeWorkersOOMEpisode(t *testing.T) {
+	t.Parallel()
+	res := analyzeJSON(t, "workers", "workers_oom_episode.csv")
+	require.Len(t, res.Findings, 1, "one episode, one finding")
+	f := res.Findings[0]
+	require.Equal(t, "worker_oom_kills", f.Kind)
+	require.Equal(t, "warning", f.Severity, "one kill per 15-minute window")
+	start := time.Date(2026, 2, 2, 2, 0, 0, 0, time.UTC)
+	require.Equal(t, start, *f.StartedAt)
+	require.NotNil(t, f.ResolvedAt)
+	require.True(t, f.ResolvedAt.After(start.Add(8*time.Hour+25*time.Minute)), "firing throughout: resolved at %s", f.ResolvedAt)
+	require.Equal(t, 3600.0, f.Evidence["keep_firing_seconds"])
+
+	path := filepath.Join("testdata", "workers_oom_episode.csv")
+	code, out, errText := runAnalyzeCmd(t, "workers", "--csv", path, "--fail-on", "warning")
+	require.Equal(t, 3, code, errText)
+	require.Contains(t, out, "worker_oom_kills  warning")
+	require.Contains(t, errText, "at or above --fail-on warning")
+	code, _, errText = runAnalyzeCmd(t, "workers", "--csv", path, "--fail-on", "critical")
+	require.Equal(t, 0, code, "a warning does not fail --fail-on critical: %s", errText)
+	code, _, _ = runAnalyzeCmd(t, "workers", "--csv", path)
+	require.Equal(t, 0, code, "without --fail-on, findings never fail the command")
+}
+
+func TestAnalyzeFailOn(t *testing.T) {
+	t.Parallel()
+	stall := filepath.Join("testdata", "backlog_stall_unix.csv")
+	code, _, _ := runAnalyzeCmd(t, "backlog", "--csv", stall, "--fail-on", "critical")
+	require.Equal(t, 3, code, "the stall is critical")
+	code, _, _ = runAnalyzeCmd(t, "backlog", "--csv", stall, "--fail-on", "warning", "--json")
+	require.Equal(t, 3, code)
+	code, _, _ = runAnalyzeCmd(t, "backlog", "--csv", filepath.Join("testdata", "backlog_daily.csv"), "--fail-on", "warning")
+	require.Equal(t, 0, code, "no findings")
+	code, _, _ = runAnalyzeCmd(t, "outliers", "--csv", filepath.Join("testdata", "outliers.csv"), "--fail-on", "critical")
+	require.Equal(t, 3, code)
+	code, _, errText := runAnalyzeCmd(t, "backlog", "--csv", stall, "--fail-on", "sometimes")
+	require.Equal(t, 2, code)
+	require.Contains(t, errText, "--fail-on must be warning or critical")
+}
+
+// With the oldest message's age, a stall is judged on whether the head of the queue
+// moves, and the finding says so; a constant depth whose head keeps moving is busy,
+// not stalled.
+func TestAnalyzeBacklogOldestAge(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	write := func(name string, age func(i int) int) string {
+		var b strings.Builder
+		b.WriteString("timestamp,value,oldest_age_seconds\n")
+		for i := range 120 {
+			fmt.Fprintf(&b, "%d,40,%d\n", 1769990400+15*i, age(i))
+		}
+		p := filepath.Join(dir, name)
+		require.NoError(t, os.WriteFile(p, []byte(b.String()), 0o600))
+		return p
+	}
+	stuck := write("stuck.csv", func(i int) int { return 100 + 15*i })
+	busy := write("busy.csv", func(i int) int { return 5 + i%4 })
+	code, out, errText := runAnalyzeCmd(t, "backlog", "--csv", stuck, "--json")
+	require.Equal(t, 0, code, errText)
+	var res analyzeOutput
+	require.NoError(t, json.Unmarshal([]byte(out), &res))
+	require.Len(t, res.Findings, 1)
+	require.Equal(t, "backlog_stalled", res.Findings[0].Kind)
+	require.Equal(t, 1.0, res.Findings[0].Evidence["evidence_oldest_age"])
+	require.Contains(t, res.Findings[0].Summary, "oldest message aged with the clock")
+	require.Empty(t, analyzeJSONPath(t, "backlog", busy).Findings)
+}
+
+func analyzeJSONPath(t *testing.T, what, path string) analyzeOutput {
+	t.Helper()
+	code, out, errText := runAnalyzeCmd(t, what, "--csv", path, "--json")
+	require.Equal(t, 0, code, errText)
+	var res analyzeOutput
+	require.NoError(t, json.Unmarshal([]byte(out), &res), out)
+	return res
+}
+
+func TestAnalyzeWorkersBadInput(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	head := "timestamp,pods,ready,crashlooping,oom_kills_total,restarts_total\n"
+	for _, tc := range []struct{ name, body, want string }{
+		{"missing column", "timestamp,pods,ready\n1769990400,4,4\n", "line 1: missing header"},
+		{"ready above pods", head + "1769990400,4,5,0,0,0\n", "line 2: ready (5) and crashlooping (0) cannot exceed pods (4)"},
+		{"negative counter", head + "1769990400,4,4,0,-1,0\n", `line 2: oom_kills_total "-1" is not a non-negative number`},
+		{"fractional pods", head + "1769990400,4.5,4,0,0,0\n", `line 2: pods "4.5" is not a non-negative integer`},
+		{"out of order", head + "1769990400,4,4,0,0,0\n1769990300,4,4,0,0,0\n", "line 3: timestamp"},
+		{"header only", head, "no data rows"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			path := filepath.Join(dir, tc.name+".csv")
+			require.NoError(t, os.WriteFile(path, []byte(tc.body), 0o600))
+			code, out, errText := runAnalyzeCmd(t, "workers", "--csv", path, "--json")
+			require.Equal(t, 1, code)
+			require.Empty(t, out)
+			require.Contains(t, errText, tc.want)
+		})
 	}
 }

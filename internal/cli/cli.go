@@ -66,7 +66,7 @@ var commands = map[string]command{
 	"replay":       {"replay the February incident with and without flagwarden and compare", runReplay},
 	"check-config": {"validate a configuration file and list every problem", runCheckConfig},
 	"inspect":      {"print one collection of queues, teams, pods or caches", runInspect},
-	"analyze":      {"run the detectors offline over a CSV of backlog depths or team sizes", runAnalyze},
+	"analyze":      {"run the detectors offline over a CSV of backlog depths, worker fleet looks or team sizes", runAnalyze},
 	"rebuild":      {"rebuild one team's flag caches (or all) now, with progress", runRebuild},
 	"seed":         {"fill a Postgres with the PostHog flag schema and realistic test data", runSeed},
 	"bench":        {"measure rebuild memory and throughput, or request dedup", runBench},

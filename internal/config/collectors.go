@@ -1,6 +1,11 @@
 package config
 
-import "time"
+import (
+	"time"
+	// The time zone database, so that detectors.backlog_timezone loads on hosts
+	// without one.
+	_ "time/tzdata"
+)
 
 // Loop times one ticker loop: a collector or the detector pass.
 type Loop struct {
@@ -112,8 +117,18 @@ type Detectors struct {
 	// StallAfter is how long a non-empty queue may go without its depth decreasing
 	// before it is stalled.
 	StallAfter time.Duration `yaml:"stall_after"`
+	// BacklogWeeks is how many weeks of five-minute history backlog growth is compared
+	// with: the same weekday of each once three exist, before that the recent days of
+	// the same kind (weekday or weekend).
+	BacklogWeeks int `yaml:"backlog_weeks"`
+	// BacklogTimezone is the IANA time zone whose calendar tells weekdays from
+	// weekends for those comparisons.
+	BacklogTimezone string `yaml:"backlog_timezone"`
 	// OOMWindow is the interval worker OOM kills are counted over.
 	OOMWindow time.Duration `yaml:"oom_window"`
+	// OOMKeepFiring is how long worker_oom_kills keeps firing after the last kill, so
+	// that kills every half hour are one episode and one page.
+	OOMKeepFiring time.Duration `yaml:"oom_keep_firing"`
 	// MemoryNearLimit is the worker memory usage/limit ratio that is a warning.
 	MemoryNearLimit float64 `yaml:"memory_near_limit"`
 	// GrowthMinDays is how many days of size history a team needs before slow-burn
@@ -124,6 +139,15 @@ type Detectors struct {
 	// RunbookBaseURL is the runbook document; each finding links to its alertname's
 	// section (#backlog_growth, …).
 	RunbookBaseURL string `yaml:"runbook_base_url"`
+}
+
+// Location is the time zone of BacklogTimezone (UTC when it does not load; validate
+// reports that).
+func (d Detectors) Location() *time.Location {
+	if loc, err := time.LoadLocation(d.BacklogTimezone); err == nil && d.BacklogTimezone != "" {
+		return loc
+	}
+	return time.UTC
 }
 
 func defaultDetectors() Detectors {
@@ -139,7 +163,10 @@ func defaultDetectors() Detectors {
 		BacklogShortWindow: 2 * time.Hour,
 		BacklogLongWindow:  6 * time.Hour,
 		StallAfter:         15 * time.Minute,
+		BacklogWeeks:       4,
+		BacklogTimezone:    "UTC",
 		OOMWindow:          15 * time.Minute,
+		OOMKeepFiring:      time.Hour,
 		MemoryNearLimit:    0.9,
 		GrowthMinDays:      3,
 		FindingsRetention:  30 * 24 * time.Hour,
@@ -169,6 +196,13 @@ func (d Detectors) validate(p *problems) {
 	}
 	p.positive("detectors.stall_after", d.StallAfter)
 	p.positive("detectors.oom_window", d.OOMWindow)
+	p.positive("detectors.oom_keep_firing", d.OOMKeepFiring)
+	if d.BacklogWeeks < 1 || d.BacklogWeeks > 8 {
+		p.add("detectors.backlog_weeks", "must be between 1 and 8, got %d", d.BacklogWeeks)
+	}
+	if _, err := time.LoadLocation(d.BacklogTimezone); err != nil || d.BacklogTimezone == "" {
+		p.add("detectors.backlog_timezone", "must be an IANA time zone such as UTC or Europe/Berlin, got %q", d.BacklogTimezone)
+	}
 	if d.MemoryNearLimit <= 0 || d.MemoryNearLimit > 1 {
 		p.add("detectors.memory_near_limit", "must be in (0, 1], got %g", d.MemoryNearLimit)
 	}

@@ -221,3 +221,28 @@ func configPaths(t reflect.Type, prefix string) []string {
 	}
 	return out
 }
+
+func TestDetectorSeasonKeys(t *testing.T) {
+	t.Parallel()
+	cfg, err := Parse(strings.NewReader(minimal+"detectors:\n  backlog_timezone: Europe/Berlin\n  backlog_weeks: 2\n  oom_keep_firing: 2h\n"), nil)
+	require.NoError(t, err)
+	require.Equal(t, "Europe/Berlin", cfg.Detectors.Location().String())
+	require.Equal(t, 2, cfg.Detectors.BacklogWeeks)
+	require.Equal(t, 2*time.Hour, cfg.Detectors.OOMKeepFiring)
+
+	def, err := Parse(strings.NewReader(minimal), nil)
+	require.NoError(t, err)
+	require.Equal(t, time.UTC, def.Detectors.Location())
+	require.Equal(t, 4, def.Detectors.BacklogWeeks)
+	require.Equal(t, time.Hour, def.Detectors.OOMKeepFiring)
+
+	_, err = Parse(strings.NewReader(minimal+"detectors:\n  backlog_timezone: Mars/Olympus\n  backlog_weeks: 0\n  oom_keep_firing: 0s\n"), nil)
+	require.Error(t, err)
+	for _, want := range []string{
+		`detectors.backlog_timezone: must be an IANA time zone such as UTC or Europe/Berlin, got "Mars/Olympus"`,
+		"detectors.backlog_weeks: must be between 1 and 8, got 0",
+		"detectors.oom_keep_firing: must be a positive duration",
+	} {
+		require.Contains(t, err.Error(), want)
+	}
+}

@@ -301,6 +301,17 @@ function card(label, valueHTML, sub, cls = "", id = "") {
   return `<div class="card ${cls}" ${id ? `id="${id}"` : ""}><div class="label">${esc(label)}</div><div class="value">${valueHTML}</div><div class="sub">${sub || ""}</div></div>`;
 }
 
+// The Workers card is as severe as the worst firing worker finding, and never green
+// while pods crash-loop or were OOM-killed in the window: a fleet that is all ready
+// between two kills has not recovered.
+const WORKER_KINDS = ["workers_crashlooping", "worker_oom_kills", "workers_false_calm", "worker_memory_near_limit"];
+function workersCardClass(active, crashing, ooms, ready, total) {
+  const sev = (active || []).filter((f) => WORKER_KINDS.includes(f.kind) && f.state === "firing").map((f) => f.severity);
+  if (crashing || sev.includes("critical")) return "crit";
+  if (ooms > 0 || sev.includes("warning")) return "warn";
+  return total && ready === total ? "ok" : "";
+}
+
 function laneBars(st) {
   return st.lanes.map((l) => `
     <div class="lane" data-lane="${esc(l.lane)}">
@@ -329,7 +340,7 @@ async function overviewPage() {
   let html = `<h1>Overview</h1><div class="cards">`;
   html += card("Active findings", num(findings.active.length, String), findings.enabled ? `${crit} critical` : "detectors disabled", crit ? "crit" : findings.active.length ? "warn" : "ok", "card-findings");
   html += card("Deepest queue", deepest ? num(deepest.depth, fmtCount) : "–", deepest ? `${esc(deepest.name)} · ${etaText(deepest.trend, queues.backlog_limit)}` : "no queues seen", deepest && deepest.trend && deepest.trend.eta_to_limit_seconds != null ? "warn" : "", "card-queue");
-  html += card("Workers ready", `${num(podsReady, String)}<span class="muted">/${podsTotal}</span>`, `${crashing} crash-looping · ${fmtCount(ooms)} OOM kills in the last hour`, crashing ? "crit" : podsTotal && podsReady === podsTotal ? "ok" : "", "card-workers");
+  html += card("Workers ready", `${num(podsReady, String)}<span class="muted">/${podsTotal}</span>`, `${crashing} crash-looping · ${fmtCount(ooms)} OOM kills in the last hour`, workersCardClass(findings.active, crashing, ooms, podsReady, podsTotal), "card-workers");
   html += engine
     ? card("Rebuild memory", num(engine.budget_in_use_bytes, fmtBytes), `of ${fmtBytes(engine.budget_bytes)} budget · ${engine.quarantined.length} quarantined`, engine.budget_in_use_bytes > 0.9 * engine.budget_bytes ? "warn" : "", "card-budget")
     : card("Rebuild engine", "off", "disabled in this deployment");
