@@ -54,12 +54,6 @@ var propFieldNames = [numPropFields]string{"event_filters", "event_type", "expli
 	"key", "min_periods", "negation", "operator", "operator_value", "seq_event", "seq_event_type",
 	"seq_time_interval", "seq_time_value", "time_interval", "time_value", "total_periods", "type", "value"}
 
-// propParams are Property.__init__'s parameters; any other key goes to **kwargs.
-var propParams = map[string]bool{"key": true, "value": true, "operator": true, "type": true, "group_type_index": true,
-	"event_type": true, "operator_value": true, "time_value": true, "time_interval": true, "explicit_datetime": true,
-	"total_periods": true, "min_periods": true, "seq_event_type": true, "seq_event": true, "seq_time_value": true,
-	"seq_time_interval": true, "negation": true, "event_filters": true, "bytecode_generation": true}
-
 // validPropTypes are VALIDATE_PROP_TYPES' keys; "group" also requires group_type_index
 // and "hogql" only a key.
 var validPropTypes = map[string]bool{"event": true, "event_metadata": true, "person": true, "data_warehouse": true,

@@ -211,16 +211,6 @@ func readRefs(props []pyjson.Node, r *flagRefs) {
 
 var refFields = []string{"type", "key", "value"}
 
-// fjDeps are the flag ids _extract_direct_dependency_ids reads: int() of each flag
-// property key (an inactive flag has none).
-func fjDeps(keys []string, fn func(int64)) {
-	for _, k := range keys {
-		if v, ok := pyIntString(k); ok && v != noID {
-			fn(v)
-		}
-	}
-}
-
 // canonicalID is str(id) for a positive id, the only form flag_id_to_key matches.
 func canonicalID(s string) (int64, bool) {
 	v, err := strconv.ParseInt(s, 10, 64)
@@ -262,7 +252,7 @@ func (c Contract) inFlags(active, encrypted bool) bool {
 	if c.flagsActiveOnly() && !active {
 		return false
 	}
-	return !(c.excludeEncryptedEverywhere() && encrypted)
+	return !c.excludeEncryptedEverywhere() || !encrypted
 }
 
 // inDefinitions: the flag belongs in the definitions (skip, drop and surveys aside).
@@ -270,7 +260,7 @@ func (c Contract) inDefinitions(encrypted, remote bool) bool {
 	if c.excludeEncryptedEverywhere() {
 		return !encrypted
 	}
-	return !(remote && encrypted)
+	return !remote || !encrypted
 }
 
 // addFlag records one flag's references. skipped and dropped say what the caller

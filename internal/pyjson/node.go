@@ -214,7 +214,7 @@ func intOverflowsFloat(lit []byte) bool {
 
 func floatOverflows(lit []byte) bool {
 	// Cheap check first: only an exponent or a long mantissa can overflow.
-	if len(lit) < 309 && bytes.IndexAny(lit, "eE") < 0 {
+	if len(lit) < 309 && !bytes.ContainsAny(lit, "eE") {
 		return false
 	}
 	f, _ := strconv.ParseFloat(string(lit), 64)
