@@ -121,7 +121,7 @@ func Parse(r io.Reader, environ []string) (Config, error) {
 		dec := yaml.NewDecoder(bytes.NewReader(data))
 		dec.KnownFields(true)
 		if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
-			return Config{}, yamlProblems(err)
+			return Config{}, yamlProblems(err, data)
 		}
 	}
 	if err := ApplyEnv(&cfg, environ); err != nil {
@@ -143,7 +143,11 @@ func (c *Config) applyDerived() {
 
 // yamlProblems turns the YAML decoder's error into one problem per line, rewording the
 // unknown-field message so that it names the key plainly.
-func yamlProblems(err error) error {
+func yamlProblems(err error, data []byte) error {
+	lines := strings.Split(string(data), "\n")
+	if ve, ok := errors.AsType[*valueError](err); ok {
+		return &Problems{Errs: []error{fmt.Errorf("line %d: %s%w", ve.line, keyAt(lines, ve.line), ve.err)}}
+	}
 	var te *yaml.TypeError
 	if !errors.As(err, &te) {
 		return fmt.Errorf("config: %w", err)
@@ -155,6 +159,10 @@ func yamlProblems(err error) error {
 			rest := msg[i+len(": field "):]
 			key := rest[:strings.Index(rest, " not found in type ")]
 			errs = append(errs, fmt.Errorf("%s: unknown key %q", msg[:i], key))
+			continue
+		}
+		if e := durationProblem(msg, lines); e != nil {
+			errs = append(errs, e)
 			continue
 		}
 		errs = append(errs, errors.New(msg))
@@ -248,4 +256,46 @@ func (c Config) String() string {
 		return fmt.Sprintf("<unprintable config: %v>", err)
 	}
 	return string(out)
+}
+
+// durationProblem rewords the decoder's "line 3: cannot unmarshal !!str `99999...` into
+// time.Duration", which truncates the value and gives no reason, from the line itself.
+func durationProblem(msg string, lines []string) error {
+	var n int
+	if !strings.HasSuffix(msg, " into time.Duration") {
+		return nil
+	}
+	if _, err := fmt.Sscanf(msg, "line %d:", &n); err != nil || n < 1 || n > len(lines) {
+		return nil
+	}
+	_, value, ok := strings.Cut(lines[n-1], ":")
+	if !ok {
+		return nil
+	}
+	value = strings.Trim(strings.TrimSpace(stripComment(value)), `"'`)
+	_, err := ParseDuration(value)
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("line %d: %s%w", n, keyAt(lines, n), err)
+}
+
+// keyAt is "key: " for the mapping key on line n (from 1), or "".
+func keyAt(lines []string, n int) string {
+	if n < 1 || n > len(lines) {
+		return ""
+	}
+	key, _, ok := strings.Cut(lines[n-1], ":")
+	key = strings.TrimLeft(strings.TrimSpace(key), "- ")
+	if !ok || key == "" || strings.ContainsAny(key, " \t\"'") {
+		return ""
+	}
+	return key + ": "
+}
+
+func stripComment(s string) string {
+	if i := strings.Index(s, " #"); i >= 0 {
+		return s[:i]
+	}
+	return s
 }

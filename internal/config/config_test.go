@@ -246,3 +246,26 @@ func TestDetectorSeasonKeys(t *testing.T) {
 		require.Contains(t, err.Error(), want)
 	}
 }
+
+// Sizes and durations beyond what their types hold are rejected with the line, the
+// key and the reason, never wrapped around into a negative number.
+func TestOverflowingValuesNameLineKeyAndReason(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ in, want string }{
+		{"rebuild:\n  memory_budget: 1e30GiB\n", `line 9: memory_budget: invalid byte size "1e30GiB": too large`},
+		{"rebuild:\n  memory_budget: 99999999999999999999\n", `line 9: memory_budget: invalid byte size "99999999999999999999": too large`},
+		{"rebuild:\n  memory_budget: -5MiB\n", `line 9: memory_budget: invalid byte size "-5MiB": must not be negative`},
+		{"rebuild:\n  memory_budget: NaNGiB\n", `line 9: memory_budget: invalid byte size "NaNGiB" (want`},
+		{"rebuild:\n  build_timeout: 9999999999h\n", `line 9: build_timeout: invalid duration "9999999999h": too large`},
+		{"rebuild:\n  build_timeout: 5 minutes # long\n", `line 9: build_timeout: invalid duration "5 minutes" (want a number with a unit`},
+	} {
+		_, err := Parse(strings.NewReader(minimal+tc.in), nil)
+		require.Error(t, err, tc.in)
+		require.Contains(t, err.Error(), tc.want)
+		require.NotContains(t, err.Error(), "-9223372036854775808")
+	}
+	_, err := Parse(strings.NewReader(minimal), []string{"FLAGWARDEN_REBUILD_BUILD_TIMEOUT=9999999999h"})
+	require.ErrorContains(t, err, `invalid duration "9999999999h": too large`)
+	_, err = Parse(strings.NewReader(minimal), []string{"FLAGWARDEN_REBUILD_MEMORY_BUDGET=1e30GiB"})
+	require.ErrorContains(t, err, `invalid byte size "1e30GiB": too large`)
+}

@@ -89,9 +89,9 @@ func setFromString(f reflect.Value, s string) error {
 		return u.UnmarshalText([]byte(s))
 	}
 	if f.Type() == reflect.TypeFor[time.Duration]() {
-		d, err := time.ParseDuration(s)
+		d, err := ParseDuration(s)
 		if err != nil {
-			return fmt.Errorf("invalid duration %q", s)
+			return err
 		}
 		f.SetInt(int64(d))
 		return nil
