@@ -22,6 +22,7 @@ import (
 	"github.com/riverqueue/river/rivertype"
 	"golang.org/x/sync/semaphore"
 
+	"github.com/flagwarden/flagwarden/internal/pgretry"
 	"github.com/flagwarden/flagwarden/internal/snapshot"
 	"github.com/flagwarden/flagwarden/internal/units"
 )
@@ -189,6 +190,8 @@ type Engine struct {
 	stopVerify context.CancelFunc
 	verifyDone chan struct{}
 	closeDB    func() error
+	// retry repeats a database call once when its connection was dead.
+	retry pgretry.Retrier
 
 	mu      sync.Mutex
 	inUse   int64
@@ -208,6 +211,10 @@ func NewPostgres(pool *pgxpool.Pool, opts Options) (*Engine, error) {
 		return nil, err
 	}
 	e.closeDB = db.Close
+	// A dead connection usually has dead siblings (the server restarted, or every
+	// backend was terminated): drop them all before the retry.
+	e.retry.Reset = pool.Reset
+	e.store.retry = e.retry
 	c, err := river.NewClient(riverpgxv5.New(pool), e.riverConfig())
 	if err != nil {
 		db.Close()
@@ -283,6 +290,8 @@ func newEngine(opts Options, db *sql.DB) (*Engine, error) {
 		running: map[Lane]int{},
 		jobs:    newCoalescer(),
 	}
+	e.retry = pgretry.Retrier{OnRetry: e.metrics.dbRetries.Inc}
+	e.store.retry = e.retry
 	e.quar = &quarantineCache{ttl: opts.QuarantineCacheTTL, load: e.store.listQuarantined}
 	e.metrics.budget.Set(float64(opts.MemoryBudget))
 	return e, nil
@@ -375,9 +384,11 @@ func (e *Engine) Flush(ctx context.Context) error {
 	waiting := make(map[int64]bool, len(ids))
 	for start := 0; start < len(ids); start += 1000 {
 		chunk := ids[start:min(start+1000, len(ids))]
-		res, err := e.client.JobList(ctx, river.NewJobListParams().IDs(chunk...).
-			States(rivertype.JobStateAvailable, rivertype.JobStateScheduled, rivertype.JobStateRetryable, rivertype.JobStatePending).
-			First(len(chunk)))
+		res, err := pgretry.Value(ctx, e.retry, func() (*river.JobListResult, error) {
+			return e.client.JobList(ctx, river.NewJobListParams().IDs(chunk...).
+				States(rivertype.JobStateAvailable, rivertype.JobStateScheduled, rivertype.JobStateRetryable, rivertype.JobStatePending).
+				First(len(chunk)))
+		})
 		if err != nil {
 			e.jobs.requeue(pending)
 			return fmt.Errorf("verify coalesced requests: %w", err)
@@ -480,7 +491,10 @@ func (e *Engine) insert(ctx context.Context, teamID int64, reason string, lane L
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		notBefore := time.Now().Add(e.opts.CoalesceDelay)
-		ins, err := e.client.Insert(withNotBefore(ctx, notBefore), jobArgs{TeamID: teamID, Reason: reason}, opts)
+		// A repeated insert is harmless: the team's job is unique.
+		ins, err := pgretry.Value(ctx, e.retry, func() (*rivertype.JobInsertResult, error) {
+			return e.client.Insert(withNotBefore(ctx, notBefore), jobArgs{TeamID: teamID, Reason: reason}, opts)
+		})
 		if err != nil {
 			return res, fmt.Errorf("enqueue rebuild of team %d: %w", teamID, err)
 		}

@@ -18,6 +18,7 @@ type metrics struct {
 	quarantined prometheus.Gauge
 	requests    *prometheus.CounterVec
 	skipped     *prometheus.CounterVec
+	dbRetries   prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -41,6 +42,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Teams in quarantine."}),
 		requests: f.NewCounterVec(prometheus.CounterOpts{Name: "flagwarden_rebuild_requests_total",
 			Help: "Rebuild requests by intake source and outcome (inserted, joined, unknown_team, error)."}, []string{"source", "outcome"}),
+		dbRetries: f.NewCounter(prometheus.CounterOpts{Name: "flagwarden_rebuild_db_retries_total",
+			Help: "State-database operations repeated because their connection was dead (terminated backend, failover)."}),
 		skipped: f.NewCounterVec(prometheus.CounterOpts{Name: "flagwarden_rebuild_skipped_flags_total",
 			Help: "Flags left out of published payloads because PostHog's Rust reader would refuse the team's payload with them, by reason."}, []string{"reason"}),
 	}

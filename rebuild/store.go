@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/flagwarden/flagwarden/internal/pgretry"
 )
 
 // store keeps the engine's own state next to River's jobs: quarantine, failure streaks,
@@ -15,6 +17,24 @@ import (
 // drivers.
 type store struct {
 	db *sql.DB
+	// retry repeats a statement whose connection turned out dead (a terminated
+	// backend, a failover) once, so the first write after it does not fail.
+	retry pgretry.Retrier
+}
+
+// exec, scanRow and query are the database/sql calls with that one retry. Every
+// statement here is safe to repeat: the writes are idempotent updates, or inserts
+// whose connection died before they could commit.
+func (s *store) exec(ctx context.Context, q string, args ...any) (sql.Result, error) {
+	return pgretry.Value(ctx, s.retry, func() (sql.Result, error) { return s.db.ExecContext(ctx, q, args...) })
+}
+
+func (s *store) scanRow(ctx context.Context, q string, args []any, dest ...any) error {
+	return s.retry.Do(ctx, func() error { return s.db.QueryRowContext(ctx, q, args...).Scan(dest...) })
+}
+
+func (s *store) query(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
+	return pgretry.Value(ctx, s.retry, func() (*sql.Rows, error) { return s.db.QueryContext(ctx, q, args...) })
 }
 
 // sqliteSchema is the SQLite form of migration 0003_rebuild.sql.
@@ -43,7 +63,7 @@ CREATE INDEX IF NOT EXISTS flagwarden_rebuild_results_team ON flagwarden_rebuild
 const resultsKept = 50
 
 func (s *store) ensure(ctx context.Context, team int64) error {
-	_, err := s.db.ExecContext(ctx, `INSERT INTO flagwarden_rebuild_teams (team_id) VALUES ($1) ON CONFLICT (team_id) DO NOTHING`, team)
+	_, err := s.exec(ctx, `INSERT INTO flagwarden_rebuild_teams (team_id) VALUES ($1) ON CONFLICT (team_id) DO NOTHING`, team)
 	if err != nil {
 		return fmt.Errorf("record team %d: %w", team, err)
 	}
@@ -55,7 +75,7 @@ func (s *store) beginRun(ctx context.Context, team int64, now, staleBefore time.
 	if err := s.ensure(ctx, team); err != nil {
 		return false, err
 	}
-	r, err := s.db.ExecContext(ctx, `UPDATE flagwarden_rebuild_teams SET running_since = $2, followup = false
+	r, err := s.exec(ctx, `UPDATE flagwarden_rebuild_teams SET running_since = $2, followup = false
 		WHERE team_id = $1 AND (running_since IS NULL OR running_since < $3)`, team, now.UTC(), staleBefore.UTC())
 	if err != nil {
 		return false, fmt.Errorf("begin build of team %d: %w", team, err)
@@ -67,9 +87,9 @@ func (s *store) beginRun(ctx context.Context, team int64, now, staleBefore time.
 // endRun releases the guard, updates the failure streak and says whether a request
 // arrived during the run.
 func (s *store) endRun(ctx context.Context, team int64, ok bool) (followup bool, failures int, err error) {
-	err = s.db.QueryRowContext(ctx, `UPDATE flagwarden_rebuild_teams SET running_since = NULL,
+	err = s.scanRow(ctx, `UPDATE flagwarden_rebuild_teams SET running_since = NULL,
 			consecutive_failures = CASE WHEN $2 THEN 0 ELSE consecutive_failures + 1 END
-		WHERE team_id = $1 RETURNING followup, consecutive_failures`, team, ok).Scan(&followup, &failures)
+		WHERE team_id = $1 RETURNING followup, consecutive_failures`, []any{team, ok}, &followup, &failures)
 	if errors.Is(err, sql.ErrNoRows) {
 		return false, 0, nil
 	}
@@ -82,7 +102,7 @@ func (s *store) endRun(ctx context.Context, team int64, ok bool) (followup bool,
 // markFollowUp records a request against a running build; false means no build of the
 // team holds the guard right now.
 func (s *store) markFollowUp(ctx context.Context, team int64) (bool, error) {
-	r, err := s.db.ExecContext(ctx, `UPDATE flagwarden_rebuild_teams SET followup = true
+	r, err := s.exec(ctx, `UPDATE flagwarden_rebuild_teams SET followup = true
 		WHERE team_id = $1 AND running_since IS NOT NULL`, team)
 	if err != nil {
 		return false, fmt.Errorf("mark follow-up of team %d: %w", team, err)
@@ -96,7 +116,7 @@ func (s *store) quarantine(ctx context.Context, team int64, reason string, auto 
 	if err := s.ensure(ctx, team); err != nil {
 		return false, err
 	}
-	r, err := s.db.ExecContext(ctx, `UPDATE flagwarden_rebuild_teams
+	r, err := s.exec(ctx, `UPDATE flagwarden_rebuild_teams
 		SET quarantined = true, quarantine_reason = $2, quarantine_auto = $3, quarantined_at = $4
 		WHERE team_id = $1 AND NOT quarantined`, team, reason, auto, now.UTC())
 	if err != nil {
@@ -109,7 +129,7 @@ func (s *store) quarantine(ctx context.Context, team int64, reason string, auto 
 // release clears the quarantine and the failure streak; false means it was not
 // quarantined.
 func (s *store) release(ctx context.Context, team int64) (bool, error) {
-	r, err := s.db.ExecContext(ctx, `UPDATE flagwarden_rebuild_teams
+	r, err := s.exec(ctx, `UPDATE flagwarden_rebuild_teams
 		SET quarantined = false, quarantine_reason = '', quarantine_auto = false, quarantined_at = NULL, consecutive_failures = 0
 		WHERE team_id = $1 AND quarantined`, team)
 	if err != nil {
@@ -122,8 +142,8 @@ func (s *store) release(ctx context.Context, team int64) (bool, error) {
 func (s *store) quarantined(ctx context.Context, team int64) (Quarantine, bool, error) {
 	var q Quarantine
 	var at sql.NullTime
-	err := s.db.QueryRowContext(ctx, `SELECT team_id, quarantine_reason, quarantine_auto, quarantined_at
-		FROM flagwarden_rebuild_teams WHERE team_id = $1 AND quarantined`, team).Scan(&q.TeamID, &q.Reason, &q.Auto, &at)
+	err := s.scanRow(ctx, `SELECT team_id, quarantine_reason, quarantine_auto, quarantined_at
+		FROM flagwarden_rebuild_teams WHERE team_id = $1 AND quarantined`, []any{team}, &q.TeamID, &q.Reason, &q.Auto, &at)
 	if errors.Is(err, sql.ErrNoRows) {
 		return q, false, nil
 	}
@@ -135,7 +155,7 @@ func (s *store) quarantined(ctx context.Context, team int64) (Quarantine, bool, 
 }
 
 func (s *store) listQuarantined(ctx context.Context) ([]Quarantine, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT team_id, quarantine_reason, quarantine_auto, quarantined_at
+	rows, err := s.query(ctx, `SELECT team_id, quarantine_reason, quarantine_auto, quarantined_at
 		FROM flagwarden_rebuild_teams WHERE quarantined ORDER BY team_id`)
 	if err != nil {
 		return nil, fmt.Errorf("list quarantined teams: %w", err)
@@ -159,11 +179,11 @@ func (s *store) addResult(ctx context.Context, r BuildResult) error {
 	if err != nil {
 		return err
 	}
-	if _, err := s.db.ExecContext(ctx, `INSERT INTO flagwarden_rebuild_results (team_id, finished_at, ok, result) VALUES ($1, $2, $3, $4)`,
+	if _, err := s.exec(ctx, `INSERT INTO flagwarden_rebuild_results (team_id, finished_at, ok, result) VALUES ($1, $2, $3, $4)`,
 		r.TeamID, r.FinishedAt.UTC(), r.OK, string(body)); err != nil {
 		return fmt.Errorf("record build result of team %d: %w", r.TeamID, err)
 	}
-	_, err = s.db.ExecContext(ctx, `DELETE FROM flagwarden_rebuild_results WHERE team_id = $1 AND id NOT IN
+	_, err = s.exec(ctx, `DELETE FROM flagwarden_rebuild_results WHERE team_id = $1 AND id NOT IN
 		(SELECT id FROM flagwarden_rebuild_results WHERE team_id = $1 ORDER BY id DESC LIMIT $2)`, r.TeamID, resultsKept)
 	if err != nil {
 		return fmt.Errorf("prune build results of team %d: %w", r.TeamID, err)
@@ -179,7 +199,7 @@ func (s *store) results(ctx context.Context, team int64, limit int) ([]BuildResu
 		q = `SELECT result FROM flagwarden_rebuild_results ORDER BY id DESC LIMIT $1`
 		args = []any{limit}
 	}
-	rows, err := s.db.QueryContext(ctx, q, args...)
+	rows, err := s.query(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("read build results: %w", err)
 	}
@@ -201,7 +221,7 @@ func (s *store) results(ctx context.Context, team int64, limit int) ([]BuildResu
 
 // jobCounts counts River jobs per queue and state among the unfinished ones.
 func (s *store) jobCounts(ctx context.Context) (map[string]map[string]int, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT queue, state, count(*) FROM river_job
+	rows, err := s.query(ctx, `SELECT queue, state, count(*) FROM river_job
 		WHERE kind = $1 AND state IN ('available', 'scheduled', 'retryable', 'running', 'pending') GROUP BY queue, state`, jobKind)
 	if err != nil {
 		return nil, fmt.Errorf("count rebuild jobs: %w", err)
