@@ -99,6 +99,15 @@ type Options struct {
 	// teams when routing requests; its own quarantines and releases apply at once.
 	// Default 5s.
 	QuarantineCacheTTL time.Duration
+	// ReplicaID names this process in River's job attempts (River's client ID); it
+	// must be unique among running processes and match the id this process
+	// heartbeats under in flagwarden_replicas. Empty lets River pick one.
+	ReplicaID string
+	// RescueDeadAfter, when positive (Postgres only, with every replica
+	// heartbeating into flagwarden_replicas), rescues a running build whose process
+	// has not been seen for this long, instead of waiting for River's rescue after
+	// BuildTimeout + 1 min, and removes the temporary keys it left.
+	RescueDeadAfter time.Duration
 	// OnQuarantine, if set, is called when a team is quarantined (automatically or by
 	// an operator): the detectors page on it.
 	OnQuarantine func(Quarantine)
@@ -153,6 +162,8 @@ func (o Options) validate() error {
 		return fmt.Errorf("Options.CoalesceDelay must be between 0 and %s", maxCoalesceDelay)
 	case o.QuarantineCacheTTL < 0:
 		return errors.New("Options.QuarantineCacheTTL must not be negative")
+	case o.RescueDeadAfter < 0:
+		return errors.New("Options.RescueDeadAfter must not be negative")
 	}
 	return nil
 }
@@ -190,6 +201,11 @@ type Engine struct {
 	stopVerify context.CancelFunc
 	verifyDone chan struct{}
 	closeDB    func() error
+	// rescues is set on Postgres, where the replicas' heartbeats live; stopRescue
+	// ends the loop that rescues builds of dead processes.
+	rescues    bool
+	stopRescue context.CancelFunc
+	rescueDone chan struct{}
 	// retry repeats a database call once when its connection was dead.
 	retry pgretry.Retrier
 
@@ -215,6 +231,7 @@ func NewPostgres(pool *pgxpool.Pool, opts Options) (*Engine, error) {
 	// backend was terminated): drop them all before the retry.
 	e.retry.Reset = pool.Reset
 	e.store.retry = e.retry
+	e.rescues = e.opts.RescueDeadAfter > 0
 	c, err := river.NewClient(riverpgxv5.New(pool), e.riverConfig())
 	if err != nil {
 		db.Close()
@@ -302,6 +319,7 @@ func (e *Engine) riverConfig() *river.Config {
 	river.AddWorker(workers, &worker{e: e})
 	quarantineWorkers := e.opts.QuarantineWorkers
 	return &river.Config{
+		ID: e.opts.ReplicaID,
 		Queues: map[string]river.QueueConfig{
 			string(LaneSmall):      {MaxWorkers: e.opts.SmallWorkers},
 			string(LaneLarge):      {MaxWorkers: e.opts.LargeWorkers},
@@ -331,6 +349,11 @@ func (e *Engine) Start(ctx context.Context) error {
 	vctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	e.stopVerify, e.verifyDone = cancel, make(chan struct{})
 	go e.verifyLoop(vctx)
+	if e.rescues {
+		rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+		e.stopRescue, e.rescueDone = cancel, make(chan struct{})
+		go e.rescueLoop(rctx, max(e.opts.RescueDeadAfter/3, time.Second))
+	}
 	return nil
 }
 
@@ -420,6 +443,10 @@ func (e *Engine) Flush(ctx context.Context) error {
 func (e *Engine) Stop(ctx context.Context) error {
 	var err error
 	e.stopOnce.Do(func() {
+		if e.stopRescue != nil {
+			e.stopRescue()
+			<-e.rescueDone
+		}
 		if e.stopVerify != nil {
 			e.stopVerify()
 			<-e.verifyDone

@@ -19,6 +19,7 @@ type metrics struct {
 	requests    *prometheus.CounterVec
 	skipped     *prometheus.CounterVec
 	dbRetries   prometheus.Counter
+	rescued     prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -44,6 +45,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Rebuild requests by intake source and outcome (inserted, joined, unknown_team, error)."}, []string{"source", "outcome"}),
 		dbRetries: f.NewCounter(prometheus.CounterOpts{Name: "flagwarden_rebuild_db_retries_total",
 			Help: "State-database operations repeated because their connection was dead (terminated backend, failover)."}),
+		rescued: f.NewCounter(prometheus.CounterOpts{Name: "flagwarden_rebuild_rescued_builds_total",
+			Help: "Running builds of processes that stopped heartbeating, made available again by this process."}),
 		skipped: f.NewCounterVec(prometheus.CounterOpts{Name: "flagwarden_rebuild_skipped_flags_total",
 			Help: "Flags left out of published payloads because PostHog's Rust reader would refuse the team's payload with them, by reason."}, []string{"reason"}),
 	}

@@ -278,6 +278,12 @@ func (s *Stream) appendTemp(buf []byte) error {
 	if s.inPart == 0 {
 		pipe.Expire(s.ctx, s.temp(), s.p.opts.TempTTL)
 	}
+	if !s.wrote {
+		// Register the build, so that its keys can be found if its process dies.
+		building := s.p.opts.Layout.Building(s.team, s.kind)
+		pipe.SAdd(s.ctx, building, s.build)
+		pipe.Expire(s.ctx, building, s.p.opts.TempTTL)
+	}
 	if _, err := pipe.Exec(s.ctx); err != nil {
 		return fmt.Errorf("write payload of team %d %s: %w", s.team, s.kind, err)
 	}
@@ -400,6 +406,7 @@ func (s *Stream) Commit(meta cachekeys.Meta) (Published, error) {
 		pipe.Del(ctx, l.Meta(s.team, s.kind))
 		pipe.HSet(ctx, l.Meta(s.team, s.kind), meta.Fields()...)
 		pipe.ZAdd(ctx, l.Index(s.kind), redis.Z{Member: team, Score: cachekeys.IndexScore(meta.BuiltAt)})
+		pipe.SRem(ctx, l.Building(s.team, s.kind), s.build)
 		s.posthogExtras(pipe, meta, team)
 		// A replaced chunked payload stays readable for a grace period, then expires.
 		for i := range live.Chunks {
@@ -498,5 +505,47 @@ func (s *Stream) abort() {
 	for i := 0; i <= s.parts; i++ {
 		keys = append(keys, s.p.opts.Layout.Chunk(s.team, s.kind, s.build, i))
 	}
-	_ = s.p.rdb.Del(ctx, keys...).Err() // best effort: the keys carry a TTL
+	pipe := s.p.rdb.Pipeline()
+	pipe.Del(ctx, keys...)
+	pipe.SRem(ctx, s.p.opts.Layout.Building(s.team, s.kind), s.build)
+	_, _ = pipe.Exec(ctx) // best effort: the keys carry a TTL
+}
+
+// Clean removes the temporary and chunk keys of every build of team still registered
+// as writing: call it only when no build of the team runs (its process died). It
+// returns how many keys it removed.
+func (p *Publisher) Clean(ctx context.Context, team int64) (int64, error) {
+	l := p.opts.Layout
+	var removed int64
+	for _, kind := range cachekeys.Kinds {
+		builds, err := p.rdb.SMembers(ctx, l.Building(team, kind)).Result()
+		if err != nil {
+			return removed, fmt.Errorf("list unfinished builds of team %d %s: %w", team, kind, err)
+		}
+		for _, build := range builds {
+			// Chunk keys are numbered from 0 in the order they were rolled.
+			const batch = 16
+			keys := []string{l.Temp(team, kind, build)}
+			for first := 0; ; first += batch {
+				for i := first; i < first+batch; i++ {
+					keys = append(keys, l.Chunk(team, kind, build, i))
+				}
+				n, err := p.rdb.Del(ctx, keys...).Result()
+				if err != nil {
+					return removed, fmt.Errorf("remove keys of build %s of team %d %s: %w", build, team, kind, err)
+				}
+				removed += n
+				// Fewer than a batch of chunks: the last one is behind (the temporary
+				// key of the first batch may be gone already, renamed into a chunk).
+				if n < int64(len(keys)) && (first > 0 || n < batch) {
+					break
+				}
+				keys = keys[:0]
+			}
+			if err := p.rdb.SRem(ctx, l.Building(team, kind), build).Err(); err != nil {
+				return removed, fmt.Errorf("forget build %s of team %d %s: %w", build, team, kind, err)
+			}
+		}
+	}
+	return removed, nil
 }

@@ -287,7 +287,7 @@ func (a *App) IsLeader() bool { return a.elector == nil || a.elector.IsLeader() 
 // then every few leader retry intervals, so that last_seen tells which replicas are
 // alive. Best effort: a failed write is logged and tried again on the next tick.
 func (a *App) heartbeats(ctx context.Context) error {
-	tick := time.NewTicker(5 * a.cfg.Leader.RetryInterval)
+	tick := time.NewTicker(a.heartbeatEvery())
 	defer tick.Stop()
 	for {
 		_, err := a.statePool.Exec(ctx, `INSERT INTO flagwarden_replicas (id, hostname, version, started_at, last_seen, is_leader)
@@ -304,6 +304,9 @@ func (a *App) heartbeats(ctx context.Context) error {
 		}
 	}
 }
+
+// heartbeatEvery is how often this replica records itself as alive.
+func (a *App) heartbeatEvery() time.Duration { return 5 * a.cfg.Leader.RetryInterval }
 
 func hostname() string {
 	h, _ := os.Hostname()

@@ -33,6 +33,7 @@ func (a *App) wireRebuild(ctx context.Context) error {
 		MemoryBudget: int64(r.MemoryBudget), GoMemoryLimit: int64(r.GoMemoryLimit),
 		BuildTimeout: r.BuildTimeout, MaxAttempts: r.MaxAttempts,
 		CoalesceDelay: r.CoalesceDelay, QuarantineCacheTTL: r.QuarantineCacheTTL,
+		ReplicaID: a.replica, RescueDeadAfter: a.deadReplicaAfter(),
 		Logger: logger, Registerer: a.registry,
 	})
 	if err != nil {
@@ -99,4 +100,14 @@ func NewPublisher(cfg config.Config, rdb redis.UniversalClient, mirror rebuild.M
 		Mirror:   mirror,
 		Now:      now,
 	})
+}
+
+// deadReplicaAfter is how long a replica may go without a heartbeat before the builds
+// it was running are rescued: three missed heartbeats. Embedded mode has no replica
+// table and one process, so River's own rescue is all it needs.
+func (a *App) deadReplicaAfter() time.Duration {
+	if a.embedded != nil {
+		return 0
+	}
+	return 3 * a.heartbeatEvery()
 }

@@ -93,6 +93,10 @@ func (l Layout) Temp(team int64, kind Kind, build string) string {
 	return l.Payload(team, kind) + ":tmp:" + build
 }
 
+// Building is the set of builds of one team and kind that are writing temporary or
+// chunk keys now: what a build that died mid-way leaves behind is found through it.
+func (l Layout) Building(team int64, kind Kind) string { return l.Payload(team, kind) + ":building" }
+
 // Chunk is the i-th chunk (from 0) of a chunked payload written by build.
 func (l Layout) Chunk(team int64, kind Kind, build string, i int) string {
 	return l.Payload(team, kind) + ":chunk:" + build + ":" + strconv.Itoa(i)
