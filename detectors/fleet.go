@@ -296,7 +296,7 @@ func StaleCaches(c snapshot.Caches, now time.Time, opts CacheOptions) []Observat
 		if s.lag > 4*opts.StaleAfter {
 			sev = SeverityCritical
 		}
-		out = append(out, Observation{
+		o := Observation{
 			Kind: "cache_stale", Severity: sev, Subject: team, Labels: map[string]string{"team": team},
 			Summary: fmt.Sprintf("Team %s's %s cache is %s behind its flag data", team, s.kind, s.lag.Round(time.Second)),
 			Description: fmt.Sprintf("Team %s changed its flags %s ago and its %s cache has not been rebuilt since (threshold %s): "+
@@ -304,7 +304,14 @@ func StaleCaches(c snapshot.Caches, now time.Time, opts CacheOptions) []Observat
 				team, s.lag.Round(time.Second), s.kind, opts.StaleAfter),
 			Evidence: map[string]float64{"lag_seconds": math.Round(s.lag.Seconds()), "stale_after_seconds": opts.StaleAfter.Seconds()},
 			For:      0, Link: teamLink(s.team),
-		})
+		}
+		if s.lag == snapshot.MissingLag {
+			o.Summary = fmt.Sprintf("Team %s's %s cache is missing", team, s.kind)
+			o.Description = fmt.Sprintf("Team %s has flag data but no %s cache: its users get no flags from the cache. "+
+				"Check the rebuild queue for this team, whether it is quarantined, and whether the cache Redis lost its keys.", team, s.kind)
+			o.Evidence = map[string]float64{"missing": 1, "stale_after_seconds": opts.StaleAfter.Seconds()}
+		}
+		out = append(out, o)
 	}
 	slices.Sort(lags)
 	p99 := robust.QuantileSorted(lags, 0.99)
@@ -312,6 +319,27 @@ func StaleCaches(c snapshot.Caches, now time.Time, opts CacheOptions) []Observat
 		sev := SeverityWarning
 		if p99 > 4*opts.StaleAfter.Seconds() {
 			sev = SeverityCritical
+		}
+		if p99 >= snapshot.MissingLag.Seconds() {
+			// Only missing caches fill the top percentile: say so rather than print
+			// an infinite lag.
+			missing := 0
+			for _, l := range lags {
+				if l >= snapshot.MissingLag.Seconds() {
+					missing++
+				}
+			}
+			out = append(out, Observation{
+				Kind: "fleet_cache_stale", Severity: SeverityCritical, Subject: "fleet", Labels: map[string]string{},
+				Summary: "More than 1% of flag caches are missing",
+				Description: fmt.Sprintf("%d of %d caches are missing for teams that have flag data; %d teams are stale (threshold %s). "+
+					"The cache Redis may have lost its keys, or rebuilds are failing: look at the rebuild and worker findings.",
+					missing, len(lags), len(stale), opts.StaleAfter),
+				Evidence: map[string]float64{"missing_caches": float64(missing), "caches": float64(len(lags)),
+					"stale_teams": float64(len(stale)), "stale_after_seconds": opts.StaleAfter.Seconds()},
+				For: 0, Link: "/",
+			})
+			return out
 		}
 		out = append(out, Observation{
 			Kind: "fleet_cache_stale", Severity: sev, Subject: "fleet", Labels: map[string]string{},

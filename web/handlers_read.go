@@ -287,6 +287,9 @@ func (a *API) team(c *gin.Context) {
 	caches := []cacheView{}
 	for _, cs := range a.caches.forTeam(a.opts.Snapshots.Caches(), id) {
 		v := cacheView{CacheState: cs, LagSeconds: cs.Lag.Seconds(), Stale: cs.Missing || cs.Lag > a.opts.StaleAfter}
+		if cs.Missing {
+			v.LagSeconds = 0 // infinitely stale (snapshot.MissingLag): the state says missing
+		}
 		if !cs.BuiltAt.IsZero() {
 			v.AgeSeconds = now.Sub(cs.BuiltAt).Seconds()
 		}

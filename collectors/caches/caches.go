@@ -165,18 +165,19 @@ func (c *Collector) finish(states map[key]snapshot.CacheState, source string, te
 				s.Lag = t.UpdatedAt.Sub(s.BuiltAt)
 			}
 		}
+		if s.Missing {
+			// Gone is infinitely stale: the detectors' thresholds judge it at once,
+			// whatever build time the index still remembers.
+			s.Lag = snapshot.MissingLag
+		}
 		out = append(out, s)
 	}
 	return out
 }
 
-// needsCache reports whether a team's data gives the kind of cache any content: the
-// /flags payload holds active flags, the definitions payload every live flag.
+// needsCache reports whether a team's data gives the kind of cache any content.
 func needsCache(t snapshot.TeamSize, kind cachekeys.Kind) bool {
-	if kind == cachekeys.KindFlags {
-		return t.ActiveFlags > 0
-	}
-	return t.Flags-t.DeletedFlags > 0
+	return kind.Needed(t.ActiveFlags, t.Flags-t.DeletedFlags)
 }
 
 // flagwarden reads the build index of each kind, then every indexed team's metadata.
@@ -297,7 +298,7 @@ type Fleet struct {
 }
 
 // Summarize computes the fleet view of a snapshot for one source ("" for all). A team
-// is stale when any of its caches lags by more than staleAfter.
+// is stale when any of its caches lags by more than staleAfter or is missing.
 func Summarize(c snapshot.Caches, source string, staleAfter time.Duration) Fleet {
 	var f Fleet
 	var lags []time.Duration
@@ -307,7 +308,9 @@ func Summarize(c snapshot.Caches, source string, staleAfter time.Duration) Fleet
 			continue
 		}
 		if s.Missing {
+			// A missing cache makes its team stale but has no lag to chart.
 			f.Missing++
+			stale[s.TeamID] = true
 			continue
 		}
 		f.Entries++
@@ -389,7 +392,7 @@ func newMetrics(reg prometheus.Registerer, staleAfter time.Duration) *metrics {
 		}, []string{"source"}),
 		stale: f.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "flagwarden_cache_stale_teams",
-			Help: "Teams with a cache lagging its data by more than detectors.stale_after.",
+			Help: "Teams with a cache lagging its data by more than detectors.stale_after, or missing.",
 		}, []string{"source"}),
 		missing: f.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "flagwarden_cache_missing",

@@ -13,6 +13,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
+	"github.com/flagwarden/flagwarden/detectors"
 	"github.com/flagwarden/flagwarden/internal/cachekeys"
 	"github.com/flagwarden/flagwarden/internal/config"
 	"github.com/flagwarden/flagwarden/internal/hypercache"
@@ -52,6 +53,7 @@ func TestCacheFreshness(t *testing.T) {
 		3: {TeamID: 3, Flags: 1, ActiveFlags: 1, UpdatedAt: t0},                  // never built
 		4: {TeamID: 4, Flags: 2, DeletedFlags: 2, UpdatedAt: t0},                 // nothing to cache
 		6: {TeamID: 6, Flags: 1, ActiveFlags: 0, DeletedFlags: 0, UpdatedAt: t0}, // inactive flag only
+		7: {TeamID: 7, Flags: 1, ActiveFlags: 1, UpdatedAt: t0},
 	}}
 	publish(t, rdb, l, 1, cachekeys.KindFlags, t0.Add(time.Minute), 1200)
 	publish(t, rdb, l, 1, cachekeys.KindDefinitions, t0.Add(-5*time.Minute), 3400)
@@ -61,6 +63,9 @@ func TestCacheFreshness(t *testing.T) {
 	// Indexed, but the metadata is damaged: counted, not fatal.
 	require.NoError(t, rdb.ZAdd(ctx, l.Index(cachekeys.KindFlags), redis.Z{Score: cachekeys.IndexScore(t0), Member: "5"}).Err())
 	require.NoError(t, rdb.HSet(ctx, l.Meta(5, cachekeys.KindFlags), "built_at", "yesterday", "bytes", "many").Err())
+	// Indexed a minute before the look, but the payload and its metadata are gone (a
+	// Redis that lost keys): missing, whatever the index says.
+	require.NoError(t, rdb.ZAdd(ctx, l.Index(cachekeys.KindFlags), redis.Z{Score: cachekeys.IndexScore(t0.Add(59 * time.Minute)), Member: "7"}).Err())
 
 	// PostHog's own cache for team 2: expiry = build + TTL.
 	const ttl = 7 * 24 * time.Hour
@@ -106,13 +111,25 @@ func TestCacheFreshness(t *testing.T) {
 	require.True(t, got["posthog/3/flags"].Missing)
 
 	require.Equal(t, 1.0, testutil.ToFloat64(c.metrics.badMeta))
-	require.Equal(t, 1.0, testutil.ToFloat64(c.metrics.stale.WithLabelValues(SourceFlagwarden)), "team 2 lags 10m > 7m; team 1 5m does not")
-	require.Equal(t, 1.0, testutil.ToFloat64(c.metrics.stale.WithLabelValues(SourcePostHog)))
-	require.Equal(t, 2.0, testutil.ToFloat64(c.metrics.missing.WithLabelValues(SourceFlagwarden)))
+	require.Equal(t, snapshot.MissingLag, got["flagwarden/3/flags"].Lag, "a missing cache is infinitely stale")
+	require.Equal(t, snapshot.MissingLag, got["flagwarden/7/flags"].Lag, "indexed recently, but gone")
+	require.Equal(t, 3.0, testutil.ToFloat64(c.metrics.stale.WithLabelValues(SourceFlagwarden)), "team 2 lags 10m > 7m, teams 3 and 7 miss caches; team 1 5m does not")
+	require.Equal(t, 5.0, testutil.ToFloat64(c.metrics.stale.WithLabelValues(SourcePostHog)), "team 2 lags; teams 1, 3, 6 and 7 miss PostHog caches")
+	require.Equal(t, 4.0, testutil.ToFloat64(c.metrics.missing.WithLabelValues(SourceFlagwarden)))
 	require.Equal(t, 600.0, testutil.ToFloat64(c.metrics.lagMax.WithLabelValues(SourceFlagwarden)))
 	p, ok := ss.Last(series.Key(series.CacheStaleTeams, series.Fleet))
 	require.True(t, ok)
-	require.Equal(t, 1.0, p.V, "team 2 is stale in both sources and counted once")
+	require.Equal(t, 5.0, p.V, "teams 1, 2, 3, 6 and 7, each counted once")
+
+	// The staleness detectors judge what the collector published: the missing caches
+	// page per team and, being more than 1% of the caches, over the fleet.
+	obs := detectors.StaleCaches(snaps.Caches(), t0.Add(time.Hour), detectors.CacheOptions{StaleAfter: 7 * time.Minute})
+	kinds := map[string][]string{}
+	for _, o := range obs {
+		kinds[o.Kind] = append(kinds[o.Kind], o.Subject)
+	}
+	require.Subset(t, kinds["cache_stale"], []string{"1", "2", "3", "7"})
+	require.Len(t, kinds["fleet_cache_stale"], 1)
 	p, _ = ss.Last(series.Key(series.CacheLagMax, series.Fleet))
 	require.Equal(t, 600.0, p.V)
 }

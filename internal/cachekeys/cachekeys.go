@@ -40,6 +40,16 @@ func (k Kind) File() string {
 	return "flags.json"
 }
 
+// Needed reports whether a team with these flag counts gets this kind of cache: the
+// /flags payload holds active flags, the definitions payload every live flag. A team
+// with neither has nothing to miss.
+func (k Kind) Needed(activeFlags, liveFlags int64) bool {
+	if k == KindFlags {
+		return activeFlags > 0
+	}
+	return liveFlags > 0
+}
+
 // Valid reports whether k is a known kind.
 func (k Kind) Valid() bool { return k == KindFlags || k == KindDefinitions }
 

@@ -154,9 +154,15 @@ type CacheState struct {
 	SourceUpdatedAt time.Time `json:"source_updated_at,omitzero"`
 	// Lag is SourceUpdatedAt - BuiltAt when positive: how far the cache is behind.
 	Lag time.Duration `json:"lag"`
-	// Missing is true when the team has flag data but no cache at all.
+	// Missing is true when the team has flag data but no cache at all; its Lag is then
+	// MissingLag.
 	Missing bool `json:"missing"`
 }
+
+// MissingLag is the lag of a missing cache: a cache that is not there serves nothing
+// fresh, so it is as stale as a duration can say, and every staleness threshold
+// judges it stale at once.
+const MissingLag = time.Duration(1<<63 - 1)
 
 // Store holds the latest snapshot of each kind. It is safe for concurrent use; getters
 // return the stored value, which callers must treat as read-only.
