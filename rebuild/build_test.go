@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/flagwarden/flagwarden/internal/cachekeys"
+	"github.com/flagwarden/flagwarden/internal/clock"
 	"github.com/flagwarden/flagwarden/internal/flagdb"
 	"github.com/flagwarden/flagwarden/internal/testenv"
 )
@@ -524,7 +525,7 @@ func TestBuildStampsThePublishersClock(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, "")
 	at := time.Date(2026, 2, 10, 12, 0, 0, 0, time.UTC)
-	res, err := f.rebuilder(BuilderOptions{}, PublisherOptions{Now: func() time.Time { return at }}).Rebuild(context.Background(), 1)
+	res, err := f.rebuilder(BuilderOptions{}, PublisherOptions{Clock: clock.Func(func() time.Time { return at })}).Rebuild(context.Background(), 1)
 	require.NoError(t, err)
 	require.Equal(t, at, res.StartedAt)
 	require.Equal(t, at, res.FinishedAt)

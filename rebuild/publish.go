@@ -16,6 +16,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/flagwarden/flagwarden/internal/cachekeys"
+	"github.com/flagwarden/flagwarden/internal/clock"
 	"github.com/flagwarden/flagwarden/internal/hypercache"
 	"github.com/flagwarden/flagwarden/internal/writebehind"
 )
@@ -45,9 +46,9 @@ type PublisherOptions struct {
 	// PostHogTTL, with the PostHog layout, is the expiry recorded in PostHog's expiry
 	// sorted sets and set on the payload key. Default 7 days (FLAGS_CACHE_TTL).
 	PostHogTTL time.Duration
-	// Now stamps build times. Default time.Now; the demo passes its simulated clock so
-	// that cache freshness is judged on the same clock as the data's changes.
-	Now func() time.Time
+	// Clock stamps build times. Default the wall clock; the demo passes its simulated
+	// clock so that cache freshness is judged on the same clock as the data's changes.
+	Clock clock.Clock
 }
 
 func (o PublisherOptions) withDefaults() PublisherOptions {
@@ -56,9 +57,7 @@ func (o PublisherOptions) withDefaults() PublisherOptions {
 	o.TempTTL = cmp.Or(o.TempTTL, time.Hour)
 	o.OldChunkGrace = cmp.Or(o.OldChunkGrace, 5*time.Minute)
 	o.PostHogTTL = cmp.Or(o.PostHogTTL, 7*24*time.Hour)
-	if o.Now == nil {
-		o.Now = time.Now
-	}
+	o.Clock = clock.Or(o.Clock)
 	if int64(o.ChunkBytes) > o.MaxValueBytes {
 		o.ChunkBytes = int(o.MaxValueBytes)
 	}
@@ -324,7 +323,7 @@ func (s *Stream) Commit(meta cachekeys.Meta) (Published, error) {
 		meta.StoredBytes = s.stored
 	}
 	if meta.BuiltAt.IsZero() {
-		meta.BuiltAt = s.p.opts.Now().UTC()
+		meta.BuiltAt = s.p.opts.Clock.Now().UTC()
 	}
 	team := strconv.FormatInt(s.team, 10)
 

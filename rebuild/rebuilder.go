@@ -26,7 +26,7 @@ func NewRebuilder(src FlagSource, builder *Builder, pub *Publisher) *Rebuilder {
 }
 
 // now is the publisher's clock: builds are stamped on the clock the caches are judged by.
-func (r *Rebuilder) now() time.Time { return r.pub.opts.Now().UTC() }
+func (r *Rebuilder) now() time.Time { return r.pub.opts.Clock.Now().UTC() }
 
 // Rebuild builds and publishes both caches of team. On any error nothing live changes
 // and the temporary keys are removed. The result is filled in either way.

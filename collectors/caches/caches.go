@@ -22,6 +22,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/flagwarden/flagwarden/internal/cachekeys"
+	"github.com/flagwarden/flagwarden/internal/clock"
 	"github.com/flagwarden/flagwarden/internal/distribution"
 	"github.com/flagwarden/flagwarden/internal/hypercache"
 	"github.com/flagwarden/flagwarden/internal/series"
@@ -53,8 +54,9 @@ type Options struct {
 	PipelineChunk int
 	// Teams returns the latest team sizes (for the newest source change). Optional.
 	Teams func() snapshot.Teams
-	// Now is the clock; tests set it.
-	Now func() time.Time
+	// Clock is what build times are judged against: the wall clock (default), or the
+	// demo's simulated one, which also stamped the builds.
+	Clock clock.Clock
 }
 
 func (o *Options) applyDefaults() {
@@ -64,9 +66,7 @@ func (o *Options) applyDefaults() {
 	if o.Teams == nil {
 		o.Teams = func() snapshot.Teams { return snapshot.Teams{} }
 	}
-	if o.Now == nil {
-		o.Now = time.Now
-	}
+	o.Clock = clock.Or(o.Clock)
 }
 
 func (o Options) validate() error {
@@ -122,7 +122,7 @@ type key struct {
 func (c *Collector) Collect(ctx context.Context) (snapshot.Caches, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	now := c.opts.Now()
+	now := c.opts.Clock.Now()
 	teams := c.opts.Teams().Teams
 	var out []snapshot.CacheState
 	if c.opts.Flagwarden {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/flagwarden/flagwarden/detectors"
 	"github.com/flagwarden/flagwarden/internal/cachekeys"
+	"github.com/flagwarden/flagwarden/internal/clock"
 	"github.com/flagwarden/flagwarden/internal/config"
 	"github.com/flagwarden/flagwarden/internal/hypercache"
 	"github.com/flagwarden/flagwarden/internal/loop"
@@ -80,7 +81,7 @@ func TestCacheFreshness(t *testing.T) {
 	snaps := snapshot.NewStore()
 	ss := series.New(series.Options{Retention: time.Hour, MaxPoints: 10, MaxSeries: 100}, nil)
 	c, err := New(rdb, Options{Layout: l, Flagwarden: true, WatchPostHog: true, TTL: ttl, StaleAfter: 7 * time.Minute,
-		Teams: func() snapshot.Teams { return teams }, Now: func() time.Time { return t0.Add(time.Hour) }}, snaps, ss, reg, discardLogger())
+		Teams: func() snapshot.Teams { return teams }, Clock: clock.Func(func() time.Time { return t0.Add(time.Hour) })}, snaps, ss, reg, discardLogger())
 	require.NoError(t, err)
 	require.NoError(t, c.RunOnce(ctx))
 

@@ -19,6 +19,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/flagwarden/flagwarden/detectors"
+	"github.com/flagwarden/flagwarden/internal/clock"
 	"github.com/flagwarden/flagwarden/internal/config"
 	"github.com/flagwarden/flagwarden/internal/leader"
 	"github.com/flagwarden/flagwarden/internal/loop"
@@ -68,9 +69,11 @@ type App struct {
 	// findings is readable on every replica; the leader's detector pass writes it.
 	findings detectors.FindingStore
 	// embedded is set in embedded mode: no databases, this replica always leads, and
-	// the wire functions take its sources (embedded.go). now is the clock collectors,
-	// detectors and the API use: time.Now, or the embedded (simulated) clock.
+	// the wire functions take its sources (embedded.go). clock is the one clock of the
+	// freshness path (build times, collectors, sweep, detectors, API): the wall clock,
+	// or the embedded (simulated) one; now is its Now, for components taking a func.
 	embedded *Embedded
+	clock    clock.Clock
 	now      func() time.Time
 	// quarantines is the rebuild engine's quarantine list, set by wireRebuild when the
 	// engine runs; nil (a nil interface, never a typed nil) when it is disabled.
@@ -112,7 +115,7 @@ func New(ctx context.Context, opts Options) (a *App, err error) {
 	}
 	a = &App{
 		cfg: cfg, logger: opts.Logger, registry: reg, replica: replica, version: opts.Version,
-		ready: map[string]web.ReadyFunc{}, now: time.Now,
+		ready: map[string]web.ReadyFunc{}, clock: clock.Wall, now: clock.Wall.Now,
 	}
 	// close what was opened on failure; the named result is nil by then.
 	opened := a

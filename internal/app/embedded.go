@@ -12,6 +12,7 @@ import (
 	"github.com/flagwarden/flagwarden/collectors/pods"
 	"github.com/flagwarden/flagwarden/collectors/teams"
 	"github.com/flagwarden/flagwarden/detectors"
+	"github.com/flagwarden/flagwarden/internal/clock"
 	"github.com/flagwarden/flagwarden/internal/loop"
 	"github.com/flagwarden/flagwarden/internal/service"
 	"github.com/flagwarden/flagwarden/rebuild"
@@ -33,15 +34,11 @@ type Embedded struct {
 	// Flags replaces the flag database for the rebuild engine: builds read from it,
 	// admission measures with it, and the stale sweep asks it what changed.
 	Flags RebuildSource
-	// Now is the clock every collector, the detectors and the API use (the demo's
-	// simulated time); nil is time.Now.
-	Now func() time.Time
-	// FromWall maps a wall-clock time onto Now's clock, for the times parts that keep
-	// wall time report (loop passes, quarantines); nil is the identity.
-	FromWall func(time.Time) time.Time
-	// ToWall maps a time on Now's clock back to the wall clock, for Alertmanager, which
-	// runs on the wall clock; nil is the identity.
-	ToWall func(time.Time) time.Time
+	// Clock is the clock builds are stamped with and every collector, the sweep, the
+	// detectors and the API judge by (the demo's simulated time); nil is the wall
+	// clock. Its FromWall moves the times of parts that keep wall time (loop passes,
+	// quarantines) onto it, and ToWall moves findings back for Alertmanager.
+	Clock clock.Clock
 	// Services start before every other service and stop after them (the simulation
 	// that feeds the sources).
 	Services []service.Service
@@ -71,9 +68,8 @@ func (a *App) useEmbedded(e *Embedded) error {
 		return err
 	}
 	a.embedded = e
-	if e.Now != nil {
-		a.now = e.Now
-	}
+	a.clock = clock.Or(e.Clock)
+	a.now = a.clock.Now
 	a.services = append(a.services, e.Services...)
 	return nil
 }
@@ -130,10 +126,10 @@ func (a *App) teamSource() teams.Source {
 
 // fromWall maps a wall-clock time onto the app's clock.
 func (a *App) fromWall(t time.Time) time.Time {
-	if a.embedded == nil || a.embedded.FromWall == nil || t.IsZero() {
+	if t.IsZero() {
 		return t
 	}
-	return a.embedded.FromWall(t)
+	return a.clock.FromWall(t)
 }
 
 // healthOf is the loops' health with its times on the app's clock: the detectors and
@@ -149,7 +145,7 @@ func (a *App) healthOf(loops []*loop.Loop) []loop.Health {
 // quarantineSource is the rebuild engine's quarantine list for the detectors, with
 // the times on the app's clock; nil (a nil interface) when the engine is off.
 func (a *App) quarantineSource() detectors.QuarantineSource {
-	if a.quarantines == nil || a.embedded == nil || a.embedded.FromWall == nil {
+	if a.quarantines == nil || a.clock == clock.Wall {
 		return a.quarantines
 	}
 	return clockedQuarantines{src: a.quarantines, fromWall: a.fromWall}
@@ -172,10 +168,10 @@ func (c clockedQuarantines) Quarantined(ctx context.Context) ([]rebuild.Quaranti
 // moved from the simulated clock back onto the wall clock first, so that Alertmanager
 // gets alerts that start and end now rather than hours ahead.
 func (a *App) pagerFor(p detectors.Pager) detectors.Pager {
-	if a.embedded == nil || a.embedded.ToWall == nil {
+	if a.clock == clock.Wall {
 		return p
 	}
-	return wallPager{p: p, toWall: a.embedded.ToWall}
+	return wallPager{p: p, toWall: a.clock.ToWall}
 }
 
 type wallPager struct {

@@ -93,9 +93,8 @@ func (a *App) wireCollectors(ctx context.Context) error {
 		add("pods", col.Pods, pc.RunOnce)
 	}
 
-	// Not in embedded mode: the demo builds only the teams whose flags change (it has no
-	// stale sweep), so its thousands of never-built teams would all read as missing.
-	if (cfg.Rebuild.Enabled || cfg.Cache.WatchPostHog) && a.embedded == nil {
+	// Embedded mode too: with one clock the demo judges its caches like serve does.
+	if cfg.Rebuild.Enabled || cfg.Cache.WatchPostHog {
 		kc, err := caches.New(a.cache, caches.Options{
 			Layout:       cachekeys.Layout{Prefix: cfg.Cache.KeyPrefix, PostHog: cfg.Cache.Layout == "posthog"},
 			Flagwarden:   cfg.Rebuild.Enabled,
@@ -103,7 +102,7 @@ func (a *App) wireCollectors(ctx context.Context) error {
 			TTL:          cfg.Cache.TTL,
 			StaleAfter:   cfg.Detectors.StaleAfter,
 			Teams:        a.snapshots.Teams,
-			Now:          a.now,
+			Clock:        a.clock,
 		}, a.snapshots, a.series, a.registry, a.logger)
 		if err != nil {
 			return err

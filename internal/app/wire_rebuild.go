@@ -8,6 +8,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/flagwarden/flagwarden/internal/cachekeys"
+	"github.com/flagwarden/flagwarden/internal/clock"
 	"github.com/flagwarden/flagwarden/internal/config"
 	"github.com/flagwarden/flagwarden/internal/loop"
 	"github.com/flagwarden/flagwarden/rebuild"
@@ -22,7 +23,7 @@ func (a *App) wireRebuild(ctx context.Context) error {
 	}
 	logger := a.logger.With("component", "rebuild")
 	src := a.rebuildSource()                                 // the flag database, or the embedded source (embedded.go)
-	pub := NewPublisher(a.cfg, a.cache, Mirror(a.s3), a.now) // the clock the cache-freshness collector judges by
+	pub := NewPublisher(a.cfg, a.cache, Mirror(a.s3), a.clock) // the clock the cache-freshness collector judges by
 	e, err := a.newRebuildEngine(ctx, rebuild.Options{       // Postgres, or SQLite when embedded
 		Source: src, Sizes: src, Publisher: pub,
 		Builder: rebuild.BuilderOptions{PageSize: r.PageSize, FailOnMalformed: r.OnMalformed == "fail",
@@ -64,11 +65,15 @@ func (a *App) wireRebuild(ctx context.Context) error {
 	}
 	if r.SweepInterval > 0 {
 		sweep := rebuild.NewSweep(src, a.cache, pub.Layout(), e)
+		// The team list and the last cache look find caches that vanished for teams
+		// whose data did not change (a cache Redis that restarted empty).
+		sweep.Teams, sweep.Caches, sweep.Clock = a.snapshots.Teams, a.snapshots.Caches, a.clock
 		l := loop.New("rebuild_sweep", config.Loop{Interval: r.SweepInterval, Timeout: r.SweepInterval * 9 / 10, Jitter: 0.1},
 			func(ctx context.Context) error {
-				n, err := sweep.RunOnce(ctx)
-				if n > 0 {
-					logger.InfoContext(ctx, "sweep requested rebuilds", "teams", n)
+				res, err := sweep.Run(ctx)
+				if res.Requested() > 0 {
+					logger.InfoContext(ctx, "sweep requested rebuilds", "teams", res.Requested(),
+						"changed", res.Changed, "missing", res.Missing, "older", res.Older)
 				}
 				return err
 			}, logger, a.loopMetrics)
@@ -87,10 +92,10 @@ func (a *App) migrateRebuild(ctx context.Context) error {
 }
 
 // NewPublisher is the publisher the configuration describes, writing to rdb (and to
-// mirror, PostHog's S3 tier, when not nil) and stamping builds with now (nil: the wall
+// mirror, PostHog's S3 tier, when not nil) and stamping builds with clk (nil: the wall
 // clock). serve, the demo and the rebuild command all publish through it, so they
 // write the same keys and encoding.
-func NewPublisher(cfg config.Config, rdb redis.UniversalClient, mirror rebuild.Mirror, now func() time.Time) *rebuild.Publisher {
+func NewPublisher(cfg config.Config, rdb redis.UniversalClient, mirror rebuild.Mirror, clk clock.Clock) *rebuild.Publisher {
 	r := cfg.Rebuild
 	return rebuild.NewPublisher(rdb, rebuild.PublisherOptions{
 		Layout:     cachekeys.Layout{Prefix: cfg.Cache.KeyPrefix, PostHog: cfg.Cache.Layout == "posthog"},
@@ -98,7 +103,7 @@ func NewPublisher(cfg config.Config, rdb redis.UniversalClient, mirror rebuild.M
 		TempTTL: r.BuildTimeout + 10*time.Minute, PostHogTTL: cfg.Cache.TTL,
 		Compress: cfg.Cache.Compress,
 		Mirror:   mirror,
-		Now:      now,
+		Clock:    clk,
 	})
 }
 

@@ -129,9 +129,7 @@ func startDemo(ctx context.Context, o demoOptions) (d *demo, err error) {
 			Pods:       simulator.PodSource{L: d.live},
 			PodMemory:  simulator.PodSource{L: d.live},
 			Flags:      simulator.FlagSource{L: d.live},
-			Now:        d.live.Now,
-			FromWall:   d.live.FromWall,
-			ToWall:     d.live.ToWall,
+			Clock:      d.live.Clock(),
 			// first to start, last to stop: the sources read it.
 			Services: []service.Service{d.live},
 		},
@@ -184,8 +182,9 @@ func demoConfig(o demoOptions, brokerURL, cacheURL string) (config.Config, error
 	// naive workers keep the original queue: both pipelines run on the same traffic.
 	r.CeleryConsumer.Enabled = true
 	r.Notify.Enabled = false
-	// No stale sweep: it compares the builds' wall-clock times with simulated changes.
-	r.SweepInterval = 0
+	// The stale sweep runs as in serve, as often in simulated time: builds and
+	// changes are on the one simulated clock.
+	r.SweepInterval = max(time.Duration(float64(r.SweepInterval)/o.Speed), time.Second)
 	// The test-automation team's half a gigabyte of cohorts is exactly what flagwarden
 	// holds back: above this limit a team is quarantined and waits for an operator
 	// instead of being built.

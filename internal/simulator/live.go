@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/flagwarden/flagwarden/internal/clock"
 )
 
 // LiveOptions configure a simulation that runs in real time, for the demo.
@@ -52,6 +54,7 @@ type Live struct {
 	wall0   time.Time
 	sim0    time.Time
 	wallNow func() time.Time
+	clk     *clock.Scaled
 
 	mu      sync.Mutex
 	sim     *Sim
@@ -94,24 +97,26 @@ func NewLive(ctx context.Context, o LiveOptions) (*Live, error) {
 		return nil, err
 	}
 	o.Workers.Seed = o.Sim.Seed
-	return &Live{
+	l := &Live{
 		opts: o, logger: o.Logger, speed: o.Speed, wall0: now, sim0: now, wallNow: time.Now,
 		sim: s, workers: NewCeleryWorkers(o.Workers, now),
-	}, nil
+	}
+	// wallNow is read through l so that tests can drive the clock by hand.
+	l.clk = clock.NewScaledFrom(now, now, o.Speed, func() time.Time { return l.wallNow() })
+	return l, nil
 }
 
-// Now is the simulated time: what every component of the demo uses as its clock.
-func (l *Live) Now() time.Time { return l.FromWall(l.wallNow()) }
+// Clock is the simulated clock: what every component of the demo reads the time from.
+func (l *Live) Clock() clock.Clock { return l.clk }
+
+// Now is the simulated time.
+func (l *Live) Now() time.Time { return l.clk.Now() }
 
 // FromWall maps a wall-clock time onto the simulated clock.
-func (l *Live) FromWall(t time.Time) time.Time {
-	return l.sim0.Add(time.Duration(float64(t.Sub(l.wall0)) * l.speed))
-}
+func (l *Live) FromWall(t time.Time) time.Time { return l.clk.FromWall(t) }
 
 // ToWall maps a simulated time onto the wall clock.
-func (l *Live) ToWall(t time.Time) time.Time {
-	return l.wall0.Add(time.Duration(float64(t.Sub(l.sim0)) / l.speed))
-}
+func (l *Live) ToWall(t time.Time) time.Time { return l.clk.ToWall(t) }
 
 // Speed is simulated seconds per real second.
 func (l *Live) Speed() float64 { return l.speed }

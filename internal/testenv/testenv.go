@@ -85,24 +85,60 @@ func Postgres(t testing.TB) string {
 // its URL (redis://127.0.0.1:PORT/0). It is killed when the test ends.
 func Redis(t testing.TB) string {
 	t.Helper()
+	return StartRedis(t).URL()
+}
+
+// RedisServer is a redis-server of the test's own, without persistence, that the
+// test can kill and start again on the same port (empty, as a restarted cache Redis
+// without persistence comes back).
+type RedisServer struct {
+	t    testing.TB
+	bin  string
+	port int
+	dir  string
+	cmd  *exec.Cmd
+}
+
+// StartRedis starts a redis-server on a free loopback port; it is killed when the test
+// ends.
+func StartRedis(t testing.TB) *RedisServer {
+	t.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
 		Missing(t, "redis-server", err)
 	}
-	port := FreePort(t)
-	dir := t.TempDir()
-	cmd := exec.Command(bin, "--bind", "127.0.0.1", "--port", strconv.Itoa(port),
-		"--save", "", "--appendonly", "no", "--dir", dir, "--daemonize", "no", "--loglevel", "warning")
+	r := &RedisServer{t: t, bin: bin, port: FreePort(t), dir: t.TempDir()}
+	r.Start()
+	t.Cleanup(r.Kill)
+	return r
+}
+
+// URL is the server's redis:// URL, database 0.
+func (r *RedisServer) URL() string { return "redis://" + r.Addr() + "/0" }
+
+// Addr is host:port.
+func (r *RedisServer) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(r.port)) }
+
+// Start starts the server (again) and waits until it accepts connections.
+func (r *RedisServer) Start() {
+	r.t.Helper()
+	cmd := exec.Command(r.bin, "--bind", "127.0.0.1", "--port", strconv.Itoa(r.port),
+		"--save", "", "--appendonly", "no", "--dir", r.dir, "--daemonize", "no", "--loglevel", "warning")
 	if err := cmd.Start(); err != nil {
-		Missing(t, "redis-server", err)
+		Missing(r.t, "redis-server", err)
 	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-	})
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	WaitTCP(t, addr, 10*time.Second)
-	return "redis://" + addr + "/0"
+	r.cmd = cmd
+	WaitTCP(r.t, r.Addr(), 10*time.Second)
+}
+
+// Kill stops the server with SIGKILL: everything it held is lost. Idempotent.
+func (r *RedisServer) Kill() {
+	if r.cmd == nil {
+		return
+	}
+	_ = r.cmd.Process.Kill()
+	_ = r.cmd.Wait()
+	r.cmd = nil
 }
 
 // FreePort returns a free TCP port on 127.0.0.1.
