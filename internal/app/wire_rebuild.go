@@ -22,9 +22,9 @@ func (a *App) wireRebuild(ctx context.Context) error {
 		return nil
 	}
 	logger := a.logger.With("component", "rebuild")
-	src := a.rebuildSource()                                 // the flag database, or the embedded source (embedded.go)
+	src := a.rebuildSource()                                   // the flag database, or the embedded source (embedded.go)
 	pub := NewPublisher(a.cfg, a.cache, Mirror(a.s3), a.clock) // the clock the cache-freshness collector judges by
-	e, err := a.newRebuildEngine(ctx, rebuild.Options{       // Postgres, or SQLite when embedded
+	e, err := a.newRebuildEngine(ctx, rebuild.Options{         // Postgres, or SQLite when embedded
 		Source: src, Sizes: src, Publisher: pub,
 		Builder: rebuild.BuilderOptions{PageSize: r.PageSize, FailOnMalformed: r.OnMalformed == "fail",
 			Contract: rebuild.Contract(a.cfg.Cache.PostHogContract)},

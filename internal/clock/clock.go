@@ -32,7 +32,7 @@ func (wall) ToWall(t time.Time) time.Time   { return t }
 // ToWall are the identity): a fixed time in tests, say.
 type Func func() time.Time
 
-func (f Func) Now() time.Time                 { return f() }
+func (f Func) Now() time.Time               { return f() }
 func (Func) FromWall(t time.Time) time.Time { return t }
 func (Func) ToWall(t time.Time) time.Time   { return t }
 
