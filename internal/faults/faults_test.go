@@ -1,0 +1,186 @@
+package faults
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/require"
+
+	"github.com/flagwarden/flagwarden/internal/cachekeys")
+
+// scenario breaks one part of a running deployment and checks what a user would.
+// They run in order against one deployment, each leaving it healthy for the next.
+type scenario struct {
+	name string
+	run  func(t *testing.T, e *env)
+}
+
+// scenarios is the suite. The Celery intake's scenarios (a poison batch left in
+// unacked, the 116k-task burst through the consumer) join this list with the
+// consumer's rework; they need rebuild.celery_consumer.enabled in env.config.
+var scenarios = []scenario{
+	{"cache Redis restarts empty: every cache comes back", cacheRedisRestart},
+	{"state database connections terminated: writes succeed", stateConnectionsTerminated},
+	{"serve killed mid-build: the build is rescued and completes", serveKilledMidBuild},
+	{"Alertmanager down, then up: no lost alert", alertmanagerOutage},
+}
+
+func TestFaults(t *testing.T) {
+	if testing.Short() {
+		t.Skip("the fault suite runs serve as a subprocess; not in -short")
+	}
+	e := newEnv(t)
+	e.start()
+	// Every team's caches are built once before anything breaks.
+	need := e.teamsNeedingCaches()
+	require.NotEmpty(t, need)
+	e.eventually(90*time.Second, "the first builds did not cover every team", func() bool { return e.missingCaches(need) == 0 })
+	for _, s := range scenarios {
+		ok := t.Run(s.name, func(t *testing.T) {
+			e.t = t // the scenarios run one after the other
+			defer func() { e.t = e.root }()
+			s.run(t, e)
+		})
+		if !ok {
+			return // the deployment may be left broken: stop here
+		}
+	}
+}
+
+// cacheRedisRestart: the cache Redis is killed and comes back empty. Nothing in the
+// flag data changed, so no intake asks for a build; the sweep finds every cache
+// missing from the build index and rebuilds it, and meanwhile the staleness
+// detectors say caches are missing.
+func cacheRedisRestart(t *testing.T, e *env) {
+	need := e.teamsNeedingCaches()
+	total := 0
+	for _, k := range need {
+		total += len(k)
+	}
+	e.cache.Kill()
+	e.cache.Start()
+	require.Equal(t, total, e.missingCaches(need), "the restarted Redis holds nothing")
+	restarted := time.Now()
+	e.eventually(2*time.Minute, "caches still missing after the cache Redis restarted", func() bool { return e.missingCaches(need) == 0 })
+	t.Logf("%d caches of %d teams back %s after the restart (sweep interval 3s)", total, len(need), time.Since(restarted).Round(100*time.Millisecond))
+	// The look in between judged the missing caches stale.
+	found := false
+	for _, f := range e.findings() {
+		if (f.Kind == "cache_stale" || f.Kind == "fleet_cache_stale") && strings.Contains(f.Summary, "missing") {
+			found = true
+		}
+	}
+	require.True(t, found, "no finding said that caches were missing")
+}
+
+// stateConnectionsTerminated: every connection to the state database is terminated
+// (a failover, an operator's pg_terminate_backend); the next writes succeed, three
+// times in a row.
+func stateConnectionsTerminated(t *testing.T, e *env) {
+	team := firstTeam(e)
+	path := "/api/v1/teams/" + strconv.FormatInt(team, 10)
+	reads := 0
+	// kill makes serve hold state-database connections (a read of the rebuild
+	// status, past the response cache) and terminates them.
+	kill := func() {
+		reads++
+		require.Equal(t, http.StatusOK, e.api(http.MethodGet, "/api/v1/rebuilds?n="+strconv.Itoa(reads), nil, nil))
+		require.Positive(t, terminate(t, e.dbURL), "no connection to terminate")
+	}
+	for round := range 3 {
+		kill()
+		require.Equal(t, http.StatusAccepted, e.api(http.MethodPost, path+"/rebuild", map[string]string{"reason": "faults"}, nil),
+			"round %d: rebuild request after termination", round)
+		kill()
+		require.Equal(t, http.StatusOK, e.api(http.MethodPost, path+"/quarantine", map[string]string{"reason": "faults"}, nil),
+			"round %d: quarantine after termination", round)
+		kill()
+		require.Equal(t, http.StatusOK, e.api(http.MethodPost, path+"/release", map[string]string{"reason": "faults"}, nil),
+			"round %d: release after termination", round)
+	}
+}
+
+func firstTeam(e *env) int64 {
+	var id int64
+	require.NoError(e.t, e.pool.QueryRow(context.Background(),
+		`SELECT min(team_id) FROM posthog_featureflag WHERE NOT deleted AND active`).Scan(&id))
+	return id
+}
+
+// terminate ends every other connection to the database at url and says how many.
+func terminate(t *testing.T, url string) int {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, url)
+	require.NoError(t, err)
+	defer conn.Close(ctx)
+	var n int
+	require.NoError(t, conn.QueryRow(ctx, `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+		WHERE datname = current_database() AND pid <> pg_backend_pid()`).Scan(&n))
+	return n
+}
+
+// serveKilledMidBuild: serve is killed with SIGKILL while it builds the giant team;
+// a new serve rescues the job (the dead replica's heartbeat stopped), builds the team
+// after all, and the dead build's temporary keys are gone.
+func serveKilledMidBuild(t *testing.T, e *env) {
+	giant := strconv.FormatInt(e.giant, 10)
+	before := len(e.history(e.giant))
+	require.Equal(t, http.StatusAccepted, e.api(http.MethodPost, "/api/v1/teams/"+giant+"/rebuild", map[string]string{"reason": "faults"}, nil))
+	// Wait until the build writes its temporary keys, then kill serve.
+	building := cachekeys.Layout{}.Building(e.giant, cachekeys.KindFlags)
+	e.eventually(60*time.Second, "the giant team's build never started writing", func() bool {
+		return e.cdb.SCard(context.Background(), building).Val() > 0
+	})
+	builds, err := e.cdb.SMembers(context.Background(), building).Result()
+	require.NoError(t, err)
+	e.serve.stop(syscall.SIGKILL)
+	leftover := cachekeys.Layout{}.Temp(e.giant, cachekeys.KindFlags, builds[0])
+
+	e.start()
+	e.eventually(2*time.Minute, "the killed build was not rescued and completed", func() bool {
+		h := e.history(e.giant)
+		return len(h) > before && h[0].OK
+	})
+	h := e.history(e.giant)
+	rescued := false
+	for _, r := range h[:len(h)-before] {
+		rescued = rescued || (!r.OK && strings.Contains(r.Error, "rescued"))
+	}
+	require.True(t, rescued, "no rescued attempt in the history: %+v", h[:len(h)-before])
+	require.Zero(t, e.cdb.Exists(context.Background(), leftover).Val(), "the dead build's temporary key is still there")
+}
+
+// alertmanagerOutage: Alertmanager is down when a finding fires (an operator
+// quarantines a team); when it is back, the alert arrives, because flagwarden keeps
+// sending what is active.
+func alertmanagerOutage(t *testing.T, e *env) {
+	team := firstTeam(e)
+	path := "/api/v1/teams/" + strconv.FormatInt(team, 10)
+	e.am.Kill()
+	require.Equal(t, http.StatusOK, e.api(http.MethodPost, path+"/quarantine", map[string]string{"reason": "faults: paging during an outage"}, nil))
+	e.eventually(30*time.Second, "the quarantine finding did not fire", func() bool {
+		for _, f := range e.findings() {
+			if f.Kind == "team_quarantined" && f.Subject == strconv.FormatInt(team, 10) && f.State == "firing" {
+				return true
+			}
+		}
+		return false
+	})
+	e.am.Start()
+	e.eventually(60*time.Second, "the alert raised during the outage never reached the receiver", func() bool {
+		_, ok := e.hook.Find("FlagwardenTeamQuarantined", "firing", "team", strconv.FormatInt(team, 10))
+		return ok
+	})
+	require.Equal(t, http.StatusOK, e.api(http.MethodPost, path+"/release", map[string]string{"reason": "faults"}, nil))
+	e.eventually(60*time.Second, "the release never resolved the alert", func() bool {
+		_, ok := e.hook.Find("FlagwardenTeamQuarantined", "resolved", "team", strconv.FormatInt(team, 10))
+		return ok
+	})
+}
