@@ -67,17 +67,17 @@ const token = "faults-operate-token-0123456789"
 type env struct {
 	// t is the test or scenario reporting now; root owns the processes.
 	t, root *testing.T
-	dbURL  string
-	pool   *pgxpool.Pool
-	cache  *testenv.RedisServer
-	broker *testenv.RedisServer
-	cdb    *redis.Client
-	am     *testenv.Alertmanager
-	hook   *testenv.Webhook
-	dir    string
-	cfg    string
-	addr   string
-	serve  *process
+	dbURL   string
+	pool    *pgxpool.Pool
+	cache   *testenv.RedisServer
+	broker  *testenv.RedisServer
+	cdb     *redis.Client
+	am      *testenv.Alertmanager
+	hook    *testenv.Webhook
+	dir     string
+	cfg     string
+	addr    string
+	serve   *process
 	// giant is the team whose build takes long enough to be killed mid-way.
 	giant int64
 }

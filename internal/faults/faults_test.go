@@ -12,7 +12,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
-	"github.com/flagwarden/flagwarden/internal/cachekeys")
+	"github.com/flagwarden/flagwarden/internal/cachekeys"
+)
 
 // scenario breaks one part of a running deployment and checks what a user would.
 // They run in order against one deployment, each leaving it healthy for the next.
