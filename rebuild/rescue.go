@@ -112,7 +112,7 @@ func (e *Engine) rescueDead(ctx context.Context) (int, error) {
 				e.logger.WarnContext(ctx, "auto quarantine failed", "team", d.team, "err", err)
 			}
 		}
-		now := time.Now().UTC()
+		now := e.rebuild.now() // build results are on the publisher's clock
 		res := BuildResult{TeamID: d.team, JobID: d.id, OK: false, Error: reason, StartedAt: now, FinishedAt: now, Reason: "rescue"}
 		if err := e.store.addResult(ctx, res); err != nil {
 			e.logger.WarnContext(ctx, "recording a rescued build failed", "team", d.team, "err", err)

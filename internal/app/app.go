@@ -42,7 +42,10 @@ type Options struct {
 	Registry *prometheus.Registry
 	// Version is reported by /metrics and the replica table.
 	Version string
-	// ReplicaID names this replica; empty uses the hostname and process id.
+	// ReplicaID names this replica; empty uses the hostname, the process id and the
+	// start time. It must differ between runs: the builds of a replica id that stopped
+	// heartbeating are rescued, and a container restarted in place keeps its hostname
+	// and often its pid.
 	ReplicaID string
 	// Embedded, when set, runs without Postgres or Kubernetes (see embedded.go).
 	Embedded *Embedded
@@ -111,7 +114,7 @@ func New(ctx context.Context, opts Options) (a *App, err error) {
 	replica := opts.ReplicaID
 	if replica == "" {
 		host, _ := os.Hostname()
-		replica = fmt.Sprintf("%s-%d", host, os.Getpid())
+		replica = fmt.Sprintf("%s-%d-%x", host, os.Getpid(), time.Now().UnixMilli()&0xffffff)
 	}
 	a = &App{
 		cfg: cfg, logger: opts.Logger, registry: reg, replica: replica, version: opts.Version,

@@ -102,11 +102,12 @@ func (am *Alertmanager) Kill() {
 
 // AMAlert is an alert as Alertmanager's API lists it.
 type AMAlert struct {
-	Labels      map[string]string `json:"labels"`
-	Annotations map[string]string `json:"annotations"`
-	StartsAt    time.Time         `json:"startsAt"`
-	EndsAt      time.Time         `json:"endsAt"`
-	Status      struct {
+	Labels       map[string]string `json:"labels"`
+	Annotations  map[string]string `json:"annotations"`
+	GeneratorURL string            `json:"generatorURL"`
+	StartsAt     time.Time         `json:"startsAt"`
+	EndsAt       time.Time         `json:"endsAt"`
+	Status       struct {
 		State string `json:"state"`
 	} `json:"status"`
 }
