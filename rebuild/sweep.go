@@ -35,6 +35,10 @@ type Sweep struct {
 	// Caches is the cache-freshness collector's latest look. With it a pass also
 	// rebuilds caches still indexed but gone (an evicted payload).
 	Caches func() snapshot.Caches
+	// Quarantined, if set, lists the quarantined teams: their missing or older caches
+	// are left to the quarantine (a change of their data, or the release, requests
+	// them), so that a team whose build cannot succeed is not retried every pass.
+	Quarantined func(context.Context) ([]Quarantine, error)
 	// Clock is the clock the builds were stamped with and the data changes carry
 	// (the demo's simulated one); default the wall clock.
 	Clock clock.Clock
@@ -85,6 +89,18 @@ func (s *Sweep) Run(ctx context.Context) (SweepResult, error) {
 		why[id] = "sweep: changed"
 	}
 	res.Changed = len(stale)
+	held := map[int64]bool{} // marked seen so that the other paths skip them
+	if s.Quarantined != nil && (s.Teams != nil || s.Caches != nil) {
+		qs, err := s.Quarantined(ctx)
+		if err != nil {
+			return res, err
+		}
+		for _, q := range qs {
+			if _, ok := why[q.TeamID]; !ok {
+				why[q.TeamID], held[q.TeamID] = "", true
+			}
+		}
+	}
 	if s.Teams != nil {
 		missing, older, err := s.fromIndex(ctx, s.Teams(), why)
 		if err != nil {
@@ -105,7 +121,9 @@ func (s *Sweep) Run(ctx context.Context) (SweepResult, error) {
 	}
 	ids := make([]int64, 0, len(why))
 	for id := range why {
-		ids = append(ids, id)
+		if !held[id] {
+			ids = append(ids, id)
+		}
 	}
 	slices.Sort(ids)
 	for _, id := range ids {

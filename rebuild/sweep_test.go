@@ -101,12 +101,16 @@ func TestSweepRebuildsEvictedCaches(t *testing.T) {
 		{TeamID: 5, Kind: "flags", Source: "flagwarden", Missing: true, Lag: snapshot.MissingLag},
 		{TeamID: 6, Kind: "flags", Source: "flagwarden"},
 		{TeamID: 7, Kind: "flags", Source: "posthog", Missing: true},
+		{TeamID: 8, Kind: "flags", Source: "flagwarden", Missing: true},
 	}}
 	s.Caches = func() snapshot.Caches { return look }
+	// Team 8 is quarantined: its quarantine decides when it is built, not the sweep.
+	s.Quarantined = func(context.Context) ([]Quarantine, error) { return []Quarantine{{TeamID: 8}}, nil }
 	res, err := s.Run(ctx)
 	require.NoError(t, err)
 	require.Equal(t, SweepResult{Missing: 1}, res)
 	require.Equal(t, 1, req.count(5))
+	require.Zero(t, req.count(8), "a quarantined team was requested")
 	res, err = s.Run(ctx)
 	require.NoError(t, err)
 	require.Zero(t, res.Requested(), "the same look is acted on once")

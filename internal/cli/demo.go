@@ -182,9 +182,10 @@ func demoConfig(o demoOptions, brokerURL, cacheURL string) (config.Config, error
 	// naive workers keep the original queue: both pipelines run on the same traffic.
 	r.CeleryConsumer.Enabled = true
 	r.Notify.Enabled = false
-	// The stale sweep runs as in serve, as often in simulated time: builds and
-	// changes are on the one simulated clock.
-	r.SweepInterval = max(time.Duration(float64(r.SweepInterval)/o.Speed), time.Second)
+	// The stale sweep runs as in serve, as often in simulated time (but at most every
+	// 5 s: a pass requests every team it finds behind): builds and changes are on the
+	// one simulated clock.
+	r.SweepInterval = max(time.Duration(float64(r.SweepInterval)/o.Speed), 5*time.Second)
 	// The test-automation team's half a gigabyte of cohorts is exactly what flagwarden
 	// holds back: above this limit a team is quarantined and waits for an operator
 	// instead of being built.
