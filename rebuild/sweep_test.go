@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
 	"github.com/flagwarden/flagwarden/internal/cachekeys"
@@ -126,4 +127,37 @@ type nopRequester struct{}
 
 func (nopRequester) Request(_ context.Context, team int64, _ string) (RequestResult, error) {
 	return RequestResult{TeamID: team}, nil
+}
+
+// BenchmarkSweepIndexPass measures one pass of the index path over 100,000 teams with
+// built caches (nothing to request): the cost the sweep adds to every pass.
+func BenchmarkSweepIndexPass(b *testing.B) {
+	ctx := context.Background()
+	opt, err := redis.ParseURL(testenv.Redis(b))
+	require.NoError(b, err)
+	rdb := redis.NewClient(opt)
+	defer rdb.Close()
+	const n = 100_000
+	l := cachekeys.Layout{}
+	at := time.Now()
+	teams := snapshot.Teams{At: at, Teams: make(map[int64]snapshot.TeamSize, n)}
+	for _, kind := range cachekeys.Kinds {
+		zs := make([]redis.Z, 0, n)
+		for id := int64(1); id <= n; id++ {
+			zs = append(zs, redis.Z{Member: id, Score: cachekeys.IndexScore(at)})
+		}
+		require.NoError(b, rdb.ZAdd(ctx, l.Index(kind), zs...).Err())
+	}
+	for id := int64(1); id <= n; id++ {
+		teams.Teams[id] = snapshot.TeamSize{TeamID: id, Flags: 3, ActiveFlags: 2, UpdatedAt: at.Add(-time.Hour)}
+	}
+	req := &countingRequester{inner: nopRequester{}, teams: map[int64]int{}}
+	s := NewSweep(emptyStale{}, rdb, l, req)
+	s.Teams = func() snapshot.Teams { return teams }
+	b.ResetTimer()
+	for range b.N {
+		res, err := s.Run(ctx)
+		require.NoError(b, err)
+		require.Zero(b, res.Requested())
+	}
 }
