@@ -15,7 +15,7 @@ const tableWidth = 100
 
 func newReplayCmd(env Env) *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "replay incident [-o table|wide|json|yaml] [--seed N]",
+		Use:   "replay incident",
 		Short: "replay the February incident with and without flagwarden and compare",
 		Args:  cobra.ArbitraryArgs,
 		RunE: func(*cobra.Command, []string) error {

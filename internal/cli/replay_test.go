@@ -31,7 +31,7 @@ func TestReplayUsageErrors(t *testing.T) {
 	}
 	// Help asked for goes to stdout and succeeds.
 	var out, errb bytes.Buffer
-	require.Equal(t, 0, Main(context.Background(), []string{"replay", "--help"}, Env{Stdout: &out, Stderr: &errb}))
+	require.Equal(t, 0, Main(context.Background(), []string{"replay", "incident", "--help"}, Env{Stdout: &out, Stderr: &errb}))
 	require.Contains(t, out.String(), "replay incident [-o table|wide|json|yaml] [--seed N]")
 	require.Empty(t, errb.String())
 }
