@@ -7,7 +7,6 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/flagwarden/flagwarden/internal/cachekeys"
 	"github.com/flagwarden/flagwarden/internal/config"
 	"github.com/flagwarden/flagwarden/internal/loop"
 	"github.com/flagwarden/flagwarden/rebuild"
@@ -23,18 +22,8 @@ func (a *App) wireRebuild(ctx context.Context) error {
 	logger := a.logger.With("component", "rebuild")
 	src := a.rebuildSource()                                 // the flag database, or the embedded source (embedded.go)
 	pub := NewPublisher(a.cfg, a.cache, Mirror(a.s3), a.now) // the clock the cache-freshness collector judges by
-	e, err := a.newRebuildEngine(ctx, rebuild.Options{       // Postgres, or SQLite when embedded
-		Source: src, Sizes: src, Publisher: pub,
-		Builder: rebuild.BuilderOptions{PageSize: r.PageSize, FailOnMalformed: r.OnMalformed == "fail",
-			Contract: rebuild.Contract(a.cfg.Cache.PostHogContract)},
-		SmallWorkers: r.Workers.Small, LargeWorkers: r.Workers.Large, QuarantineWorkers: r.Workers.Quarantine,
-		LargeTeamBytes: int64(r.LargeTeamBytes), HardLimitBytes: int64(r.HardLimitBytes),
-		QuarantineAfterFailures: r.QuarantineAfterFailures, QuarantineHold: r.QuarantineMode == "hold",
-		MemoryBudget: int64(r.MemoryBudget), GoMemoryLimit: int64(r.GoMemoryLimit),
-		BuildTimeout: r.BuildTimeout, MaxAttempts: r.MaxAttempts,
-		CoalesceDelay: r.CoalesceDelay, QuarantineCacheTTL: r.QuarantineCacheTTL,
-		Logger: logger, Registerer: a.registry,
-	})
+	e, err := a.newRebuildEngine(ctx,                        // Postgres, or SQLite when embedded
+		EngineOptions(a.cfg, src, pub, Sinks{Logger: logger, Registry: a.registry}))
 	if err != nil {
 		return fmt.Errorf("rebuild engine: %w", err)
 	}
@@ -92,7 +81,7 @@ func (a *App) migrateRebuild(ctx context.Context) error {
 func NewPublisher(cfg config.Config, rdb redis.UniversalClient, mirror rebuild.Mirror, now func() time.Time) *rebuild.Publisher {
 	r := cfg.Rebuild
 	return rebuild.NewPublisher(rdb, rebuild.PublisherOptions{
-		Layout:     cachekeys.Layout{Prefix: cfg.Cache.KeyPrefix, PostHog: cfg.Cache.Layout == "posthog"},
+		Layout:     CacheLayout(cfg),
 		ChunkBytes: int(r.ChunkBytes), MaxValueBytes: int64(r.MaxValueBytes),
 		TempTTL: r.BuildTimeout + 10*time.Minute, PostHogTTL: cfg.Cache.TTL,
 		Compress: cfg.Cache.Compress,

@@ -12,6 +12,7 @@ import (
 	"github.com/alicebob/miniredis/v2"
 	"github.com/prometheus/common/version"
 	"github.com/redis/go-redis/v9"
+	"github.com/spf13/cobra"
 
 	"github.com/flagwarden/flagwarden/internal/app"
 	"github.com/flagwarden/flagwarden/internal/config"
@@ -19,38 +20,43 @@ import (
 	"github.com/flagwarden/flagwarden/internal/simulator"
 )
 
-// runDemo runs every part of flagwarden on an embedded default: miniredis as the
+// newDemoCmd runs every part of flagwarden on an embedded default: miniredis as the
 // Celery broker and as the cache Redis, River on SQLite in a temporary directory, and
 // a simulated fleet running in accelerated real time behind the same interfaces the
 // real sources implement.
-func runDemo(ctx context.Context, env Env, args []string) int {
-	fs := newFlagSet("demo", env, "demo [--speed N] [--listen ADDR] [--alertmanager URL] [--seed N]")
+func newDemoCmd(env Env) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "demo [--speed N] [--listen ADDR] [--alertmanager URL] [--seed N]",
+		Short: "run everything on an embedded default (no servers needed) with a simulated fleet",
+		Args:  noArgs,
+	}
+	fs := cmd.Flags()
 	speed := fs.Float64("speed", 60, "simulated seconds per real second")
 	listen := fs.String("listen", "127.0.0.1:8080", "dashboard and API listen `address`")
 	am := fs.String("alertmanager", "", "Alertmanager `URL` to page (default: dashboard only)")
 	seed := fs.Uint64("seed", 1, "simulation seed: the same seed gives the same fleet and traffic")
 	level := fs.String("log-level", "warn", "log `level` (debug, info, warn, error)")
-	if code, ok := parseFlags(fs, args); !ok {
-		return code
-	}
-	d, err := startDemo(ctx, demoOptions{
-		Speed: *speed, Listen: *listen, Alertmanager: *am, Seed: *seed,
-		Logger: newLogger(config.Log{Level: *level, Format: "text"}, env.Stderr),
+	cmd.RunE = runBody(func(ctx context.Context, _ []string) int {
+		d, err := startDemo(ctx, demoOptions{
+			Speed: *speed, Listen: *listen, Alertmanager: *am, Seed: *seed,
+			Logger: newLogger(config.Log{Level: *level, Format: "text"}, env.Stderr),
+		})
+		if err != nil {
+			fmt.Fprintf(env.Stderr, "flagwarden demo: %v\n", err)
+			return 1
+		}
+		d.describe(env.Stdout)
+		<-ctx.Done()
+		fmt.Fprintln(env.Stdout, "\nstopping…")
+		stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 20*time.Second)
+		defer cancel()
+		if err := d.Stop(stopCtx); err != nil {
+			fmt.Fprintf(env.Stderr, "flagwarden demo: %v\n", err)
+			return 1
+		}
+		return 0
 	})
-	if err != nil {
-		fmt.Fprintf(env.Stderr, "flagwarden demo: %v\n", err)
-		return 1
-	}
-	d.describe(env.Stdout)
-	<-ctx.Done()
-	fmt.Fprintln(env.Stdout, "\nstopping…")
-	stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 20*time.Second)
-	defer cancel()
-	if err := d.Stop(stopCtx); err != nil {
-		fmt.Fprintf(env.Stderr, "flagwarden demo: %v\n", err)
-		return 1
-	}
-	return 0
+	return cmd
 }
 
 // demoOptions are the demo's flags.
