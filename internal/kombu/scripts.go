@@ -153,8 +153,10 @@ for i = s, e do
     if (l <= maxmsg and held + l <= budget) or l <= 2 * edge then
       out[#out + 1] = m
       held = held + l
-    else
+    elseif edge > 0 then
       out[#out + 1] = string.sub(m, 1, edge) .. string.sub(m, -edge)
+    else
+      out[#out + 1] = ''
     end
     m = nil
     measured(l)
