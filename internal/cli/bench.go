@@ -291,13 +291,14 @@ func requestOutcomes(reg *prometheus.Registry) map[string]int64 {
 // benchDedup fires 116,000 requests over 500 teams at a running engine on Postgres
 // and reports how many builds ran and how long the burst took to drain.
 func benchDedup(ctx context.Context, env Env, args []string) int {
-	fs := newFlagSet("bench", env, "bench dedup [--config FILE | --url URL] [--requests N] [--teams N] [--json]")
+	fs := newFlagSet("bench", env, "bench dedup [--config FILE | --url URL] [--requests N] [--teams N] [--intake in-process|celery] [--json]")
 	cfgPath := configFlag(fs, env)
 	url := fs.String("url", "", "Postgres `URL` for the flag data and the engine's jobs (default flag_database.url)")
 	requests := fs.Int("requests", 116000, "requests in the burst")
 	teamsN := fs.Int("teams", 500, "distinct teams the requests name")
 	coalesce := fs.Duration("coalesce-delay", 0, "rebuild.coalesce_delay for the engine (default the engine's)")
 	asJSON := fs.Bool("json", false, "print JSON")
+	intakeMode := fs.String("intake", "in-process", "how the burst arrives: in-process (Engine.Request), or celery (real Celery tasks on a private Redis, taken by the Celery consumer; also runs the in-process burst for comparison)")
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}
@@ -305,6 +306,9 @@ func benchDedup(ctx context.Context, env Env, args []string) int {
 	if err != nil {
 		printConfigError(env.Stderr, err)
 		return 1
+	}
+	if *intakeMode == "celery" {
+		return benchDedupCelery(ctx, env, dsn, *requests, *teamsN, *coalesce, *asJSON)
 	}
 	fail := func(err error) int { fmt.Fprintf(env.Stderr, "flagwarden bench dedup: %v\n", err); return 1 }
 	pool, err := pgxpool.New(ctx, dsn)
