@@ -43,7 +43,8 @@ func (a *App) wireRebuild(ctx context.Context) error {
 		c, err := rebuild.NewCeleryConsumer(a.broker, e, rebuild.CeleryOptions{
 			Queue: r.CeleryConsumer.Queue, Tasks: r.CeleryConsumer.Tasks,
 			Sep: b.Sep, PrioritySteps: b.PrioritySteps, KeyPrefix: b.GlobalKeyPrefix,
-			TeamKwarg: b.TeamArg.Kwarg, TeamPosition: b.TeamArg.Position, Logger: logger,
+			TeamKwarg: b.TeamArg.Kwarg, TeamPosition: b.TeamArg.Position, VisibilityTimeout: b.VisibilityTimeout,
+			Logger: logger, Registerer: a.registry,
 		})
 		if err != nil {
 			return fmt.Errorf("rebuild celery consumer: %w", err)

@@ -27,6 +27,8 @@ import (
 	"github.com/flagwarden/flagwarden/internal/config"
 	"github.com/flagwarden/flagwarden/internal/flagdb"
 	"github.com/flagwarden/flagwarden/internal/hypercache"
+	"github.com/flagwarden/flagwarden/internal/dedupbench"
+	"github.com/flagwarden/flagwarden/internal/procstat"
 	"github.com/flagwarden/flagwarden/internal/statedb"
 	"github.com/flagwarden/flagwarden/internal/units"
 	"github.com/flagwarden/flagwarden/internal/writebehind"
@@ -256,7 +258,7 @@ func benchTeam(ctx context.Context, pool *pgxpool.Pool, n int, log io.Writer) (i
 // measure runs fn once with heap sampling and a reset RSS high-water mark.
 func measure(mode string, flags int, fn func() (payload, stored int64, err error)) benchRow {
 	runtime.GC()
-	resetPeakRSS()
+	procstat.ResetPeakRSS()
 	base := heapBytes()
 	var peak atomic.Int64
 	peak.Store(base)
@@ -283,7 +285,7 @@ func measure(mode string, flags int, fn func() (payload, stored int64, err error
 	el := time.Since(start)
 	close(done)
 	wg.Wait()
-	row := benchRow{Mode: mode, Flags: flags, PayloadBytes: n, StoredBytes: stored, Seconds: el.Seconds(), PeakHeapBytes: peak.Load(), PeakRSSBytes: peakRSS()}
+	row := benchRow{Mode: mode, Flags: flags, PayloadBytes: n, StoredBytes: stored, Seconds: el.Seconds(), PeakHeapBytes: peak.Load(), PeakRSSBytes: procstat.PeakRSS()}
 	if err != nil {
 		row.Note = "error: " + err.Error()
 	}
@@ -294,24 +296,6 @@ func heapBytes() int64 {
 	s := []rtmetrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
 	rtmetrics.Read(s)
 	return int64(s[0].Value.Uint64())
-}
-
-// resetPeakRSS resets VmHWM (Linux: writing 5 to clear_refs); best effort.
-func resetPeakRSS() { _ = os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) }
-
-// peakRSS is VmHWM from /proc/self/status, 0 where unavailable.
-func peakRSS() int64 {
-	b, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			return kb << 10
-		}
-	}
-	return 0
 }
 
 // requestOutcomes sums flagwarden_rebuild_requests_total by outcome.
@@ -341,12 +325,13 @@ type benchDedupFlags struct {
 	cfgPath, url    *string
 	requests, teams *int
 	coalesce        *time.Duration
+	intake          *string
 	out             *output
 }
 
 func newBenchDedupCmd(env Env) *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "dedup [--config FILE | --url URL] [--requests N] [--teams N] [-o table|json|yaml]",
+		Use:   "dedup [--config FILE | --url URL] [--requests N] [--teams N] [--intake in-process|celery] [-o table|json|yaml]",
 		Short: "fire a burst of duplicate rebuild requests at a running engine and count the builds",
 		Args:  noArgs,
 	}
@@ -357,6 +342,7 @@ func newBenchDedupCmd(env Env) *cobra.Command {
 		requests: fs.Int("requests", 116000, "requests in the burst"),
 		teams:    fs.Int("teams", 500, "distinct teams the requests name"),
 		coalesce: fs.Duration("coalesce-delay", 0, "rebuild.coalesce_delay for the engine (default the configuration's)"),
+		intake:   fs.String("intake", "in-process", "how the burst arrives: in-process (Engine.Request), or celery (real Celery tasks on a private Redis, taken by the Celery consumer; also runs the in-process burst for comparison)"),
 		out:      outputFlags(cmd, fs),
 	}
 	cmd.RunE = runBody(func(ctx context.Context, _ []string) int { return benchDedup(ctx, env, f) })
@@ -376,6 +362,14 @@ func benchDedup(ctx context.Context, env Env, f benchDedupFlags) int {
 	if err != nil {
 		printConfigError(env.Stderr, err)
 		return 1
+	}
+	switch *f.intake {
+	case "celery":
+		return benchDedupCelery(ctx, env, dsn, *requests, *teamsN, *coalesce, format)
+	case "in-process":
+	default:
+		fmt.Fprintf(env.Stderr, "flagwarden bench dedup: --intake %q: want in-process or celery\n", *f.intake)
+		return 2
 	}
 	fail := func(err error) int { fmt.Fprintf(env.Stderr, "flagwarden bench dedup: %v\n", err); return 1 }
 	pool, err := pgxpool.New(ctx, dsn)
@@ -416,28 +410,10 @@ func benchDedup(ctx context.Context, env Env, f benchDedupFlags) int {
 	}
 	defer func() { _ = e.Stop(context.WithoutCancel(ctx)) }()
 	start := time.Now()
-	var next atomic.Int64
-	var errs atomic.Int64
-	var wg sync.WaitGroup
+	var sent atomic.Int64
 	p := env.newProgress("bench dedup: requests", "requests", int64(*requests))
-	stopProgress := follow(p, func() int64 { return min(next.Load(), int64(*requests)) })
-	for range 16 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := next.Add(1) - 1
-				if i >= int64(*requests) {
-					return
-				}
-				team := res.FirstTeamID + i%int64(*teamsN)
-				if _, err := e.Request(ctx, team, "bench"); err != nil {
-					errs.Add(1)
-				}
-			}
-		}()
-	}
-	wg.Wait()
+	stopProgress := follow(p, func() int64 { return sent.Load() })
+	errs := dedupbench.Burst(ctx, e, res.FirstTeamID, *requests, *teamsN, &sent)
 	intake := time.Since(start)
 	stopProgress()
 	p.Finish()
@@ -468,7 +444,7 @@ func benchDedup(ctx context.Context, env Env, f benchDedupFlags) int {
 	}
 	outcomes := requestOutcomes(reg)
 	rate := float64(*requests) / max(intake.Seconds(), 1e-9)
-	out := map[string]any{"requests": *requests, "teams": *teamsN, "request_errors": errs.Load(), "builds": builds,
+	out := map[string]any{"requests": *requests, "teams": *teamsN, "request_errors": errs, "builds": builds,
 		"intake_seconds": intake.Seconds(), "intake_requests_per_second": rate, "drain_seconds": drain.Seconds(),
 		"outcomes": outcomes}
 	if structured(format) {
@@ -478,7 +454,7 @@ func benchDedup(ctx context.Context, env Env, f benchDedupFlags) int {
 		return 0
 	}
 	fmt.Fprintf(env.Stdout, "requests %d over %d teams: %d builds, %d request errors; intake %.2fs (%.0f requests/s), drained in %.1fs\n",
-		*requests, *teamsN, builds, errs.Load(), intake.Seconds(), rate, drain.Seconds())
+		*requests, *teamsN, builds, errs, intake.Seconds(), rate, drain.Seconds())
 	fmt.Fprintf(env.Stdout, "request outcomes: coalesced in memory %d, joined in the database %d, inserted %d\n",
 		outcomes["coalesced"], outcomes["joined"], outcomes["inserted"])
 	return 0
