@@ -15,6 +15,7 @@ import (
 	"github.com/flagwarden/flagwarden/detectors"
 	"github.com/flagwarden/flagwarden/internal/config"
 	"github.com/flagwarden/flagwarden/internal/loop"
+	"github.com/flagwarden/flagwarden/internal/posthog"
 	"github.com/flagwarden/flagwarden/internal/series"
 	"github.com/flagwarden/flagwarden/internal/snapshot"
 	"github.com/flagwarden/flagwarden/rebuild"
@@ -22,6 +23,10 @@ import (
 
 // maxHistoryPoints bounds the points a chart series carries over the wire.
 const maxHistoryPoints = 240
+
+// minWindow is the shortest history a client may ask for: the collectors measure every
+// few seconds, so a shorter window holds no point and is a typo (1ns for 1h).
+const minWindow = time.Second
 
 // maxWindow is the longest history a client may ask for (the store's longest retention).
 const maxWindow = 30 * 24 * time.Hour
@@ -534,15 +539,37 @@ func (a *API) collectors(c *gin.Context) {
 	c.JSON(http.StatusOK, gin.H{"collectors": out})
 }
 
-// teamID parses the :id path parameter, answering 400 when it is not a positive integer.
+// teamID parses the :id path parameter with posthog.ParseTeamID, so the API accepts one
+// spelling per team. A canonical number too large for the schema's int4 column names no
+// team: that is 404 unknown team, like any other id without a team; anything else
+// ("+5", "00001", "abc", "0") is a 400 naming the parameter.
 func teamID(c *gin.Context) (int64, bool) {
 	raw := c.Param("id")
-	id, err := strconv.ParseInt(raw, 10, 64)
-	if err != nil || id <= 0 {
-		abort(c, http.StatusBadRequest, codeBadRequest, fmt.Sprintf("team id must be a positive integer, got %q", raw))
+	id, err := posthog.ParseTeamID(raw)
+	if err == nil {
+		return id, true
+	}
+	if canonicalDigits(raw) {
+		abort(c, http.StatusNotFound, codeNotFound, fmt.Sprintf("unknown team %s (team ids go up to %d)", raw, posthog.MaxTeamID))
 		return 0, false
 	}
-	return id, true
+	abort(c, http.StatusBadRequest, codeBadRequest,
+		fmt.Sprintf("team id must be a positive integer without sign or leading zeros, got %q", raw))
+	return 0, false
+}
+
+// canonicalDigits reports whether s is a positive decimal number as a person writes it:
+// digits only, no leading zero.
+func canonicalDigits(s string) bool {
+	if s == "" || s[0] == '0' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 func intParam(c *gin.Context, name string, def, lo, hi int64) (int64, bool) {
@@ -577,8 +604,8 @@ func durationParam(c *gin.Context, name string, def time.Duration) (time.Duratio
 		return def, true
 	}
 	v, err := time.ParseDuration(raw)
-	if err != nil || v <= 0 || v > maxWindow {
-		abort(c, http.StatusBadRequest, codeBadRequest, fmt.Sprintf("%s must be a duration from 1s to %s (e.g. 6h), got %q", name, maxWindow, raw))
+	if err != nil || v < minWindow || v > maxWindow {
+		abort(c, http.StatusBadRequest, codeBadRequest, fmt.Sprintf("%s must be a duration from %s to %s (e.g. 6h), got %q", name, minWindow, maxWindow, raw))
 		return 0, false
 	}
 	return v, true

@@ -34,8 +34,9 @@ func param(name, in, typ, desc string, required bool) obj {
 	return obj{"name": name, "in": in, "required": required, "description": desc, "schema": obj{"type": typ}}
 }
 
-var idParam = obj{"name": "id", "in": "path", "required": true, "description": "Team id (a positive integer).",
-	"schema": obj{"type": "integer", "format": "int64", "minimum": 1}}
+var idParam = obj{"name": "id", "in": "path", "required": true,
+	"description": "Team id: a positive decimal integer without sign or leading zeros (\"+5\" and \"00001\" are 400). A number above 2147483647 (the schema's int4) names no team: 404.",
+	"schema":      obj{"type": "integer", "format": "int64", "minimum": 1}}
 
 func op(summary string, params []obj, ok obj, okCode string, errs ...string) obj {
 	responses := obj{okCode: ok}
@@ -45,7 +46,8 @@ func op(summary string, params []obj, ok obj, okCode string, errs ...string) obj
 		"401": "No token where one is required, or an unknown or malformed token.",
 		"403": "The token's role may not do this.",
 		"404": "Unknown team, queue or payload.",
-		"413": "Request body too large (http.max_body_bytes).",
+		"413": "Request body too large (http.max_body_bytes), whitespace included.",
+		"415": "A body sent with a Content-Type other than application/json.",
 		"503": "Concurrency limit reached (http.max_concurrent), handler timeout, or the component is disabled.",
 	}
 	for _, e := range append([]string{"401", "503"}, errs...) {
@@ -63,7 +65,7 @@ func op(summary string, params []obj, ok obj, okCode string, errs ...string) obj
 }
 
 func buildOpenAPI() obj {
-	window := param("window", "query", "string", "History window as a Go duration, e.g. 6h.", false)
+	window := param("window", "query", "string", "History window as a Go duration from 1s to 720h, e.g. 6h.", false)
 	reasonBody := obj{"required": false, "content": jsonContent(ref("WriteBody"))}
 	reasonRequired := obj{"required": true, "content": jsonContent(ref("WriteBody"))}
 	payloadOp := func(what string) obj {
@@ -118,11 +120,11 @@ func buildOpenAPI() obj {
 			resp("Loops.", obj{"type": "object", "properties": obj{"collectors": arrayOf(ref("LoopHealth"))}}), "200")},
 		"/api/v1/teams/{id}/rebuild": obj{"post": withBody(op("Request a rebuild of the team's caches (operate role).",
 			[]obj{idParam}, resp("Accepted: the job created, or the waiting one joined.", ref("RebuildAccepted")), "202",
-			"400", "403", "404", "413"), reasonBody)},
+			"400", "403", "404", "413", "415"), reasonBody)},
 		"/api/v1/teams/{id}/quarantine": obj{"post": withBody(op("Quarantine the team: its builds stop delaying others (operate role).",
-			[]obj{idParam}, resp("Quarantined.", ref("WriteResult")), "200", "400", "403", "404", "413"), reasonRequired)},
+			[]obj{idParam}, resp("Quarantined.", ref("WriteResult")), "200", "400", "403", "404", "413", "415"), reasonRequired)},
 		"/api/v1/teams/{id}/release": obj{"post": withBody(op("Release the team from quarantine (operate role).",
-			[]obj{idParam}, resp("Released.", ref("WriteResult")), "200", "400", "403", "404", "413"), reasonRequired)},
+			[]obj{idParam}, resp("Released.", ref("WriteResult")), "200", "400", "403", "404", "413", "415"), reasonRequired)},
 	}
 	for path, item := range paths {
 		for method, o := range item.(obj) {
@@ -136,7 +138,7 @@ func buildOpenAPI() obj {
 	schemas := obj{
 		"Error": obj{"type": "object", "required": []string{"error"}, "properties": obj{"error": obj{
 			"type": "object", "required": []string{"code", "message"}, "properties": obj{
-				"code": obj{"type": "string", "enum": []string{codeBadRequest, codeBodyTooLarge, codeUnauthorized, codeForbidden,
+				"code": obj{"type": "string", "enum": []string{codeBadRequest, codeBodyTooLarge, codeUnsupportedMediaType, codeUnauthorized, codeForbidden,
 					codeNotFound, codeOverloaded, codeTimeout, codeDisabled, codeInternal}},
 				"message": str}}}},
 		"Whoami": obj{"type": "object", "properties": obj{"authenticated": boolean, "name": str, "role": str,
@@ -179,11 +181,16 @@ func buildOpenAPI() obj {
 			"evidence": obj{"type": "object", "additionalProperties": num}, "state": str, "active_at": ts,
 			"fired_at": ts, "resolved_at": ts, "runbook_url": str, "generator_url": str}},
 		"Quarantine": quarantine,
-		"BuildResult": obj{"type": "object", "properties": obj{"team_id": integer, "job_id": integer, "lane": str, "started_at": ts, "finished_at": ts, "ok": boolean, "error": str, "unchanged": boolean, "flags": integer, "cohorts": integer, "skipped_flags": integer, "flags_bytes": integer, "definitions_bytes": integer, "flags_stored_bytes": integer, "definitions_stored_bytes": integer, "peak_heap_bytes": integer,
-			"skipped":           arrayOf(obj{"type": "object", "properties": obj{"id": integer, "key": str, "reason": str, "detail": str}}),
-			"skipped_by_reason": obj{"type": "object", "additionalProperties": integer}}},
+		"BuildResult": obj{"type": "object", "properties": obj{"team_id": integer, "job_id": integer, "lane": str, "started_at": ts, "finished_at": ts, "ok": boolean, "error": str, "unchanged": boolean, "flags": integer, "cohorts": integer, "skipped_flags": integer, "flags_bytes": integer, "definitions_bytes": integer, "flags_stored_bytes": integer, "definitions_stored_bytes": integer,
+			"peak_heap_bytes":    obj{"type": "integer", "format": "int64", "description": "The whole process's peak Go heap during the build (other builds and the server included), not the build's own figure."},
+			"memory_bound_bytes": obj{"type": "integer", "format": "int64", "description": "What the build reserved of the memory budget before it started: its own bound. 0 for builds run outside the engine."},
+			"skipped":            arrayOf(obj{"type": "object", "properties": obj{"id": integer, "key": str, "reason": str, "detail": str}}),
+			"skipped_by_reason":  obj{"type": "object", "additionalProperties": integer}}},
 		"EngineStatus": obj{"type": "object", "properties": obj{
-			"lanes":        arrayOf(obj{"type": "object", "properties": obj{"lane": str, "running": integer, "waiting": integer, "workers": integer}}),
+			"lanes": arrayOf(obj{"type": "object", "properties": obj{"lane": str,
+				"running":      obj{"type": "integer", "description": "Jobs of the lane in the job table's running state, every replica together; includes builds whose end is not yet recorded and jobs of a dead process until rescued, so it can exceed workers."},
+				"running_here": obj{"type": "integer", "description": "Builds this replica runs now, out of workers."},
+				"waiting":      integer, "workers": obj{"type": "integer", "description": "Build workers of the lane in this replica."}}}),
 			"budget_bytes": integer, "budget_in_use_bytes": integer,
 			"quarantined": arrayOf(ref("Quarantine")), "recent": arrayOf(ref("BuildResult"))}},
 		"LoopHealth": obj{"type": "object", "properties": obj{"name": str, "up": boolean, "passes": integer, "failures": integer,
@@ -214,7 +221,7 @@ func buildOpenAPI() obj {
 		// document, at its own address (http.external_url for people).
 		"servers": []obj{{"url": "/", "description": "The flagwarden replica serving this document."}},
 		"info": obj{"title": "flagwarden API", "version": "1",
-			"description": "Findings, queues, team sizes, caches and the rebuild engine. Errors are {\"error\":{\"code\",\"message\"}}."},
+			"description": "Findings, queues, team sizes, caches and the rebuild engine. Errors are {\"error\":{\"code\",\"message\"}}, also for unknown paths. Every GET is also answered for HEAD, with the same status and headers and no body."},
 		"paths":      paths,
 		"security":   []obj{{"bearer": []string{}}},
 		"components": obj{"schemas": schemas, "securitySchemes": obj{"bearer": obj{"type": "http", "scheme": "bearer"}}},
