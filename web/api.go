@@ -197,6 +197,7 @@ func (a *API) Register(r *gin.Engine) {
 	getAndHead(read, "/outliers", a.outliers)
 	getAndHead(read, "/findings", a.findings)
 	getAndHead(read, "/pods", a.pods)
+	getAndHead(read, "/caches", a.cacheFreshness)
 	getAndHead(read, "/rebuilds", a.rebuildStatus)
 	getAndHead(read, "/collectors", a.collectors)
 

@@ -811,3 +811,50 @@ func TestTrailingSlash(t *testing.T) {
 	require.Equal(t, http.StatusMovedPermanently, r.Code)
 	require.Equal(t, "/teams?x=1", r.Header.Get("Location"))
 }
+
+func TestCacheFreshness(t *testing.T) {
+	t.Parallel()
+	b := newBundle(t)
+	var got struct {
+		Caches, Stale, Missing int
+		MaxLag                 float64 `json:"max_lag_seconds"`
+		History                map[string][]series.Point
+	}
+	r := b.do(t, "GET", "/api/v1/caches?window=2h", readToken, "")
+	require.Equal(t, http.StatusOK, r.Code)
+	require.NoError(t, json.Unmarshal(r.Body, &got))
+	require.Equal(t, 3, got.Caches)
+	require.Equal(t, 1, got.Stale, "team 2's flags cache is 96 h behind")
+	require.Equal(t, 1, got.Missing, "team 2 has no definitions cache")
+	require.Equal(t, (96*time.Hour - time.Minute).Seconds(), got.MaxLag)
+	require.Len(t, got.History["lag_p99_seconds"], 30)
+	require.Len(t, got.History["stale_teams"], 30)
+	short := b.do(t, "GET", "/api/v1/caches?window=3m", readToken, "")
+	require.NoError(t, json.Unmarshal(short.Body, &got))
+	require.Len(t, got.History["lag_max_seconds"], 1, "the window bounds the history")
+}
+
+func TestDashboardFiles(t *testing.T) {
+	t.Parallel()
+	b := newBundle(t)
+	for path, ct := range map[string]string{
+		"/ui/app.js":                     "text/javascript; charset=utf-8",
+		"/ui/js/charts.js":               "text/javascript; charset=utf-8",
+		"/ui/js/pages/overview.js":       "text/javascript; charset=utf-8",
+		"/ui/vendor/uplot/uPlot.esm.js":  "text/javascript; charset=utf-8",
+		"/ui/vendor/uplot/uPlot.min.css": "text/css; charset=utf-8",
+		"/ui/style.css":                  "text/css; charset=utf-8",
+	} {
+		r := b.do(t, "GET", path, "", "")
+		require.Equal(t, http.StatusOK, r.Code, path)
+		require.Equal(t, ct, r.Header.Get("Content-Type"), "%s: module scripts need a JavaScript MIME type", path)
+		require.Equal(t, "no-cache", r.Header.Get("Cache-Control"), path)
+		require.Equal(t, "nosniff", r.Header.Get("X-Content-Type-Options"), path)
+		tag := r.Header.Get("ETag")
+		require.NotEmpty(t, tag, path)
+		again := b.do(t, "GET", path, "", "", "If-None-Match", tag)
+		require.Equal(t, http.StatusNotModified, again.Code, "%s is revalidated by its hash", path)
+	}
+	page := b.do(t, "GET", "/", "", "")
+	require.Contains(t, string(page.Body), `<script type="module" src="/ui/app.js">`)
+}

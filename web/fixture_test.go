@@ -95,6 +95,10 @@ func fillStores(snaps *snapshot.Store, ser *series.Store, now time.Time) {
 		ser.Append(series.Key(series.PodsReady, "posthog"), t, float64(1+i%2))
 		ser.Append(series.Key(series.OOMKills, "posthog"), t, float64(i%3))
 		ser.Append(series.Key(series.Restarts, "posthog"), t, 1)
+		ser.Append(series.Key(series.PodsCrashLooping, "posthog"), t, float64(min(i/10, 2)))
+		ser.Append(series.Key(series.CacheLagP99, series.Fleet), t, float64(60*i))
+		ser.Append(series.Key(series.CacheLagMax, series.Fleet), t, float64(120*i))
+		ser.Append(series.Key(series.CacheStaleTeams, series.Fleet), t, float64(i/10))
 	}
 
 	snaps.SetCaches(snapshot.Caches{At: now, Teams: []snapshot.CacheState{

@@ -442,6 +442,11 @@ func (a *API) pods(c *gin.Context) {
 		MaxMemoryRatio float64        `json:"max_memory_ratio"`
 		ReadyHistory   []series.Point `json:"ready_history"`
 		OOMHistory     []series.Point `json:"oom_kill_history"`
+		// The worker-health chart's other lines: pods crash-looping at each look and
+		// container restarts counted between looks.
+		CrashLoopHistory []series.Point `json:"crashloop_history"`
+		RestartHistory   []series.Point `json:"restart_history"`
+		TotalHistory     []series.Point `json:"total_history"`
 	}
 	byNS := map[string]*nsSummary{}
 	get := func(ns string) *nsSummary {
@@ -483,7 +488,11 @@ func (a *API) pods(c *gin.Context) {
 	for ns, s := range byNS {
 		oom := a.opts.Series.Range(series.Key(series.OOMKills, ns), from, time.Time{})
 		s.OOMKills = sum(oom)
-		s.Restarts = sum(a.opts.Series.Range(series.Key(series.Restarts, ns), from, time.Time{}))
+		restarts := a.opts.Series.Range(series.Key(series.Restarts, ns), from, time.Time{})
+		s.Restarts = sum(restarts)
+		s.RestartHistory = nonNil(thin(restarts, maxHistoryPoints))
+		s.CrashLoopHistory = nonNil(thin(a.opts.Series.Range(series.Key(series.PodsCrashLooping, ns), from, time.Time{}), maxHistoryPoints))
+		s.TotalHistory = nonNil(thin(a.opts.Series.Range(series.Key(series.PodsTotal, ns), from, time.Time{}), maxHistoryPoints))
 		s.OOMHistory = nonNil(thin(oom, maxHistoryPoints))
 		s.ReadyHistory = nonNil(thin(a.opts.Series.Range(series.Key(series.PodsReady, ns), from, time.Time{}), maxHistoryPoints))
 		out = append(out, *s)
@@ -496,6 +505,41 @@ func (a *API) pods(c *gin.Context) {
 	c.JSON(http.StatusOK, gin.H{
 		"at": snap.At, "collected": !snap.At.IsZero(), "source": snap.Source, "window_seconds": window.Seconds(),
 		"namespaces": out, "pods": pods,
+	})
+}
+
+// caches answers the fleet's cache freshness now and over the window: how many caches
+// are stale or missing, and the p99 and largest lag the cache collector measured.
+func (a *API) cacheFreshness(c *gin.Context) {
+	window, ok := durationParam(c, "window", a.opts.TrendWindow)
+	if !ok {
+		return
+	}
+	snap := a.opts.Snapshots.Caches()
+	stale, missing := 0, 0
+	var worst time.Duration
+	for _, cs := range snap.Teams {
+		switch {
+		case cs.Missing:
+			missing++
+		case cs.Lag > a.opts.StaleAfter:
+			stale++
+		}
+		worst = max(worst, cs.Lag)
+	}
+	from := a.now().Add(-window)
+	hist := func(key string) []series.Point {
+		return nonNil(thin(a.opts.Series.Range(series.Key(key, series.Fleet), from, time.Time{}), maxHistoryPoints))
+	}
+	c.JSON(http.StatusOK, gin.H{
+		"at": snap.At, "collected": !snap.At.IsZero(), "caches": len(snap.Teams),
+		"stale": stale, "missing": missing, "max_lag_seconds": worst.Seconds(),
+		"stale_after_seconds": a.opts.StaleAfter.Seconds(), "window_seconds": window.Seconds(),
+		"history": gin.H{
+			"lag_p99_seconds": hist(series.CacheLagP99),
+			"lag_max_seconds": hist(series.CacheLagMax),
+			"stale_teams":     hist(series.CacheStaleTeams),
+		},
 	})
 }
 

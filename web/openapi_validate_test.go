@@ -134,6 +134,8 @@ func TestResponsesMatchTheOpenAPIDocument(t *testing.T) {
 		{b, "GET", "/api/v1/findings?limit=-1", readToken, "", 400, ""},
 		{b, "GET", "/api/v1/pods", readToken, "", 200, ""},
 		{b, "GET", "/api/v1/pods?window=x", readToken, "", 400, ""},
+		{b, "GET", "/api/v1/caches", readToken, "", 200, ""},
+		{b, "GET", "/api/v1/caches?window=1ns", readToken, "", 400, ""},
 		{b, "GET", "/api/v1/rebuilds", readToken, "", 200, ""},
 		{noEngine, "GET", "/api/v1/rebuilds", readToken, "", 503, ""},
 		{b, "GET", "/api/v1/collectors", readToken, "", 200, ""},
