@@ -28,7 +28,7 @@ const SECOND_INCRS = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7
 export const UNITS = {
   count: { fmt: fmtCount, incrs: COUNT_INCRS, size: 56 },
   bytes: { fmt: fmtBytes, incrs: BYTE_INCRS, size: 72 },
-  seconds: { fmt: fmtDuration, incrs: SECOND_INCRS, size: 64 },
+  seconds: { fmt: (v) => (v === 0 ? "0" : fmtDuration(v)), incrs: SECOND_INCRS, size: 64 },
 };
 
 let seq = 0;
