@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -19,7 +20,9 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/stretchr/testify/require"
 
+	"github.com/flagwarden/flagwarden/detectors"
 	"github.com/flagwarden/flagwarden/internal/loop"
+	"github.com/flagwarden/flagwarden/internal/snapshot"
 	"github.com/flagwarden/flagwarden/internal/testenv"
 )
 
@@ -241,6 +244,10 @@ func TestDashboardInBrowser(t *testing.T) {
 		} {
 			require.Equal(t, want, importJS[string](t, e, "/ui/js/widgets.js", `m.workersCardClass(`+expr+`)`), expr)
 		}
+		queueCard := evalJS[string](t, e, `document.getElementById("card-queue").className`)
+		require.Contains(t, queueCard, "warn", "the firing backlog_growth warning colours the queue card")
+		require.Equal(t, "crit", importJS[string](t, e, "/ui/js/widgets.js",
+			`m.findingsClass([{kind: "fleet_cache_stale", state: "firing", severity: "critical"}], m.CACHE_KINDS)`))
 		require.Contains(t, e.text(t, `[data-collector="celery"]`), "down")
 		require.Contains(t, e.text(t, "#card-budget"), "300 MiB")
 		require.Contains(t, e.text(t, "#card-caches"), "1 stale · 1 missing")
@@ -273,6 +280,32 @@ func TestDashboardInBrowser(t *testing.T) {
 		require.NoError(t, chromedp.Do(e.ctx, chromedp.Reload(), chromedp.WaitVisible(chromedp.CSS(`#lanes figure.tchart`))))
 		e.checkCharts(t, "#lanes", "Builds (count)")
 		e.screenshot(t, "overview")
+	})
+
+	t.Run("OOM kills between ready looks turn the Workers card red", func(t *testing.T) {
+		// Every pod ready at this look, none crash-looping, no worker finding yet: only
+		// the kills in the last hour say the fleet is sick, as early in an incident.
+		before := e.b.snaps.Pods()
+		t.Cleanup(func() { e.b.snaps.SetPods(before) })
+		calm := before
+		calm.At = time.Now()
+		calm.Pods = nil
+		for _, name := range []string{"celery-worker-a", "celery-worker-b", "celery-worker-c"} {
+			calm.Pods = append(calm.Pods, snapshot.Pod{Namespace: "posthog", Name: name, Phase: "Running", Ready: true, Restarts: 3, MemoryLimit: 8 << 30})
+		}
+		e.b.snaps.SetPods(calm)
+		e.b.findings.mu.Lock()
+		findings := e.b.findings.active
+		e.b.findings.active = slices.DeleteFunc(slices.Clone(findings), func(f detectors.Finding) bool { return strings.HasPrefix(f.Kind, "worker") })
+		e.b.findings.mu.Unlock()
+		t.Cleanup(func() { e.b.findings.mu.Lock(); e.b.findings.active = findings; e.b.findings.mu.Unlock() })
+
+		e.open(t, "/")
+		require.Equal(t, "3", e.text(t, "#card-workers .value [data-value]"), "all pods ready")
+		require.Contains(t, evalJS[string](t, e, `document.getElementById("card-workers").className`), "crit")
+		require.Positive(t, e.value(t, `#card-workers [data-field="oom-kills"]`))
+		require.Contains(t, e.text(t, "#card-workers"), "OOM kills in the last 1 h")
+		e.screenshot(t, "overview-oom-between-ready-looks")
 	})
 
 	t.Run("teams", func(t *testing.T) {
@@ -431,7 +464,7 @@ func TestDashboardInBrowser(t *testing.T) {
 	})
 
 	t.Run("no element overflows the viewport", func(t *testing.T) {
-		for _, width := range []int64{1280, 1920} {
+		for _, width := range []int64{1280, 1400, 1920} {
 			require.NoError(t, chromedp.Do(e.ctx, chromedp.EmulateViewport(width, 1000)))
 			for _, path := range []string{"/", "/teams", "/teams/2", "/teams/7", "/rebuilds"} {
 				e.open(t, path)

@@ -106,6 +106,22 @@ export function etaText(trend, limit) {
   return `trend <b>${esc(slope)}</b> · steady`;
 }
 
+// findingsClass is the colour the firing findings of kinds give a card: "crit" for a
+// critical one, "warn" for a warning, "" for none.
+export function findingsClass(active, kinds) {
+  const sev = (active || []).filter((f) => kinds.includes(f.kind) && f.state === "firing").map((f) => f.severity);
+  return sev.includes("critical") ? "crit" : sev.length ? "warn" : "";
+}
+
+// worse returns the more severe of two card classes.
+export function worse(a, b) {
+  const rank = { crit: 3, warn: 2, ok: 1, "": 0 };
+  return (rank[a] || 0) >= (rank[b] || 0) ? a : b;
+}
+
+export const BACKLOG_KINDS = ["backlog_growth", "backlog_stalled"];
+export const CACHE_KINDS = ["cache_stale", "fleet_cache_stale", "cache_mismatch"];
+
 // ---------- workers ----------
 
 const WORKER_KINDS = ["workers_crashlooping", "worker_oom_kills", "workers_false_calm", "worker_memory_near_limit"];
@@ -118,9 +134,9 @@ export const OOM_CRITICAL = 3;
 // not only readiness: a fleet that is all ready between two OOM kills has not
 // recovered. w = {active, crashing, ooms, lastOOM, ready, total}.
 export function workersCardClass(w) {
-  const sev = (w.active || []).filter((f) => WORKER_KINDS.includes(f.kind) && f.state === "firing").map((f) => f.severity);
-  if (w.crashing > 0 || w.ooms >= OOM_CRITICAL || sev.includes("critical")) return "crit";
-  if (w.ooms > 0 || w.lastOOM > 0 || sev.includes("warning")) return "warn";
+  const sev = findingsClass(w.active, WORKER_KINDS);
+  if (w.crashing > 0 || w.ooms >= OOM_CRITICAL || sev === "crit") return "crit";
+  if (w.ooms > 0 || w.lastOOM > 0 || sev === "warn") return "warn";
   if (!w.total) return "";
   return w.ready === w.total ? "ok" : "warn";
 }

@@ -3,7 +3,7 @@
 import { api, optional } from "../api.js";
 import { esc, fmtBytes, fmtCount, fmtDuration, pct, num, badge, when, isSet } from "../format.js";
 import { timeChart, COLORS } from "../charts.js";
-import { card, findingList, etaText, trendState, workersCardClass, laneBars, memoryLane } from "../widgets.js";
+import { card, findingList, etaText, trendState, workersCardClass, laneBars, memoryLane, findingsClass, worse, BACKLOG_KINDS, CACHE_KINDS } from "../widgets.js";
 import { record, lanesChart } from "../lanehistory.js";
 
 const sec = (t) => new Date(t).getTime() / 1000;
@@ -75,7 +75,7 @@ export async function overviewPage() {
 
   let html = `<h1>Overview</h1><div class="cards">`;
   html += card("Active findings", num(findings.active.length, String), findings.enabled ? `${crit} critical` : "detectors disabled", crit ? "crit" : findings.active.length ? "warn" : "ok", "card-findings");
-  html += card("Deepest queue", deepest ? num(deepest.depth, fmtCount) : "–", deepest ? `${esc(deepest.name)} · ${etaText(deepest.trend, queues.backlog_limit)}` : "no queues seen", deepest && trendState(deepest.trend) === "alarm" ? "warn" : "", "card-queue");
+  html += card("Deepest queue", deepest ? num(deepest.depth, fmtCount) : "–", deepest ? `${esc(deepest.name)} · ${etaText(deepest.trend, queues.backlog_limit)}` : "no queues seen", worse(findingsClass(findings.active, BACKLOG_KINDS), deepest && trendState(deepest.trend) === "alarm" ? "warn" : ""), "card-queue");
   const oomLine = w.ooms > 0
     ? `<b class="err" data-field="oom-kills" data-value="${w.ooms}">${fmtCount(w.ooms)} OOM kill${w.ooms === 1 ? "" : "s"}</b> in the last ${esc(window)}`
     : `<span data-field="oom-kills" data-value="0">no OOM kills</span> in the last ${esc(window)}`;
@@ -86,9 +86,10 @@ export async function overviewPage() {
     : card("Rebuild engine", "off", "disabled in this deployment");
   if (caches && caches.collected) {
     const bad = caches.stale + caches.missing;
-    html += card("Caches behind", num(bad, fmtCount), `${fmtCount(caches.stale)} stale · ${fmtCount(caches.missing)} missing of ${fmtCount(caches.caches)}`, caches.missing ? "crit" : bad ? "warn" : "ok", "card-caches");
+    html += card("Caches behind", num(bad, fmtCount), `${fmtCount(caches.stale)} stale · ${fmtCount(caches.missing)} missing of ${fmtCount(caches.caches)}`,
+      worse(findingsClass(findings.active, CACHE_KINDS), caches.missing ? "crit" : bad ? "warn" : "ok"), "card-caches");
   } else {
-    html += card("Caches behind", "–", "the cache collector has not reported", "", "card-caches");
+    html += card("Caches behind", "–", "the cache collector has not reported", findingsClass(findings.active, CACHE_KINDS), "card-caches");
   }
   html += card("Collectors up", `${num(up, String)}<span class="muted">/${collectors.collectors.length}</span>`, up < collectors.collectors.length ? "some collectors are failing" : "all passing", up < collectors.collectors.length ? "crit" : "ok", "card-collectors");
   html += `</div>`;
