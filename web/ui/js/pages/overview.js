@@ -99,7 +99,7 @@ export async function overviewPage() {
   html += `<div class="panel" id="workers"><h2>Worker health</h2>`;
   if (!pods.collected) html += `<div class="empty">The pod collector has not reported yet.</div>`;
   for (const n of pods.namespaces) {
-    html += `<div class="facts" data-namespace="${esc(n.namespace)}"><b>${esc(n.namespace)}</b>: <span data-field="ready">${n.ready}</span>/${n.total} ready ·
+    html += `<div class="facts" data-namespace="${esc(n.namespace)}"><b>${esc(n.namespace)}</b>: <b data-field="ready">${n.ready}</b>/${n.total} ready ·
       ${n.crashlooping ? badge(n.crashlooping + " CrashLoopBackOff", "crit") : badge("no crash loops", "ok")}
       ${n.last_terminated_oomkilled ? badge(n.last_terminated_oomkilled + " last killed by OOM", "crit") : ""}
       ${n.oom_kills_in_window ? badge(fmtCount(n.oom_kills_in_window) + " OOM kills in " + window, "crit") : ""}
