@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"crypto/rand"
 	"fmt"
 	"io"
 	"log/slog"
@@ -79,6 +80,7 @@ type demo struct {
 	alerts bool
 	// ownQueue is flagwarden's Celery consumer queue.
 	ownQueue string
+	token    string // the operate token the banner prints
 	closers  []func()
 }
 
@@ -111,6 +113,7 @@ func startDemo(ctx context.Context, o demoOptions) (d *demo, err error) {
 		return nil, err
 	}
 	d.alerts = len(cfg.Alertmanager.URLs) > 0
+	d.token = string(cfg.Auth.Tokens[0].Token)
 	d.ownQueue = cfg.Rebuild.CeleryConsumer.Queue
 
 	// The simulation writes through its own client; the app's collectors and Celery
@@ -164,6 +167,8 @@ func demoConfig(o demoOptions, brokerURL, cacheURL string) (config.Config, error
 	cfg.Cache.URL = config.URL(cacheURL)
 	cfg.HTTP.Listen = o.Listen
 	cfg.Auth.OpenReads = true
+	// An operate token of this run, printed in the banner, so quarantine, release and rebuild can be tried.
+	cfg.Auth.Tokens = []config.Token{{Name: "demo-operator", Token: config.Secret("demo-" + rand.Text()), Role: config.RoleOperate}}
 	// flagwarden's Celery consumer stamps its in-flight messages with wall time, which
 	// the simulated clock would soon call overdue; the simulated workers ack on
 	// receipt, so nothing in the demo is ever really overdue.
@@ -218,6 +223,7 @@ func (d *demo) describe(w io.Writer) {
   dashboard   http://%s/
   API         http://%s/api/v1/queues   /api/v1/teams   /api/v1/findings   /api/v1/rebuilds
   metrics     http://%s/metrics
+  token       %s (operate: paste it with the dashboard's Token button to quarantine, release, rebuild)
   broker      redis://%s (Celery queues %q and %q)   cache redis://%s
 
 What happens (simulated time; real time in brackets):
@@ -234,7 +240,7 @@ What happens (simulated time; real time in brackets):
 
 Ctrl-C stops the demo and removes its temporary files.
 `, version.Version, speed, d.opts.Seed,
-		d.app.Addr(), d.app.Addr(), d.app.Addr(),
+		d.app.Addr(), d.app.Addr(), d.app.Addr(), d.token,
 		d.broker.Addr(), d.live.Queue(), d.ownQueue, d.cache.Addr(),
 		d.live.TestTeam(), real(30*time.Minute),
 		d.live.TestTeam(), page,
