@@ -174,7 +174,7 @@ func quantileDesc(desc []snapshot.TeamSize, q float64) float64 {
 func tailLimit(sorted []snapshot.TeamSize, i int, risk float64) float64 {
 	n := len(sorted)
 	rest := sorted[i+1:]
-	k := max(10, n/100)
+	k := max(int(math.Sqrt(float64(n))), n/100)
 	if len(rest) < k+1 {
 		return math.Inf(1)
 	}

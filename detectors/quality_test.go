@@ -362,7 +362,17 @@ type population struct {
 	giants int
 	// giant size as a multiple of the population's own largest team.
 	giantX float64
+	// heavyTail marks power-law populations, judged on rates rather than per run.
+	heavyTail bool
 }
+
+// The targets for power-law populations, over the held-out seeds. The fitted tail
+// accepts a chance of OutlierOptions.TailRisk (0.1 by default) per snapshot that the
+// population's own largest team stands out; twice that is the bound.
+const (
+	maxHeavyTailFalsePerSnapshot = 0.2
+	minHeavyTailRecall           = 0.9
+)
 
 func populations() []population {
 	logNormal := func(r *rand.Rand) float64 { return math.Exp(math.Log(200e3) + 1.2*r.NormFloat64()) }
@@ -372,12 +382,13 @@ func populations() []population {
 	var out []population
 	for _, n := range []int{1000, 100000} {
 		for _, d := range []struct {
-			name string
-			draw func(*rand.Rand) float64
-		}{{"log-normal σ=1.2", logNormal}, {"Pareto α=1.2", pareto(1.2)}, {"Pareto α=1.5", pareto(1.5)}} {
-			out = append(out, population{name: d.name, n: n, draw: d.draw})
-			out = append(out, population{name: d.name, n: n, draw: d.draw, giants: 1, giantX: 20})
-			out = append(out, population{name: d.name, n: n, draw: d.draw, giants: 3, giantX: 50})
+			name  string
+			draw  func(*rand.Rand) float64
+			heavy bool
+		}{{"log-normal σ=1.2", logNormal, false}, {"Pareto α=1.2", pareto(1.2), true}, {"Pareto α=1.5", pareto(1.5), true}} {
+			out = append(out, population{name: d.name, n: n, draw: d.draw, heavyTail: d.heavy})
+			out = append(out, population{name: d.name, n: n, draw: d.draw, giants: 1, giantX: 20, heavyTail: d.heavy})
+			out = append(out, population{name: d.name, n: n, draw: d.draw, giants: 3, giantX: 50, heavyTail: d.heavy})
 		}
 	}
 	return out
@@ -426,12 +437,24 @@ func TestQualityOutliers(t *testing.T) {
 				}
 			}
 			assert.Equalf(t, pop.giants, countRankedFirst(rep, giants), "%s n=%d seed %d: every giant must outrank every normal team", pop.name, pop.n, seed)
+			if pop.heavyTail {
+				continue // judged on rates below: a power law's own extremes are real
+			}
 			for _, s := range rep.Top {
 				if giants[s.Team.TeamID] {
 					assert.Truef(t, s.Outlier, "%s n=%d seed %d: giant %d (z %.2f, ratio %.1f, tail limit %.3g) not flagged", pop.name, pop.n, seed, s.Team.TeamID, s.Z, s.Ratio, s.TailLimit)
 				} else {
 					assert.Falsef(t, s.Outlier, "%s n=%d seed %d: normal team %d flagged (z %.2f, ratio %.1f, tail limit %.3g, size %d)", pop.name, pop.n, seed, s.Team.TeamID, s.Z, s.Ratio, s.TailLimit, s.Team.PayloadBytes())
 				}
+			}
+		}
+		// In a power-law population the largest ordinary team is itself an extreme
+		// value, sometimes hundreds of times the p99.9: flagging it is not noise, and a
+		// giant 20× such a team can hide behind it. These are held to rates instead.
+		if pop.heavyTail {
+			assert.LessOrEqualf(t, float64(fp)/float64(runs), maxHeavyTailFalsePerSnapshot, "%s n=%d: normal teams flagged per snapshot", pop.name, pop.n)
+			if injected > 0 {
+				assert.GreaterOrEqualf(t, float64(tp)/float64(injected), minHeavyTailRecall, "%s n=%d: giants found", pop.name, pop.n)
 			}
 		}
 		prec, rec := "-", "-"

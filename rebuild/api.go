@@ -65,7 +65,12 @@ type BuildResult struct {
 	DefinitionsStoredBytes int64  `json:"definitions_stored_bytes"`
 	FlagsETag              string `json:"flags_etag,omitempty"`
 	DefinitionsETag        string `json:"definitions_etag,omitempty"`
-	PeakHeapBytes          int64  `json:"peak_heap_bytes"`
+	// PeakHeapBytes is the whole process's peak Go heap while the build ran, other
+	// builds and the server included: an upper bound on what this build held, not its
+	// own figure. MemoryBoundBytes is the build's own: what it reserved of the memory
+	// budget before it started (its size estimate); 0 for builds outside the engine.
+	PeakHeapBytes    int64 `json:"peak_heap_bytes"`
+	MemoryBoundBytes int64 `json:"memory_bound_bytes"`
 	// Problems are the bad rows the build reported (cohorts it could not use, cohort
 	// cycles), at most 20.
 	Problems []string `json:"problems,omitempty"`
@@ -80,10 +85,16 @@ type BuildResult struct {
 
 // LaneStatus is one lane's load in this deployment.
 type LaneStatus struct {
-	Lane    Lane `json:"lane"`
-	Running int  `json:"running"`
-	Waiting int  `json:"waiting"`
-	Workers int  `json:"workers"`
+	Lane Lane `json:"lane"`
+	// Running counts the lane's jobs in the running state of the job table, across every
+	// replica: it includes builds whose completion is not yet written (the job client
+	// frees a worker slot before it records the end) and jobs of a process that died
+	// until they are rescued, so it can exceed Workers.
+	Running int `json:"running"`
+	// RunningHere is the builds this process is running now, out of Workers.
+	RunningHere int `json:"running_here"`
+	Waiting     int `json:"waiting"`
+	Workers     int `json:"workers"`
 }
 
 // Status is the engine's state for the API and dashboard.

@@ -4,18 +4,20 @@ import (
 	"cmp"
 	"context"
 	"crypto/rand"
-	"encoding/base64"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/flagwarden/flagwarden/internal/kombu"
+	"github.com/flagwarden/flagwarden/internal/service"
 )
 
 // Flusher is implemented by a Requester that answers some requests from memory:
@@ -30,7 +32,7 @@ type Requester interface {
 	Request(ctx context.Context, teamID int64, reason string) (RequestResult, error)
 }
 
-// CeleryOptions configure the Celery consumer.
+// CeleryOptions configure the Celery consumer. Zero values take the defaults named.
 type CeleryOptions struct {
 	// Queue is the broker queue the platform routes the cache-update tasks to.
 	Queue string
@@ -43,280 +45,346 @@ type CeleryOptions struct {
 	// TeamKwarg and TeamPosition locate the team id in the task's kwargs or args.
 	TeamKwarg    string
 	TeamPosition int
-	// Batch is how many messages are taken at once; duplicates within a batch become one
-	// request. Default 500.
+	// Batch is the smallest number of messages taken per pass; the batch doubles while
+	// passes come back full and halves when the queue runs dry, up to MaxBatch.
+	// Default 500.
 	Batch int
-	// DeadLetter is the list that receives messages that are not ours or not Celery
-	// messages. Default "<queue>.flagwarden_dead".
+	// MaxBatch caps the batch. Default 20,000.
+	MaxBatch int
+	// MaxMessageBytes is the largest message read; larger ones are dead-lettered in
+	// Redis (reason "oversized") without being read. Default 1 MiB.
+	MaxMessageBytes int64
+	// PassBytes caps the message bytes one pass holds. Default 16 MiB.
+	PassBytes int64
+	// MaxPending caps the messages delivered and not yet acknowledged; intake waits
+	// above it. Default 200,000.
+	MaxPending int
+	// VisibilityTimeout is kombu's visibility_timeout: this consumer's deliveries older
+	// than this (a consumer that died) go back to the queue. Default 1h.
+	VisibilityTimeout time.Duration
+	// RestoreInterval is how often due deliveries are restored (kombu: 10s).
+	RestoreInterval time.Duration
+	// RequestWorkers bounds the rebuild requests in flight. Default 8.
+	RequestWorkers int
+	// DeadLetter is the list that receives refused messages, one JSON object each with
+	// the reason and the message. Default "<queue>.flagwarden_dead".
 	DeadLetter string
 	Logger     *slog.Logger
+	// Registerer receives the consumer's metrics; nil keeps them private.
+	Registerer prometheus.Registerer
+}
+
+func (o *CeleryOptions) applyDefaults() {
+	o.Batch = cmp.Or(o.Batch, 500)
+	o.MaxBatch = max(o.Batch, cmp.Or(o.MaxBatch, 20000))
+	o.MaxMessageBytes = cmp.Or(o.MaxMessageBytes, 1<<20)
+	o.PassBytes = max(o.MaxMessageBytes, cmp.Or(o.PassBytes, 16<<20))
+	o.MaxPending = max(o.MaxBatch, cmp.Or(o.MaxPending, 200000))
+	o.VisibilityTimeout = cmp.Or(o.VisibilityTimeout, kombu.DefaultVisibilityTimeout)
+	o.RestoreInterval = cmp.Or(o.RestoreInterval, 10*time.Second)
+	o.RequestWorkers = cmp.Or(o.RequestWorkers, 8)
+	o.DeadLetter = cmp.Or(o.DeadLetter, o.Queue+".flagwarden_dead")
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Registerer == nil {
+		o.Registerer = prometheus.NewRegistry()
+	}
+}
+
+func (o CeleryOptions) validate() error {
+	var errs []error
+	if o.Queue == "" {
+		errs = append(errs, errors.New("CeleryOptions.Queue is required"))
+	}
+	if len(o.Tasks) == 0 {
+		errs = append(errs, errors.New("CeleryOptions.Tasks must list at least one task"))
+	}
+	for name, v := range map[string]int64{"Batch": int64(o.Batch), "MaxMessageBytes": o.MaxMessageBytes,
+		"VisibilityTimeout": int64(o.VisibilityTimeout), "RestoreInterval": int64(o.RestoreInterval),
+		"RequestWorkers": int64(o.RequestWorkers)} {
+		if v <= 0 {
+			errs = append(errs, fmt.Errorf("CeleryOptions.%s must be positive, got %d", name, v))
+		}
+	}
+	if o.TeamPosition < 0 {
+		errs = append(errs, fmt.Errorf("CeleryOptions.TeamPosition must not be negative, got %d", o.TeamPosition))
+	}
+	return errors.Join(errs...)
 }
 
 // CeleryConsumer takes update_team_flags_cache / update_team_service_flags_cache tasks
-// off a kombu Redis queue the way a kombu consumer does: pop the message, record it in
-// unacked/unacked_index, enqueue the rebuild, then ack by removing it from both. A
-// crash between the two leaves the message in unacked, where kombu's visibility
-// timeout restores it to the queue.
+// off a kombu Redis queue with kombu's semantics and nothing lost:
+//
+//   - Delivery pops a batch and records every message in unacked/unacked_index in one
+//     atomic script; a message too large to read is dead-lettered in Redis unread.
+//   - Each message is decoded on its own: one that is not Celery, not readable, names
+//     an out-of-range team or an unknown task is dead-lettered with its reason, and the
+//     rest of the batch goes on.
+//   - Intake does not wait for the database: valid messages join a pending set keyed
+//     by team, so duplicates within and across batches become one request per team
+//     per round; a second loop requests the round's teams, flushes the engine's
+//     in-memory joins, and only then acks each message.
+//   - Deliveries of a consumer that died (older than the visibility timeout) are put
+//     back on the queue, as kombu's restore_visible does.
 type CeleryConsumer struct {
-	rdb  redis.UniversalClient
-	req  Requester
-	opts CeleryOptions
+	rdb    redis.UniversalClient
+	broker *kombu.Broker
+	req    Requester
+	opts   CeleryOptions
+	arg    kombu.TeamArg
+	m      *celeryMetrics
+	svc    *service.Func
 
-	mu     sync.Mutex
-	cancel context.CancelFunc
-	done   chan struct{}
+	// tagPrefix starts the delivery tags of every consumer of this queue; tags add a
+	// per-process id and a per-pass sequence.
+	tagPrefix string
+	proc      string
+	seq       atomic.Int64
+
+	batch       int // adaptive batch size; touched by the intake loop only
+	lastRestore time.Time
+
+	pend pendingSet
+	// peakPassBytes is the most message bytes one pass held.
+	peakPassBytes atomic.Int64
 }
 
 // NewCeleryConsumer returns a consumer reading rdb and requesting through req.
 func NewCeleryConsumer(rdb redis.UniversalClient, req Requester, opts CeleryOptions) (*CeleryConsumer, error) {
-	opts.Batch = cmp.Or(opts.Batch, 500)
-	opts.Sep = cmp.Or(opts.Sep, "\x06\x16")
-	if len(opts.PrioritySteps) == 0 {
-		opts.PrioritySteps = []int{0, 3, 6, 9}
+	opts.applyDefaults()
+	if err := opts.validate(); err != nil {
+		return nil, err
 	}
-	opts.DeadLetter = cmp.Or(opts.DeadLetter, opts.Queue+".flagwarden_dead")
-	if opts.Logger == nil {
-		opts.Logger = slog.New(slog.DiscardHandler)
+	var id [6]byte
+	_, _ = rand.Read(id[:])
+	c := &CeleryConsumer{
+		rdb: rdb, req: req, opts: opts,
+		broker:    kombu.NewBroker(rdb, kombu.Keys{Prefix: opts.KeyPrefix, Sep: opts.Sep, Steps: opts.PrioritySteps}),
+		arg:       kombu.TeamArg{Kwarg: opts.TeamKwarg, Position: opts.TeamPosition},
+		m:         newCeleryMetrics(opts.Registerer),
+		tagPrefix: "flagwarden:" + opts.Queue + ":",
+		proc:      hex.EncodeToString(id[:]),
+		batch:     opts.Batch,
+		pend:      newPendingSet(),
 	}
-	if opts.Queue == "" {
-		return nil, errors.New("CeleryOptions.Queue is required")
-	}
-	if len(opts.Tasks) == 0 {
-		return nil, errors.New("CeleryOptions.Tasks must list at least one task")
-	}
-	return &CeleryConsumer{rdb: rdb, req: req, opts: opts}, nil
+	c.svc = service.NewFunc("rebuild-celery-consumer", opts.Logger, c.run)
+	return c, nil
 }
 
 // Name implements service.Service.
-func (c *CeleryConsumer) Name() string { return "rebuild-celery-consumer" }
+func (c *CeleryConsumer) Name() string { return c.svc.Name() }
 
-// Start consumes in the background until Stop or ctx ends.
-func (c *CeleryConsumer) Start(ctx context.Context) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.cancel != nil {
-		return nil
-	}
-	ctx, c.cancel = context.WithCancel(context.WithoutCancel(ctx))
-	c.done = make(chan struct{})
+// Start consumes in the background until Stop.
+func (c *CeleryConsumer) Start(ctx context.Context) error { return c.svc.Start(ctx) }
+
+// Stop ends consumption; messages taken and not yet requested are requested and acked
+// within ctx, else left in unacked for the restore. Idempotent.
+func (c *CeleryConsumer) Stop(ctx context.Context) error { return c.svc.Stop(ctx) }
+
+// PeakPassBytes is the most message bytes one delivery pass has held in this process.
+func (c *CeleryConsumer) PeakPassBytes() int64 { return c.peakPassBytes.Load() }
+
+// run is the service: an intake loop that never waits for the database, and a request
+// loop that settles what intake collected.
+func (c *CeleryConsumer) run(ctx context.Context) error {
+	settleCtx, stopSettle := context.WithCancel(context.WithoutCancel(ctx))
+	settled := make(chan struct{})
 	go func() {
-		defer close(c.done)
-		backoff := 100 * time.Millisecond
-		for ctx.Err() == nil {
-			n, err := c.RunOnce(ctx, time.Second)
-			if err != nil && ctx.Err() == nil {
-				c.opts.Logger.Warn("celery consumer pass failed", "err", err)
-				select {
-				case <-ctx.Done():
-				case <-time.After(backoff):
-				}
-				backoff = min(backoff*2, 10*time.Second)
-				continue
-			}
-			if n > 0 {
-				backoff = 100 * time.Millisecond
-			}
-		}
+		defer close(settled)
+		c.settleLoop(settleCtx, ctx.Done())
 	}()
+	c.intakeLoop(ctx)
+	<-settled
+	stopSettle()
 	return nil
 }
 
-// Stop ends consumption; idempotent.
-func (c *CeleryConsumer) Stop(ctx context.Context) error {
-	c.mu.Lock()
-	cancel, done := c.cancel, c.done
-	c.mu.Unlock()
-	if cancel == nil {
-		return nil
-	}
-	cancel()
-	select {
-	case <-done:
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	return nil
-}
-
-// keys are the queue's priority lists, highest priority first (kombu: step 0 is the
-// bare name).
-func (c *CeleryConsumer) keys() []string {
-	out := make([]string, 0, len(c.opts.PrioritySteps))
-	for _, s := range c.opts.PrioritySteps {
-		k := c.opts.KeyPrefix + c.opts.Queue
-		if s != 0 {
-			k += c.opts.Sep + strconv.Itoa(s)
+func (c *CeleryConsumer) intakeLoop(ctx context.Context) {
+	idle := 50 * time.Millisecond
+	for ctx.Err() == nil {
+		c.housekeep(ctx)
+		if !c.pend.waitSpace(ctx, c.opts.MaxPending) {
+			return
 		}
-		out = append(out, k)
-	}
-	return out
-}
-
-// RunOnce waits up to wait for messages and handles one batch; it returns how many
-// messages it took.
-func (c *CeleryConsumer) RunOnce(ctx context.Context, wait time.Duration) (int, error) {
-	keys := c.keys()
-	popped, err := c.rdb.BRPop(ctx, wait, keys...).Result()
-	if errors.Is(err, redis.Nil) {
-		return 0, nil
-	}
-	if err != nil {
-		return 0, fmt.Errorf("pop %s: %w", c.opts.Queue, err)
-	}
-	type msg struct{ key, raw, tag string }
-	batch := []msg{{key: popped[0], raw: popped[1]}}
-	for _, k := range keys {
-		if len(batch) >= c.opts.Batch {
-			break
+		n, err := c.intake(ctx)
+		if err != nil && ctx.Err() == nil {
+			c.opts.Logger.Warn("celery intake pass failed", "queue", c.opts.Queue, "err", err)
 		}
-		more, err := c.rdb.RPopCount(ctx, k, c.opts.Batch-len(batch)).Result()
-		if err != nil && !errors.Is(err, redis.Nil) {
-			return 0, fmt.Errorf("pop %s: %w", k, err)
-		}
-		for _, m := range more {
-			batch = append(batch, msg{key: k, raw: m})
-		}
-	}
-	// Record every message as delivered-but-unacked, as kombu's QoS.append does.
-	now := float64(time.Now().UnixNano()) / 1e9
-	pipe := c.rdb.TxPipeline()
-	for i := range batch {
-		batch[i].tag = deliveryTag()
-		entry, _ := json.Marshal([]any{json.RawMessage(jsonOrString(batch[i].raw)), "", c.opts.Queue})
-		pipe.ZAdd(ctx, c.opts.KeyPrefix+"unacked_index", redis.Z{Member: batch[i].tag, Score: now})
-		pipe.HSet(ctx, c.opts.KeyPrefix+"unacked", batch[i].tag, entry)
-	}
-	if _, err := pipe.Exec(ctx); err != nil {
-		// Nothing recorded: put the messages back where they were.
-		for _, m := range batch {
-			_ = c.rdb.RPush(context.WithoutCancel(ctx), m.key, m.raw).Err()
-		}
-		return 0, fmt.Errorf("record unacked messages: %w", err)
-	}
-	teams := map[int64]struct{}{}
-	var dead []string
-	for _, m := range batch {
-		team, task, err := c.decode(m.raw)
-		if err != nil {
-			dead = append(dead, m.raw)
-			c.opts.Logger.Warn("celery message set aside", "queue", c.opts.Queue, "task", task, "err", err)
+		if n > 0 && err == nil {
+			idle = 50 * time.Millisecond
 			continue
 		}
-		teams[team] = struct{}{}
+		select {
+		case <-ctx.Done():
+		case <-time.After(idle):
+		}
+		idle = min(idle*2, time.Second)
 	}
-	var reqErr error
-	for team := range teams {
-		if _, err := c.req.Request(ctx, team, "celery"); err != nil {
-			if errors.Is(err, ErrUnknownTeam) {
-				c.opts.Logger.Warn("celery task for unknown team dropped", "team", team)
-				continue
+}
+
+// settleLoop settles rounds until stop is closed, then once more so that what intake
+// took last is acked before the consumer stops.
+func (c *CeleryConsumer) settleLoop(ctx context.Context, stop <-chan struct{}) {
+	backoff := 100 * time.Millisecond
+	for {
+		select {
+		case <-stop:
+			// Bounded: what cannot be requested now stays in unacked for the restore.
+			final, cancel := context.WithTimeout(ctx, 10*time.Second)
+			defer cancel()
+			if err := c.settle(final); err != nil {
+				c.opts.Logger.Warn("celery requests at stop failed; left for the restore", "queue", c.opts.Queue, "err", err)
 			}
-			reqErr = errors.Join(reqErr, fmt.Errorf("request team %d: %w", team, err))
+			return
+		case <-c.pend.wake:
+		case <-time.After(time.Second):
+		}
+		if err := c.settle(ctx); err != nil {
+			c.opts.Logger.Warn("celery requests failed; retrying", "queue", c.opts.Queue, "err", err)
+			select {
+			case <-stop:
+			case <-time.After(backoff):
+			}
+			backoff = min(backoff*2, 10*time.Second)
+			continue
+		}
+		backoff = 100 * time.Millisecond
+	}
+}
+
+// RunOnce runs one whole pass synchronously: restore due deliveries, take a batch
+// (waiting up to wait for one), and request and ack everything taken. It returns how
+// many messages it took, oversized ones included.
+func (c *CeleryConsumer) RunOnce(ctx context.Context, wait time.Duration) (int, error) {
+	c.housekeep(ctx)
+	deadline := time.Now().Add(wait)
+	var n int
+	var err error
+	for {
+		n, err = c.intake(ctx)
+		if n > 0 || err != nil || !time.Now().Before(deadline) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-time.After(min(50*time.Millisecond, time.Until(deadline))):
 		}
 	}
-	if f, ok := c.req.(Flusher); ok && reqErr == nil {
-		// Requests answered from memory become durable here, before the ack.
-		if err := f.Flush(ctx); err != nil {
-			reqErr = fmt.Errorf("flush requests: %w", err)
+	if serr := c.settle(ctx); serr != nil {
+		err = errors.Join(err, serr)
+	}
+	return n, err
+}
+
+// housekeep restores due deliveries every RestoreInterval and reads the dead-letter
+// list's length for its gauge.
+func (c *CeleryConsumer) housekeep(ctx context.Context) {
+	now := time.Now()
+	if now.Sub(c.lastRestore) < c.opts.RestoreInterval {
+		return
+	}
+	c.lastRestore = now
+	n, err := c.broker.RestoreVisible(ctx, c.opts.Queue, c.tagPrefix, now.Add(-c.opts.VisibilityTimeout), 1000)
+	if err != nil {
+		c.opts.Logger.Warn("restoring unacked celery messages failed", "queue", c.opts.Queue, "err", err)
+	}
+	if n > 0 {
+		c.m.restored.Add(float64(n))
+		c.opts.Logger.Info("restored unacked celery messages of a stopped consumer", "queue", c.opts.Queue, "messages", n)
+	}
+	c.watchDeadLetters(ctx)
+}
+
+func (c *CeleryConsumer) watchDeadLetters(ctx context.Context) {
+	if n, err := c.rdb.LLen(ctx, c.opts.KeyPrefix+c.opts.DeadLetter).Result(); err == nil {
+		c.m.deadLetterLen.Set(float64(n))
+	}
+}
+
+// intake takes one batch: deliver, decode each message, dead-letter the refused ones,
+// and add the rest to the pending set. It returns how many messages it took.
+func (c *CeleryConsumer) intake(ctx context.Context) (int, error) {
+	now := time.Now()
+	prefix := fmt.Sprintf("%s%s.%d:", c.tagPrefix, c.proc, c.seq.Add(1))
+	d, err := c.broker.Deliver(ctx, kombu.DeliverOptions{
+		Queue: c.opts.Queue, Max: c.batch, Budget: c.opts.PassBytes, MaxMessage: c.opts.MaxMessageBytes,
+		DeadLetter: c.opts.DeadLetter, TagPrefix: prefix, Now: now,
+	})
+	if err != nil {
+		return 0, err
+	}
+	taken := len(d.Messages) + d.Oversized
+	c.m.readBytes.Add(float64(d.Bytes))
+	if d.Bytes > c.peakPassBytes.Load() {
+		c.peakPassBytes.Store(d.Bytes)
+	}
+	if d.Oversized > 0 {
+		c.m.dead.WithLabelValues(string(kombu.ReasonOversized)).Add(float64(d.Oversized))
+		c.m.messages.WithLabelValues("dead_lettered").Add(float64(d.Oversized))
+		c.opts.Logger.Warn("oversized celery messages dead-lettered unread", "queue", c.opts.Queue,
+			"messages", d.Oversized, "bytes", d.OversizedBytes, "limit", c.opts.MaxMessageBytes)
+	}
+	c.adapt(taken, d.Bytes)
+
+	var letters []kombu.Letter
+	byTeam := make(map[int64][]string)
+	for i := range d.Messages {
+		msg := &d.Messages[i]
+		team, err := c.decode(msg.Raw)
+		if err != nil {
+			letters = append(letters, kombu.Letter{Tag: msg.Tag, Raw: msg.Raw, Reason: kombu.ReasonOf(err), Err: err.Error()})
+			continue
 		}
+		byTeam[team] = append(byTeam[team], msg.Tag)
+		msg.Raw = nil // only the tag is kept from here on
 	}
-	if reqErr != nil {
-		// Not acked: leave them in unacked for kombu's restore (visibility timeout).
-		return len(batch), reqErr
-	}
-	ack := c.rdb.TxPipeline()
-	for _, d := range dead {
-		ack.LPush(ctx, c.opts.KeyPrefix+c.opts.DeadLetter, d)
-	}
-	for _, m := range batch {
-		ack.ZRem(ctx, c.opts.KeyPrefix+"unacked_index", m.tag)
-		ack.HDel(ctx, c.opts.KeyPrefix+"unacked", m.tag)
-	}
-	if _, err := ack.Exec(ctx); err != nil {
-		return len(batch), fmt.Errorf("ack messages: %w", err)
-	}
-	return len(batch), nil
-}
-
-func deliveryTag() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
-}
-
-func jsonOrString(s string) string {
-	if json.Valid([]byte(s)) {
-		return s
-	}
-	q, _ := json.Marshal(s)
-	return string(q)
-}
-
-// celeryMessage is kombu's JSON envelope of a Celery protocol-2 task message.
-type celeryMessage struct {
-	Body            string `json:"body"`
-	ContentType     string `json:"content-type"`
-	ContentEncoding string `json:"content-encoding"`
-	Headers         struct {
-		Task string `json:"task"`
-	} `json:"headers"`
-	Properties struct {
-		BodyEncoding string `json:"body_encoding"`
-	} `json:"properties"`
-}
-
-// decode returns the team id of one of our tasks, or why the message is not one.
-func (c *CeleryConsumer) decode(raw string) (int64, string, error) {
-	var m celeryMessage
-	if err := json.Unmarshal([]byte(raw), &m); err != nil {
-		return 0, "", fmt.Errorf("not a kombu message: %w", err)
-	}
-	if m.Headers.Task == "" {
-		return 0, "", errors.New("no task header (not a Celery protocol 2 message)")
-	}
-	if !c.ours(m.Headers.Task) {
-		return 0, m.Headers.Task, fmt.Errorf("task %s is not a cache-update task", m.Headers.Task)
-	}
-	if m.ContentType != "" && m.ContentType != "application/json" {
-		return 0, m.Headers.Task, fmt.Errorf("unsupported content type %s", m.ContentType)
-	}
-	body := []byte(m.Body)
-	if m.Properties.BodyEncoding == "base64" {
-		var err error
-		if body, err = base64.StdEncoding.DecodeString(m.Body); err != nil {
-			return 0, m.Headers.Task, fmt.Errorf("body is not base64: %w", err)
+	if len(letters) > 0 {
+		moved, err := c.broker.DeadLetter(ctx, c.opts.DeadLetter, c.opts.Queue, now, letters)
+		if err != nil {
+			// Still in unacked: the restore brings them back and they are refused again.
+			return taken, err
 		}
+		for _, l := range letters {
+			c.m.dead.WithLabelValues(string(l.Reason)).Inc()
+			c.opts.Logger.Warn("celery message dead-lettered", "queue", c.opts.Queue, "reason", string(l.Reason), "err", l.Err)
+		}
+		c.m.messages.WithLabelValues("dead_lettered").Add(float64(moved))
 	}
-	var parts []json.RawMessage
-	if err := json.Unmarshal(body, &parts); err != nil || len(parts) < 2 {
-		return 0, m.Headers.Task, errors.New("body is not [args, kwargs, embed]")
+	if d.Oversized > 0 || len(letters) > 0 {
+		c.watchDeadLetters(ctx)
 	}
-	var kwargs map[string]json.RawMessage
-	_ = json.Unmarshal(parts[1], &kwargs)
-	if v, ok := kwargs[c.opts.TeamKwarg]; ok && c.opts.TeamKwarg != "" {
-		return parseTeam(v, m.Headers.Task)
-	}
-	var args []json.RawMessage
-	if err := json.Unmarshal(parts[0], &args); err != nil || len(args) <= c.opts.TeamPosition {
-		return 0, m.Headers.Task, fmt.Errorf("no team id at args[%d] or kwargs[%q]", c.opts.TeamPosition, c.opts.TeamKwarg)
-	}
-	return parseTeam(args[c.opts.TeamPosition], m.Headers.Task)
+	c.pend.add(byTeam)
+	c.m.pending.Set(float64(c.pend.size()))
+	return taken, nil
 }
 
-func parseTeam(v json.RawMessage, task string) (int64, string, error) {
-	var n json.Number
-	if err := json.Unmarshal(v, &n); err != nil {
-		var s string
-		if json.Unmarshal(v, &s) != nil {
-			return 0, task, fmt.Errorf("team id %s is not a number", v)
-		}
-		n = json.Number(s)
+// adapt scales the batch to the drain rate: a full pass doubles it, a pass that
+// found the queue nearly empty halves it.
+func (c *CeleryConsumer) adapt(taken int, bytes int64) {
+	switch {
+	case taken >= c.batch && bytes < c.opts.PassBytes:
+		c.batch = min(2*c.batch, c.opts.MaxBatch)
+	case taken < c.batch/4:
+		c.batch = max(c.batch/2, c.opts.Batch)
 	}
-	id, err := n.Int64()
-	if err != nil || id <= 0 {
-		return 0, task, fmt.Errorf("team id %s is not a positive integer", v)
+	c.m.batch.Set(float64(c.batch))
+}
+
+// decode returns the team of one of our tasks, or why the message is refused.
+func (c *CeleryConsumer) decode(raw []byte) (int64, error) {
+	t, err := kombu.Decode(raw, c.arg)
+	if t.Name != "" && !c.ours(t.Name) {
+		return 0, &kombu.Error{Reason: kombu.ReasonUnknownTask, Err: fmt.Errorf("task %s is not a cache-update task", t.Name)}
 	}
-	return id, task, nil
+	if err != nil {
+		return 0, err
+	}
+	if t.TeamErr != nil {
+		return 0, t.TeamErr
+	}
+	return t.Team, nil
 }
 
 func (c *CeleryConsumer) ours(task string) bool {
@@ -327,4 +395,140 @@ func (c *CeleryConsumer) ours(task string) bool {
 		}
 	}
 	return false
+}
+
+// settle requests a rebuild for every pending team (one request per team, however
+// many messages name it), makes the requests durable (Flush), and acks each message
+// whose request succeeded. Teams whose request failed stay pending.
+func (c *CeleryConsumer) settle(ctx context.Context) error {
+	round := c.pend.take()
+	if len(round) == 0 {
+		return nil
+	}
+	type outcome struct {
+		team int64
+		err  error
+	}
+	teams := make(chan int64)
+	results := make(chan outcome, len(round))
+	var wg sync.WaitGroup
+	for range min(c.opts.RequestWorkers, len(round)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for team := range teams {
+				_, err := c.req.Request(ctx, team, "celery")
+				results <- outcome{team, err}
+			}
+		}()
+	}
+	for team := range round {
+		teams <- team
+	}
+	close(teams)
+	wg.Wait()
+	close(results)
+
+	var errs error
+	var ack []string
+	failed := map[int64][]string{}
+	var unknown, requested int
+	for r := range results {
+		tags := round[r.team]
+		switch {
+		case r.err == nil:
+			ack = append(ack, tags...)
+			requested += len(tags)
+		case errors.Is(r.err, ErrUnknownTeam):
+			// A team the flag database does not hold: the task would do nothing.
+			c.opts.Logger.Warn("celery tasks for unknown team acked without a build", "team", r.team, "messages", len(tags))
+			ack = append(ack, tags...)
+			unknown += len(tags)
+		default:
+			failed[r.team] = tags
+			errs = errors.Join(errs, fmt.Errorf("request team %d: %w", r.team, r.err))
+		}
+	}
+	if f, ok := c.req.(Flusher); ok && len(ack) > 0 {
+		// Requests answered from memory become durable here, before the ack.
+		if err := f.Flush(ctx); err != nil {
+			c.pend.add(round)
+			c.m.pending.Set(float64(c.pend.size()))
+			return fmt.Errorf("flush requests: %w", err)
+		}
+	}
+	if err := c.broker.Ack(ctx, ack); err != nil {
+		// Requested but not acked: the restore redelivers them, which costs at most a
+		// build each and loses nothing.
+		errs = errors.Join(errs, err)
+	} else {
+		c.m.messages.WithLabelValues("requested").Add(float64(requested))
+		c.m.messages.WithLabelValues("unknown_team").Add(float64(unknown))
+	}
+	c.pend.add(failed)
+	c.m.pending.Set(float64(c.pend.size()))
+	return errs
+}
+
+// pendingSet holds the delivery tags of valid messages not yet acked, by team. Intake
+// adds to it without waiting for the database; settle takes it whole, so every round
+// asks once per team however many batches named the team meanwhile.
+type pendingSet struct {
+	mu    sync.Mutex
+	teams map[int64][]string
+	n     int
+	wake  chan struct{} // intake added work
+	space chan struct{} // settle made room
+}
+
+func newPendingSet() pendingSet {
+	return pendingSet{teams: map[int64][]string{}, wake: make(chan struct{}, 1), space: make(chan struct{}, 1)}
+}
+
+func (p *pendingSet) add(byTeam map[int64][]string) {
+	if len(byTeam) == 0 {
+		return
+	}
+	p.mu.Lock()
+	for team, tags := range byTeam {
+		p.teams[team] = append(p.teams[team], tags...)
+		p.n += len(tags)
+	}
+	p.mu.Unlock()
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (p *pendingSet) take() map[int64][]string {
+	p.mu.Lock()
+	out := p.teams
+	p.teams = map[int64][]string{}
+	p.n = 0
+	p.mu.Unlock()
+	select {
+	case p.space <- struct{}{}:
+	default:
+	}
+	return out
+}
+
+func (p *pendingSet) size() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.n
+}
+
+// waitSpace waits until fewer than limit messages are pending; false when ctx ended.
+func (p *pendingSet) waitSpace(ctx context.Context, limit int) bool {
+	for p.size() >= limit {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-p.space:
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	return ctx.Err() == nil
 }

@@ -683,6 +683,9 @@ func (e *Engine) Status(ctx context.Context) (Status, error) {
 	}
 	e.mu.Lock()
 	st.BudgetInUse = e.inUse
+	for i := range st.Lanes {
+		st.Lanes[i].RunningHere = e.running[st.Lanes[i].Lane]
+	}
 	e.mu.Unlock()
 	if st.Quarantined, err = e.store.listQuarantined(ctx); err != nil {
 		return st, err

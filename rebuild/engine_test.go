@@ -139,6 +139,11 @@ func TestEngineDedupAndFollowUp(t *testing.T) {
 			b.setGate(gate)
 			require.NoError(t, b.e.Start(ctx))
 			eventually(t, 20*time.Second, func() bool { return b.builds.Load() == 1 }, "first build did not start")
+			st, err := b.e.Status(ctx)
+			require.NoError(t, err)
+			require.Equal(t, LaneSmall, st.Lanes[0].Lane)
+			require.Equal(t, 1, st.Lanes[0].RunningHere, "the one build this process runs")
+			require.LessOrEqual(t, st.Lanes[0].RunningHere, st.Lanes[0].Workers)
 
 			// Requests during the run: each joins, together they yield one follow-up.
 			for range 25 {
@@ -158,6 +163,8 @@ func TestEngineDedupAndFollowUp(t *testing.T) {
 			require.Len(t, hist, 2)
 			require.True(t, hist[0].OK)
 			require.True(t, hist[0].Unchanged, "the follow-up saw the same data")
+			require.Positive(t, hist[0].MemoryBoundBytes, "the build's own reservation is recorded")
+			require.LessOrEqual(t, hist[0].MemoryBoundBytes, b.e.opts.MemoryBudget)
 			_, err = cachekeys.ReadMeta(ctx, b.rdb, cachekeys.Layout{}, 1, cachekeys.KindDefinitions)
 			require.NoError(t, err)
 

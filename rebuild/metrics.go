@@ -3,6 +3,8 @@ package rebuild
 import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
+
+	"github.com/flagwarden/flagwarden/internal/kombu"
 )
 
 // metrics are the engine's flagwarden_rebuild_* series. Labels are bounded: lanes,
@@ -59,6 +61,47 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		for _, r := range []string{"ok", "unchanged", "failed"} {
 			m.builds.WithLabelValues(string(l), r)
 		}
+	}
+	return m
+}
+
+// celeryMetrics are the Celery consumer's flagwarden_rebuild_celery_* series; labels
+// are the fixed outcome and refusal reason sets.
+type celeryMetrics struct {
+	messages      *prometheus.CounterVec
+	dead          *prometheus.CounterVec
+	restored      prometheus.Counter
+	readBytes     prometheus.Counter
+	deadLetterLen prometheus.Gauge
+	pending       prometheus.Gauge
+	batch         prometheus.Gauge
+}
+
+func newCeleryMetrics(reg prometheus.Registerer) *celeryMetrics {
+	f := promauto.With(reg)
+	m := &celeryMetrics{
+		messages: f.NewCounterVec(prometheus.CounterOpts{Name: "flagwarden_rebuild_celery_messages_total",
+			Help: "Celery messages settled by the consumer, by outcome (requested: acked after its rebuild request was durable; unknown_team: acked, the team is not in the flag database; dead_lettered)."},
+			[]string{"outcome"}),
+		dead: f.NewCounterVec(prometheus.CounterOpts{Name: "flagwarden_rebuild_celery_dead_letters_total",
+			Help: "Celery messages moved to the dead-letter list, by reason (not_celery, bad_encoding, team_id, unknown_task, oversized)."},
+			[]string{"reason"}),
+		restored: f.NewCounter(prometheus.CounterOpts{Name: "flagwarden_rebuild_celery_restored_messages_total",
+			Help: "Unacked deliveries of a stopped consumer put back on the queue after the visibility timeout."}),
+		readBytes: f.NewCounter(prometheus.CounterOpts{Name: "flagwarden_rebuild_celery_read_bytes_total",
+			Help: "Message bytes the consumer read from the broker (oversized messages are never read)."}),
+		deadLetterLen: f.NewGauge(prometheus.GaugeOpts{Name: "flagwarden_rebuild_celery_dead_letter_messages",
+			Help: "Length of the consumer's dead-letter list."}),
+		pending: f.NewGauge(prometheus.GaugeOpts{Name: "flagwarden_rebuild_celery_pending_messages",
+			Help: "Valid messages taken and waiting for their rebuild request before the ack."}),
+		batch: f.NewGauge(prometheus.GaugeOpts{Name: "flagwarden_rebuild_celery_batch_messages",
+			Help: "Messages the consumer takes per pass, scaled to the drain rate."}),
+	}
+	for _, o := range []string{"requested", "unknown_team", "dead_lettered"} {
+		m.messages.WithLabelValues(o)
+	}
+	for _, r := range kombu.Reasons() {
+		m.dead.WithLabelValues(string(r))
 	}
 	return m
 }

@@ -78,7 +78,7 @@ func (w *worker) Work(ctx context.Context, job *river.Job[jobArgs]) error {
 	e.track(lane, -est, -1)
 	e.budget.Release(est)
 
-	res.JobID, res.Lane, res.Reason = job.ID, lane, job.Args.Reason
+	res.JobID, res.Lane, res.Reason, res.MemoryBoundBytes = job.ID, lane, job.Args.Reason, est
 	e.observe(res)
 	bg := context.WithoutCancel(ctx)
 	followup, failures, err := e.store.endRun(bg, team, buildErr == nil)

@@ -180,23 +180,26 @@ func NewAPI(opts APIOptions) (*API, error) {
 
 // Register adds the API and dashboard routes to r. It fits Options.Routes.
 func (a *API) Register(r *gin.Engine) {
-	v1 := r.Group("/api/v1", a.metrics.middleware(), a.clock, a.limit, a.deadline, a.bodyLimit, a.authenticate)
+	// Off: gin would answer /api/v1/teams/ with a 301 text/html; noRoute answers instead.
+	r.RedirectTrailingSlash = false
+	v1 := r.Group("/api/v1", headWithoutBody, a.metrics.middleware(), a.clock, a.limit, a.deadline, a.bodyLimit, a.authenticate)
 	// The document and whoami need no role: the dashboard asks who it is before it has
 	// a token, and a client reads the document to learn how to authenticate.
-	v1.GET("/openapi.json", a.openAPI)
-	v1.GET("/whoami", a.whoami)
+	getAndHead(v1, "/openapi.json", a.openAPI)
+	getAndHead(v1, "/whoami", a.whoami)
 	read := v1.Group("", a.require(config.RoleRead))
-	read.GET("/queues", a.queues)
-	read.GET("/teams", a.listTeams)
-	read.GET("/teams/distribution", a.distribution)
-	read.GET("/teams/:id", a.team)
-	read.GET("/teams/:id/flags", a.payload("flags"))
-	read.GET("/teams/:id/flags/definitions", a.payload("definitions"))
-	read.GET("/outliers", a.outliers)
-	read.GET("/findings", a.findings)
-	read.GET("/pods", a.pods)
-	read.GET("/rebuilds", a.rebuildStatus)
-	read.GET("/collectors", a.collectors)
+	getAndHead(read, "/queues", a.queues)
+	getAndHead(read, "/teams", a.listTeams)
+	getAndHead(read, "/teams/distribution", a.distribution)
+	getAndHead(read, "/teams/:id", a.team)
+	getAndHead(read, "/teams/:id/flags", a.payload("flags"))
+	getAndHead(read, "/teams/:id/flags/definitions", a.payload("definitions"))
+	getAndHead(read, "/outliers", a.outliers)
+	getAndHead(read, "/findings", a.findings)
+	getAndHead(read, "/pods", a.pods)
+	getAndHead(read, "/caches", a.cacheFreshness)
+	getAndHead(read, "/rebuilds", a.rebuildStatus)
+	getAndHead(read, "/collectors", a.collectors)
 
 	write := v1.Group("", a.require(config.RoleOperate))
 	write.POST("/teams/:id/rebuild", a.requestRebuild)
@@ -204,7 +207,14 @@ func (a *API) Register(r *gin.Engine) {
 	write.POST("/teams/:id/release", a.release)
 
 	a.registerDashboard(r)
-	r.NoRoute(a.metrics.middleware(), a.noRoute)
+	r.NoRoute(headWithoutBody, a.metrics.middleware(), a.noRoute)
+}
+
+// getAndHead registers a read for GET and for HEAD, which answers the same without a body
+// (headWithoutBody), as HTTP asks of every GET resource.
+func getAndHead(g *gin.RouterGroup, path string, h gin.HandlerFunc) {
+	g.GET(path, h)
+	g.HEAD(path, h)
 }
 
 // now is the API's clock.

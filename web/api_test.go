@@ -4,9 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"log/slog"
 	"math"
 	"net/http"
+	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -139,7 +142,20 @@ func TestErrors(t *testing.T) {
 		{"id not a number", b, "GET", "/api/v1/teams/abc", "", 400, codeBadRequest},
 		{"id zero", b, "GET", "/api/v1/teams/0", "", 400, codeBadRequest},
 		{"id negative", b, "GET", "/api/v1/teams/-4", "", 400, codeBadRequest},
-		{"id overflows", b, "GET", "/api/v1/teams/99999999999999999999", "", 400, codeBadRequest},
+		{"id overflows int64: no such team", b, "GET", "/api/v1/teams/99999999999999999999", "", 404, codeNotFound},
+		{"id past int4: no such team", b, "GET", "/api/v1/teams/2147483648", "", 404, codeNotFound},
+		{"id past int4 on rebuild", b, "POST", "/api/v1/teams/9223372036854775807/rebuild", "", 404, codeNotFound},
+		{"id past int4 on quarantine", b, "POST", "/api/v1/teams/2147483648/quarantine", `{"reason":"x"}`, 404, codeNotFound},
+		{"id past int4 on payload", b, "GET", "/api/v1/teams/4294967296/flags", "", 404, codeNotFound},
+		{"id with plus sign", b, "GET", "/api/v1/teams/+5", "", 400, codeBadRequest},
+		{"id with leading zeros", b, "GET", "/api/v1/teams/00001", "", 400, codeBadRequest},
+		{"id with leading zeros on write", b, "POST", "/api/v1/teams/007/rebuild", "", 400, codeBadRequest},
+		{"id with spaces", b, "GET", "/api/v1/teams/%205", "", 400, codeBadRequest},
+		{"window below a second", b, "GET", "/api/v1/queues?window=1ns", "", 400, codeBadRequest},
+		{"window below a second on pods", b, "GET", "/api/v1/pods?window=999ms", "", 400, codeBadRequest},
+		{"window below a second on a team", b, "GET", "/api/v1/teams/2?window=1us", "", 400, codeBadRequest},
+		{"trailing slash under the API", b, "GET", "/api/v1/teams/", "", 404, codeNotFound},
+		{"trailing slash on a write", b, "POST", "/api/v1/teams/7/rebuild/", "", 404, codeNotFound},
 		{"unknown team", b, "GET", "/api/v1/teams/4242", "", 404, codeNotFound},
 		{"unknown team rebuild", b, "POST", "/api/v1/teams/4242/rebuild", "", 404, codeNotFound},
 		{"unknown team quarantine", b, "POST", "/api/v1/teams/4242/quarantine", `{"reason":"x"}`, 404, codeNotFound},
@@ -417,7 +433,8 @@ func TestTeam(t *testing.T) {
 	require.Len(t, got.Findings, 1, "only this team's findings")
 	require.Equal(t, "outlier_team", got.Findings[0].Kind)
 	require.Len(t, got.Rebuilds, 1)
-	require.EqualValues(t, 96<<20, got.Rebuilds[0].PeakHeapBytes)
+	require.EqualValues(t, 96<<20, got.Rebuilds[0].MemoryBoundBytes)
+	require.EqualValues(t, 211<<20, got.Rebuilds[0].PeakHeapBytes)
 	require.NotNil(t, got.Quarantine)
 	require.Equal(t, "4 GB payload", got.Quarantine.Reason)
 
@@ -698,4 +715,146 @@ func TestClockHeader(t *testing.T) {
 		r := b.do(t, "GET", path, readToken, "")
 		require.Equal(t, fixtureNow.Format(time.RFC3339Nano), r.Header.Get("X-Flagwarden-Now"), path)
 	}
+}
+
+// TestWriteBodyLimitsAndContentType sends writes over a real loopback connection, where a
+// body of unknown length arrives chunked and only the reader can bound it.
+func TestWriteBodyLimitsAndContentType(t *testing.T) {
+	t.Parallel()
+	b := newBundle(t)
+	srv := httptest.NewServer(b.router)
+	t.Cleanup(srv.Close)
+	post := func(t *testing.T, path, contentType string, body io.Reader) (int, errorBody) {
+		t.Helper()
+		req, err := http.NewRequest("POST", srv.URL+path, body)
+		require.NoError(t, err)
+		req.Header.Set("Authorization", "Bearer "+operateToken)
+		if contentType != "" {
+			req.Header.Set("Content-Type", contentType)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		require.Equal(t, "application/json; charset=utf-8", resp.Header.Get("Content-Type"))
+		var e errorBody
+		_ = json.NewDecoder(resp.Body).Decode(&e)
+		return resp.StatusCode, e
+	}
+	// io.MultiReader hides the length, so the client sends the body chunked.
+	whitespace := func(n int) io.Reader {
+		return io.MultiReader(strings.NewReader(`{"reason":"x"}`), strings.NewReader(strings.Repeat(" \n", n/2)))
+	}
+
+	t.Run("an object followed by megabytes of whitespace is too large", func(t *testing.T) {
+		code, e := post(t, "/api/v1/teams/7/quarantine", "application/json", whitespace(3<<20))
+		require.Equal(t, http.StatusRequestEntityTooLarge, code)
+		require.Equal(t, codeBodyTooLarge, e.Error.Code)
+		require.Nil(t, b.do(t, "GET", "/api/v1/teams/7", readToken, "").json(t)["quarantine"], "nothing was done")
+	})
+	t.Run("a little trailing whitespace is fine", func(t *testing.T) {
+		code, _ := post(t, "/api/v1/teams/7/release", "application/json", whitespace(100))
+		require.Equal(t, http.StatusOK, code)
+	})
+	for _, ct := range []string{"", "text/plain", "application/x-www-form-urlencoded", "application/json; charset=latin1", "application/jsonp"} {
+		t.Run("content type "+strconv.Quote(ct), func(t *testing.T) {
+			code, e := post(t, "/api/v1/teams/7/quarantine", ct, strings.NewReader(`{"reason":"x"}`))
+			require.Equal(t, http.StatusUnsupportedMediaType, code)
+			require.Equal(t, codeUnsupportedMediaType, e.Error.Code)
+			require.Contains(t, e.Error.Message, "application/json")
+		})
+	}
+	for _, ct := range []string{"application/json", "application/json; charset=utf-8", "Application/JSON; charset=UTF-8"} {
+		t.Run("accepts "+strconv.Quote(ct), func(t *testing.T) {
+			code, _ := post(t, "/api/v1/teams/7/rebuild", ct, strings.NewReader(`{"reason":"x"}`))
+			require.Equal(t, http.StatusAccepted, code)
+		})
+	}
+	t.Run("an empty body needs no content type", func(t *testing.T) {
+		code, _ := post(t, "/api/v1/teams/7/rebuild", "", nil)
+		require.Equal(t, http.StatusAccepted, code)
+	})
+}
+
+func TestHeadAnswersLikeGet(t *testing.T) {
+	t.Parallel()
+	b := newBundle(t)
+	for _, path := range []string{"/api/v1/queues", "/api/v1/teams", "/api/v1/teams/2", "/api/v1/whoami", "/api/v1/openapi.json", "/api/v1/pods"} {
+		get := b.do(t, "GET", path, readToken, "")
+		head := b.do(t, "HEAD", path, readToken, "")
+		require.Equal(t, http.StatusOK, get.Code, path)
+		require.Equal(t, get.Code, head.Code, "HEAD %s", path)
+		require.Equal(t, get.Header.Get("Content-Type"), head.Header.Get("Content-Type"), "HEAD %s", path)
+		require.Empty(t, head.Body, "HEAD %s has no body", path)
+	}
+	for path, want := range map[string]int{
+		"/api/v1/teams/4242": http.StatusNotFound, "/api/v1/teams/+5": http.StatusBadRequest,
+		"/api/v1/nope": http.StatusNotFound, "/api/v1/teams/": http.StatusNotFound,
+	} {
+		head := b.do(t, "HEAD", path, readToken, "")
+		require.Equal(t, want, head.Code, "HEAD %s", path)
+		require.Equal(t, "application/json; charset=utf-8", head.Header.Get("Content-Type"), "HEAD %s", path)
+		require.Empty(t, head.Body)
+	}
+	// Without a token, HEAD is refused as GET is.
+	require.Equal(t, http.StatusUnauthorized, b.do(t, "HEAD", "/api/v1/queues", "", "").Code)
+}
+
+func TestTrailingSlash(t *testing.T) {
+	t.Parallel()
+	b := newBundle(t)
+	r := b.do(t, "GET", "/api/v1/teams/", readToken, "")
+	require.Equal(t, http.StatusNotFound, r.Code)
+	require.Equal(t, codeNotFound, r.errorCode(t))
+	require.Contains(t, string(r.Body), "/api/v1/teams)", "says the path without the slash")
+	// Dashboard paths still lead a person to the page.
+	r = b.do(t, "GET", "/teams/?x=1", "", "")
+	require.Equal(t, http.StatusMovedPermanently, r.Code)
+	require.Equal(t, "/teams?x=1", r.Header.Get("Location"))
+}
+
+func TestCacheFreshness(t *testing.T) {
+	t.Parallel()
+	b := newBundle(t)
+	var got struct {
+		Caches, Stale, Missing int
+		MaxLag                 float64 `json:"max_lag_seconds"`
+		History                map[string][]series.Point
+	}
+	r := b.do(t, "GET", "/api/v1/caches?window=2h", readToken, "")
+	require.Equal(t, http.StatusOK, r.Code)
+	require.NoError(t, json.Unmarshal(r.Body, &got))
+	require.Equal(t, 3, got.Caches)
+	require.Equal(t, 1, got.Stale, "team 2's flags cache is 96 h behind")
+	require.Equal(t, 1, got.Missing, "team 2 has no definitions cache")
+	require.Equal(t, (96*time.Hour - time.Minute).Seconds(), got.MaxLag)
+	require.Len(t, got.History["lag_p99_seconds"], 30)
+	require.Len(t, got.History["stale_teams"], 30)
+	short := b.do(t, "GET", "/api/v1/caches?window=3m", readToken, "")
+	require.NoError(t, json.Unmarshal(short.Body, &got))
+	require.Len(t, got.History["lag_max_seconds"], 1, "the window bounds the history")
+}
+
+func TestDashboardFiles(t *testing.T) {
+	t.Parallel()
+	b := newBundle(t)
+	for path, ct := range map[string]string{
+		"/ui/app.js":                     "text/javascript; charset=utf-8",
+		"/ui/js/charts.js":               "text/javascript; charset=utf-8",
+		"/ui/js/pages/overview.js":       "text/javascript; charset=utf-8",
+		"/ui/vendor/uplot/uPlot.esm.js":  "text/javascript; charset=utf-8",
+		"/ui/vendor/uplot/uPlot.min.css": "text/css; charset=utf-8",
+		"/ui/style.css":                  "text/css; charset=utf-8",
+	} {
+		r := b.do(t, "GET", path, "", "")
+		require.Equal(t, http.StatusOK, r.Code, path)
+		require.Equal(t, ct, r.Header.Get("Content-Type"), "%s: module scripts need a JavaScript MIME type", path)
+		require.Equal(t, "no-cache", r.Header.Get("Cache-Control"), path)
+		require.Equal(t, "nosniff", r.Header.Get("X-Content-Type-Options"), path)
+		tag := r.Header.Get("ETag")
+		require.NotEmpty(t, tag, path)
+		again := b.do(t, "GET", path, "", "", "If-None-Match", tag)
+		require.Equal(t, http.StatusNotModified, again.Code, "%s is revalidated by its hash", path)
+	}
+	page := b.do(t, "GET", "/", "", "")
+	require.Contains(t, string(page.Body), `<script type="module" src="/ui/app.js">`)
 }

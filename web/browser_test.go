@@ -8,17 +8,21 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/input"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 	"github.com/stretchr/testify/require"
 
+	"github.com/flagwarden/flagwarden/detectors"
 	"github.com/flagwarden/flagwarden/internal/loop"
+	"github.com/flagwarden/flagwarden/internal/snapshot"
 	"github.com/flagwarden/flagwarden/internal/testenv"
 )
 
@@ -217,28 +221,91 @@ func TestDashboardInBrowser(t *testing.T) {
 		require.Contains(t, e.text(t, `[data-queue="feature_flags"]`), "reaches 100k in", "the ETA is shown")
 		selected := evalJS[bool](t, e, `document.querySelector('[data-queue="feature_flags"]').classList.contains("selected")`)
 		require.True(t, selected, "?queue= from an alert link highlights the queue")
-		require.Contains(t, e.text(t, "#findings"), "robust z")
+		require.Contains(t, e.text(t, "#findings"), "Robust z", "evidence keys read as words")
 		require.Contains(t, e.text(t, "#findings"), "412.5")
+		require.NotContains(t, e.text(t, "#findings"), "robust_z")
 		require.Contains(t, e.text(t, "#workers"), "2 CrashLoopBackOff")
 		workersCard := evalJS[string](t, e, `document.getElementById("card-workers").className`)
 		require.Contains(t, workersCard, "crit", "crash-looping pods make the Workers card critical")
-		// OOM kills in the window alone make it a warning, and a firing worker finding
-		// sets its colour even while every pod is ready between kills.
+		require.Contains(t, e.text(t, "#card-workers"), "OOM kills in the last 1 h", "the card says the workers are being OOM-killed")
+		// The card's colour follows OOM kills and worker findings, not only readiness: a
+		// fleet that is all ready between kills has not recovered.
 		for expr, want := range map[string]string{
-			`workersCardClass([], 0, 2, 4, 4)`: "warn",
-			`workersCardClass([], 0, 0, 4, 4)`: "ok",
-			`workersCardClass([{kind: "worker_oom_kills", state: "firing", severity: "critical"}], 0, 0, 4, 4)`:  "crit",
-			`workersCardClass([{kind: "worker_oom_kills", state: "firing", severity: "warning"}], 0, 0, 4, 4)`:   "warn",
-			`workersCardClass([{kind: "worker_oom_kills", state: "pending", severity: "critical"}], 0, 0, 4, 4)`: "ok",
-			`workersCardClass([{kind: "backlog_growth", state: "firing", severity: "critical"}], 0, 0, 4, 4)`:    "ok",
+			`{ooms: 2, ready: 4, total: 4}`:    "warn",
+			`{ooms: 3, ready: 4, total: 4}`:    "crit",
+			`{ooms: 7, ready: 4, total: 4}`:    "crit",
+			`{lastOOM: 1, ready: 4, total: 4}`: "warn",
+			`{ready: 4, total: 4}`:             "ok",
+			`{ready: 3, total: 4}`:             "warn",
+			`{active: [{kind: "worker_oom_kills", state: "firing", severity: "critical"}], ready: 4, total: 4}`:  "crit",
+			`{active: [{kind: "worker_oom_kills", state: "firing", severity: "warning"}], ready: 4, total: 4}`:   "warn",
+			`{active: [{kind: "worker_oom_kills", state: "pending", severity: "critical"}], ready: 4, total: 4}`: "ok",
+			`{active: [{kind: "backlog_growth", state: "firing", severity: "critical"}], ready: 4, total: 4}`:    "ok",
 		} {
-			require.Equal(t, want, evalJS[string](t, e, expr), expr)
+			require.Equal(t, want, importJS[string](t, e, "/ui/js/widgets.js", `m.workersCardClass(`+expr+`)`), expr)
 		}
+		queueCard := evalJS[string](t, e, `document.getElementById("card-queue").className`)
+		require.Contains(t, queueCard, "warn", "the firing backlog_growth warning colours the queue card")
+		require.Equal(t, "crit", importJS[string](t, e, "/ui/js/widgets.js",
+			`m.findingsClass([{kind: "fleet_cache_stale", state: "firing", severity: "critical"}], m.CACHE_KINDS)`))
 		require.Contains(t, e.text(t, `[data-collector="celery"]`), "down")
 		require.Contains(t, e.text(t, "#card-budget"), "300 MiB")
-		nLines := evalJS[int](t, e, `document.querySelectorAll("#queues svg .trend").length`)
-		require.Equal(t, 2, nLines, "every queue chart has its trend line")
+		require.Contains(t, e.text(t, "#card-caches"), "1 stale · 1 missing")
+
+		// Every queue chart draws its trend; only a backlog heading for the limit is red.
+		trends := evalJS[map[string]string](t, e, `Object.fromEntries([...document.querySelectorAll("#queues [data-queue]")].map(q => {
+			const u = q.querySelector("figure.tchart").__uplot;
+			const s = u.series.find(s => s.label && s.label.startsWith("trend"));
+			return [q.dataset.queue, s ? s.label + " " + s._stroke : "none"];
+		}))`)
+		require.Contains(t, trends["celery"], "trend (steady)")
+		require.Contains(t, trends["celery"], "#8a99ab", "a steady queue's trend is grey, not red")
+		require.Contains(t, trends["feature_flags"], "trend (rising)")
+		require.NotContains(t, trends["feature_flags"], "#8a99ab")
+		e.checkCharts(t, "#queues", "Messages (count)")
+		e.checkCharts(t, "#workers", "Pods, events (count)")
+		e.checkCharts(t, "#cache-staleness", "Lag behind data")
+		workerSeries := evalJS[[]string](t, e, `document.querySelector("#workers figure.tchart").__uplot.series.slice(1).map(s => s.label)`)
+		require.Equal(t, []string{"ready", "pods", "crash-looping", "OOM kills", "restarts"}, workerSeries)
+		var pods struct {
+			Namespaces []struct {
+				OOM []json.RawMessage `json:"oom_kill_history"`
+			} `json:"namespaces"`
+		}
+		e.apiGet(t, "/pods", &pods)
+		oomPoints := evalJS[int](t, e, `document.querySelector("#workers figure.tchart").__uplot.data[4].filter(v => v != null).length`)
+		require.NotZero(t, oomPoints)
+		require.InDelta(t, len(pods.Namespaces[0].OOM), oomPoints, 1, "the OOM kill series is drawn from the API's history")
+		// The lanes chart starts from the samples this page took.
+		require.NoError(t, chromedp.Do(e.ctx, chromedp.Reload(), chromedp.WaitVisible(chromedp.CSS(`#lanes figure.tchart`))))
+		e.checkCharts(t, "#lanes", "Builds (count)")
 		e.screenshot(t, "overview")
+	})
+
+	t.Run("OOM kills between ready looks turn the Workers card red", func(t *testing.T) {
+		// Every pod ready at this look, none crash-looping, no worker finding yet: only
+		// the kills in the last hour say the fleet is sick, as early in an incident.
+		before := e.b.snaps.Pods()
+		t.Cleanup(func() { e.b.snaps.SetPods(before) })
+		calm := before
+		calm.At = time.Now()
+		calm.Pods = nil
+		for _, name := range []string{"celery-worker-a", "celery-worker-b", "celery-worker-c"} {
+			calm.Pods = append(calm.Pods, snapshot.Pod{Namespace: "posthog", Name: name, Phase: "Running", Ready: true, Restarts: 3, MemoryLimit: 8 << 30})
+		}
+		e.b.snaps.SetPods(calm)
+		e.b.findings.mu.Lock()
+		findings := e.b.findings.active
+		e.b.findings.active = slices.DeleteFunc(slices.Clone(findings), func(f detectors.Finding) bool { return strings.HasPrefix(f.Kind, "worker") })
+		e.b.findings.mu.Unlock()
+		t.Cleanup(func() { e.b.findings.mu.Lock(); e.b.findings.active = findings; e.b.findings.mu.Unlock() })
+
+		e.open(t, "/")
+		require.Equal(t, "3", e.text(t, "#card-workers .value [data-value]"), "all pods ready")
+		require.Contains(t, evalJS[string](t, e, `document.getElementById("card-workers").className`), "crit")
+		require.Positive(t, e.value(t, `#card-workers [data-field="oom-kills"]`))
+		require.Contains(t, e.text(t, "#card-workers"), "OOM kills in the last 1 h")
+		e.screenshot(t, "overview-oom-between-ready-looks")
 	})
 
 	t.Run("teams", func(t *testing.T) {
@@ -287,9 +354,54 @@ func TestDashboardInBrowser(t *testing.T) {
 		require.Equal(t, "48k", e.text(t, "#card-flags .value"))
 		require.Contains(t, e.text(t, "#caches"), "stale")
 		require.Contains(t, e.text(t, "#caches"), "missing")
-		require.Contains(t, e.text(t, "#team-rebuilds"), "96 MiB")
+		require.Contains(t, e.text(t, "#team-rebuilds"), "MEMORY BOUND")
+		require.Equal(t, "96 MiB", e.text(t, `#team-rebuilds [data-field="memory-bound"]`), "the build's own bound, not the process heap")
+		require.Equal(t, "211 MiB", e.text(t, `#team-rebuilds [data-field="heap"]`))
+		require.Contains(t, e.text(t, "#team-rebuilds"), "PROCESS HEAP PEAK", "the heap is labelled as the process's")
+		e.checkCharts(t, "#size-history", "Payload, both caches")
+		// Byte ticks are evenly spaced at a round binary step (2^k B, KiB, MiB, GiB), and
+		// each reads as a whole number of its unit: 0, 1, 2, 3 GiB, never 191, 381, 572 MiB.
+		ticks := evalJS[struct {
+			Splits []float64
+			Values []string
+		}](t, e, `(() => { const a = document.querySelector("#size-history figure.tchart").__uplot.axes[1]; return {Splits: a._splits, Values: a._values}; })()`)
+		require.GreaterOrEqual(t, len(ticks.Splits), 3)
+		step := ticks.Splits[1] - ticks.Splits[0]
+		require.Truef(t, isRoundBinary(step), "tick step %v is a round binary size", step)
+		for i, v := range ticks.Splits {
+			require.InDelta(t, ticks.Splits[0]+float64(i)*step, v, 1, "evenly spaced: %v", ticks.Splits)
+			require.Regexp(t, `^\d+ (B|KiB|MiB|GiB|TiB)$`, ticks.Values[i], "whole numbers of a binary unit: %v", ticks.Values)
+		}
 		require.Contains(t, e.text(t, "#team-rebuilds"), "2 h ago")
 		e.screenshot(t, "team")
+	})
+
+	t.Run("teams size filter in MiB", func(t *testing.T) {
+		e.open(t, "/teams")
+		opts := evalJS[[]string](t, e, `[...document.querySelectorAll("#min-bytes option")].map(o => o.textContent)`)
+		require.Equal(t, []string{"any size", "1 MiB", "10 MiB", "100 MiB", "1 GiB"}, opts)
+		require.Equal(t, "1048576", evalJS[string](t, e, `document.querySelectorAll("#min-bytes option")[1].value`))
+		axes := evalJS[string](t, e, `document.querySelector("#distribution svg").textContent`)
+		require.Contains(t, axes, "Teams (log scale)")
+		require.Contains(t, axes, "Payload size, both caches")
+	})
+
+	t.Run("evidence labels", func(t *testing.T) {
+		for key, want := range map[string][2]string{
+			"tail_limit_bytes":       {"Tail limit", "64 MiB"},
+			"threshold_z":            {"Threshold (z)", "3.5"},
+			"lag_seconds":            {"Lag", "2 h"},
+			"oom_kills":              {"OOM kills", "7"},
+			"memory_ratio":           {"Memory", "93%"},
+			"growth_ratio":           {"Growth", "2.5×"},
+			"slope_per_hour":         {"Slope", "1.2k/h"},
+			"estimated_memory_bytes": {"Estimated memory", "8 GiB"},
+		} {
+			v := map[string]float64{"tail_limit_bytes": 64 << 20, "threshold_z": 3.5, "lag_seconds": 7200, "oom_kills": 7,
+				"memory_ratio": 0.93, "growth_ratio": 2.5, "slope_per_hour": 1200, "estimated_memory_bytes": 8 << 30}[key]
+			got := importJS[[]string](t, e, "/ui/js/widgets.js", fmt.Sprintf(`[m.evidenceLabel(%q), m.evidenceValue(%q, %v)]`, key, key, v))
+			require.Equal(t, []string{want[0], want[1]}, got, key)
+		}
 	})
 
 	t.Run("operator quarantines a team", func(t *testing.T) {
@@ -301,6 +413,7 @@ func TestDashboardInBrowser(t *testing.T) {
 		))
 		require.Contains(t, e.text(t, "h1"), "quarantined")
 		require.Contains(t, e.text(t, "#operate"), "one team must not starve the rest")
+
 		var d struct {
 			Quarantine *struct {
 				Reason string `json:"reason"`
@@ -330,8 +443,42 @@ func TestDashboardInBrowser(t *testing.T) {
 		require.Equal(t, float64(len(st.Quarantined)), e.value(t, "#card-quarantined [data-value]"))
 		require.Equal(t, float64(st.BudgetInUse), e.value(t, "#card-budget [data-value]"))
 		require.Contains(t, e.text(t, "#quarantined"), "team 7")
-		require.Contains(t, e.text(t, `[data-lane="small"]`), "running")
+		require.Equal(t, "8", e.text(t, `#lanes [data-lane="small"] [data-field="running"]`), "busy workers of this replica, never more than its 8")
+		require.Contains(t, e.text(t, `#lanes [data-lane="small"]`), "8 of 8 workers busy")
+		require.Contains(t, e.text(t, `#lanes [data-lane="small"]`), "24 in the job table")
+		fullLane := evalJS[string](t, e, `document.querySelector('#lanes [data-lane="small"] .meter').className`)
+		require.NotContains(t, fullLane, "crit", "a full lane is not an alarm")
+		require.Equal(t, "9/11", e.text(t, "#card-running .value"))
 		e.screenshot(t, "rebuilds")
+	})
+
+	t.Run("a quarantined team without a cache is a warning", func(t *testing.T) {
+		require.NoError(t, e.b.engine.Quarantine(context.Background(), 5, "held for the test"))
+		t.Cleanup(func() { _ = e.b.engine.Release(context.Background(), 5, "test over") })
+		e.open(t, "/teams/5")
+		cls := evalJS[string](t, e, `document.querySelector('#caches [data-state="quarantined-no-cache"]').className`)
+		require.Contains(t, cls, "warn")
+		require.Contains(t, e.text(t, "#caches"), "quarantined")
+		e.open(t, "/teams/6")
+		require.Contains(t, e.text(t, "#caches .empty"), "No cache seen", "not quarantined: nothing to warn of")
+	})
+
+	t.Run("no element overflows the viewport", func(t *testing.T) {
+		for _, width := range []int64{1280, 1400, 1920} {
+			require.NoError(t, chromedp.Do(e.ctx, chromedp.EmulateViewport(width, 1000)))
+			for _, path := range []string{"/", "/teams", "/teams/2", "/teams/7", "/rebuilds"} {
+				e.open(t, path)
+				// Charts follow their panel's width on resize; let them settle.
+				_, err := chromedp.Run(e.ctx, chromedp.Poll[bool](`[...document.querySelectorAll("figure.tchart")].every(f => f.__uplot && f.__uplot.width <= f.clientWidth + 1)`))
+				require.NoError(t, err)
+				over := evalJS[[]string](t, e, overflowJS)
+				require.Empty(t, over, "at %d px, %s: elements past the viewport", width, path)
+				if path == "/" {
+					e.screenshot(t, fmt.Sprintf("overview-%d", width))
+				}
+			}
+		}
+		require.NoError(t, chromedp.Do(e.ctx, chromedp.EmulateViewport(1440, 1000)))
 	})
 
 	t.Run("auto-refresh shows new data without a reload", func(t *testing.T) {
@@ -354,4 +501,92 @@ func TestDashboardInBrowser(t *testing.T) {
 		require.Zero(t, n)
 		require.Contains(t, e.text(t, "#auth-button"), "viewer · read")
 	})
+}
+
+// overflowJS lists the elements whose box reaches past the viewport's width (a cut-off
+// column, a chart wider than its panel), and whether the page scrolls sideways at all.
+// Content inside a sideways-scrolling container that itself fits is not cut off.
+const overflowJS = `(() => {
+  const vw = document.documentElement.clientWidth;
+  const out = [];
+  if (document.documentElement.scrollWidth > vw) out.push("the page scrolls sideways: " + document.documentElement.scrollWidth + " > " + vw);
+  const scrolls = (el) => { for (let p = el.parentElement; p; p = p.parentElement) {
+    const o = getComputedStyle(p).overflowX;
+    if (o === "auto" || o === "scroll" || o === "hidden") { const r = p.getBoundingClientRect(); return r.right <= vw + 1 && r.left >= -1; }
+  } return false; };
+  for (const el of document.querySelectorAll("body *")) {
+    if (el.closest("[hidden]")) continue;
+    const r = el.getBoundingClientRect();
+    if (r.width === 0 || r.height === 0) continue;
+    if ((r.right > vw + 1 || r.left < -1) && !scrolls(el)) {
+      out.push(el.tagName.toLowerCase() + (el.id ? "#" + el.id : "") + "." + [...el.classList].join(".") + " " + Math.round(r.left) + "–" + Math.round(r.right));
+      if (out.length > 10) break;
+    }
+  }
+  for (const w of document.querySelectorAll(".table-wrap")) {
+    if (w.scrollWidth > w.clientWidth + 1) out.push("table cut off in " + (w.closest("[id]") || {}).id + ": " + w.scrollWidth + " > " + w.clientWidth);
+  }
+  return out;
+})()`
+
+// importJS evaluates expr with m bound to the dashboard's module at path, as the page
+// loaded it.
+func importJS[T any](t *testing.T, e *browserEnv, path, expr string) T {
+	t.Helper()
+	v, err := chromedp.Run(e.ctx, chromedp.Evaluate[T](`import(`+strconv.Quote(path)+`).then((m) => `+expr+`)`, chromedp.EvalAwaitPromise))
+	require.NoError(t, err, "evaluate %s in %s", expr, path)
+	return v
+}
+
+// checkCharts asserts what a person reads off every time chart in sel: a time axis
+// titled in UTC with 24-hour ticks, a y axis titled with its unit (one of them yLabel),
+// and a hover readout that shows the values under the cursor with the UTC time.
+func (e *browserEnv) checkCharts(t *testing.T, sel, yLabel string) {
+	t.Helper()
+	type axes struct {
+		X, Y   string
+		XTicks []string
+	}
+	got := evalJS[[]axes](t, e, `[...document.querySelectorAll(`+strconv.Quote(sel+" figure.tchart")+`)].map(f => ({
+		X: f.__uplot.axes[0].label, Y: f.__uplot.axes[1].label, XTicks: f.__uplot.axes[0]._values || [] }))`)
+	require.NotEmpty(t, got, "%s has time charts", sel)
+	ys := []string{}
+	for _, a := range got {
+		require.Equal(t, "Time (UTC)", a.X)
+		require.NotEmpty(t, a.Y, "every y axis has a title")
+		ys = append(ys, a.Y)
+		require.NotEmpty(t, a.XTicks)
+		for _, tick := range a.XTicks {
+			require.Regexp(t, `^([01]\d|2[0-3]):[0-5]\d(:[0-5]\d)?$|^\d{1,2} [A-Z][a-z]{2}$`, tick, "24-hour UTC ticks: %v", a.XTicks)
+		}
+	}
+	require.Contains(t, ys, yLabel)
+
+	// Hover the middle of the first chart the way a mouse does.
+	first := sel + " figure.tchart .u-over"
+	require.NoError(t, chromedp.Do(e.ctx, chromedp.ScrollIntoView(chromedp.CSS(first))))
+	box := evalJS[[]float64](t, e, `(() => { const r = document.querySelector(`+strconv.Quote(first)+`).getBoundingClientRect(); return [r.left + r.width * 0.6, r.top + r.height / 2]; })()`)
+	require.NoError(t, chromedp.Do(e.ctx, chromedp.MouseEvent(input.DispatchMouseEventTypeMouseMoved, box[0], box[1])))
+	readout := evalJS[[]string](t, e, `[...document.querySelector(`+strconv.Quote(sel+" figure.tchart")+`).querySelectorAll(".u-legend .u-series .u-value")].map(v => v.textContent)`)
+	require.GreaterOrEqual(t, len(readout), 2)
+	require.Regexp(t, `^\d{4}-\d\d-\d\d ([01]\d|2[0-3]):[0-5]\d UTC$`, readout[0], "the readout's time is UTC, 24-hour, with the zone")
+	shown := 0
+	for _, v := range readout[1:] {
+		if v != "–" && v != "" {
+			shown++
+		}
+	}
+	require.Positive(t, shown, "hovering shows the values under the cursor: %v", readout)
+}
+
+// isRoundBinary reports whether v is 1, 2, 4 … 512 times a power of 1,024.
+func isRoundBinary(v float64) bool {
+	for unit := 1.0; unit <= 1<<40; unit *= 1024 {
+		for m := 1.0; m <= 512; m *= 2 {
+			if v == m*unit {
+				return true
+			}
+		}
+	}
+	return false
 }

@@ -95,6 +95,10 @@ func fillStores(snaps *snapshot.Store, ser *series.Store, now time.Time) {
 		ser.Append(series.Key(series.PodsReady, "posthog"), t, float64(1+i%2))
 		ser.Append(series.Key(series.OOMKills, "posthog"), t, float64(i%3))
 		ser.Append(series.Key(series.Restarts, "posthog"), t, 1)
+		ser.Append(series.Key(series.PodsCrashLooping, "posthog"), t, float64(min(i/10, 2)))
+		ser.Append(series.Key(series.CacheLagP99, series.Fleet), t, float64(60*i))
+		ser.Append(series.Key(series.CacheLagMax, series.Fleet), t, float64(120*i))
+		ser.Append(series.Key(series.CacheStaleTeams, series.Fleet), t, float64(i/10))
 	}
 
 	snaps.SetCaches(snapshot.Caches{At: now, Teams: []snapshot.CacheState{
@@ -249,9 +253,11 @@ func (e *memEngine) Status(ctx context.Context) (rebuild.Status, error) {
 	}
 	return rebuild.Status{
 		Lanes: []rebuild.LaneStatus{
-			{Lane: rebuild.LaneSmall, Running: 3, Waiting: len(e.waiting), Workers: 8},
-			{Lane: rebuild.LaneLarge, Running: 1, Waiting: 0, Workers: 2},
-			{Lane: rebuild.LaneQuarantine, Running: 0, Waiting: len(qs), Workers: 1},
+			// The job table counts more running than this replica's workers (builds whose
+			// end is not yet written, a dead replica's jobs): the page shows running_here.
+			{Lane: rebuild.LaneSmall, Running: 24, RunningHere: 8, Waiting: len(e.waiting), Workers: 8},
+			{Lane: rebuild.LaneLarge, Running: 1, RunningHere: 1, Waiting: 0, Workers: 2},
+			{Lane: rebuild.LaneQuarantine, Running: 0, RunningHere: 0, Waiting: len(qs), Workers: 1},
 		},
 		BudgetBytes: 512 << 20, BudgetInUse: 300 << 20, Quarantined: qs, Recent: recent,
 	}, nil
@@ -293,7 +299,7 @@ func newBundle(t testing.TB, mods ...bundleOpt) *bundle {
 	b.engine = newMemEngine(func(id int64) bool { _, ok := b.snaps.Team(id); return ok })
 	b.engine.history[2] = []rebuild.BuildResult{{TeamID: 2, JobID: 7, Lane: rebuild.LaneLarge, StartedAt: fixtureNow.Add(-2 * time.Hour),
 		FinishedAt: fixtureNow.Add(-2*time.Hour + 95*time.Second), OK: true, Flags: 48000, FlagsBytes: 2_100_000_000,
-		DefinitionsBytes: 1_900_000_000, PeakHeapBytes: 96 << 20}}
+		DefinitionsBytes: 1_900_000_000, PeakHeapBytes: 211 << 20, MemoryBoundBytes: 96 << 20}}
 	opts := APIOptions{
 		Snapshots: b.snaps, Series: b.series, Findings: b.findings, Engine: b.engine,
 		Loops: func() []loop.Health {
@@ -354,7 +360,14 @@ func (b *bundle) do(t *testing.T, method, path, token, body string, headers ...s
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json") // as every client of the API sends it
+	}
 	for i := 0; i+1 < len(headers); i += 2 {
+		if headers[i+1] == "" {
+			req.Header.Del(headers[i])
+			continue
+		}
 		req.Header.Set(headers[i], headers[i+1])
 	}
 	rec := httptest.NewRecorder()

@@ -15,6 +15,7 @@ import (
 	"github.com/flagwarden/flagwarden/detectors"
 	"github.com/flagwarden/flagwarden/internal/config"
 	"github.com/flagwarden/flagwarden/internal/loop"
+	"github.com/flagwarden/flagwarden/internal/posthog"
 	"github.com/flagwarden/flagwarden/internal/series"
 	"github.com/flagwarden/flagwarden/internal/snapshot"
 	"github.com/flagwarden/flagwarden/rebuild"
@@ -22,6 +23,10 @@ import (
 
 // maxHistoryPoints bounds the points a chart series carries over the wire.
 const maxHistoryPoints = 240
+
+// minWindow is the shortest history a client may ask for: the collectors measure every
+// few seconds, so a shorter window holds no point and is a typo (1ns for 1h).
+const minWindow = time.Second
 
 // maxWindow is the longest history a client may ask for (the store's longest retention).
 const maxWindow = 30 * 24 * time.Hour
@@ -440,6 +445,11 @@ func (a *API) pods(c *gin.Context) {
 		MaxMemoryRatio float64        `json:"max_memory_ratio"`
 		ReadyHistory   []series.Point `json:"ready_history"`
 		OOMHistory     []series.Point `json:"oom_kill_history"`
+		// The worker-health chart's other lines: pods crash-looping at each look and
+		// container restarts counted between looks.
+		CrashLoopHistory []series.Point `json:"crashloop_history"`
+		RestartHistory   []series.Point `json:"restart_history"`
+		TotalHistory     []series.Point `json:"total_history"`
 	}
 	byNS := map[string]*nsSummary{}
 	get := func(ns string) *nsSummary {
@@ -481,7 +491,11 @@ func (a *API) pods(c *gin.Context) {
 	for ns, s := range byNS {
 		oom := a.opts.Series.Range(series.Key(series.OOMKills, ns), from, time.Time{})
 		s.OOMKills = sum(oom)
-		s.Restarts = sum(a.opts.Series.Range(series.Key(series.Restarts, ns), from, time.Time{}))
+		restarts := a.opts.Series.Range(series.Key(series.Restarts, ns), from, time.Time{})
+		s.Restarts = sum(restarts)
+		s.RestartHistory = nonNil(thin(restarts, maxHistoryPoints))
+		s.CrashLoopHistory = nonNil(thin(a.opts.Series.Range(series.Key(series.PodsCrashLooping, ns), from, time.Time{}), maxHistoryPoints))
+		s.TotalHistory = nonNil(thin(a.opts.Series.Range(series.Key(series.PodsTotal, ns), from, time.Time{}), maxHistoryPoints))
 		s.OOMHistory = nonNil(thin(oom, maxHistoryPoints))
 		s.ReadyHistory = nonNil(thin(a.opts.Series.Range(series.Key(series.PodsReady, ns), from, time.Time{}), maxHistoryPoints))
 		out = append(out, *s)
@@ -494,6 +508,41 @@ func (a *API) pods(c *gin.Context) {
 	c.JSON(http.StatusOK, gin.H{
 		"at": snap.At, "collected": !snap.At.IsZero(), "source": snap.Source, "window_seconds": window.Seconds(),
 		"namespaces": out, "pods": pods,
+	})
+}
+
+// caches answers the fleet's cache freshness now and over the window: how many caches
+// are stale or missing, and the p99 and largest lag the cache collector measured.
+func (a *API) cacheFreshness(c *gin.Context) {
+	window, ok := durationParam(c, "window", a.opts.TrendWindow)
+	if !ok {
+		return
+	}
+	snap := a.opts.Snapshots.Caches()
+	stale, missing := 0, 0
+	var worst time.Duration
+	for _, cs := range snap.Teams {
+		switch {
+		case cs.Missing:
+			missing++
+		case cs.Lag > a.opts.StaleAfter:
+			stale++
+		}
+		worst = max(worst, cs.Lag)
+	}
+	from := a.now().Add(-window)
+	hist := func(key string) []series.Point {
+		return nonNil(thin(a.opts.Series.Range(series.Key(key, series.Fleet), from, time.Time{}), maxHistoryPoints))
+	}
+	c.JSON(http.StatusOK, gin.H{
+		"at": snap.At, "collected": !snap.At.IsZero(), "caches": len(snap.Teams),
+		"stale": stale, "missing": missing, "max_lag_seconds": worst.Seconds(),
+		"stale_after_seconds": a.opts.StaleAfter.Seconds(), "window_seconds": window.Seconds(),
+		"history": gin.H{
+			"lag_p99_seconds": hist(series.CacheLagP99),
+			"lag_max_seconds": hist(series.CacheLagMax),
+			"stale_teams":     hist(series.CacheStaleTeams),
+		},
 	})
 }
 
@@ -537,15 +586,37 @@ func (a *API) collectors(c *gin.Context) {
 	c.JSON(http.StatusOK, gin.H{"collectors": out})
 }
 
-// teamID parses the :id path parameter, answering 400 when it is not a positive integer.
+// teamID parses the :id path parameter with posthog.ParseTeamID, so the API accepts one
+// spelling per team. A canonical number too large for the schema's int4 column names no
+// team: that is 404 unknown team, like any other id without a team; anything else
+// ("+5", "00001", "abc", "0") is a 400 naming the parameter.
 func teamID(c *gin.Context) (int64, bool) {
 	raw := c.Param("id")
-	id, err := strconv.ParseInt(raw, 10, 64)
-	if err != nil || id <= 0 {
-		abort(c, http.StatusBadRequest, codeBadRequest, fmt.Sprintf("team id must be a positive integer, got %q", raw))
+	id, err := posthog.ParseTeamID(raw)
+	if err == nil {
+		return id, true
+	}
+	if canonicalDigits(raw) {
+		abort(c, http.StatusNotFound, codeNotFound, fmt.Sprintf("unknown team %s (team ids go up to %d)", raw, posthog.MaxTeamID))
 		return 0, false
 	}
-	return id, true
+	abort(c, http.StatusBadRequest, codeBadRequest,
+		fmt.Sprintf("team id must be a positive integer without sign or leading zeros, got %q", raw))
+	return 0, false
+}
+
+// canonicalDigits reports whether s is a positive decimal number as a person writes it:
+// digits only, no leading zero.
+func canonicalDigits(s string) bool {
+	if s == "" || s[0] == '0' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 func intParam(c *gin.Context, name string, def, lo, hi int64) (int64, bool) {
@@ -580,8 +651,8 @@ func durationParam(c *gin.Context, name string, def time.Duration) (time.Duratio
 		return def, true
 	}
 	v, err := time.ParseDuration(raw)
-	if err != nil || v <= 0 || v > maxWindow {
-		abort(c, http.StatusBadRequest, codeBadRequest, fmt.Sprintf("%s must be a duration from 1s to %s (e.g. 6h), got %q", name, maxWindow, raw))
+	if err != nil || v < minWindow || v > maxWindow {
+		abort(c, http.StatusBadRequest, codeBadRequest, fmt.Sprintf("%s must be a duration from %s to %s (e.g. 6h), got %q", name, minWindow, maxWindow, raw))
 		return 0, false
 	}
 	return v, true

@@ -1,10 +1,11 @@
 package web
 
 import (
+	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"net/http"
 	"strings"
 	"unicode/utf8"
@@ -31,23 +32,8 @@ func (a *API) readWrite(c *gin.Context, reasonRequired bool) (int64, string, boo
 		abort(c, http.StatusServiceUnavailable, codeDisabled, "rebuild engine disabled")
 		return 0, "", false
 	}
-	var body writeBody
-	dec := json.NewDecoder(c.Request.Body)
-	dec.DisallowUnknownFields()
-	err := dec.Decode(&body)
-	switch {
-	case errors.Is(err, io.EOF):
-		// An empty body is no reason at all.
-	case err != nil:
-		var tooLarge *http.MaxBytesError
-		if errors.As(err, &tooLarge) {
-			a.fail(c, "read body", err)
-			return 0, "", false
-		}
-		abort(c, http.StatusBadRequest, codeBadRequest, "body must be a JSON object like {\"reason\": \"...\"}: "+err.Error())
-		return 0, "", false
-	case dec.More():
-		abort(c, http.StatusBadRequest, codeBadRequest, "body must hold one JSON object")
+	body, ok := a.readBody(c)
+	if !ok {
 		return 0, "", false
 	}
 	body.Reason = strings.TrimSpace(body.Reason)
@@ -60,6 +46,48 @@ func (a *API) readWrite(c *gin.Context, reasonRequired bool) (int64, string, boo
 		return 0, "", false
 	}
 	return id, body.Reason, true
+}
+
+// readBody reads a write's body whole (it is bounded by MaxBodyBytes, so a body that is
+// one small object followed by megabytes of whitespace is refused too, not only a large
+// object), checks its Content-Type, and decodes it. An empty body is no reason at all and
+// needs no Content-Type.
+func (a *API) readBody(c *gin.Context) (writeBody, bool) {
+	var body writeBody
+	raw, err := io.ReadAll(c.Request.Body)
+	if err != nil {
+		a.fail(c, "read body", err)
+		return body, false
+	}
+	if len(bytes.TrimSpace(raw)) == 0 {
+		return body, true
+	}
+	if !isJSON(c.GetHeader("Content-Type")) {
+		abort(c, http.StatusUnsupportedMediaType, codeUnsupportedMediaType,
+			fmt.Sprintf("the body must be sent as Content-Type: application/json, got %q", c.GetHeader("Content-Type")))
+		return body, false
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&body); err != nil {
+		abort(c, http.StatusBadRequest, codeBadRequest, "body must be a JSON object like {\"reason\": \"...\"}: "+err.Error())
+		return body, false
+	}
+	if dec.More() {
+		abort(c, http.StatusBadRequest, codeBadRequest, "body must hold one JSON object")
+		return body, false
+	}
+	return body, true
+}
+
+// isJSON reports whether a Content-Type names JSON in UTF-8, the only encoding JSON has.
+func isJSON(contentType string) bool {
+	mt, params, err := mime.ParseMediaType(contentType)
+	if err != nil || mt != "application/json" {
+		return false
+	}
+	cs, ok := params["charset"]
+	return !ok || strings.EqualFold(cs, "utf-8")
 }
 
 func (a *API) requestRebuild(c *gin.Context) {

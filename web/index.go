@@ -4,11 +4,11 @@ import (
 	"cmp"
 	"context"
 	"slices"
-	"strconv"
 	"sync"
 	"time"
 
 	"github.com/flagwarden/flagwarden/detectors"
+	"github.com/flagwarden/flagwarden/internal/posthog"
 	"github.com/flagwarden/flagwarden/internal/snapshot"
 	"github.com/flagwarden/flagwarden/rebuild"
 )
@@ -186,18 +186,18 @@ const kindOutlierTeam = "outlier_team"
 // team kinds, its subject.
 func findingTeam(f detectors.Finding) (int64, bool) {
 	if v, ok := f.Labels["team"]; ok {
-		if id, err := strconv.ParseInt(v, 10, 64); err == nil {
+		if id, err := posthog.ParseTeamID(v); err == nil {
 			return id, true
 		}
 	}
 	if v, ok := f.Labels["team_id"]; ok {
-		if id, err := strconv.ParseInt(v, 10, 64); err == nil {
+		if id, err := posthog.ParseTeamID(v); err == nil {
 			return id, true
 		}
 	}
 	switch f.Kind {
 	case kindOutlierTeam, "team_growth", "cache_stale", "team_quarantined":
-		if id, err := strconv.ParseInt(f.Subject, 10, 64); err == nil {
+		if id, err := posthog.ParseTeamID(f.Subject); err == nil {
 			return id, true
 		}
 	}

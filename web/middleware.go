@@ -22,13 +22,15 @@ import (
 const (
 	codeBadRequest   = "bad_request"
 	codeBodyTooLarge = "body_too_large"
-	codeUnauthorized = "unauthorized"
-	codeForbidden    = "forbidden"
-	codeNotFound     = "not_found"
-	codeOverloaded   = "overloaded"
-	codeTimeout      = "timeout"
-	codeDisabled     = "disabled"
-	codeInternal     = "internal"
+	// codeUnsupportedMediaType answers a write whose body is not sent as JSON.
+	codeUnsupportedMediaType = "unsupported_media_type"
+	codeUnauthorized         = "unauthorized"
+	codeForbidden            = "forbidden"
+	codeNotFound             = "not_found"
+	codeOverloaded           = "overloaded"
+	codeTimeout              = "timeout"
+	codeDisabled             = "disabled"
+	codeInternal             = "internal"
 )
 
 type errorBody struct {
@@ -71,12 +73,52 @@ func (a *API) failWith(what string) func(c *gin.Context, err error) {
 	return func(c *gin.Context, err error) { a.fail(c, what, err) }
 }
 
+// noRoute answers what no route matched. gin's own trailing-slash redirect is off (it
+// answers 301 text/html, also under /api/), so an API path gets the JSON error shape
+// with the path it probably meant, and a dashboard path is redirected here instead.
 func (a *API) noRoute(c *gin.Context) {
-	if strings.HasPrefix(c.Request.URL.Path, "/api/") {
-		abort(c, http.StatusNotFound, codeNotFound, "no such endpoint: "+c.Request.Method+" "+c.Request.URL.Path)
+	p := c.Request.URL.Path
+	trimmed := strings.TrimRight(p, "/")
+	if strings.HasPrefix(p, "/api/") {
+		msg := "no such endpoint: " + c.Request.Method + " " + p
+		if trimmed != p && trimmed != "" {
+			msg += " (without the trailing slash: " + trimmed + ")"
+		}
+		abort(c, http.StatusNotFound, codeNotFound, msg)
+		return
+	}
+	if trimmed != p && trimmed != "" && (c.Request.Method == http.MethodGet || c.Request.Method == http.MethodHead) {
+		target := trimmed
+		if q := c.Request.URL.RawQuery; q != "" {
+			target += "?" + q
+		}
+		c.Redirect(http.StatusMovedPermanently, target)
 		return
 	}
 	c.String(http.StatusNotFound, "404 page not found\n")
+}
+
+// headWithoutBody makes a HEAD request answer like its GET with the body left out:
+// status and headers as GET would send them, for the JSON errors too.
+func headWithoutBody(c *gin.Context) {
+	if c.Request.Method == http.MethodHead {
+		c.Writer = headWriter{c.Writer}
+	}
+	c.Next()
+}
+
+// headWriter drops the body of a HEAD answer. net/http's server drops it as well, but
+// only at the connection: this keeps recorders and the middleware chain honest too.
+type headWriter struct{ gin.ResponseWriter }
+
+func (w headWriter) Write(b []byte) (int, error) {
+	w.WriteHeaderNow()
+	return len(b), nil
+}
+
+func (w headWriter) WriteString(s string) (int, error) {
+	w.WriteHeaderNow()
+	return len(s), nil
 }
 
 // httpMetrics counts requests by route template, never by raw path.

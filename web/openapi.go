@@ -34,8 +34,9 @@ func param(name, in, typ, desc string, required bool) obj {
 	return obj{"name": name, "in": in, "required": required, "description": desc, "schema": obj{"type": typ}}
 }
 
-var idParam = obj{"name": "id", "in": "path", "required": true, "description": "Team id (a positive integer).",
-	"schema": obj{"type": "integer", "format": "int64", "minimum": 1}}
+var idParam = obj{"name": "id", "in": "path", "required": true,
+	"description": "Team id: a positive decimal integer without sign or leading zeros (\"+5\" and \"00001\" are 400). A number above 2147483647 (the schema's int4) names no team: 404.",
+	"schema":      obj{"type": "integer", "format": "int64", "minimum": 1}}
 
 func op(summary string, params []obj, ok obj, okCode string, errs ...string) obj {
 	responses := obj{okCode: ok}
@@ -45,7 +46,8 @@ func op(summary string, params []obj, ok obj, okCode string, errs ...string) obj
 		"401": "No token where one is required, or an unknown or malformed token.",
 		"403": "The token's role may not do this.",
 		"404": "Unknown team, queue or payload.",
-		"413": "Request body too large (http.max_body_bytes).",
+		"413": "Request body too large (http.max_body_bytes), whitespace included.",
+		"415": "A body sent with a Content-Type other than application/json.",
 		"503": "Concurrency limit reached (http.max_concurrent), handler timeout, or the component is disabled.",
 	}
 	for _, e := range append([]string{"401", "503"}, errs...) {
@@ -63,7 +65,7 @@ func op(summary string, params []obj, ok obj, okCode string, errs ...string) obj
 }
 
 func buildOpenAPI() obj {
-	window := param("window", "query", "string", "History window as a Go duration, e.g. 6h.", false)
+	window := param("window", "query", "string", "History window as a Go duration from 1s to 720h, e.g. 6h.", false)
 	reasonBody := obj{"required": false, "content": jsonContent(ref("WriteBody"))}
 	reasonRequired := obj{"required": true, "content": jsonContent(ref("WriteBody"))}
 	payloadOp := func(what string) obj {
@@ -112,17 +114,19 @@ func buildOpenAPI() obj {
 					"evaluated": obj{"type": "integer"}, "insufficient_data": obj{"type": "integer"}, "note": obj{"type": "string"}}})}}), "200", "400")},
 		"/api/v1/pods": obj{"get": op("Worker pods and a summary per namespace.", []obj{window},
 			resp("Pods.", ref("Pods")), "200", "400")},
+		"/api/v1/caches": obj{"get": op("Fleet cache freshness: stale and missing caches now, and lag and stale teams over the window.", []obj{window},
+			resp("Cache freshness.", ref("CacheFreshness")), "200", "400")},
 		"/api/v1/rebuilds": obj{"get": op("Rebuild engine: lanes (running, waiting), memory budget, quarantined teams, recent results.", nil,
 			resp("Engine status.", ref("EngineStatus")), "200")},
 		"/api/v1/collectors": obj{"get": op("Health of every collector and detector loop.", nil,
 			resp("Loops.", obj{"type": "object", "properties": obj{"collectors": arrayOf(ref("LoopHealth"))}}), "200")},
 		"/api/v1/teams/{id}/rebuild": obj{"post": withBody(op("Request a rebuild of the team's caches (operate role).",
 			[]obj{idParam}, resp("Accepted: the job created, or the waiting one joined.", ref("RebuildAccepted")), "202",
-			"400", "403", "404", "413"), reasonBody)},
+			"400", "403", "404", "413", "415"), reasonBody)},
 		"/api/v1/teams/{id}/quarantine": obj{"post": withBody(op("Quarantine the team: its builds stop delaying others (operate role).",
-			[]obj{idParam}, resp("Quarantined.", ref("WriteResult")), "200", "400", "403", "404", "413"), reasonRequired)},
+			[]obj{idParam}, resp("Quarantined.", ref("WriteResult")), "200", "400", "403", "404", "413", "415"), reasonRequired)},
 		"/api/v1/teams/{id}/release": obj{"post": withBody(op("Release the team from quarantine (operate role).",
-			[]obj{idParam}, resp("Released.", ref("WriteResult")), "200", "400", "403", "404", "413"), reasonRequired)},
+			[]obj{idParam}, resp("Released.", ref("WriteResult")), "200", "400", "403", "404", "413", "415"), reasonRequired)},
 	}
 	for path, item := range paths {
 		for method, o := range item.(obj) {
@@ -136,7 +140,7 @@ func buildOpenAPI() obj {
 	schemas := obj{
 		"Error": obj{"type": "object", "required": []string{"error"}, "properties": obj{"error": obj{
 			"type": "object", "required": []string{"code", "message"}, "properties": obj{
-				"code": obj{"type": "string", "enum": []string{codeBadRequest, codeBodyTooLarge, codeUnauthorized, codeForbidden,
+				"code": obj{"type": "string", "enum": []string{codeBadRequest, codeBodyTooLarge, codeUnsupportedMediaType, codeUnauthorized, codeForbidden,
 					codeNotFound, codeOverloaded, codeTimeout, codeDisabled, codeInternal}},
 				"message": str}}}},
 		"Whoami": obj{"type": "object", "properties": obj{"authenticated": boolean, "name": str, "role": str,
@@ -179,11 +183,16 @@ func buildOpenAPI() obj {
 			"evidence": obj{"type": "object", "additionalProperties": num}, "state": str, "active_at": ts,
 			"fired_at": ts, "resolved_at": ts, "runbook_url": str, "generator_url": str}},
 		"Quarantine": quarantine,
-		"BuildResult": obj{"type": "object", "properties": obj{"team_id": integer, "job_id": integer, "lane": str, "started_at": ts, "finished_at": ts, "ok": boolean, "error": str, "unchanged": boolean, "flags": integer, "cohorts": integer, "skipped_flags": integer, "flags_bytes": integer, "definitions_bytes": integer, "flags_stored_bytes": integer, "definitions_stored_bytes": integer, "peak_heap_bytes": integer,
-			"skipped":           arrayOf(obj{"type": "object", "properties": obj{"id": integer, "key": str, "reason": str, "detail": str}}),
-			"skipped_by_reason": obj{"type": "object", "additionalProperties": integer}}},
+		"BuildResult": obj{"type": "object", "properties": obj{"team_id": integer, "job_id": integer, "lane": str, "started_at": ts, "finished_at": ts, "ok": boolean, "error": str, "unchanged": boolean, "flags": integer, "cohorts": integer, "skipped_flags": integer, "flags_bytes": integer, "definitions_bytes": integer, "flags_stored_bytes": integer, "definitions_stored_bytes": integer,
+			"peak_heap_bytes":    obj{"type": "integer", "format": "int64", "description": "The whole process's peak Go heap during the build (other builds and the server included), not the build's own figure."},
+			"memory_bound_bytes": obj{"type": "integer", "format": "int64", "description": "What the build reserved of the memory budget before it started: its own bound. 0 for builds run outside the engine."},
+			"skipped":            arrayOf(obj{"type": "object", "properties": obj{"id": integer, "key": str, "reason": str, "detail": str}}),
+			"skipped_by_reason":  obj{"type": "object", "additionalProperties": integer}}},
 		"EngineStatus": obj{"type": "object", "properties": obj{
-			"lanes":        arrayOf(obj{"type": "object", "properties": obj{"lane": str, "running": integer, "waiting": integer, "workers": integer}}),
+			"lanes": arrayOf(obj{"type": "object", "properties": obj{"lane": str,
+				"running":      obj{"type": "integer", "description": "Jobs of the lane in the job table's running state, every replica together; includes builds whose end is not yet recorded and jobs of a dead process until rescued, so it can exceed workers."},
+				"running_here": obj{"type": "integer", "description": "Builds this replica runs now, out of workers."},
+				"waiting":      integer, "workers": obj{"type": "integer", "description": "Build workers of the lane in this replica."}}}),
 			"budget_bytes": integer, "budget_in_use_bytes": integer,
 			"quarantined": arrayOf(ref("Quarantine")), "recent": arrayOf(ref("BuildResult"))}},
 		"LoopHealth": obj{"type": "object", "properties": obj{"name": str, "up": boolean, "passes": integer, "failures": integer,
@@ -196,7 +205,14 @@ func buildOpenAPI() obj {
 			"properties": obj{"namespace": str, "total": integer, "ready": integer, "crashlooping": integer,
 				"last_terminated_oomkilled": integer, "oom_kills_in_window": num, "restarts_in_window": num,
 				"max_memory_ratio": obj{"type": "number", "description": "Highest working set / limit among the pods with both known; 0 when none is."},
-				"ready_history":    arrayOf(ref("Point")), "oom_kill_history": arrayOf(ref("Point"))}},
+				"ready_history":    arrayOf(ref("Point")), "oom_kill_history": arrayOf(ref("Point")),
+				"crashloop_history": arrayOf(ref("Point")), "restart_history": arrayOf(ref("Point")), "total_history": arrayOf(ref("Point"))}},
+		"CacheFreshness": obj{"type": "object", "properties": obj{"at": ts, "collected": boolean, "caches": integer,
+			"stale":           obj{"type": "integer", "description": "Caches behind their data by more than stale_after_seconds."},
+			"missing":         obj{"type": "integer", "description": "Teams with flag data and no cache."},
+			"max_lag_seconds": num, "stale_after_seconds": num, "window_seconds": num,
+			"history": obj{"type": "object", "properties": obj{"lag_p99_seconds": arrayOf(ref("Point")),
+				"lag_max_seconds": arrayOf(ref("Point")), "stale_teams": arrayOf(ref("Point"))}}}},
 		"Pod": obj{"type": "object", "properties": obj{"namespace": str, "name": str, "phase": str, "ready": boolean,
 			"restarts": integer, "restart_delta": integer,
 			"waiting":          obj{"type": "string", "description": "The waiting reason, e.g. CrashLoopBackOff; absent when running."},
@@ -214,7 +230,7 @@ func buildOpenAPI() obj {
 		// document, at its own address (http.external_url for people).
 		"servers": []obj{{"url": "/", "description": "The flagwarden replica serving this document."}},
 		"info": obj{"title": "flagwarden API", "version": "1",
-			"description": "Findings, queues, team sizes, caches and the rebuild engine. Errors are {\"error\":{\"code\",\"message\"}}."},
+			"description": "Findings, queues, team sizes, caches and the rebuild engine. Errors are {\"error\":{\"code\",\"message\"}}, also for unknown paths. Every GET is also answered for HEAD, with the same status and headers and no body."},
 		"paths":      paths,
 		"security":   []obj{{"bearer": []string{}}},
 		"components": obj{"schemas": schemas, "securitySchemes": obj{"bearer": obj{"type": "http", "scheme": "bearer"}}},
@@ -247,6 +263,7 @@ var operationIDs = map[string]string{
 	"GET /api/v1/outliers":                     "listOutliers",
 	"GET /api/v1/findings":                     "listFindings",
 	"GET /api/v1/pods":                         "listPods",
+	"GET /api/v1/caches":                       "getCacheFreshness",
 	"GET /api/v1/rebuilds":                     "getRebuildEngine",
 	"GET /api/v1/collectors":                   "listCollectors",
 	"POST /api/v1/teams/{id}/rebuild":          "requestRebuild",

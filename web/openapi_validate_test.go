@@ -2,6 +2,7 @@ package web
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"io"
 	"net/http"
@@ -103,53 +104,63 @@ func TestResponsesMatchTheOpenAPIDocument(t *testing.T) {
 		method, path, token string
 		body                string
 		want                int
+		// contentType, if set, replaces the application/json sent with a body.
+		contentType string
 	}
 	calls := []call{
-		{b, "GET", "/api/v1/openapi.json", "", "", 200},
-		{b, "GET", "/api/v1/whoami", readToken, "", 200},
-		{b, "GET", "/api/v1/whoami", "", "", 200},
-		{b, "GET", "/api/v1/queues", readToken, "", 200},
-		{b, "GET", "/api/v1/queues?queue=feature_flags&window=2h", readToken, "", 200},
-		{b, "GET", "/api/v1/queues?queue=nope", readToken, "", 404},
-		{b, "GET", "/api/v1/queues?window=soon", readToken, "", 400},
-		{b, "GET", "/api/v1/queues", "", "", 401},
-		{b, "GET", "/api/v1/queues", "not-a-token-at-all-000", "", 401},
-		{b, "GET", "/api/v1/teams?limit=5&sort=flags&order=asc", readToken, "", 200},
-		{b, "GET", "/api/v1/teams?outlier=true", readToken, "", 200},
-		{b, "GET", "/api/v1/teams?limit=0", readToken, "", 400},
-		{b, "GET", "/api/v1/teams/distribution", readToken, "", 200},
-		{b, "GET", "/api/v1/teams/2", readToken, "", 200},
-		{b, "GET", "/api/v1/teams/7?window=1h", readToken, "", 200},
-		{b, "GET", "/api/v1/teams/424242", readToken, "", 404},
-		{b, "GET", "/api/v1/teams/x", readToken, "", 400},
-		{b, "GET", "/api/v1/teams/7/flags", readToken, "", 200},
-		{b, "GET", "/api/v1/teams/7/flags/definitions", readToken, "", 200},
-		{b, "GET", "/api/v1/teams/8/flags", readToken, "", 404},
-		{b, "GET", "/api/v1/teams/x/flags/definitions", readToken, "", 400},
-		{b, "GET", "/api/v1/outliers", readToken, "", 200},
-		{b, "GET", "/api/v1/findings?limit=10&kind=outlier_team", readToken, "", 200},
-		{b, "GET", "/api/v1/findings?limit=-1", readToken, "", 400},
-		{b, "GET", "/api/v1/pods", readToken, "", 200},
-		{b, "GET", "/api/v1/pods?window=x", readToken, "", 400},
-		{b, "GET", "/api/v1/rebuilds", readToken, "", 200},
-		{noEngine, "GET", "/api/v1/rebuilds", readToken, "", 503},
-		{b, "GET", "/api/v1/collectors", readToken, "", 200},
-		{b, "POST", "/api/v1/teams/7/rebuild", operateToken, `{"reason":"check"}`, 202},
-		{b, "POST", "/api/v1/teams/7/rebuild", readToken, "", 403},
-		{b, "POST", "/api/v1/teams/424242/rebuild", operateToken, "", 404},
-		{b, "POST", "/api/v1/teams/7/rebuild", operateToken, `{"reason":1}`, 400},
-		{b, "POST", "/api/v1/teams/7/rebuild", operateToken, `{"reason":"` + strings.Repeat("x", 2<<20) + `"}`, 413},
-		{b, "POST", "/api/v1/teams/7/quarantine", operateToken, `{"reason":"too big"}`, 200},
-		{b, "GET", "/api/v1/teams/7", readToken, "", 200}, // now with a quarantine object
-		{b, "POST", "/api/v1/teams/7/release", operateToken, `{"reason":"fixed"}`, 200},
-		{b, "POST", "/api/v1/teams/7/release", operateToken, ``, 400},
-		{noEngine, "POST", "/api/v1/teams/7/quarantine", operateToken, `{"reason":"x"}`, 503},
+		{b, "GET", "/api/v1/openapi.json", "", "", 200, ""},
+		{b, "GET", "/api/v1/whoami", readToken, "", 200, ""},
+		{b, "GET", "/api/v1/whoami", "", "", 200, ""},
+		{b, "GET", "/api/v1/queues", readToken, "", 200, ""},
+		{b, "GET", "/api/v1/queues?queue=feature_flags&window=2h", readToken, "", 200, ""},
+		{b, "GET", "/api/v1/queues?queue=nope", readToken, "", 404, ""},
+		{b, "GET", "/api/v1/queues?window=soon", readToken, "", 400, ""},
+		{b, "GET", "/api/v1/queues", "", "", 401, ""},
+		{b, "GET", "/api/v1/queues", "not-a-token-at-all-000", "", 401, ""},
+		{b, "GET", "/api/v1/teams?limit=5&sort=flags&order=asc", readToken, "", 200, ""},
+		{b, "GET", "/api/v1/teams?outlier=true", readToken, "", 200, ""},
+		{b, "GET", "/api/v1/teams?limit=0", readToken, "", 400, ""},
+		{b, "GET", "/api/v1/teams/distribution", readToken, "", 200, ""},
+		{b, "GET", "/api/v1/teams/2", readToken, "", 200, ""},
+		{b, "GET", "/api/v1/teams/7?window=1h", readToken, "", 200, ""},
+		{b, "GET", "/api/v1/teams/424242", readToken, "", 404, ""},
+		{b, "GET", "/api/v1/teams/x", readToken, "", 400, ""},
+		{b, "GET", "/api/v1/teams/7/flags", readToken, "", 200, ""},
+		{b, "GET", "/api/v1/teams/7/flags/definitions", readToken, "", 200, ""},
+		{b, "GET", "/api/v1/teams/8/flags", readToken, "", 404, ""},
+		{b, "GET", "/api/v1/teams/x/flags/definitions", readToken, "", 400, ""},
+		{b, "GET", "/api/v1/outliers", readToken, "", 200, ""},
+		{b, "GET", "/api/v1/findings?limit=10&kind=outlier_team", readToken, "", 200, ""},
+		{b, "GET", "/api/v1/findings?limit=-1", readToken, "", 400, ""},
+		{b, "GET", "/api/v1/pods", readToken, "", 200, ""},
+		{b, "GET", "/api/v1/pods?window=x", readToken, "", 400, ""},
+		{b, "GET", "/api/v1/caches", readToken, "", 200, ""},
+		{b, "GET", "/api/v1/caches?window=1ns", readToken, "", 400, ""},
+		{b, "GET", "/api/v1/rebuilds", readToken, "", 200, ""},
+		{noEngine, "GET", "/api/v1/rebuilds", readToken, "", 503, ""},
+		{b, "GET", "/api/v1/collectors", readToken, "", 200, ""},
+		{b, "POST", "/api/v1/teams/7/rebuild", operateToken, `{"reason":"check"}`, 202, ""},
+		{b, "POST", "/api/v1/teams/7/rebuild", readToken, "", 403, ""},
+		{b, "POST", "/api/v1/teams/424242/rebuild", operateToken, "", 404, ""},
+		{b, "POST", "/api/v1/teams/7/rebuild", operateToken, `{"reason":1}`, 400, ""},
+		{b, "POST", "/api/v1/teams/7/rebuild", operateToken, `{"reason":"` + strings.Repeat("x", 2<<20) + `"}`, 413, ""},
+		{b, "POST", "/api/v1/teams/7/quarantine", operateToken, `{"reason":"too big"}`, 200, ""},
+		{b, "GET", "/api/v1/teams/7", readToken, "", 200, ""}, // now with a quarantine object
+		{b, "POST", "/api/v1/teams/7/release", operateToken, `{"reason":"fixed"}`, 200, ""},
+		{b, "POST", "/api/v1/teams/7/release", operateToken, ``, 400, ""},
+		{noEngine, "POST", "/api/v1/teams/7/quarantine", operateToken, `{"reason":"x"}`, 503, ""},
+		{b, "POST", "/api/v1/teams/7/quarantine", operateToken, `{"reason":"x"}`, 415, "text/plain"},
+		{b, "POST", "/api/v1/teams/7/rebuild", operateToken, `{"reason":"x"}`, 415, "text/plain"},
+		{b, "POST", "/api/v1/teams/7/release", operateToken, `{"reason":"x"}`, 415, "text/plain"},
+		{b, "POST", "/api/v1/teams/2147483648/rebuild", operateToken, "", 404, ""},
+		{b, "GET", "/api/v1/teams/00007", readToken, "", 400, ""},
+		{b, "GET", "/api/v1/pods?window=1ns", readToken, "", 400, ""},
 	}
 	covered := map[string]bool{}
 	for _, c := range calls {
 		req := httptest.NewRequest(c.method, c.path, strings.NewReader(c.body))
 		if c.body != "" {
-			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("Content-Type", cmp.Or(c.contentType, "application/json"))
 		}
 		if c.token != "" {
 			req.Header.Set("Authorization", "Bearer "+c.token)

@@ -70,6 +70,10 @@ func (a *API) payload(kind string) gin.HandlerFunc {
 			h.Set("Content-Length", strconv.FormatInt(p.Size, 10))
 		}
 		c.Status(http.StatusOK)
+		if c.Request.Method == http.MethodHead {
+			c.Writer.WriteHeaderNow() // the headers say it all; reading the payload would be waste
+			return
+		}
 		if err := p.WriteTo(ctx, c.Writer); err != nil {
 			// The status is sent; the short body (against Content-Length) tells the
 			// client the transfer broke. Say why in the log.

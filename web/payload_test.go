@@ -117,6 +117,17 @@ func TestPayloadStreaming(t *testing.T) {
 
 			resp, _ = get(tc.path, "If-None-Match", `"stale-etag"`)
 			require.Equal(t, 200, resp.StatusCode)
+
+			// HEAD: the GET's headers, length included, without reading the payload.
+			req, err := http.NewRequest("HEAD", srv.URL+tc.path, nil)
+			require.NoError(t, err)
+			req.Header.Set("Authorization", "Bearer "+readToken)
+			head, err := srv.Client().Do(req)
+			require.NoError(t, err)
+			head.Body.Close()
+			require.Equal(t, 200, head.StatusCode)
+			require.EqualValues(t, len(tc.body), head.ContentLength)
+			require.Equal(t, `"`+tc.meta.ETag+`"`, head.Header.Get("ETag"))
 		})
 	}
 

@@ -1,8 +1,11 @@
 package celery
 
 import (
+	"encoding/binary"
 	"hash/fnv"
 	"time"
+
+	"github.com/flagwarden/flagwarden/internal/kombu"
 )
 
 // maxHeads bounds the heads remembered per list. A list whose backlog turns over more
@@ -27,9 +30,13 @@ type seenAt struct {
 	at time.Time
 }
 
-func messageHash(raw string) uint64 {
+// messageHash identifies a peeked message by its length and the bytes peeked.
+func messageHash(p kombu.Peeked) uint64 {
 	h := fnv.New64a()
-	_, _ = h.Write([]byte(raw))
+	var n [8]byte
+	binary.LittleEndian.PutUint64(n[:], uint64(p.Len))
+	_, _ = h.Write(n[:])
+	_, _ = h.Write(p.Data)
 	return h.Sum64()
 }
 

@@ -23,6 +23,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/flagwarden/flagwarden/internal/config"
+	"github.com/flagwarden/flagwarden/internal/kombu"
 	"github.com/flagwarden/flagwarden/internal/series"
 	"github.com/flagwarden/flagwarden/internal/snapshot"
 )
@@ -51,6 +52,11 @@ type Options struct {
 	PipelineChunk int
 	// UnackedScanLimit bounds the unacked messages decoded per pass.
 	UnackedScanLimit int
+	// MaxMessageBytes is the largest message the sample decodes; larger ones are
+	// counted as oversized and never leave Redis. Default 256 KiB.
+	MaxMessageBytes int64
+	// SampleBytes caps the message bytes one pass's sample holds. Default 8 MiB.
+	SampleBytes int64
 	// Now is the clock; tests set it.
 	Now func() time.Time
 }
@@ -74,11 +80,13 @@ func off(n int) int {
 }
 
 func (o *Options) applyDefaults() {
-	o.Sep = cmp.Or(o.Sep, "\x06\x16")
+	o.Sep = cmp.Or(o.Sep, kombu.DefaultSep)
 	if len(o.PrioritySteps) == 0 {
-		o.PrioritySteps = []int{0, 3, 6, 9}
+		o.PrioritySteps = kombu.DefaultSteps()
 	}
-	o.VisibilityTimeout = cmp.Or(o.VisibilityTimeout, time.Hour)
+	o.VisibilityTimeout = cmp.Or(o.VisibilityTimeout, kombu.DefaultVisibilityTimeout)
+	o.MaxMessageBytes = cmp.Or(o.MaxMessageBytes, 256<<10)
+	o.SampleBytes = max(o.MaxMessageBytes, cmp.Or(o.SampleBytes, 8<<20))
 	o.MaxLabelledQueues = cmp.Or(o.MaxLabelledQueues, 50)
 	o.PipelineChunk = cmp.Or(o.PipelineChunk, 5000)
 	o.SampleSize = max(0, cmp.Or(o.SampleSize, 100))
@@ -113,8 +121,9 @@ func (o Options) validate() error {
 type Collector struct {
 	rdb     redis.UniversalClient
 	opts    Options
-	keys    keyspace
-	loc     teamLocator
+	keys    kombu.Keys
+	broker  *kombu.Broker
+	arg     kombu.TeamArg
 	snaps   *snapshot.Store
 	series  *series.Store
 	metrics *metrics
@@ -132,10 +141,10 @@ func New(rdb redis.UniversalClient, opts Options, snaps *snapshot.Store, ss *ser
 	if err := opts.validate(); err != nil {
 		return nil, fmt.Errorf("celery collector options: %w", err)
 	}
+	keys := kombu.Keys{Prefix: opts.GlobalKeyPrefix, Sep: opts.Sep, Steps: opts.PrioritySteps}
 	return &Collector{
-		rdb: rdb, opts: opts,
-		keys:  keyspace{prefix: opts.GlobalKeyPrefix, sep: opts.Sep, steps: opts.PrioritySteps},
-		loc:   teamLocator{kwarg: opts.TeamKwarg, position: opts.TeamPosition},
+		rdb: rdb, opts: opts, keys: keys, broker: kombu.NewBroker(rdb, keys),
+		arg:   kombu.TeamArg{Kwarg: opts.TeamKwarg, Position: opts.TeamPosition},
 		snaps: snaps, series: ss,
 		metrics: newMetrics(reg, opts.PrioritySteps),
 		logger:  logger.With("component", "celery"),
@@ -183,6 +192,9 @@ func (c *Collector) Collect(ctx context.Context) (snapshot.Queues, error) {
 	if err != nil {
 		return snapshot.Queues{}, err
 	}
+	if err := overran(ctx); err != nil {
+		return snapshot.Queues{}, err
+	}
 	out := snapshot.Queues{At: now, Queues: queues}
 	byName := make(map[string]*snapshot.Queue, len(queues))
 	for i := range queues {
@@ -205,11 +217,11 @@ func (c *Collector) Collect(ctx context.Context) (snapshot.Queues, error) {
 }
 
 // discover returns every task queue named by a binding, and the bindings by exchange.
-func (c *Collector) discover(ctx context.Context) (map[string]bool, map[string][]binding, error) {
+func (c *Collector) discover(ctx context.Context) (map[string]bool, map[string][]kombu.Binding, error) {
 	var keys []string
 	var cursor uint64
 	for {
-		batch, next, err := c.rdb.Scan(ctx, cursor, c.keys.bindingPattern(), 1000).Result()
+		batch, next, err := c.rdb.Scan(ctx, cursor, c.keys.BindingPattern(), 1000).Result()
 		if err != nil {
 			return nil, nil, fmt.Errorf("scan bindings: %w", err)
 		}
@@ -225,13 +237,13 @@ func (c *Collector) discover(ctx context.Context) (map[string]bool, map[string][
 		cmd      *redis.StringSliceCmd
 	}
 	bound := map[string]bool{}
-	table := map[string][]binding{}
+	table := map[string][]kombu.Binding{}
 	for chunk := range slices.Chunk(keys, c.opts.PipelineChunk) {
 		pipe := c.rdb.Pipeline()
 		var cmds []pending
 		for _, k := range chunk {
-			ex, ok := c.keys.exchangeOf(k)
-			if !ok || plumbing(ex) {
+			ex, ok := c.keys.ExchangeOf(k)
+			if !ok || kombu.Plumbing(ex) {
 				continue
 			}
 			cmds = append(cmds, pending{ex, pipe.SMembers(ctx, k)})
@@ -244,16 +256,16 @@ func (c *Collector) discover(ctx context.Context) (map[string]bool, map[string][
 		}
 		for _, p := range cmds {
 			for _, m := range p.cmd.Val() {
-				b, ok := c.keys.parseBinding(p.exchange, m)
+				b, ok := c.keys.ParseBinding(p.exchange, m)
 				if !ok {
 					c.metrics.badBindings.Inc()
 					continue
 				}
-				if plumbing(b.queue) {
+				if kombu.Plumbing(b.Queue) {
 					continue
 				}
-				bound[b.queue] = true
-				table[b.exchange] = append(table[b.exchange], b)
+				bound[b.Queue] = true
+				table[b.Exchange] = append(table[b.Exchange], b)
 			}
 		}
 	}
@@ -276,7 +288,7 @@ func (c *Collector) depths(ctx context.Context, names []string, bound map[string
 		cmds = cmds[:0]
 		for i := start; i < end; i++ {
 			q, s := i/len(steps), steps[i%len(steps)]
-			cmds = append(cmds, pipe.LLen(ctx, c.keys.list(names[q], s)))
+			cmds = append(cmds, pipe.LLen(ctx, c.keys.List(names[q], s)))
 		}
 		if err := execTolerant(ctx, pipe); err != nil {
 			return nil, fmt.Errorf("llen queues: %w", err)
@@ -296,16 +308,18 @@ func (c *Collector) depths(ctx context.Context, names []string, bound map[string
 	return queues, nil
 }
 
-// unacked reads the broker-wide unacked and overdue counts, then splits them by queue by
-// decoding up to UnackedScanLimit entries of the unacked hash. kombu stores each entry
-// as [message, exchange, routing_key] and restores it to the queues its exchange binds
-// that routing key to, so the same lookup says which queue the message came from.
-func (c *Collector) unacked(ctx context.Context, now time.Time, table map[string][]binding, byName map[string]*snapshot.Queue) (total, overdue int64, err error) {
+// unacked reads the broker-wide unacked and overdue counts, then splits them by queue
+// from up to UnackedScanLimit deliveries of the unacked index (oldest first). kombu
+// stores each entry as [message, exchange, routing_key] and restores it to the queues
+// its exchange binds that routing key to, so the same lookup says which queue the
+// message came from. Only each entry's last bytes leave Redis: the route is there,
+// and the message before it may be of any size.
+func (c *Collector) unacked(ctx context.Context, now time.Time, table map[string][]kombu.Binding, byName map[string]*snapshot.Queue) (total, overdue int64, err error) {
 	ceil := now.Add(-c.opts.VisibilityTimeout)
 	ceilArg := strconv.FormatFloat(float64(ceil.UnixNano())/1e9, 'f', 6, 64)
 	pipe := c.rdb.Pipeline()
-	hlen := pipe.HLen(ctx, c.keys.unacked())
-	zc := pipe.ZCount(ctx, c.keys.unackedIndex(), "-inf", ceilArg)
+	hlen := pipe.HLen(ctx, c.keys.Unacked())
+	zc := pipe.ZCount(ctx, c.keys.UnackedIndex(), "-inf", ceilArg)
 	if _, err := pipe.Exec(ctx); err != nil {
 		return 0, 0, fmt.Errorf("read unacked counts: %w", err)
 	}
@@ -313,85 +327,96 @@ func (c *Collector) unacked(ctx context.Context, now time.Time, table map[string
 	if total == 0 || c.opts.UnackedScanLimit == 0 {
 		return total, overdue, nil
 	}
-
-	overdueTags := map[string]bool{}
-	if overdue > 0 {
-		tags, err := c.rdb.ZRangeByScore(ctx, c.keys.unackedIndex(), &redis.ZRangeBy{
-			Min: "-inf", Max: ceilArg, Count: int64(c.opts.UnackedScanLimit),
-		}).Result()
+	const page = 500
+	for start := int64(0); start < int64(c.opts.UnackedScanLimit); start += page {
+		stop := min(start+page, int64(c.opts.UnackedScanLimit)) - 1
+		tails, err := c.broker.UnackedTails(ctx, start, stop, unackedTailBytes)
 		if err != nil {
-			return 0, 0, fmt.Errorf("read overdue tags: %w", err)
+			return 0, 0, err
 		}
-		for _, t := range tags {
-			overdueTags[t] = true
-		}
-	}
-	var cursor uint64
-	scanned := 0
-	for {
-		kv, next, err := c.rdb.HScan(ctx, c.keys.unacked(), cursor, "*", 500).Result()
-		if err != nil {
-			return 0, 0, fmt.Errorf("scan unacked: %w", err)
-		}
-		for i := 0; i+1 < len(kv) && scanned < c.opts.UnackedScanLimit; i += 2 {
-			scanned++
-			e, err := decodeUnacked([]byte(kv[i+1]))
+		for _, e := range tails {
+			c.metrics.readBytes.Add(float64(len(e.Tail)))
+			ex, rk, err := kombu.UnackedRoute(e.Tail)
 			if err != nil {
 				c.metrics.undecodable.Inc()
 				continue
 			}
-			q := resolveQueue(e, table, byName)
+			q := resolveQueue(ex, rk, table, byName)
 			if q == nil {
 				continue
 			}
 			q.Unacked++
-			if overdueTags[kv[i]] {
+			if !e.DeliveredAt.After(ceil) {
 				q.Overdue++
 			}
 		}
-		if cursor = next; cursor == 0 || scanned >= c.opts.UnackedScanLimit {
+		if len(tails) < int(stop-start+1) {
 			break
+		}
+		if err := overran(ctx); err != nil {
+			return 0, 0, err
 		}
 	}
 	return total, overdue, nil
 }
 
+// unackedTailBytes is how much of an unacked entry's end is read: exchange and routing
+// key names are short.
+const unackedTailBytes = 512
+
+// overran is the pass's error once its timeout has passed. Redis commands do not all
+// stop at the context's deadline, so each stage checks, and a pass that ran over is
+// recorded as failed instead of publishing late.
+func overran(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("collection overran its timeout: %w", err)
+	}
+	return nil
+}
+
 // resolveQueue mirrors kombu's _lookup for direct routing: the queues bound to the
 // exchange with that routing key, else the routing key itself when it names a queue
 // (the default exchange).
-func resolveQueue(e unackedEntry, table map[string][]binding, byName map[string]*snapshot.Queue) *snapshot.Queue {
-	for _, b := range table[e.exchange] {
-		if b.routingKey == e.routingKey {
-			if q := byName[b.queue]; q != nil {
+func resolveQueue(exchange, routingKey string, table map[string][]kombu.Binding, byName map[string]*snapshot.Queue) *snapshot.Queue {
+	for _, b := range table[exchange] {
+		if b.RoutingKey == routingKey {
+			if q := byName[b.Queue]; q != nil {
 				return q
 			}
 		}
 	}
-	return byName[e.routingKey]
+	return byName[routingKey]
 }
 
 // ages reads the head and tail of every non-empty list and updates each queue's oldest
 // message age. Trackers of lists that emptied are dropped, which bounds the state by the
-// number of non-empty lists.
+// number of non-empty lists. A message is known by its length and edges (the delivery
+// tag and id sit at the end of kombu's envelope), so no whole message is read.
 func (c *Collector) ages(ctx context.Context, now time.Time, queues []snapshot.Queue) error {
 	type ref struct {
 		q          int
 		key        string
-		head, tail *redis.StringCmd
+		head, tail *redis.Cmd
 	}
 	var refs []ref
 	for i, q := range queues {
 		for _, s := range c.opts.PrioritySteps {
 			if q.ByPriority[s] > 0 {
-				refs = append(refs, ref{q: i, key: c.keys.list(q.Name, s)})
+				refs = append(refs, ref{q: i, key: c.keys.List(q.Name, s)})
 			}
 		}
+	}
+	if len(refs) == 0 {
+		return nil
+	}
+	if err := c.broker.Load(ctx); err != nil {
+		return err
 	}
 	for chunk := range slices.Chunk(refs, max(1, c.opts.PipelineChunk/2)) {
 		pipe := c.rdb.Pipeline()
 		for i := range chunk {
-			chunk[i].head = pipe.LIndex(ctx, chunk[i].key, 0)
-			chunk[i].tail = pipe.LIndex(ctx, chunk[i].key, -1)
+			chunk[i].head = c.broker.PeekCmd(ctx, pipe, chunk[i].key, 0, 0, 0, identityEdge, 0)
+			chunk[i].tail = c.broker.PeekCmd(ctx, pipe, chunk[i].key, -1, -1, 0, identityEdge, 0)
 		}
 		if err := execTolerant(ctx, pipe); err != nil {
 			return fmt.Errorf("read queue tails: %w", err)
@@ -399,8 +424,9 @@ func (c *Collector) ages(ctx context.Context, now time.Time, queues []snapshot.Q
 	}
 	live := make(map[string]bool, len(refs))
 	for _, r := range refs {
-		tail, err := r.tail.Result()
-		if err != nil { // emptied between LLEN and LINDEX
+		head, _ := kombu.ParsePeek(r.head)
+		tail, err := kombu.ParsePeek(r.tail)
+		if err != nil || len(tail) == 0 { // emptied between LLEN and the peek
 			continue
 		}
 		live[r.key] = true
@@ -409,7 +435,12 @@ func (c *Collector) ages(ctx context.Context, now time.Time, queues []snapshot.Q
 			t = &tailTrack{}
 			c.tails[r.key] = t
 		}
-		age := t.observe(messageHash(r.head.Val()), messageHash(tail), now)
+		hh := tail[0]
+		if len(head) > 0 {
+			hh = head[0]
+		}
+		c.metrics.readBytes.Add(float64(len(hh.Data) + len(tail[0].Data)))
+		age := t.observe(messageHash(hh), messageHash(tail[0]), now)
 		if age > queues[r.q].OldestAge {
 			queues[r.q].OldestAge = age
 		}
@@ -419,12 +450,17 @@ func (c *Collector) ages(ctx context.Context, now time.Time, queues []snapshot.Q
 			delete(c.tails, k)
 		}
 	}
-	return nil
+	return overran(ctx)
 }
+
+// identityEdge is how many bytes of each end of a message identify it.
+const identityEdge = 128
 
 // sample decodes up to SampleSize messages from each end of the SampleQueues deepest
 // queues: the tail holds what runs next, the head what arrived last. Messages that are
-// not Celery JSON messages are counted as undecodable and otherwise ignored.
+// not Celery JSON messages are counted as undecodable, messages over MaxMessageBytes
+// (or beyond the pass's SampleBytes) as oversized; neither is decoded, and an oversized
+// message never leaves Redis.
 func (c *Collector) sample(ctx context.Context, queues []snapshot.Queue) error {
 	if c.opts.SampleSize == 0 || c.opts.SampleQueues == 0 {
 		return nil
@@ -437,13 +473,20 @@ func (c *Collector) sample(ctx context.Context, queues []snapshot.Queue) error {
 	}
 	slices.SortFunc(order, func(a, b int) int { return cmp.Compare(queues[b].Depth, queues[a].Depth) })
 	order = order[:min(len(order), c.opts.SampleQueues)]
+	if len(order) == 0 {
+		return nil
+	}
 
+	type span struct {
+		key         string
+		start, stop int64
+	}
 	type read struct {
-		q    int
-		cmds []*redis.StringSliceCmd
+		q     int
+		spans []span
 	}
 	reads := make([]read, 0, len(order))
-	pipe := c.rdb.Pipeline()
+	spans := 0
 	n := int64(c.opts.SampleSize)
 	for _, qi := range order {
 		q := queues[qi]
@@ -461,35 +504,57 @@ func (c *Collector) sample(ctx context.Context, queues []snapshot.Queue) error {
 			if l == 0 {
 				continue
 			}
-			key := c.keys.list(q.Name, s)
+			key := c.keys.List(q.Name, s)
 			if l <= 2*per {
-				r.cmds = append(r.cmds, pipe.LRange(ctx, key, 0, -1))
+				r.spans = append(r.spans, span{key, 0, -1})
 				continue
 			}
-			r.cmds = append(r.cmds, pipe.LRange(ctx, key, -per, -1), pipe.LRange(ctx, key, 0, per-1))
+			r.spans = append(r.spans, span{key, -per, -1}, span{key, 0, per - 1})
 		}
+		spans += len(r.spans)
 		reads = append(reads, r)
 	}
-	if len(reads) == 0 {
-		return nil
+	if err := c.broker.Load(ctx); err != nil {
+		return err
+	}
+	// The pass's byte budget is split over its reads, so that all replies together
+	// hold at most SampleBytes of messages.
+	budget := max(1, c.opts.SampleBytes/int64(spans))
+	pipe := c.rdb.Pipeline()
+	cmds := make([][]*redis.Cmd, len(reads))
+	for i, r := range reads {
+		for _, sp := range r.spans {
+			cmds[i] = append(cmds[i], c.broker.PeekCmd(ctx, pipe, sp.key, sp.start, sp.stop, c.opts.MaxMessageBytes, 0, budget))
+		}
 	}
 	if err := execTolerant(ctx, pipe); err != nil {
 		return fmt.Errorf("sample queues: %w", err)
 	}
-	for _, r := range reads {
+	for i, r := range reads {
 		comp := snapshot.Composition{ByTask: map[string]int{}, ByTeam: map[int64]int{}}
 		withTeam := 0
-		for _, cmd := range r.cmds {
-			for _, raw := range cmd.Val() {
+		for _, cmd := range cmds[i] {
+			peeked, err := kombu.ParsePeek(cmd)
+			if err != nil {
+				c.metrics.serverErrors.Inc()
+				continue
+			}
+			for _, p := range peeked {
 				comp.Sampled++
-				t, err := decodeMessage([]byte(raw), c.loc)
+				c.metrics.readBytes.Add(float64(len(p.Data)))
+				if !p.Whole {
+					comp.Undecodable++
+					c.metrics.oversized.Inc()
+					continue
+				}
+				t, err := kombu.Decode(p.Data, c.arg)
 				if err != nil {
 					comp.Undecodable++
 					c.metrics.undecodable.Inc()
 					continue
 				}
 				comp.ByTask[t.Name]++
-				if t.HasTeam {
+				if t.HasTeam() {
 					comp.ByTeam[t.Team]++
 					withTeam++
 				}
@@ -501,7 +566,7 @@ func (c *Collector) sample(ctx context.Context, queues []snapshot.Queue) error {
 		}
 		queues[r.q].Composition = comp
 	}
-	return nil
+	return overran(ctx)
 }
 
 // publish stores the snapshot, appends series and sets metrics.

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/flagwarden/flagwarden/internal/config"
+	"github.com/flagwarden/flagwarden/internal/kombu"
 	"github.com/flagwarden/flagwarden/internal/loop"
 	"github.com/flagwarden/flagwarden/internal/snapshot"
 	"github.com/flagwarden/flagwarden/internal/testenv"
@@ -21,46 +23,6 @@ import (
 func envelopeJSON(body string, headers string) string {
 	return fmt.Sprintf(`{"body": %q, "content-type": "application/json", "headers": %s, "properties": {"body_encoding": "base64", "delivery_tag": "x"}}`,
 		base64.StdEncoding.EncodeToString([]byte(body)), headers)
-}
-
-func TestDecodeMessage(t *testing.T) {
-	t.Parallel()
-	loc := teamLocator{kwarg: "team_id", position: 0}
-	task2 := `{"task": "update_team_flags_cache"}`
-	cases := []struct {
-		name     string
-		raw      string
-		wantTask string
-		team     int64
-		hasTeam  bool
-		wantErr  bool
-	}{
-		{"protocol 2 args", envelopeJSON(`[[42], {}, {}]`, task2), "update_team_flags_cache", 42, true, false},
-		{"protocol 2 kwarg wins", envelopeJSON(`[[1], {"team_id": 43}, {}]`, task2), "update_team_flags_cache", 43, true, false},
-		{"team id as string", envelopeJSON(`[["44"], {}, {}]`, task2), "update_team_flags_cache", 44, true, false},
-		{"no team", envelopeJSON(`[[], {}, {}]`, task2), "update_team_flags_cache", 0, false, false},
-		{"team not a number", envelopeJSON(`[["abc"], {}, {}]`, task2), "update_team_flags_cache", 0, false, false},
-		{"protocol 1", envelopeJSON(`{"task": "old.task", "args": [5], "kwargs": {}}`, `{}`), "old.task", 5, true, false},
-		{"not json", `hello`, "", 0, false, true},
-		{"pickle content", `{"body": "gAN9cQA=", "content-type": "application/x-python-serialize", "properties": {"body_encoding": "base64"}}`, "", 0, false, true},
-		{"bad base64", `{"body": "!!!", "content-type": "application/json", "headers": {"task": "t"}, "properties": {"body_encoding": "base64"}}`, "", 0, false, true},
-		{"body not a list", envelopeJSON(`{"x": 1}`, task2), "", 0, false, true},
-		{"no task anywhere", envelopeJSON(`{"args": []}`, `{}`), "", 0, false, true},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			got, err := decodeMessage([]byte(tc.raw), loc)
-			if tc.wantErr {
-				require.Error(t, err)
-				return
-			}
-			require.NoError(t, err)
-			require.Equal(t, tc.wantTask, got.Name)
-			require.Equal(t, tc.hasTeam, got.HasTeam)
-			require.Equal(t, tc.team, got.Team)
-		})
-	}
 }
 
 func TestTailTrackAge(t *testing.T) {
@@ -75,23 +37,6 @@ func TestTailTrackAge(t *testing.T) {
 	require.Equal(t, 20*time.Second, tr.observe(4, 2, t0.Add(20*time.Second)))
 	// An unseen message becomes the tail: the age starts when it was first seen.
 	require.Zero(t, tr.observe(9, 8, t0.Add(30*time.Second)))
-}
-
-func TestKeyspace(t *testing.T) {
-	t.Parallel()
-	k := keyspace{prefix: "p[1]:", sep: "\x06\x16", steps: []int{0, 3}}
-	require.Equal(t, "p[1]:celery", k.list("celery", 0))
-	require.Equal(t, "p[1]:celery\x06\x163", k.list("celery", 3))
-	require.Equal(t, `p\[1\]:_kombu.binding.*`, k.bindingPattern())
-	b, ok := k.parseBinding("ex", "rk\x06\x16\x06\x16q")
-	require.True(t, ok)
-	require.Equal(t, binding{exchange: "ex", routingKey: "rk", queue: "q"}, b)
-	_, ok = k.parseBinding("ex", "rk:pattern:q") // written with another sep
-	require.False(t, ok)
-	for _, n := range []string{"celeryev", "celeryev.1234", "celery.pidbox", "reply.celery.pidbox"} {
-		require.True(t, plumbing(n), n)
-	}
-	require.False(t, plumbing("feature_flags"))
 }
 
 func newTestRedis(t testing.TB) *redis.Client {
@@ -173,7 +118,7 @@ func BenchmarkCollect10kQueues(b *testing.B) {
 		q := "queue-" + strconv.Itoa(i)
 		pipe.SAdd(ctx, "_kombu.binding."+q, q+"\x06\x16\x06\x16"+q)
 		for _, s := range []int{0, 3, 6, 9} {
-			pipe.LPush(ctx, keyspace{sep: "\x06\x16"}.list(q, s), envelopeJSON(`[[`+strconv.Itoa(i%500)+`], {}, {}]`, `{"task": "update_team_flags_cache"}`))
+			pipe.LPush(ctx, kombu.Keys{}.List(q, s), envelopeJSON(`[[`+strconv.Itoa(i%500)+`], {}, {}]`, `{"task": "update_team_flags_cache"}`))
 		}
 		if i%1000 == 999 {
 			_, err := pipe.Exec(ctx)
@@ -189,4 +134,67 @@ func BenchmarkCollect10kQueues(b *testing.B) {
 		require.Len(b, q.Queues, queues)
 	}
 	b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/collection")
+}
+
+// TestSampleReadsBoundedBytes puts large messages among small ones: the sample decodes
+// the small ones, counts the large ones as oversized, and the bytes read stay within
+// the pass's budget whatever the messages weigh.
+func TestSampleReadsBoundedBytes(t *testing.T) {
+	t.Parallel()
+	rdb := newTestRedis(t)
+	ctx := context.Background()
+	big := envelopeJSON(`[[7], {"pad": "`+strings.Repeat("z", 4<<20)+`"}, {}]`, `{"task": "update_team_flags_cache"}`)
+	for i := range 40 {
+		require.NoError(t, rdb.LPush(ctx, "feature_flags", envelopeJSON(`[[`+strconv.Itoa(i%4+1)+`], {}, {}]`, `{"task": "update_team_flags_cache"}`)).Err())
+		if i%10 == 0 {
+			require.NoError(t, rdb.LPush(ctx, "feature_flags", big).Err())
+		}
+	}
+	reg := prometheus.NewRegistry()
+	c, err := New(rdb, Options{Queues: []string{"feature_flags"}, SampleSize: 100, MaxMessageBytes: 64 << 10, SampleBytes: 256 << 10},
+		snapshot.NewStore(), nil, reg, discardLogger())
+	require.NoError(t, err)
+	q, err := c.Collect(ctx)
+	require.NoError(t, err)
+	require.Len(t, q.Queues, 1)
+	comp := q.Queues[0].Composition
+	require.Equal(t, 44, comp.Sampled)
+	require.Equal(t, 40, comp.ByTask["update_team_flags_cache"])
+	require.Equal(t, 4, comp.DistinctTeams)
+	require.Equal(t, 4, comp.Undecodable)
+	require.Equal(t, 4.0, counterValue(t, reg, "flagwarden_celery_oversized_messages_total"))
+	read := counterValue(t, reg, "flagwarden_celery_read_bytes_total")
+	require.Less(t, read, float64(256<<10), "four 5 MB messages were never read")
+	require.Positive(t, read)
+	require.Greater(t, q.Queues[0].OldestAge, time.Duration(-1))
+}
+
+// lateContext is a pass context whose deadline has passed while its Redis commands
+// carry on (go-redis does not stop a command at the deadline unless told to).
+type lateContext struct{ context.Context }
+
+func (lateContext) Err() error { return context.DeadlineExceeded }
+
+// TestOverrunPassFails: a pass that outlives its timeout fails instead of publishing
+// late, and the loop records the failure.
+func TestOverrunPassFails(t *testing.T) {
+	t.Parallel()
+	rdb := newTestRedis(t)
+	ctx := context.Background()
+	require.NoError(t, rdb.LPush(ctx, "feature_flags", envelopeJSON(`[[1], {}, {}]`, `{"task": "t"}`)).Err())
+	reg := prometheus.NewRegistry()
+	snaps := snapshot.NewStore()
+	c, err := New(rdb, Options{Queues: []string{"feature_flags"}}, snaps, nil, reg, discardLogger())
+	require.NoError(t, err)
+	_, err = c.Collect(lateContext{ctx})
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	require.ErrorContains(t, err, "overran its timeout")
+
+	l := loop.New("celery", config.Loop{Interval: time.Minute, Timeout: time.Minute},
+		func(ctx context.Context) error { return c.RunOnce(lateContext{ctx}) }, discardLogger(), loop.NewMetrics(reg))
+	require.Error(t, l.RunOnce(ctx))
+	require.False(t, l.Health().Up)
+	require.Contains(t, l.Health().LastError, "overran its timeout")
+	require.Equal(t, 1.0, counterValue(t, reg, "flagwarden_collector_failures_total"))
+	require.Empty(t, snaps.Queues().Queues, "nothing is published from an overrun pass")
 }

@@ -30,6 +30,8 @@ type metrics struct {
 	dupRatio      *prometheus.GaugeVec
 	queues        prometheus.Gauge
 	undecodable   prometheus.Counter
+	oversized     prometheus.Counter
+	readBytes     prometheus.Counter
 	badBindings   prometheus.Counter
 	serverErrors  prometheus.Counter
 }
@@ -69,6 +71,14 @@ func newMetrics(reg prometheus.Registerer, steps []int) *metrics {
 		undecodable: f.NewCounter(prometheus.CounterOpts{
 			Name: "flagwarden_celery_undecodable_messages_total",
 			Help: "Sampled or unacked messages that were not readable Celery JSON messages (counted each time one is read).",
+		}),
+		oversized: f.NewCounter(prometheus.CounterOpts{
+			Name: "flagwarden_celery_oversized_messages_total",
+			Help: "Sampled messages larger than the per-message limit (or the pass's sample budget), counted and skipped without leaving Redis.",
+		}),
+		readBytes: f.NewCounter(prometheus.CounterOpts{
+			Name: "flagwarden_celery_read_bytes_total",
+			Help: "Message bytes the collector read from the broker (samples, queue ends, unacked entry tails).",
 		}),
 		badBindings: f.NewCounter(prometheus.CounterOpts{
 			Name: "flagwarden_celery_malformed_bindings_total",

@@ -7,7 +7,6 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/flagwarden/flagwarden/internal/cachekeys"
 	"github.com/flagwarden/flagwarden/internal/clock"
 	"github.com/flagwarden/flagwarden/internal/config"
 	"github.com/flagwarden/flagwarden/internal/loop"
@@ -24,19 +23,11 @@ func (a *App) wireRebuild(ctx context.Context) error {
 	logger := a.logger.With("component", "rebuild")
 	src := a.rebuildSource()                                   // the flag database, or the embedded source (embedded.go)
 	pub := NewPublisher(a.cfg, a.cache, Mirror(a.s3), a.clock) // the clock the cache-freshness collector judges by
-	e, err := a.newRebuildEngine(ctx, rebuild.Options{         // Postgres, or SQLite when embedded
-		Source: src, Sizes: src, Publisher: pub,
-		Builder: rebuild.BuilderOptions{PageSize: r.PageSize, FailOnMalformed: r.OnMalformed == "fail",
-			Contract: rebuild.Contract(a.cfg.Cache.PostHogContract)},
-		SmallWorkers: r.Workers.Small, LargeWorkers: r.Workers.Large, QuarantineWorkers: r.Workers.Quarantine,
-		LargeTeamBytes: int64(r.LargeTeamBytes), HardLimitBytes: int64(r.HardLimitBytes),
-		QuarantineAfterFailures: r.QuarantineAfterFailures, QuarantineHold: r.QuarantineMode == "hold",
-		MemoryBudget: int64(r.MemoryBudget), GoMemoryLimit: int64(r.GoMemoryLimit),
-		BuildTimeout: r.BuildTimeout, MaxAttempts: r.MaxAttempts,
-		CoalesceDelay: r.CoalesceDelay, QuarantineCacheTTL: r.QuarantineCacheTTL,
-		ReplicaID: a.replica, RescueDeadAfter: a.deadReplicaAfter(),
-		Logger: logger, Registerer: a.registry,
-	})
+	opts := EngineOptions(a.cfg, src, pub, Sinks{Logger: logger, Registry: a.registry})
+	// Builds run under the replica's id; those of replicas that stopped heartbeating
+	// are rescued.
+	opts.ReplicaID, opts.RescueDeadAfter = a.replica, a.deadReplicaAfter()
+	e, err := a.newRebuildEngine(ctx, opts) // Postgres, or SQLite when embedded
 	if err != nil {
 		return fmt.Errorf("rebuild engine: %w", err)
 	}
@@ -56,7 +47,8 @@ func (a *App) wireRebuild(ctx context.Context) error {
 		c, err := rebuild.NewCeleryConsumer(a.broker, e, rebuild.CeleryOptions{
 			Queue: r.CeleryConsumer.Queue, Tasks: r.CeleryConsumer.Tasks,
 			Sep: b.Sep, PrioritySteps: b.PrioritySteps, KeyPrefix: b.GlobalKeyPrefix,
-			TeamKwarg: b.TeamArg.Kwarg, TeamPosition: b.TeamArg.Position, Logger: logger,
+			TeamKwarg: b.TeamArg.Kwarg, TeamPosition: b.TeamArg.Position, VisibilityTimeout: b.VisibilityTimeout,
+			Logger: logger, Registerer: a.registry,
 		})
 		if err != nil {
 			return fmt.Errorf("rebuild celery consumer: %w", err)
@@ -99,7 +91,7 @@ func (a *App) migrateRebuild(ctx context.Context) error {
 func NewPublisher(cfg config.Config, rdb redis.UniversalClient, mirror rebuild.Mirror, clk clock.Clock) *rebuild.Publisher {
 	r := cfg.Rebuild
 	return rebuild.NewPublisher(rdb, rebuild.PublisherOptions{
-		Layout:     cachekeys.Layout{Prefix: cfg.Cache.KeyPrefix, PostHog: cfg.Cache.Layout == "posthog"},
+		Layout:     CacheLayout(cfg),
 		ChunkBytes: int(r.ChunkBytes), MaxValueBytes: int64(r.MaxValueBytes),
 		TempTTL: r.BuildTimeout + 10*time.Minute, PostHogTTL: cfg.Cache.TTL,
 		Compress: cfg.Cache.Compress,

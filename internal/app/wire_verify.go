@@ -9,7 +9,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/flagwarden/flagwarden/internal/cachekeys"
 	"github.com/flagwarden/flagwarden/internal/config"
 	"github.com/flagwarden/flagwarden/internal/loop"
 	"github.com/flagwarden/flagwarden/rebuild"
@@ -48,13 +47,12 @@ func Mirror(t *s3tier.Tier) rebuild.Mirror {
 // teams whose data changed within grace are not judged.
 func NewVerifier(cfg config.Config, src rebuild.FlagSource, rdb redis.UniversalClient, tier *s3tier.Tier, grace time.Duration) (*verify.Verifier, error) {
 	opts := verify.Options{
-		Source: src,
-		Builder: rebuild.BuilderOptions{PageSize: cfg.Rebuild.PageSize, FailOnMalformed: cfg.Rebuild.OnMalformed == "fail",
-			Contract: rebuild.Contract(cfg.Cache.PostHogContract)},
-		Redis:  rdb,
-		Layout: cachekeys.Layout{Prefix: cfg.Cache.KeyPrefix, PostHog: cfg.Cache.Layout == "posthog"},
-		TTL:    cfg.Cache.TTL,
-		Grace:  grace,
+		Source:  src,
+		Builder: BuilderOptions(cfg, nil),
+		Redis:   rdb,
+		Layout:  CacheLayout(cfg),
+		TTL:     cfg.Cache.TTL,
+		Grace:   grace,
 	}
 	if tier != nil {
 		opts.S3 = tier

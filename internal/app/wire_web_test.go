@@ -66,6 +66,9 @@ func TestDashboardOnRealApp(t *testing.T) {
 		req, err := http.NewRequest(method, base+"/api/v1"+path, strings.NewReader(body))
 		require.NoError(t, err)
 		req.Header.Set("Authorization", "Bearer "+token)
+		if body != "" {
+			req.Header.Set("Content-Type", "application/json")
+		}
 		resp, err := http.DefaultClient.Do(req)
 		require.NoError(t, err)
 		defer resp.Body.Close()

@@ -3,7 +3,6 @@ package cli
 import (
 	"context"
 	"encoding/csv"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -14,6 +13,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/spf13/cobra"
 
 	"github.com/flagwarden/flagwarden/detectors"
 	"github.com/flagwarden/flagwarden/internal/config"
@@ -48,44 +49,79 @@ var analyzers = map[string]func(io.Reader, config.Detectors) ([]analyzeFinding, 
 // distinct from 1 (the file could not be read), so a CI job can tell the two apart.
 const failOnExit = 3
 
-func runAnalyze(_ context.Context, env Env, args []string) int {
-	if len(args) == 0 || analyzers[args[0]] == nil {
-		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
-			analyzeUsage(env.Stdout)
-			return 0
+// analyzeSubjects describe each analyze subcommand's CSV.
+var analyzeSubjects = []struct{ name, short, long string }{
+	{"backlog", "replay a CSV of queue depths through the backlog detectors",
+		`Read a CSV with header timestamp,value (RFC 3339, "YYYY-MM-DD HH:MM:SS" in UTC, or Unix
+seconds; any sample interval) and, optionally, oldest_age_seconds (the age of the oldest
+waiting message, the best evidence of a stall), and replay it in time order through the
+live backlog detectors; each finding is reported with when it would have fired and
+resolved.`},
+	{"workers", "replay a CSV of worker fleet looks through the worker-health detectors",
+		`Read a CSV with header timestamp,pods,ready,crashlooping,oom_kills_total,restarts_total
+(fleet-wide; the totals are counters, a decrease is a reset) and replay it through the
+worker-health detectors (OOM kills, crash loops, false calm).`},
+	{"outliers", "score a CSV of team sizes with the outlier detector",
+		`Read a CSV with header team_id,size_bytes; the extra columns flags, cohorts,
+definitions_payload_bytes and project_id are used where present.`},
+}
+
+func newAnalyzeCmd(env Env) *cobra.Command {
+	cmd := groupCmd("analyze backlog|workers|outliers --csv FILE [-o table|json|yaml] [--config FILE] [--fail-on warning|critical]",
+		"run the detectors offline over a CSV of backlog depths, worker fleet looks or team sizes",
+		`Run the live detectors over a CSV file, so that a backlog, a worker fleet or a population
+of teams can be judged offline.
+
+--fail-on warning|critical exits 3 when a finding of that severity or above is found
+(1 is a file that could not be read), so the command can gate a CI job.`)
+	pf := cmd.PersistentFlags()
+	csvPath := pf.String("csv", "", "CSV `FILE` to analyze (- for stdin)")
+	out := outputFlags(cmd, pf)
+	cfgPath := pf.String("config", env.getenv("FLAGWARDEN_CONFIG"), "configuration `FILE` whose detectors section sets the thresholds (default: built-in defaults)")
+	failOn := pf.String("fail-on", "", "exit 3 if a finding of this `SEVERITY` (warning or critical) or above is found (default: never)")
+	_ = cmd.MarkPersistentFlagFilename("csv", "csv")
+	_ = cmd.RegisterFlagCompletionFunc("fail-on", func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
+		return []string{"warning", "critical"}, cobra.ShellCompDirectiveNoFileComp
+	})
+	for _, a := range analyzeSubjects {
+		sub := &cobra.Command{
+			Use:   a.name + " --csv FILE [-o table|json|yaml] [--config FILE] [--fail-on SEVERITY]",
+			Short: a.short, Long: a.long,
+			Args: noArgs,
 		}
-		analyzeUsage(env.Stderr)
-		return 2
+		sub.RunE = runBody(func(context.Context, []string) int {
+			return runAnalyze(env, a.name, *csvPath, *cfgPath, *failOn, out)
+		})
+		cmd.AddCommand(sub)
 	}
-	what := args[0]
-	fs := newFlagSet("analyze", env, "analyze "+what+" --csv FILE [--json] [--config FILE] [--fail-on warning|critical]")
-	csvPath := fs.String("csv", "", "CSV `file` to analyze (- for stdin)")
-	asJSON := fs.Bool("json", false, `print {"findings": [...]} as JSON instead of a table`)
-	cfgPath := fs.String("config", env.getenv("FLAGWARDEN_CONFIG"), "configuration `file` whose detectors section sets the thresholds (default: built-in defaults)")
-	failOn := fs.String("fail-on", "", "exit 3 if a finding of this `severity` (warning or critical) or above is found (default: never)")
-	if code, ok := parseFlags(fs, args[1:]); !ok {
-		return code
-	}
-	if *csvPath == "" {
+	return cmd
+}
+
+func runAnalyze(env Env, what, csvPath, cfgPath, failOn string, out *output) int {
+	if csvPath == "" {
 		fmt.Fprintln(env.Stderr, "flagwarden analyze: --csv is required")
-		fs.Usage()
 		return 2
 	}
-	threshold, err := parseFailOn(*failOn)
+	format, err := out.Format()
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "flagwarden analyze: %v\n", err)
+		return 2
+	}
+	threshold, err := parseFailOn(failOn)
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "flagwarden analyze: %v\n", err)
 		return 2
 	}
 	det := config.Default().Detectors
-	if *cfgPath != "" {
-		cfg, err := config.Load(*cfgPath, env.Environ)
+	if cfgPath != "" {
+		cfg, err := loadConfig(cfgPath, env)
 		if err != nil {
 			printConfigError(env.Stderr, err)
 			return 1
 		}
 		det = cfg.Detectors
 	}
-	in, closeIn, err := openCSV(*csvPath)
+	in, closeIn, err := openCSV(csvPath)
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "flagwarden analyze: %v\n", err)
 		return 1
@@ -94,21 +130,19 @@ func runAnalyze(_ context.Context, env Env, args []string) int {
 
 	findings, note, err := analyzers[what](in, det)
 	if err != nil {
-		fmt.Fprintf(env.Stderr, "flagwarden analyze %s: %s: %v\n", what, *csvPath, err)
+		fmt.Fprintf(env.Stderr, "flagwarden analyze %s: %s: %v\n", what, csvPath, err)
 		return 1
 	}
 	if findings == nil {
 		findings = []analyzeFinding{}
 	}
-	if *asJSON {
-		enc := json.NewEncoder(env.Stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(map[string]any{"findings": findings}); err != nil {
+	if structured(format) {
+		if err := writeData(env.Stdout, format, map[string]any{"findings": findings}); err != nil {
 			fmt.Fprintf(env.Stderr, "flagwarden analyze: %v\n", err)
 			return 1
 		}
 	} else {
-		printFindings(env.Stdout, findings, note)
+		printFindings(env.Stdout, findings, note, palette(env.colour(env.Stdout)))
 	}
 	if threshold != "" {
 		for _, f := range findings {
@@ -140,28 +174,6 @@ func severityRank(s detectors.Severity) int {
 		return 1
 	}
 	return 0
-}
-
-func analyzeUsage(w io.Writer) {
-	fmt.Fprint(w, `Usage: flagwarden analyze backlog  --csv FILE [--json] [--config FILE] [--fail-on SEVERITY]
-       flagwarden analyze workers  --csv FILE [--json] [--config FILE] [--fail-on SEVERITY]
-       flagwarden analyze outliers --csv FILE [--json] [--config FILE] [--fail-on SEVERITY]
-
-backlog:  a CSV with header timestamp,value (RFC 3339, "YYYY-MM-DD HH:MM:SS" in UTC, or
-          Unix seconds; any sample interval) and, optionally, oldest_age_seconds (the
-          age of the oldest waiting message, the best evidence of a stall), replayed
-          in time order through the live backlog detectors; each finding is reported
-          with when it would have fired and resolved.
-workers:  a CSV with header timestamp,pods,ready,crashlooping,oom_kills_total,
-          restarts_total (fleet-wide; the totals are counters, a decrease is a reset),
-          replayed the same way through the worker-health detectors (OOM kills, crash
-          loops, false calm).
-outliers: a CSV with header team_id,size_bytes; the extra columns flags, cohorts,
-          definitions_payload_bytes and project_id are used where present.
-
---fail-on warning|critical exits 3 when a finding of that severity or above is found
-(1 is a file that could not be read), so the command can gate a CI job.
-`)
 }
 
 func openCSV(path string) (io.Reader, func(), error) {
@@ -512,7 +524,7 @@ func analyzeOutliers(in io.Reader, d config.Detectors) ([]analyzeFinding, string
 	return out, note, nil
 }
 
-func printFindings(w io.Writer, findings []analyzeFinding, note string) {
+func printFindings(w io.Writer, findings []analyzeFinding, note string, colour palette) {
 	if note != "" {
 		fmt.Fprintln(w, note)
 	}
@@ -545,6 +557,10 @@ func printFindings(w io.Writer, findings []analyzeFinding, note string) {
 		for _, k := range keys {
 			parts = append(parts, k+"="+strconv.FormatFloat(f.Evidence[k], 'g', 6, 64))
 		}
-		fmt.Fprintf(w, "%s %s evidence: %s\n", f.Kind, f.Subject, strings.Join(parts, " "))
+		kind := colour.yellow(f.Kind)
+		if f.Severity == string(detectors.SeverityCritical) {
+			kind = colour.red(f.Kind)
+		}
+		fmt.Fprintf(w, "%s %s evidence: %s\n", kind, f.Subject, strings.Join(parts, " "))
 	}
 }

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -17,29 +16,30 @@ import (
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
+	"github.com/dustin/go-humanize"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
+	"github.com/spf13/cobra"
 
-	"github.com/flagwarden/flagwarden/internal/cachekeys"
+	"github.com/flagwarden/flagwarden/internal/app"
+	"github.com/flagwarden/flagwarden/internal/config"
 	"github.com/flagwarden/flagwarden/internal/flagdb"
 	"github.com/flagwarden/flagwarden/internal/hypercache"
+	"github.com/flagwarden/flagwarden/internal/dedupbench"
+	"github.com/flagwarden/flagwarden/internal/procstat"
 	"github.com/flagwarden/flagwarden/internal/statedb"
 	"github.com/flagwarden/flagwarden/internal/units"
 	"github.com/flagwarden/flagwarden/internal/writebehind"
 	"github.com/flagwarden/flagwarden/rebuild"
 )
 
-func runBench(ctx context.Context, env Env, args []string) int {
-	if len(args) == 0 || (args[0] != "rebuild" && args[0] != "dedup") {
-		fmt.Fprintln(env.Stderr, "Usage: flagwarden bench rebuild [--flags 1000,10000,...] [--json] | bench dedup [--json]")
-		return 2
-	}
-	if args[0] == "dedup" {
-		return benchDedup(ctx, env, args[1:])
-	}
-	return benchRebuild(ctx, env, args[1:])
+func newBenchCmd(env Env) *cobra.Command {
+	cmd := groupCmd("bench rebuild|dedup [flags]", "measure rebuild memory and throughput, or request dedup",
+		"Measure on a real Postgres (and Redis): a build's memory and throughput against a naive\nbuild and COPY (bench rebuild), or how many builds a burst of duplicate requests\ncosts (bench dedup). Progress shows on stderr; the results go to stdout.")
+	cmd.AddCommand(newBenchRebuildCmd(env), newBenchDedupCmd(env))
+	return cmd
 }
 
 // benchRow is one measured build; the JSON keys are the benchmark's contract.
@@ -56,37 +56,65 @@ type benchRow struct {
 	Note        string `json:"note,omitempty"`
 }
 
-func benchDB(env Env, cfgPath, url string) (string, error) {
+// benchConfig is the configuration a benchmark runs with, and the Postgres it uses:
+// url when given (with the defaults), else the configuration's flag database.
+func benchConfig(env Env, cfgPath, url string) (config.Config, string, error) {
 	if url != "" {
-		return url, nil
+		return config.Default(), url, nil
 	}
-	cfg, err := loadConfig(cfgPath, env)
+	cfg, err := loadConfig(cfgPath, env, config.FlagDatabaseServer)
 	if err != nil {
-		return "", err
+		return config.Config{}, "", err
 	}
-	return cfg.FlagDatabase.URL.Value(), nil
+	return cfg, cfg.FlagDatabase.URL.Value(), nil
 }
 
-func benchRebuild(ctx context.Context, env Env, args []string) int {
-	fs := newFlagSet("bench", env, "bench rebuild [--config FILE | --url URL] [--flags 1000,10000,100000,1000000] [--naive-max N] [--json]")
-	cfgPath := configFlag(fs, env)
-	url := fs.String("url", "", "flag database `URL` to seed bench teams into (default flag_database.url)")
-	sizes := fs.String("flags", "1000,10000,100000,1000000", "team sizes in flags, comma separated")
-	naiveMax := fs.Int("naive-max", 200000, "largest team the naive build is run for (it holds everything in memory)")
-	asJSON := fs.Bool("json", false, "print JSON instead of a table")
-	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the streaming builds to `FILE`")
-	redisURL := fs.String("redis", "", "also build into this Redis `URL` (the full publish path: chunked writes, ETag, rename), as mode publish")
-	layoutName := fs.String("layout", "flagwarden", "cache layout to encode for: flagwarden (JSON as is) or posthog (pickled, zstd-compressed, as PostHog's readers take it)")
-	compress := fs.Bool("compress", true, "with --layout posthog, zstd-compress as cache.compress does")
-	if code, ok := parseFlags(fs, args); !ok {
-		return code
+// benchRebuildFlags are bench rebuild's flags.
+type benchRebuildFlags struct {
+	cfgPath, url, sizes, cpuProfile, redisURL, layoutName *string
+	naiveMax                                              *int
+	compress                                              *bool
+	out                                                   *output
+}
+
+func newBenchRebuildCmd(env Env) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "rebuild [--config FILE | --url URL] [--flags 1000,10000,100000,1000000] [--naive-max N] [-o table|json|yaml]",
+		Short: "a build's peak heap, peak RSS and throughput by team size, against COPY and a naive build",
+		Args:  noArgs,
+	}
+	fs := cmd.Flags()
+	f := benchRebuildFlags{
+		cfgPath:    configFlag(fs, env),
+		url:        fs.String("url", "", "flag database `URL` to seed bench teams into (default flag_database.url)"),
+		sizes:      fs.String("flags", "1000,10000,100000,1000000", "team sizes in flags, comma separated"),
+		naiveMax:   fs.Int("naive-max", 200000, "largest team the naive build is run for (it holds everything in memory)"),
+		out:        outputFlags(cmd, fs),
+		cpuProfile: fs.String("cpuprofile", "", "write a CPU profile of the streaming builds to `FILE`"),
+		redisURL:   fs.String("redis", "", "also build into this Redis `URL` (the full publish path: chunked writes, ETag, rename), as mode publish"),
+		layoutName: fs.String("layout", "flagwarden", "cache layout to encode for: flagwarden (JSON as is) or posthog (pickled, zstd-compressed, as PostHog's readers take it)"),
+		compress:   fs.Bool("compress", true, "with --layout posthog, zstd-compress as cache.compress does"),
+	}
+	_ = cmd.RegisterFlagCompletionFunc("layout", func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
+		return []string{"flagwarden", "posthog"}, cobra.ShellCompDirectiveNoFileComp
+	})
+	cmd.RunE = runBody(func(ctx context.Context, _ []string) int { return benchRebuild(ctx, env, f) })
+	return cmd
+}
+
+func benchRebuild(ctx context.Context, env Env, f benchRebuildFlags) int {
+	cfgPath, url, sizes, naiveMax, cpuProfile, redisURL, layoutName, compress := f.cfgPath, f.url, f.sizes, f.naiveMax, f.cpuProfile, f.redisURL, f.layoutName, f.compress
+	format, err := f.out.Format()
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "flagwarden bench: %v\n", err)
+		return 2
 	}
 	if *layoutName != "flagwarden" && *layoutName != "posthog" {
 		fmt.Fprintf(env.Stderr, "flagwarden bench: --layout must be flagwarden or posthog, got %q\n", *layoutName)
 		return 2
 	}
 	posthog := *layoutName == "posthog"
-	dsn, err := benchDB(env, *cfgPath, *url)
+	cfg, dsn, err := benchConfig(env, *cfgPath, *url)
 	if err != nil {
 		printConfigError(env.Stderr, err)
 		return 1
@@ -105,7 +133,7 @@ func benchRebuild(ctx context.Context, env Env, args []string) int {
 		}
 		defer prof.Close()
 	}
-	src := rebuild.NewPGSource(pool, nil)
+	src := app.NewFlagSource(pool)
 	var pub *rebuild.Publisher
 	if *redisURL != "" {
 		opt, err := redis.ParseURL(*redisURL)
@@ -115,16 +143,35 @@ func benchRebuild(ctx context.Context, env Env, args []string) int {
 		}
 		rdb := redis.NewClient(opt)
 		defer rdb.Close()
-		pub = rebuild.NewPublisher(rdb, rebuild.PublisherOptions{Layout: cachekeys.Layout{PostHog: posthog}, Compress: *compress})
+		cfg.Cache.Layout, cfg.Cache.Compress = *layoutName, *compress
+		pub = app.NewPublisher(cfg, rdb, nil, nil)
 	}
-	var rows []benchRow
+	var ns []int
 	for _, s := range strings.Split(*sizes, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
 		if err != nil || n <= 0 {
 			fmt.Fprintf(env.Stderr, "flagwarden bench: bad --flags value %q\n", s)
 			return 2
 		}
-		team, err := benchTeam(ctx, pool, n, env.Stderr)
+		ns = append(ns, n)
+	}
+	modes := 3 // copy, streaming, naive
+	if pub != nil {
+		modes++
+	}
+	p := env.newProgress("bench rebuild", "builds", int64(modes*len(ns)))
+	defer p.Finish()
+	// Progress is drawn between measurements only, never during one. (The closure's
+	// body calls the package's measure: its own name is in scope only after it.)
+	measure := func(mode string, flags int, fn func() (int64, int64, error)) benchRow {
+		p.Describe(fmt.Sprintf("%s, %s flags", mode, humanize.Comma(int64(flags))))
+		row := measure(mode, flags, fn)
+		p.Add(1)
+		return row
+	}
+	var rows []benchRow
+	for _, n := range ns {
+		team, err := benchTeam(ctx, pool, n, progressWriter{p, env.Stderr})
 		if err != nil {
 			fmt.Fprintf(env.Stderr, "flagwarden bench: %v\n", err)
 			return 1
@@ -157,6 +204,7 @@ func benchRebuild(ctx context.Context, env Env, args []string) int {
 			}))
 		}
 		if n > *naiveMax {
+			p.Add(1)
 			rows = append(rows, benchRow{Mode: "naive", Flags: n, Note: fmt.Sprintf("skipped: above --naive-max %d, it would hold the whole team in memory", *naiveMax)})
 		} else {
 			rows = append(rows, measure("naive", n, func() (int64, int64, error) {
@@ -165,10 +213,12 @@ func benchRebuild(ctx context.Context, env Env, args []string) int {
 			}))
 		}
 	}
-	if *asJSON {
-		enc := json.NewEncoder(env.Stdout)
-		enc.SetIndent("", "  ")
-		_ = enc.Encode(rows)
+	p.Finish()
+	if structured(format) {
+		if err := writeData(env.Stdout, format, rows); err != nil {
+			fmt.Fprintf(env.Stderr, "flagwarden bench: %v\n", err)
+			return 1
+		}
 		return 0
 	}
 	fmt.Fprintf(env.Stdout, "%-10s %9s %12s %12s %9s %10s %12s %12s\n", "mode", "flags", "payload", "stored", "seconds", "MB/s", "peak heap", "peak rss")
@@ -208,7 +258,7 @@ func benchTeam(ctx context.Context, pool *pgxpool.Pool, n int, log io.Writer) (i
 // measure runs fn once with heap sampling and a reset RSS high-water mark.
 func measure(mode string, flags int, fn func() (payload, stored int64, err error)) benchRow {
 	runtime.GC()
-	resetPeakRSS()
+	procstat.ResetPeakRSS()
 	base := heapBytes()
 	var peak atomic.Int64
 	peak.Store(base)
@@ -235,7 +285,7 @@ func measure(mode string, flags int, fn func() (payload, stored int64, err error
 	el := time.Since(start)
 	close(done)
 	wg.Wait()
-	row := benchRow{Mode: mode, Flags: flags, PayloadBytes: n, StoredBytes: stored, Seconds: el.Seconds(), PeakHeapBytes: peak.Load(), PeakRSSBytes: peakRSS()}
+	row := benchRow{Mode: mode, Flags: flags, PayloadBytes: n, StoredBytes: stored, Seconds: el.Seconds(), PeakHeapBytes: peak.Load(), PeakRSSBytes: procstat.PeakRSS()}
 	if err != nil {
 		row.Note = "error: " + err.Error()
 	}
@@ -246,24 +296,6 @@ func heapBytes() int64 {
 	s := []rtmetrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
 	rtmetrics.Read(s)
 	return int64(s[0].Value.Uint64())
-}
-
-// resetPeakRSS resets VmHWM (Linux: writing 5 to clear_refs); best effort.
-func resetPeakRSS() { _ = os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) }
-
-// peakRSS is VmHWM from /proc/self/status, 0 where unavailable.
-func peakRSS() int64 {
-	b, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			return kb << 10
-		}
-	}
-	return 0
 }
 
 // requestOutcomes sums flagwarden_rebuild_requests_total by outcome.
@@ -288,23 +320,56 @@ func requestOutcomes(reg *prometheus.Registry) map[string]int64 {
 	return out
 }
 
+// benchDedupFlags are bench dedup's flags.
+type benchDedupFlags struct {
+	cfgPath, url    *string
+	requests, teams *int
+	coalesce        *time.Duration
+	intake          *string
+	out             *output
+}
+
+func newBenchDedupCmd(env Env) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "dedup [--config FILE | --url URL] [--requests N] [--teams N] [--intake in-process|celery] [-o table|json|yaml]",
+		Short: "fire a burst of duplicate rebuild requests at a running engine and count the builds",
+		Args:  noArgs,
+	}
+	fs := cmd.Flags()
+	f := benchDedupFlags{
+		cfgPath:  configFlag(fs, env),
+		url:      fs.String("url", "", "Postgres `URL` for the flag data and the engine's jobs (default flag_database.url)"),
+		requests: fs.Int("requests", 116000, "requests in the burst"),
+		teams:    fs.Int("teams", 500, "distinct teams the requests name"),
+		coalesce: fs.Duration("coalesce-delay", 0, "rebuild.coalesce_delay for the engine (default the configuration's)"),
+		intake:   fs.String("intake", "in-process", "how the burst arrives: in-process (Engine.Request), or celery (real Celery tasks on a private Redis, taken by the Celery consumer; also runs the in-process burst for comparison)"),
+		out:      outputFlags(cmd, fs),
+	}
+	cmd.RunE = runBody(func(ctx context.Context, _ []string) int { return benchDedup(ctx, env, f) })
+	return cmd
+}
+
 // benchDedup fires 116,000 requests over 500 teams at a running engine on Postgres
 // and reports how many builds ran and how long the burst took to drain.
-func benchDedup(ctx context.Context, env Env, args []string) int {
-	fs := newFlagSet("bench", env, "bench dedup [--config FILE | --url URL] [--requests N] [--teams N] [--json]")
-	cfgPath := configFlag(fs, env)
-	url := fs.String("url", "", "Postgres `URL` for the flag data and the engine's jobs (default flag_database.url)")
-	requests := fs.Int("requests", 116000, "requests in the burst")
-	teamsN := fs.Int("teams", 500, "distinct teams the requests name")
-	coalesce := fs.Duration("coalesce-delay", 0, "rebuild.coalesce_delay for the engine (default the engine's)")
-	asJSON := fs.Bool("json", false, "print JSON")
-	if code, ok := parseFlags(fs, args); !ok {
-		return code
+func benchDedup(ctx context.Context, env Env, f benchDedupFlags) int {
+	cfgPath, url, requests, teamsN, coalesce := f.cfgPath, f.url, f.requests, f.teams, f.coalesce
+	format, err := f.out.Format()
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "flagwarden bench dedup: %v\n", err)
+		return 2
 	}
-	dsn, err := benchDB(env, *cfgPath, *url)
+	cfg, dsn, err := benchConfig(env, *cfgPath, *url)
 	if err != nil {
 		printConfigError(env.Stderr, err)
 		return 1
+	}
+	switch *f.intake {
+	case "celery":
+		return benchDedupCelery(ctx, env, dsn, *requests, *teamsN, *coalesce, format)
+	case "in-process":
+	default:
+		fmt.Fprintf(env.Stderr, "flagwarden bench dedup: --intake %q: want in-process or celery\n", *f.intake)
+		return 2
 	}
 	fail := func(err error) int { fmt.Fprintf(env.Stderr, "flagwarden bench dedup: %v\n", err); return 1 }
 	pool, err := pgxpool.New(ctx, dsn)
@@ -329,10 +394,14 @@ func benchDedup(ctx context.Context, env Env, args []string) int {
 	defer mr.Close()
 	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
 	defer rdb.Close()
-	src := rebuild.NewPGSource(pool, nil)
+	src := app.NewFlagSource(pool)
 	reg := prometheus.NewRegistry()
-	e, err := rebuild.NewPostgres(pool, rebuild.Options{Source: src, Sizes: src, Publisher: rebuild.NewPublisher(rdb, rebuild.PublisherOptions{}),
-		FetchPollInterval: 100 * time.Millisecond, CoalesceDelay: *coalesce, Registerer: reg})
+	opts := app.EngineOptions(cfg, src, app.NewPublisher(cfg, rdb, nil, nil), app.Sinks{Registry: reg})
+	opts.FetchPollInterval = 100 * time.Millisecond
+	if *coalesce > 0 {
+		opts.CoalesceDelay = *coalesce
+	}
+	e, err := app.NewPostgresEngine(pool, opts)
 	if err != nil {
 		return fail(err)
 	}
@@ -341,28 +410,17 @@ func benchDedup(ctx context.Context, env Env, args []string) int {
 	}
 	defer func() { _ = e.Stop(context.WithoutCancel(ctx)) }()
 	start := time.Now()
-	var next atomic.Int64
-	var errs atomic.Int64
-	var wg sync.WaitGroup
-	for range 16 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := next.Add(1) - 1
-				if i >= int64(*requests) {
-					return
-				}
-				team := res.FirstTeamID + i%int64(*teamsN)
-				if _, err := e.Request(ctx, team, "bench"); err != nil {
-					errs.Add(1)
-				}
-			}
-		}()
-	}
-	wg.Wait()
+	var sent atomic.Int64
+	p := env.newProgress("bench dedup: requests", "requests", int64(*requests))
+	stopProgress := follow(p, func() int64 { return sent.Load() })
+	errs := dedupbench.Burst(ctx, e, res.FirstTeamID, *requests, *teamsN, &sent)
 	intake := time.Since(start)
+	stopProgress()
+	p.Finish()
 	var builds int
+	// The drain's total is unknown until it ends: a count of checks, and the jobs left.
+	drainProgress := env.newProgress("bench dedup: draining", "checks", 0)
+	defer drainProgress.Finish()
 	for {
 		st, err := e.Status(ctx)
 		if err != nil {
@@ -375,23 +433,28 @@ func benchDedup(ctx context.Context, env Env, args []string) int {
 		if busy == 0 {
 			break
 		}
+		drainProgress.Describe(fmt.Sprintf("%d builds running or waiting", busy))
+		drainProgress.Add(1)
 		time.Sleep(100 * time.Millisecond)
 	}
 	drain := time.Since(start)
+	drainProgress.Finish()
 	if err := pool.QueryRow(ctx, `SELECT count(*) FROM flagwarden_rebuild_results WHERE team_id BETWEEN $1 AND $2`, res.FirstTeamID, res.LastTeamID).Scan(&builds); err != nil {
 		return fail(err)
 	}
 	outcomes := requestOutcomes(reg)
 	rate := float64(*requests) / max(intake.Seconds(), 1e-9)
-	out := map[string]any{"requests": *requests, "teams": *teamsN, "request_errors": errs.Load(), "builds": builds,
+	out := map[string]any{"requests": *requests, "teams": *teamsN, "request_errors": errs, "builds": builds,
 		"intake_seconds": intake.Seconds(), "intake_requests_per_second": rate, "drain_seconds": drain.Seconds(),
 		"outcomes": outcomes}
-	if *asJSON {
-		_ = json.NewEncoder(env.Stdout).Encode(out)
+	if structured(format) {
+		if err := writeData(env.Stdout, format, out); err != nil {
+			return fail(err)
+		}
 		return 0
 	}
 	fmt.Fprintf(env.Stdout, "requests %d over %d teams: %d builds, %d request errors; intake %.2fs (%.0f requests/s), drained in %.1fs\n",
-		*requests, *teamsN, builds, errs.Load(), intake.Seconds(), rate, drain.Seconds())
+		*requests, *teamsN, builds, errs, intake.Seconds(), rate, drain.Seconds())
 	fmt.Fprintf(env.Stdout, "request outcomes: coalesced in memory %d, joined in the database %d, inserted %d\n",
 		outcomes["coalesced"], outcomes["joined"], outcomes["inserted"])
 	return 0
@@ -464,3 +527,36 @@ type discardSink struct{}
 
 func (discardSink) Write(p []byte) (int, error)            { return len(p), nil }
 func (discardSink) WriteAt(p []byte, _ int64) (int, error) { return len(p), nil }
+
+// follow sets p to count() twice a second until the returned stop is called, for work
+// whose count is kept by goroutines that should not share a lock with the bar.
+func follow(p *progress, count func() int64) (stop func()) {
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(500 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				p.Set(count())
+				return
+			case <-t.C:
+				p.Set(count())
+			}
+		}
+	}()
+	return func() { close(done); <-finished }
+}
+
+// progressWriter writes through a progress report without tearing its bar.
+type progressWriter struct {
+	p *progress
+	w io.Writer
+}
+
+func (pw progressWriter) Write(b []byte) (int, error) {
+	pw.p.Print(pw.w, "%s", b)
+	return len(b), nil
+}

@@ -1,18 +1,25 @@
 // Package cli is flagwarden's command line: it parses flags and environment into
-// options and calls the app or the tool behind each subcommand.
+// options, takes its components from internal/app, and renders what they return.
+//
+// The commands are built with cobra, as kubectl's are: per-command help, suggestions
+// for mistyped commands, shell completion and pflag's flags (already a dependency of
+// client-go) come with it. Single-dash long flags, which the standard library's flag
+// package accepted and scripts use, are rewritten before cobra parses (legacy.go).
 package cli
 
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
-	"sort"
+	"os"
 	"strings"
 
 	"github.com/prometheus/common/version"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	"golang.org/x/term"
 
 	"github.com/flagwarden/flagwarden/internal/config"
 )
@@ -32,6 +39,9 @@ type Env struct {
 	Stdout  io.Writer
 	Stderr  io.Writer
 	Environ []string
+	// Terminal reports whether w is a terminal, where progress bars and colour are
+	// drawn; nil checks whether w is a terminal file.
+	Terminal func(w io.Writer) bool
 }
 
 // getenv looks a variable up in e.Environ.
@@ -44,112 +54,91 @@ func (e Env) getenv(name string) string {
 	return ""
 }
 
-// command is one subcommand.
-type command struct {
-	summary string
-	run     func(ctx context.Context, env Env, args []string) int
-}
-
-// summaries is each command's one-line description, kept apart from commands so that
-// flag sets can name it without an initialization cycle.
-var summaries = map[string]string{}
-
-func init() {
-	for name, c := range commands {
-		summaries[name] = c.summary
+// isTerminal reports whether w is a terminal.
+func (e Env) isTerminal(w io.Writer) bool {
+	if e.Terminal != nil {
+		return e.Terminal(w)
 	}
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
 }
 
-var commands = map[string]command{
-	"serve":        {"run flagwarden: collectors, detectors, paging, rebuild engine, API and dashboard", runServe},
-	"demo":         {"run everything on an embedded default (no servers needed) with a simulated fleet", runDemo},
-	"replay":       {"replay the February incident with and without flagwarden and compare", runReplay},
-	"check-config": {"validate a configuration file and list every problem", runCheckConfig},
-	"inspect":      {"print one collection of queues, teams, pods or caches", runInspect},
-	"analyze":      {"run the detectors offline over a CSV of backlog depths, worker fleet looks or team sizes", runAnalyze},
-	"rebuild":      {"rebuild one team's flag caches (or all) now, with progress", runRebuild},
-	"seed":         {"fill a Postgres with the PostHog flag schema and realistic test data", runSeed},
-	"bench":        {"measure rebuild memory and throughput, or request dedup", runBench},
-	"migrate":      {"apply flagwarden's own migrations to the state database", runMigrate},
-	"verify":       {"compare the published caches in Redis (and S3) with a fresh build from the flag database", runVerify},
-	"version":      {"print the version", runVersion},
+// colour reports whether w may be written in colour: a terminal, and NO_COLOR
+// (no-color.org) unset or empty.
+func (e Env) colour(w io.Writer) bool {
+	return e.getenv("NO_COLOR") == "" && e.getenv("TERM") != "dumb" && e.isTerminal(w)
 }
 
-// Main runs the subcommand named by args[0] and returns the process exit code:
-// 0 success, 1 failure, 2 usage error.
-func Main(ctx context.Context, args []string, env Env) int {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		usage(env.Stdout)
-		if len(args) == 0 {
-			return 2
+// exitCode ends a command with a code after the command has said why.
+type exitCode int
+
+func (c exitCode) Error() string { return fmt.Sprintf("exit status %d", int(c)) }
+
+// runBody adapts a command body that prints its own errors and returns the process
+// exit code to cobra's RunE.
+func runBody(body func(ctx context.Context, args []string) int) func(*cobra.Command, []string) error {
+	return func(c *cobra.Command, args []string) error {
+		if code := body(c.Context(), args); code != 0 {
+			return exitCode(code)
 		}
-		return 0
+		return nil
 	}
-	cmd, ok := commands[args[0]]
-	if !ok {
-		fmt.Fprintf(env.Stderr, "flagwarden: unknown command %q\n\n", args[0])
-		usage(env.Stderr)
+}
+
+// usageError is a command line that cannot run; Main prints it with the command's
+// usage and exits 2.
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+func usagef(format string, a ...any) error { return usageError{fmt.Sprintf(format, a...)} }
+
+// Main runs the command args name and returns the process exit code: 0 success, 1
+// failure, 2 usage error (verify and analyze --fail-on also use 3).
+func Main(ctx context.Context, args []string, env Env) int {
+	root := newRoot(env)
+	if len(args) == 0 {
+		_ = root.Help()
 		return 2
 	}
-	return cmd.run(ctx, env, args[1:])
-}
-
-func usage(w io.Writer) {
-	fmt.Fprint(w, `flagwarden watches the Celery workers that rebuild feature-flag caches, pages before
-a backlog or an oversized team takes them down, and rebuilds the caches itself with
-bounded memory.
-
-Usage: flagwarden <command> [flags]
-
-Commands:
-`)
-	names := make([]string, 0, len(commands))
-	for n := range commands {
-		names = append(names, n)
+	root.SetArgs(legacyArgs(root, args))
+	cmd, err := root.ExecuteContextC(ctx)
+	if err == nil {
+		return 0
 	}
-	sort.Strings(names)
-	for _, n := range names {
-		fmt.Fprintf(w, "  %-13s %s\n", n, commands[n].summary)
+	var code exitCode
+	if errors.As(err, &code) {
+		return int(code)
 	}
-	fmt.Fprint(w, `
-Run 'flagwarden <command> --help' for a command's flags.
-Start here: 'flagwarden demo' runs everything with no servers installed.
-`)
-}
-
-// newFlagSet returns a flag set whose usage names the command and says what it does.
-func newFlagSet(name string, env Env, synopsis string) *flag.FlagSet {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(env.Stderr)
-	fs.Usage = func() {
-		fmt.Fprintf(env.Stderr, "Usage: flagwarden %s\n\n%s\n\nFlags:\n", synopsis, summaries[name])
-		fs.PrintDefaults()
+	// Anything else is cobra's or pflag's verdict on the command line, or a usageError.
+	if cmd == nil {
+		cmd = root
 	}
-	return fs
-}
-
-// parseFlags parses args and maps -h to exit 0 and bad flags to exit 2.
-func parseFlags(fs *flag.FlagSet, args []string) (code int, ok bool) {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0, false
-		}
-		return 2, false
+	fmt.Fprintf(env.Stderr, "%s: %v\n", cmd.CommandPath(), err)
+	if !strings.HasPrefix(err.Error(), "unknown command") {
+		fmt.Fprintln(env.Stderr)
+		_ = cmd.Usage()
+	} else {
+		fmt.Fprintf(env.Stderr, "Run '%s --help' for the commands.\n", cmd.CommandPath())
 	}
-	return 0, true
+	return 2
 }
 
 // configFlag registers --config, defaulting to $FLAGWARDEN_CONFIG.
-func configFlag(fs *flag.FlagSet, env Env) *string {
-	return fs.String("config", env.getenv("FLAGWARDEN_CONFIG"), "configuration `file` (default $FLAGWARDEN_CONFIG; without one, defaults and FLAGWARDEN_* variables apply)")
+func configFlag(fs *pflag.FlagSet, env Env) *string {
+	return fs.String("config", env.getenv("FLAGWARDEN_CONFIG"), "configuration `FILE` (default $FLAGWARDEN_CONFIG; without one, defaults and FLAGWARDEN_* variables apply)")
 }
 
-// loadConfig loads path (or defaults when empty) with env overrides.
-func loadConfig(path string, env Env) (config.Config, error) {
+// allServers is what serve and check-config validate: everything.
+var allServers = []config.Server{config.FlagDatabaseServer, config.StateDatabaseServer, config.BrokerServer, config.CacheServer}
+
+// loadConfig loads path (or defaults when empty) with env overrides, requiring the
+// URLs of only the servers the command uses.
+func loadConfig(path string, env Env, uses ...config.Server) (config.Config, error) {
 	if path == "" {
-		return config.Parse(strings.NewReader(""), env.Environ)
+		return config.ParseFor(strings.NewReader(""), env.Environ, uses...)
 	}
-	return config.Load(path, env.Environ)
+	return config.LoadFor(path, env.Environ, uses...)
 }
 
 // printConfigError writes every problem on its own line.

@@ -80,8 +80,8 @@ func TestTopLevelUsage(t *testing.T) {
 	t.Parallel()
 	code, out, _ := runCLI(t, nil, "--help")
 	require.Equal(t, 0, code)
-	for name := range commands {
-		require.Contains(t, out, "  "+name+" ", "help lists %s", name)
+	for _, c := range newRoot(Env{}).Commands() {
+		require.Contains(t, out, "  "+c.Name()+" ", "help lists %s", c.Name())
 	}
 	code, _, errOut := runCLI(t, nil, "frobnicate")
 	require.Equal(t, 2, code)

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"crypto/rand"
 	"fmt"
 	"io"
 	"log/slog"
@@ -12,6 +13,7 @@ import (
 	"github.com/alicebob/miniredis/v2"
 	"github.com/prometheus/common/version"
 	"github.com/redis/go-redis/v9"
+	"github.com/spf13/cobra"
 
 	"github.com/flagwarden/flagwarden/internal/app"
 	"github.com/flagwarden/flagwarden/internal/config"
@@ -19,38 +21,43 @@ import (
 	"github.com/flagwarden/flagwarden/internal/simulator"
 )
 
-// runDemo runs every part of flagwarden on an embedded default: miniredis as the
+// newDemoCmd runs every part of flagwarden on an embedded default: miniredis as the
 // Celery broker and as the cache Redis, River on SQLite in a temporary directory, and
 // a simulated fleet running in accelerated real time behind the same interfaces the
 // real sources implement.
-func runDemo(ctx context.Context, env Env, args []string) int {
-	fs := newFlagSet("demo", env, "demo [--speed N] [--listen ADDR] [--alertmanager URL] [--seed N]")
+func newDemoCmd(env Env) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "demo [--speed N] [--listen ADDR] [--alertmanager URL] [--seed N]",
+		Short: "run everything on an embedded default (no servers needed) with a simulated fleet",
+		Args:  noArgs,
+	}
+	fs := cmd.Flags()
 	speed := fs.Float64("speed", 60, "simulated seconds per real second")
 	listen := fs.String("listen", "127.0.0.1:8080", "dashboard and API listen `address`")
 	am := fs.String("alertmanager", "", "Alertmanager `URL` to page (default: dashboard only)")
 	seed := fs.Uint64("seed", 1, "simulation seed: the same seed gives the same fleet and traffic")
 	level := fs.String("log-level", "warn", "log `level` (debug, info, warn, error)")
-	if code, ok := parseFlags(fs, args); !ok {
-		return code
-	}
-	d, err := startDemo(ctx, demoOptions{
-		Speed: *speed, Listen: *listen, Alertmanager: *am, Seed: *seed,
-		Logger: newLogger(config.Log{Level: *level, Format: "text"}, env.Stderr),
+	cmd.RunE = runBody(func(ctx context.Context, _ []string) int {
+		d, err := startDemo(ctx, demoOptions{
+			Speed: *speed, Listen: *listen, Alertmanager: *am, Seed: *seed,
+			Logger: newLogger(config.Log{Level: *level, Format: "text"}, env.Stderr),
+		})
+		if err != nil {
+			fmt.Fprintf(env.Stderr, "flagwarden demo: %v\n", err)
+			return 1
+		}
+		d.describe(env.Stdout)
+		<-ctx.Done()
+		fmt.Fprintln(env.Stdout, "\nstopping…")
+		stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 20*time.Second)
+		defer cancel()
+		if err := d.Stop(stopCtx); err != nil {
+			fmt.Fprintf(env.Stderr, "flagwarden demo: %v\n", err)
+			return 1
+		}
+		return 0
 	})
-	if err != nil {
-		fmt.Fprintf(env.Stderr, "flagwarden demo: %v\n", err)
-		return 1
-	}
-	d.describe(env.Stdout)
-	<-ctx.Done()
-	fmt.Fprintln(env.Stdout, "\nstopping…")
-	stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 20*time.Second)
-	defer cancel()
-	if err := d.Stop(stopCtx); err != nil {
-		fmt.Fprintf(env.Stderr, "flagwarden demo: %v\n", err)
-		return 1
-	}
-	return 0
+	return cmd
 }
 
 // demoOptions are the demo's flags.
@@ -73,6 +80,7 @@ type demo struct {
 	alerts bool
 	// ownQueue is flagwarden's Celery consumer queue.
 	ownQueue string
+	token    string // the operate token the banner prints
 	closers  []func()
 }
 
@@ -105,6 +113,7 @@ func startDemo(ctx context.Context, o demoOptions) (d *demo, err error) {
 		return nil, err
 	}
 	d.alerts = len(cfg.Alertmanager.URLs) > 0
+	d.token = string(cfg.Auth.Tokens[0].Token)
 	d.ownQueue = cfg.Rebuild.CeleryConsumer.Queue
 
 	// The simulation writes through its own client; the app's collectors and Celery
@@ -156,6 +165,8 @@ func demoConfig(o demoOptions, brokerURL, cacheURL string) (config.Config, error
 	cfg.Cache.URL = config.URL(cacheURL)
 	cfg.HTTP.Listen = o.Listen
 	cfg.Auth.OpenReads = true
+	// An operate token of this run, printed in the banner, so quarantine, release and rebuild can be tried.
+	cfg.Auth.Tokens = []config.Token{{Name: "demo-operator", Token: config.Secret("demo-" + rand.Text()), Role: config.RoleOperate}}
 	// flagwarden's Celery consumer stamps its in-flight messages with wall time, which
 	// the simulated clock would soon call overdue; the simulated workers ack on
 	// receipt, so nothing in the demo is ever really overdue.
@@ -212,6 +223,7 @@ func (d *demo) describe(w io.Writer) {
   dashboard   http://%s/
   API         http://%s/api/v1/queues   /api/v1/teams   /api/v1/findings   /api/v1/rebuilds
   metrics     http://%s/metrics
+  token       %s (operate: paste it with the dashboard's Token button to quarantine, release, rebuild)
   broker      redis://%s (Celery queues %q and %q)   cache redis://%s
 
 What happens (simulated time; real time in brackets):
@@ -228,7 +240,7 @@ What happens (simulated time; real time in brackets):
 
 Ctrl-C stops the demo and removes its temporary files.
 `, version.Version, speed, d.opts.Seed,
-		d.app.Addr(), d.app.Addr(), d.app.Addr(),
+		d.app.Addr(), d.app.Addr(), d.app.Addr(), d.token,
 		d.broker.Addr(), d.live.Queue(), d.ownQueue, d.cache.Addr(),
 		d.live.TestTeam(), real(30*time.Minute),
 		d.live.TestTeam(), page,

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -73,6 +74,19 @@ func TestDemoEndToEnd(t *testing.T) {
 	d.describe(&banner)
 	require.Contains(t, banner.String(), base+"/")
 	require.Contains(t, banner.String(), "Team 2 is an internal test-automation account")
+	tok := regexp.MustCompile(`token\s+(demo-\S+) \(operate`).FindStringSubmatch(banner.String())
+	require.Len(t, tok, 2, "the banner prints an operate token: %s", banner.String())
+	who, err := http.NewRequest("GET", base+"/api/v1/whoami", nil)
+	require.NoError(t, err)
+	who.Header.Set("Authorization", "Bearer "+tok[1])
+	whoResp, err := http.DefaultClient.Do(who)
+	require.NoError(t, err)
+	var me struct {
+		CanOperate bool `json:"can_operate"`
+	}
+	require.NoError(t, json.NewDecoder(whoResp.Body).Decode(&me))
+	whoResp.Body.Close()
+	require.True(t, me.CanOperate, "the printed token may quarantine, release and rebuild")
 
 	// The dashboard.
 	resp, err := http.Get(base + "/")

@@ -3,7 +3,6 @@ package cli
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -15,73 +14,83 @@ import (
 	"time"
 
 	"github.com/dustin/go-humanize"
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
+	"github.com/spf13/cobra"
 
 	"github.com/flagwarden/flagwarden/collectors/caches"
-	"github.com/flagwarden/flagwarden/collectors/celery"
 	"github.com/flagwarden/flagwarden/collectors/pods"
 	"github.com/flagwarden/flagwarden/collectors/promql"
-	"github.com/flagwarden/flagwarden/collectors/teams"
-	"github.com/flagwarden/flagwarden/internal/cachekeys"
+	"github.com/flagwarden/flagwarden/internal/app"
 	"github.com/flagwarden/flagwarden/internal/config"
 	"github.com/flagwarden/flagwarden/internal/snapshot"
 	"github.com/flagwarden/flagwarden/internal/statedb"
 )
 
-const inspectSynopsis = "inspect queues|teams|pods|caches [--json] [--top N] [--config FILE]"
+// inspectSubjects are inspect's subcommands: what each collects, and which servers of
+// the configuration it connects to.
+var inspectSubjects = []struct {
+	name, short string
+	uses        []config.Server
+	run         func(context.Context, config.Config, inspectOut) error
+}{
+	{"queues", "the broker's Celery queues: depth by priority, unacked and overdue messages, what they hold", []config.Server{config.BrokerServer}, inspectQueues},
+	{"teams", "every team's flag data sizes, largest first, against the worker memory limit", []config.Server{config.FlagDatabaseServer}, inspectTeams},
+	{"pods", "the Celery worker pods: readiness, restarts, last termination, memory (and PromQL results)", nil, inspectPods},
+	{"caches", "the published caches: size, age and lag behind the flag data (lag needs the flag database)", []config.Server{config.CacheServer}, inspectCaches},
+}
 
-func runInspect(ctx context.Context, env Env, args []string) int {
-	fs := newFlagSet("inspect", env, inspectSynopsis)
-	cfgPath := configFlag(fs, env)
-	asJSON := fs.Bool("json", false, "print the collection as JSON instead of a table")
-	top := fs.Int("top", 30, "rows to show in a table (largest or worst first); 0 shows all")
-	timeout := fs.Duration("timeout", 2*time.Minute, "give up after this long")
-	// Accept the subject before or after the flags.
-	var what string
-	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
-		what, args = args[0], args[1:]
+func newInspectCmd(env Env) *cobra.Command {
+	cmd := groupCmd("inspect queues|teams|pods|caches [-o table|wide|json|yaml] [--top N] [--config FILE]",
+		"print one collection of queues, teams, pods or caches",
+		"Run one collection, as serve's collectors do, and print it: a table (the largest or\nworst first), more columns with -o wide, or everything with -o json or -o yaml.")
+	pf := cmd.PersistentFlags()
+	cfgPath := configFlag(pf, env)
+	out := outputFlags(cmd, pf)
+	top := pf.Int("top", 30, "rows to show in a table (largest or worst first); 0 shows all")
+	timeout := pf.Duration("timeout", 2*time.Minute, "give up after this long")
+	for _, s := range inspectSubjects {
+		sub := &cobra.Command{
+			Use:   s.name + " [-o table|wide|json|yaml] [--top N] [--config FILE]",
+			Short: s.short,
+			Args:  noArgs,
+		}
+		sub.RunE = runBody(func(ctx context.Context, _ []string) int {
+			format, err := out.Format()
+			if err != nil {
+				fmt.Fprintf(env.Stderr, "flagwarden inspect %s: %v\n", s.name, err)
+				return 2
+			}
+			cfg, err := loadConfig(*cfgPath, env, s.uses...)
+			if err != nil {
+				printConfigError(env.Stderr, err)
+				return 1
+			}
+			ctx, cancel := context.WithTimeout(ctx, *timeout)
+			defer cancel()
+			o := inspectOut{w: env.Stdout, format: format, top: *top, colour: palette(env.colour(env.Stdout)),
+				logger: newLogger(config.Log{Level: "warn", Format: cfg.Log.Format}, env.Stderr)}
+			if err := s.run(ctx, cfg, o); err != nil {
+				fmt.Fprintf(env.Stderr, "flagwarden inspect %s: %v\n", s.name, err)
+				return 1
+			}
+			return 0
+		})
+		cmd.AddCommand(sub)
 	}
-	if code, ok := parseFlags(fs, args); !ok {
-		return code
-	}
-	if what == "" && fs.NArg() > 0 {
-		what = fs.Arg(0)
-	}
-	run := map[string]func(context.Context, config.Config, inspectOut) error{
-		"queues": inspectQueues, "teams": inspectTeams, "pods": inspectPods, "caches": inspectCaches,
-	}[what]
-	if run == nil {
-		fs.Usage()
-		return 2
-	}
-	cfg, err := loadConfig(*cfgPath, env)
-	if err != nil {
-		printConfigError(env.Stderr, err)
-		return 1
-	}
-	ctx, cancel := context.WithTimeout(ctx, *timeout)
-	defer cancel()
-	out := inspectOut{w: env.Stdout, json: *asJSON, top: *top, logger: newLogger(config.Log{Level: "warn", Format: cfg.Log.Format}, env.Stderr)}
-	if err := run(ctx, cfg, out); err != nil {
-		fmt.Fprintf(env.Stderr, "flagwarden inspect %s: %v\n", what, err)
-		return 1
-	}
-	return 0
+	return cmd
 }
 
 type inspectOut struct {
 	w      io.Writer
-	json   bool
+	format string
 	top    int
+	colour palette
 	logger *slog.Logger
 }
 
-func (o inspectOut) encode(v any) error {
-	enc := json.NewEncoder(o.w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
-}
+func (o inspectOut) structured() bool { return structured(o.format) }
+
+func (o inspectOut) encode(v any) error { return writeData(o.w, o.format, v) }
 
 // limit is how many of n rows a table shows.
 func (o inspectOut) limit(n int) int {
@@ -91,13 +100,18 @@ func (o inspectOut) limit(n int) int {
 	return min(n, o.top)
 }
 
-func (o inspectOut) table() *tabwriter.Writer { return tabwriter.NewWriter(o.w, 0, 0, 2, ' ', 0) }
+func (o inspectOut) table(headers ...string) *table {
+	return newTable(o.w, o.format == formatWide, headers...)
+}
 
 func (o inspectOut) more(shown, total int, what string) {
 	if shown < total {
-		fmt.Fprintf(o.w, "… %d more %s (--top 0 shows all, --json for everything)\n", total-shown, what)
+		fmt.Fprintf(o.w, "… %d more %s (--top 0 shows all, -o json or -o yaml for everything)\n", total-shown, what)
 	}
 }
+
+// sinks are a one-shot collection's: no store, series or shared registry.
+func (o inspectOut) sinks() app.Sinks { return app.Sinks{Logger: o.logger} }
 
 func openRedis(u config.URL) (*redis.Client, error) {
 	opt, err := redis.ParseURL(u.Value())
@@ -113,7 +127,7 @@ func inspectQueues(ctx context.Context, cfg config.Config, o inspectOut) error {
 		return err
 	}
 	defer rdb.Close()
-	c, err := celery.New(rdb, celery.OptionsFrom(cfg.Broker), nil, nil, prometheus.NewRegistry(), o.logger)
+	c, err := app.NewCeleryCollector(cfg, rdb, o.sinks())
 	if err != nil {
 		return err
 	}
@@ -122,7 +136,7 @@ func inspectQueues(ctx context.Context, cfg config.Config, o inspectOut) error {
 	if err != nil {
 		return err
 	}
-	if o.json {
+	if o.structured() {
 		return o.encode(q)
 	}
 	var total int64
@@ -132,9 +146,7 @@ func inspectQueues(ctx context.Context, cfg config.Config, o inspectOut) error {
 	fmt.Fprintf(o.w, "%d queues, %s messages waiting, %s unacked (%s overdue) — collected in %s\n\n",
 		len(q.Queues), humanize.Comma(total), humanize.Comma(q.Unacked), humanize.Comma(q.Overdue), time.Since(start).Round(time.Millisecond))
 	steps := cfg.Broker.PrioritySteps
-	tw := o.table()
-	head := []string{"QUEUE", "DEPTH", "BY PRIORITY " + joinInts(steps), "UNACKED", "OVERDUE", "SAMPLED", "TEAMS", "DUPLICATES", "UNDECODABLE", "TOP TASK", "BOUND"}
-	fmt.Fprintln(tw, strings.Join(head, "\t"))
+	tw := o.table("QUEUE", "DEPTH", "BY PRIORITY "+joinInts(steps), "UNACKED", "OVERDUE", "+SAMPLED", "TEAMS", "DUPLICATES", "+UNDECODABLE", "TOP TASK", "+BOUND")
 	n := o.limit(len(q.Queues))
 	for _, x := range q.Queues[:n] {
 		pri := make([]string, len(steps))
@@ -151,10 +163,10 @@ func inspectQueues(ctx context.Context, cfg config.Config, o inspectOut) error {
 		if comp.Sampled > 0 {
 			sampled = strconv.Itoa(comp.Sampled)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", x.Name, humanize.Comma(x.Depth), strings.Join(pri, "/"),
-			humanize.Comma(x.Unacked), humanize.Comma(x.Overdue), sampled, teams, dup, bad, task, yesNo(x.Bound))
+		tw.row(x.Name, humanize.Comma(x.Depth), strings.Join(pri, "/"), humanize.Comma(x.Unacked), humanize.Comma(x.Overdue),
+			sampled, teams, dup, bad, task, yesNo(x.Bound))
 	}
-	if err := tw.Flush(); err != nil {
+	if err := tw.flush(); err != nil {
 		return err
 	}
 	o.more(n, len(q.Queues), "queues")
@@ -200,8 +212,7 @@ func collectTeams(ctx context.Context, cfg config.Config, logger *slog.Logger) (
 		return snapshot.Teams{}, err
 	}
 	defer pool.Close()
-	c, err := teams.New(teams.NewPostgres(pool, cfg.FlagDatabase.StatementTimeout), teams.Options{ChunkTeams: cfg.Collectors.Teams.ChunkTeams},
-		nil, nil, prometheus.NewRegistry(), logger)
+	c, err := app.NewTeamsCollector(cfg, app.NewFlagDBTeams(cfg, pool), app.Sinks{Logger: logger})
 	if err != nil {
 		return snapshot.Teams{}, err
 	}
@@ -220,7 +231,7 @@ func inspectTeams(ctx context.Context, cfg config.Config, o inspectOut) error {
 	slices.SortFunc(list, func(a, b snapshot.TeamSize) int {
 		return cmp.Or(cmp.Compare(b.PayloadBytes(), a.PayloadBytes()), cmp.Compare(a.TeamID, b.TeamID))
 	})
-	if o.json {
+	if o.structured() {
 		return o.encode(struct {
 			At          time.Time           `json:"at"`
 			PassSeconds float64             `json:"pass_seconds"`
@@ -237,8 +248,7 @@ func inspectTeams(ctx context.Context, cfg config.Config, o inspectOut) error {
 		time.Duration(t.PassSeconds*float64(time.Second)).Round(time.Millisecond))
 	fmt.Fprintf(o.w, "NAIVE BUILD is %d× both payloads, what a load-everything build holds; compared with the %s worker limit.\n\n",
 		snapshot.NaiveBuildFactor, humanize.IBytes(uint64(limit)))
-	tw := o.table()
-	fmt.Fprintln(tw, "TEAM\tFLAGS\tACTIVE\tDELETED\tCOHORTS\tFILTERS\tLARGEST FILTER\tFLAGS PAYLOAD\tDEFINITIONS PAYLOAD\tNAIVE BUILD\tUPDATED\tBAD")
+	tw := o.table("TEAM", "FLAGS", "+ACTIVE", "+DELETED", "COHORTS", "+FILTERS", "+LARGEST FILTER", "FLAGS PAYLOAD", "DEFINITIONS PAYLOAD", "NAIVE BUILD", "+UPDATED", "BAD")
 	n := o.limit(len(list))
 	for _, s := range list[:n] {
 		naive := humanize.IBytes(uint64(s.EstimatedNaiveBuildBytes()))
@@ -249,12 +259,12 @@ func inspectTeams(ctx context.Context, cfg config.Config, o inspectOut) error {
 		if s.BadRows > 0 {
 			badCol = fmt.Sprintf("%d: %s", s.BadRows, strings.Join(s.BadReasons, ", "))
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d (%s)\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.TeamID, humanize.Comma(s.Flags), humanize.Comma(s.ActiveFlags),
-			humanize.Comma(s.DeletedFlags), s.Cohorts, humanize.IBytes(uint64(s.CohortBytes)), humanize.IBytes(uint64(s.FiltersBytes)),
+		tw.row(strconv.FormatInt(s.TeamID, 10), humanize.Comma(s.Flags), humanize.Comma(s.ActiveFlags), humanize.Comma(s.DeletedFlags),
+			fmt.Sprintf("%d (%s)", s.Cohorts, humanize.IBytes(uint64(s.CohortBytes))), humanize.IBytes(uint64(s.FiltersBytes)),
 			humanize.IBytes(uint64(s.LargestFilterBytes)), humanize.IBytes(uint64(s.FlagsPayloadBytes)), humanize.IBytes(uint64(s.DefinitionsPayloadBytes)),
 			naive, ago(s.UpdatedAt, t.At), badCol)
 	}
-	if err := tw.Flush(); err != nil {
+	if err := tw.flush(); err != nil {
 		return err
 	}
 	o.more(n, len(list), "teams")
@@ -285,30 +295,15 @@ func inspectPods(ctx context.Context, cfg config.Config, o inspectOut) error {
 	if !k.Enabled {
 		return fmt.Errorf("kubernetes.enabled is false in the configuration: no pods to inspect")
 	}
-	client, err := pods.NewClient(k.InCluster, k.Kubeconfig)
+	inf, err := app.NewPodInformer(cfg)
 	if err != nil {
 		return err
 	}
-	inf, err := pods.NewInformer(client, k.Namespace, k.LabelSelector, 0)
+	pq, err := app.NewPromQL(cfg, o.sinks())
 	if err != nil {
 		return err
 	}
-	var memory pods.MemoryReader
-	var pq *promql.Collector
-	if cfg.Prometheus.URL != "" {
-		qs := make([]promql.Query, len(cfg.Prometheus.Queries))
-		for i, q := range cfg.Prometheus.Queries {
-			qs[i] = promql.Query{Name: q.Name, Expr: q.Query}
-		}
-		if pq, err = promql.New(promql.Options{URL: cfg.Prometheus.URL.Value(), Queries: qs, PodMemoryQuery: cfg.Prometheus.PodMemoryQuery,
-			Timeout: cfg.Prometheus.Timeout}, nil, prometheus.NewRegistry(), o.logger); err != nil {
-			return err
-		}
-		if cfg.Prometheus.PodMemoryQuery != "" {
-			memory = pq
-		}
-	}
-	c, err := pods.New(inf, pods.Options{Subject: k.Namespace, Recent: 2 * cfg.Collectors.Pods.Interval, Memory: memory}, nil, nil, prometheus.NewRegistry(), o.logger)
+	c, err := app.NewPodsCollector(cfg, inf, app.PodMemory(cfg, pq), o.sinks())
 	if err != nil {
 		return err
 	}
@@ -334,7 +329,7 @@ func inspectPods(ctx context.Context, cfg config.Config, o inspectOut) error {
 		}
 		results = pq.Results()
 	}
-	if o.json {
+	if o.structured() {
 		return o.encode(struct {
 			snapshot.Pods
 			PromQL map[string]promql.Result `json:"promql,omitempty"`
@@ -342,8 +337,7 @@ func inspectPods(ctx context.Context, cfg config.Config, o inspectOut) error {
 	}
 	f := pods.Summarize(p)
 	fmt.Fprintf(o.w, "%d pods in %s (%s): %d ready, %d in CrashLoopBackOff\n\n", f.Total, k.Namespace, k.LabelSelector, f.Ready, f.CrashLooping)
-	tw := o.table()
-	fmt.Fprintln(tw, "POD\tPHASE\tREADY\tRESTARTS\tWAITING\tLAST TERMINATION\tWHEN\tMEMORY LIMIT\tUSAGE")
+	tw := o.table("POD", "PHASE", "READY", "RESTARTS", "WAITING", "LAST TERMINATION", "+WHEN", "+MEMORY LIMIT", "USAGE")
 	n := o.limit(len(p.Pods))
 	for _, x := range p.Pods[:n] {
 		term := "-"
@@ -358,16 +352,16 @@ func inspectPods(ctx context.Context, cfg config.Config, o inspectOut) error {
 		if x.MemoryLimit > 0 {
 			limit = humanize.IBytes(uint64(x.MemoryLimit))
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", x.Name, x.Phase, yesNo(x.Ready), x.Restarts, cmp.Or(x.Waiting, "-"), term,
+		tw.row(x.Name, x.Phase, yesNo(x.Ready), strconv.Itoa(int(x.Restarts)), cmp.Or(x.Waiting, "-"), term,
 			ago(x.LastTerminatedAt, p.At), limit, usage)
 	}
-	if err := tw.Flush(); err != nil {
+	if err := tw.flush(); err != nil {
 		return err
 	}
 	o.more(n, len(p.Pods), "pods")
 	if len(results) > 0 {
 		fmt.Fprintln(o.w)
-		tw = o.table()
+		tw := tabwriter.NewWriter(o.w, 0, 0, 2, ' ', 0)
 		fmt.Fprintln(tw, "PROMQL\tVALUE\tSAMPLES")
 		for _, name := range slices.Sorted(mapKeys(results)) {
 			r := results[name]
@@ -414,18 +408,15 @@ func inspectCaches(ctx context.Context, cfg config.Config, o inspectOut) error {
 	defer rdb.Close()
 	// Lag needs the teams' newest changes; without the flag database, sizes and build
 	// times are still worth showing.
-	t, err := collectTeams(ctx, cfg, o.logger)
-	if err != nil {
+	var t snapshot.Teams
+	if cfg.FlagDatabase.URL == "" {
+		o.logger.Warn("no flag database configured: lag and missing caches cannot be computed")
+	} else if t, err = collectTeams(ctx, cfg, o.logger); err != nil {
 		o.logger.Warn("flag database unavailable: lag and missing caches cannot be computed", "err", err)
 	}
-	c, err := caches.New(rdb, caches.Options{
-		Layout:       cachekeys.Layout{Prefix: cfg.Cache.KeyPrefix, PostHog: cfg.Cache.Layout == "posthog"},
-		Flagwarden:   true,
-		WatchPostHog: cfg.Cache.WatchPostHog,
-		TTL:          cfg.Cache.TTL,
-		StaleAfter:   cfg.Detectors.StaleAfter,
-		Teams:        func() snapshot.Teams { return t },
-	}, nil, nil, prometheus.NewRegistry(), o.logger)
+	// flagwarden's caches are read whether or not this configuration builds them.
+	cfg.Rebuild.Enabled = true
+	c, err := app.NewCachesCollector(cfg, rdb, func() snapshot.Teams { return t }, o.sinks())
 	if err != nil {
 		return err
 	}
@@ -433,7 +424,7 @@ func inspectCaches(ctx context.Context, cfg config.Config, o inspectOut) error {
 	if err != nil {
 		return err
 	}
-	if o.json {
+	if o.structured() {
 		return o.encode(s)
 	}
 	for _, src := range []string{caches.SourceFlagwarden, caches.SourcePostHog} {
@@ -445,8 +436,7 @@ func inspectCaches(ctx context.Context, cfg config.Config, o inspectOut) error {
 			cfg.Detectors.StaleAfter, f.LagP50.Round(time.Second), f.LagP99.Round(time.Second), f.LagMax.Round(time.Second))
 	}
 	fmt.Fprintln(o.w)
-	tw := o.table()
-	fmt.Fprintln(tw, "TEAM\tKIND\tSOURCE\tSIZE\tBUILT\tLAG\tETAG\tSTATE")
+	tw := o.table("TEAM", "KIND", "SOURCE", "SIZE", "BUILT", "+DATA CHANGED", "LAG", "ETAG", "STATE")
 	n := o.limit(len(s.Teams))
 	// Missing caches first, then the worst lag: what a person looks for.
 	rows := slices.Clone(s.Teams)
@@ -459,18 +449,19 @@ func inspectCaches(ctx context.Context, cfg config.Config, o inspectOut) error {
 		}
 		return cmp.Compare(b.Lag, a.Lag)
 	})
+	wide := o.format == formatWide
 	for _, x := range rows[:n] {
-		state := "fresh"
+		state := o.colour.green("fresh")
 		switch {
 		case x.Missing:
-			state = "MISSING"
+			state = o.colour.red("MISSING")
 		case x.Lag > cfg.Detectors.StaleAfter:
-			state = "STALE"
+			state = o.colour.red("STALE")
 		case x.Lag > 0:
-			state = "behind"
+			state = o.colour.yellow("behind")
 		}
 		etag := cmp.Or(x.ETag, "-")
-		if len(etag) > 16 {
+		if len(etag) > 16 && !wide {
 			etag = etag[:16]
 		}
 		size, lag := "-", "-"
@@ -480,10 +471,10 @@ func inspectCaches(ctx context.Context, cfg config.Config, o inspectOut) error {
 		if !x.Missing && !x.SourceUpdatedAt.IsZero() {
 			lag = x.Lag.Round(time.Second).String()
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", x.TeamID, x.Kind, x.Source, size, ago(x.BuiltAt, s.At),
+		tw.row(strconv.FormatInt(x.TeamID, 10), x.Kind, x.Source, size, ago(x.BuiltAt, s.At), ago(x.SourceUpdatedAt, s.At),
 			lag, etag, state)
 	}
-	if err := tw.Flush(); err != nil {
+	if err := tw.flush(); err != nil {
 		return err
 	}
 	o.more(n, len(s.Teams), "caches")

@@ -4,34 +4,48 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
 	"time"
 
+	"github.com/dustin/go-humanize"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
-	"golang.org/x/term"
+	"github.com/spf13/cobra"
 
 	"github.com/flagwarden/flagwarden/internal/app"
+	"github.com/flagwarden/flagwarden/internal/config"
 	"github.com/flagwarden/flagwarden/internal/units"
 	"github.com/flagwarden/flagwarden/rebuild"
 )
 
-func runRebuild(ctx context.Context, env Env, args []string) int {
-	fs := newFlagSet("rebuild", env, "rebuild --team N | --all [--dry-run] | --install-triggers [--config FILE]")
+func newRebuildCmd(env Env) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "rebuild --team N | --all [--dry-run] | --install-triggers [--config FILE]",
+		Short: "rebuild one team's flag caches (or all) now, with progress",
+		Args:  noArgs,
+	}
+	fs := cmd.Flags()
 	cfgPath := configFlag(fs, env)
-	team := fs.Int64("team", 0, "rebuild this team's caches")
+	team := teamFlag(fs, "rebuild this team's caches")
 	all := fs.Bool("all", false, "rebuild every team that has flags")
 	dry := fs.Bool("dry-run", false, "build but publish nothing (measure only)")
 	install := fs.Bool("install-triggers", false, "install the NOTIFY triggers (rebuild.notify.channel) in the flag database and exit")
-	if code, ok := parseFlags(fs, args); !ok {
-		return code
-	}
-	if (*team > 0) == *all && !*install {
+	cmd.MarkFlagsMutuallyExclusive("team", "all", "install-triggers")
+	cmd.RunE = runBody(func(ctx context.Context, _ []string) int {
+		return runRebuild(ctx, env, *cfgPath, *team, *all, *dry, *install)
+	})
+	return cmd
+}
+
+func runRebuild(ctx context.Context, env Env, cfgPath string, team int64, all, dry, install bool) int {
+	if (team > 0) == all && !install {
 		fmt.Fprintln(env.Stderr, "flagwarden rebuild: give exactly one of --team N or --all (or --install-triggers)")
-		fs.Usage()
 		return 2
 	}
-	cfg, err := loadConfig(*cfgPath, env)
+	uses := []config.Server{config.FlagDatabaseServer}
+	if !dry && !install {
+		uses = append(uses, config.CacheServer)
+	}
+	cfg, err := loadConfig(cfgPath, env, uses...)
 	if err != nil {
 		printConfigError(env.Stderr, err)
 		return 1
@@ -42,7 +56,7 @@ func runRebuild(ctx context.Context, env Env, args []string) int {
 		return 1
 	}
 	defer pool.Close()
-	if *install {
+	if install {
 		if err := rebuild.InstallTriggers(ctx, pool, cfg.Rebuild.Notify.Channel); err != nil {
 			fmt.Fprintf(env.Stderr, "flagwarden rebuild: %v\n", err)
 			return 1
@@ -51,7 +65,7 @@ func runRebuild(ctx context.Context, env Env, args []string) int {
 		return 0
 	}
 	var teams []int64
-	if *all {
+	if all {
 		rows, err := pool.Query(ctx, `SELECT DISTINCT team_id::bigint FROM posthog_featureflag ORDER BY 1`)
 		if err == nil {
 			for rows.Next() {
@@ -69,11 +83,11 @@ func runRebuild(ctx context.Context, env Env, args []string) int {
 			return 1
 		}
 	} else {
-		teams = []int64{*team}
+		teams = []int64{team}
 	}
 
 	var pub *rebuild.Publisher
-	if !*dry {
+	if !dry {
 		opt, err := redis.ParseURL(cfg.Cache.URL.Value())
 		if err != nil {
 			fmt.Fprintf(env.Stderr, "flagwarden rebuild: cache url: %v\n", err)
@@ -88,28 +102,20 @@ func runRebuild(ctx context.Context, env Env, args []string) int {
 		}
 		pub = app.NewPublisher(cfg, rdb, app.Mirror(tier), nil)
 	}
-	src := rebuild.NewPGSource(pool, nil)
-	tty := false
-	if f, ok := env.Stdout.(*os.File); ok {
-		tty = term.IsTerminal(int(f.Fd()))
-	}
+	src := app.NewFlagSource(pool)
 	failed := 0
 	var totalBytes int64
 	start := time.Now()
-	for i, id := range teams {
+	p := env.newProgress("rebuild", "teams", int64(len(teams)))
+	defer p.Finish()
+	for _, id := range teams {
 		t0 := time.Now()
-		progress := func(p rebuild.BuildProgress) {
-			if !tty {
-				return
-			}
-			el := time.Since(t0).Seconds()
-			fmt.Fprintf(env.Stdout, "\r team %d (%d/%d): %d rows, %s, %.0f rows/s, %.1fs   ", id, i+1, len(teams),
-				p.Rows, units.Bytes(p.Bytes), float64(p.Rows)/max(el, 1e-9), el)
+		progress := func(bp rebuild.BuildProgress) {
+			p.Describe(fmt.Sprintf("team %d: %s rows, %s", id, humanize.Comma(bp.Rows), units.Bytes(bp.Bytes)))
 		}
-		b := rebuild.NewBuilder(rebuild.BuilderOptions{PageSize: cfg.Rebuild.PageSize, FailOnMalformed: cfg.Rebuild.OnMalformed == "fail",
-			Progress: progress, Contract: rebuild.Contract(cfg.Cache.PostHogContract)})
+		b := rebuild.NewBuilder(app.BuilderOptions(cfg, progress))
 		var res rebuild.BuildResult
-		if *dry {
+		if dry {
 			var sink rebuild.CountSink
 			st, err := b.Build(ctx, src, id, &sink)
 			res = rebuild.BuildResult{TeamID: id, OK: err == nil, Flags: st.Flags, Cohorts: st.Cohorts, SkippedFlags: st.Skipped,
@@ -123,18 +129,16 @@ func runRebuild(ctx context.Context, env Env, args []string) int {
 				res.OK, res.Error = false, err.Error()
 			}
 		}
-		if tty {
-			fmt.Fprint(env.Stdout, "\r\033[K")
-		}
+		p.Add(1)
 		totalBytes += res.FlagsBytes + res.DefinitionsBytes
 		if !res.OK {
 			failed++
-			fmt.Fprintf(env.Stderr, "team %d: FAILED: %s\n", id, res.Error)
+			p.Print(env.Stderr, "team %d: %s: %s\n", id, palette(env.colour(env.Stderr)).red("FAILED"), res.Error)
 			continue
 		}
 		state := "published"
 		switch {
-		case *dry:
+		case dry:
 			state = "dry run"
 		case res.Unchanged:
 			state = "unchanged"
@@ -143,16 +147,17 @@ func runRebuild(ctx context.Context, env Env, args []string) int {
 		if len(etag) > 16 {
 			etag = etag[:16]
 		}
-		fmt.Fprintf(env.Stdout, "team %d: %s: %d flags, %d cohorts, %d skipped; flags.json %s, flags_with_cohorts.json %s; etag %s; peak heap %s; %s\n",
+		p.Print(env.Stdout, "team %d: %s: %d flags, %d cohorts, %d skipped; flags.json %s, flags_with_cohorts.json %s; etag %s; peak heap %s; %s\n",
 			id, state, res.Flags, res.Cohorts, res.SkippedFlags, units.Bytes(res.FlagsBytes), units.Bytes(res.DefinitionsBytes), etag,
 			units.Bytes(res.PeakHeapBytes), time.Since(t0).Round(time.Millisecond))
 		for _, s := range res.Skipped {
-			fmt.Fprintf(env.Stdout, "  skipped flag %d (%s): %s: %s\n", s.ID, s.Key, s.Reason, s.Detail)
+			p.Print(env.Stdout, "  skipped flag %d (%s): %s: %s\n", s.ID, s.Key, s.Reason, s.Detail)
 		}
-		for _, p := range res.Problems {
-			fmt.Fprintf(env.Stdout, "  problem: %s\n", p)
+		for _, pr := range res.Problems {
+			p.Print(env.Stdout, "  problem: %s\n", pr)
 		}
 	}
+	p.Finish()
 	fmt.Fprintf(env.Stdout, "%d team(s), %d failed, %s written in %s\n", len(teams), failed, units.Bytes(totalBytes), time.Since(start).Round(time.Millisecond))
 	if failed > 0 {
 		return 1

@@ -2,18 +2,17 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
-	"os"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
-	"golang.org/x/term"
+	"github.com/spf13/cobra"
 
 	"github.com/flagwarden/flagwarden/internal/app"
+	"github.com/flagwarden/flagwarden/internal/config"
 	"github.com/flagwarden/flagwarden/rebuild"
 	"github.com/flagwarden/flagwarden/rebuild/verify"
 )
@@ -24,24 +23,53 @@ const (
 	exitUnverified  = 3 // nothing wrong found, but some checks (or the pass) could not be made
 )
 
-func runVerify(ctx context.Context, env Env, args []string) int {
-	fs := newFlagSet("verify", env, "verify [--team N | --every-team] [--json] [--grace D] [--no-s3] [--config FILE]")
-	cfgPath := configFlag(fs, env)
-	team := fs.Int64("team", 0, "check this team only (default: every team that has ever had a flag)")
-	every := fs.Bool("every-team", false, "also check teams that never had a flag (their caches hold the empty shapes)")
-	asJSON := fs.Bool("json", false, "print the report as JSON")
-	grace := fs.Duration("grace", 0, "leave teams whose flag data changed this recently unjudged (their rebuild may be on its way)")
-	noS3 := fs.Bool("no-s3", false, "check Redis only, even when cache.s3 is enabled")
-	maxProblems := fs.Int("max-problems", 1000, "problems the JSON report lists in full (all are counted)")
-	if code, ok := parseFlags(fs, args); !ok {
-		return code
+func newVerifyCmd(env Env) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "verify [--team N | --every-team] [-o table|json|yaml] [--grace D] [--no-s3] [--config FILE]",
+		Short: "compare the published caches in Redis (and S3) with a fresh build from the flag database",
+		Long: `Compare the published caches in Redis (and S3) with a fresh build from the flag database.
+Exit codes: 0 all verified, 1 some cache is missing, undecodable, stale, different or has a
+wrong :etag, 2 usage, 3 nothing wrong found but some checks could not be made.`,
+		Args: noArgs,
 	}
-	if *team < 0 || *grace < 0 || *maxProblems < 1 || fs.NArg() > 0 {
-		fmt.Fprintln(env.Stderr, "flagwarden verify: --team must be positive, --grace not negative, --max-problems at least 1, and no arguments")
-		fs.Usage()
+	fs := cmd.Flags()
+	f := verifyFlags{
+		cfgPath:     configFlag(fs, env),
+		team:        teamFlag(fs, "check this team only (default: every team that has ever had a flag)"),
+		every:       fs.Bool("every-team", false, "also check teams that never had a flag (their caches hold the empty shapes)"),
+		out:         outputFlags(cmd, fs),
+		grace:       fs.Duration("grace", 0, "leave teams whose flag data changed this recently unjudged (their rebuild may be on its way)"),
+		noS3:        fs.Bool("no-s3", false, "check Redis only, even when cache.s3 is enabled"),
+		maxProblems: fs.Int("max-problems", 1000, "problems the JSON report lists in full (all are counted)"),
+	}
+	cmd.MarkFlagsMutuallyExclusive("team", "every-team")
+	cmd.RunE = runBody(func(ctx context.Context, _ []string) int { return runVerify(ctx, env, f) })
+	return cmd
+}
+
+// verifyFlags are verify's flags.
+type verifyFlags struct {
+	cfgPath     *string
+	team        *int64
+	every, noS3 *bool
+	out         *output
+	grace       *time.Duration
+	maxProblems *int
+}
+
+func runVerify(ctx context.Context, env Env, f verifyFlags) int {
+	cfgPath, team, every, grace, noS3, maxProblems := f.cfgPath, f.team, f.every, f.grace, f.noS3, f.maxProblems
+	format, err := f.out.Format()
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "flagwarden verify: %v\n", err)
 		return 2
 	}
-	cfg, err := loadConfig(*cfgPath, env)
+	asJSON := new(structured(format))
+	if *grace < 0 || *maxProblems < 1 {
+		fmt.Fprintln(env.Stderr, "flagwarden verify: --grace must not be negative and --max-problems at least 1")
+		return 2
+	}
+	cfg, err := loadConfig(*cfgPath, env, config.FlagDatabaseServer, config.CacheServer)
 	if err != nil {
 		printConfigError(env.Stderr, err)
 		return 2
@@ -68,32 +96,35 @@ func runVerify(ctx context.Context, env Env, args []string) int {
 	if err != nil {
 		return fail("%v", err)
 	}
-	v, err := app.NewVerifier(cfg, rebuild.NewPGSource(pool, nil), rdb, tier, *grace)
+	v, err := app.NewVerifier(cfg, app.NewFlagSource(pool), rdb, tier, *grace)
 	if err != nil {
 		return fail("%v", err)
 	}
 
-	tty := false
-	if f, ok := env.Stdout.(*os.File); ok {
-		tty = term.IsTerminal(int(f.Fd()))
-	}
 	rep := &verify.Report{StartedAt: time.Now().UTC(), MaxProblems: *maxProblems}
+	var lister verify.TeamLister = verify.NewPGTeams(pool, *every)
+	total := int64(1)
+	if *team == 0 {
+		// Counting the teams first (ids only, in pages) gives the bar its ETA.
+		if total, err = countTeams(ctx, lister); err != nil {
+			return fail("%v", err)
+		}
+	}
+	p := env.newProgress("verify", "teams", total)
+	defer p.Finish()
+	colour := palette(env.colour(env.Stdout))
 	// Problems print as they are found, so a long run shows them at once; the report
 	// keeps only the counts and the first max-problems of them.
 	show := func(checks []verify.Check) {
+		p.Set(int64(rep.Teams))
+		p.Describe(fmt.Sprintf("%d problem(s)", rep.ProblemCount))
 		if *asJSON {
 			return
 		}
-		if tty {
-			fmt.Fprint(env.Stdout, "\r\033[K")
-		}
 		for _, c := range checks {
 			if c.Wrong() {
-				fmt.Fprintln(env.Stdout, c.Line())
+				p.Print(env.Stdout, "%s\n", colour.red(c.Line()))
 			}
-		}
-		if tty {
-			fmt.Fprintf(env.Stdout, "\r checked %d team(s), %d problem(s)", rep.Teams, rep.ProblemCount)
 		}
 	}
 	var passErr error
@@ -109,16 +140,12 @@ func runVerify(ctx context.Context, env Env, args []string) int {
 			show(checks)
 		}
 	} else {
-		_, _, passErr = v.Pass(ctx, verify.NewPGTeams(pool, *every), 0, math.MaxInt, rep, show)
+		_, _, passErr = v.Pass(ctx, lister, 0, math.MaxInt, rep, show)
 	}
 	rep.FinishedAt = time.Now().UTC()
-	if tty && !*asJSON {
-		fmt.Fprint(env.Stdout, "\r\033[K")
-	}
+	p.Finish()
 	if *asJSON {
-		enc := json.NewEncoder(env.Stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(rep); err != nil {
+		if err := writeData(env.Stdout, format, rep); err != nil {
 			return fail("write report: %v", err)
 		}
 	} else {
@@ -138,4 +165,22 @@ func runVerify(ctx context.Context, env Env, args []string) int {
 		return exitUnverified
 	}
 	return 0
+}
+
+// countTeams counts the teams lister lists, reading ids only, a page at a time.
+func countTeams(ctx context.Context, lister verify.TeamLister) (int64, error) {
+	const page = 10000
+	var n int64
+	after := int64(0)
+	for {
+		ids, err := lister.TeamIDs(ctx, after, page)
+		if err != nil {
+			return 0, err
+		}
+		n += int64(len(ids))
+		if len(ids) < page {
+			return n, nil
+		}
+		after = ids[len(ids)-1]
+	}
 }

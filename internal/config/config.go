@@ -112,6 +112,18 @@ func Load(path string, environ []string) (Config, error) {
 
 // Parse is Load for a reader.
 func Parse(r io.Reader, environ []string) (Config, error) {
+	cfg, err := decode(r, environ)
+	if err != nil {
+		return Config{}, err
+	}
+	if err := cfg.Validate(); err != nil {
+		return Config{}, err
+	}
+	return cfg, nil
+}
+
+// decode applies the defaults, the file and the environment, without validation.
+func decode(r io.Reader, environ []string) (Config, error) {
 	cfg := Default()
 	data, err := io.ReadAll(r)
 	if err != nil {
@@ -128,9 +140,6 @@ func Parse(r io.Reader, environ []string) (Config, error) {
 		return Config{}, err
 	}
 	cfg.applyDerived()
-	if err := cfg.Validate(); err != nil {
-		return Config{}, err
-	}
 	return cfg, nil
 }
 
@@ -207,9 +216,17 @@ func (p *problems) atLeast(field string, v, min int64) {
 
 func (p *problems) required(field, v string) {
 	if strings.TrimSpace(v) == "" {
-		p.add(field, "is required")
+		p.errs = append(p.errs, &MissingError{Field: field})
 	}
 }
+
+// MissingError is a required key that is not set.
+type MissingError struct {
+	// Field is the key's YAML path.
+	Field string
+}
+
+func (e *MissingError) Error() string { return e.Field + ": is required" }
 
 func (p *problems) oneOf(field, v string, allowed ...string) {
 	for _, a := range allowed {

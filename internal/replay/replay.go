@@ -33,6 +33,16 @@ type Options struct {
 	// Step is the simulation step; changes are seen by the consumers at step
 	// boundaries (default 5s).
 	Step time.Duration
+	// Progress, if set, is called as each run advances: run is "as it happened" or
+	// "with flagwarden", done how much of its Duration has been simulated.
+	Progress func(run string, done, of time.Duration)
+}
+
+// progress reports how far run is.
+func (o Options) progress(run string, start, now time.Time) {
+	if o.Progress != nil {
+		o.Progress(run, now.Sub(start), o.Duration)
+	}
 }
 
 func (o Options) withDefaults() Options {
@@ -204,6 +214,7 @@ func runNaive(ctx context.Context, o Options, so simulator.Options, wo simulator
 				Summary: "Pod " + name + " is crash looping.", Backlog: depth}
 		}
 		tr.sample(s.Now, depth, pods, w.OOMKills)
+		o.progress(out.Name, tr.start, s.Now)
 	}
 	if !w.FirstOOM.IsZero() {
 		t := w.FirstOOM
@@ -352,6 +363,7 @@ func runFlagwarden(ctx context.Context, o Options, so simulator.Options, wo simu
 			}
 		}
 		tr.sample(now, depth, pods, w.OOMKills)
+		o.progress(out.Name, tr.start, now)
 	}
 	out.OOMKills = w.OOMKills
 	if !w.FirstOOM.IsZero() {

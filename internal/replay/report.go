@@ -106,6 +106,83 @@ func (r Report) WriteTable(w io.Writer) error {
 	return nil
 }
 
+// WriteNarrowTable writes the comparison to fit width columns: the table without
+// dates, what the first pages said below it, and the parameters and notes wrapped.
+// WriteTable has it all in columns.
+func (r Report) WriteNarrowTable(w io.Writer, width int) error {
+	fmt.Fprintf(w, "The February incident, replayed (seed %d, %s of simulated time from %s)\n\n",
+		r.Seed, r.Duration, r.Start.Format("2006-01-02 15:04 MST"))
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	a, b := r.AsItHappened, r.WithFlagwarden
+	row := func(name, x, y string) { fmt.Fprintf(tw, "%s\t%s\t%s\n", name, x, y) }
+	short := func(t *time.Time) string {
+		if t == nil {
+			return "none"
+		}
+		return offset(t.Sub(r.Start))
+	}
+	page := func(p *Page) string {
+		if p == nil {
+			return "none"
+		}
+		return short(&p.At) + " " + p.Severity
+	}
+	row("", "AS IT HAPPENED", "WITH FLAGWARDEN")
+	row("first OOM kill", short(a.FirstOOMKill), short(b.FirstOOMKill))
+	row("first page", page(a.FirstPage), page(b.FirstPage))
+	row("  backlog when it fired", pageBacklog(a.FirstPage), pageBacklog(b.FirstPage))
+	if a.FirstCritical != nil || b.FirstCritical != nil {
+		row("first critical page", page(a.FirstCritical), page(b.FirstCritical))
+	}
+	row("peak backlog", count(a.PeakBacklog), count(b.PeakBacklog))
+	row("OOM kills", count(int64(a.OOMKills)), count(int64(b.OOMKills)))
+	row("pod-minutes in CrashLoopBackOff", count(int64(a.CrashLoopMinutes)), count(int64(b.CrashLoopMinutes)))
+	row("p99 cache staleness, other teams", dur(a.OthersP99Seconds), dur(b.OthersP99Seconds))
+	row("worst single-team staleness", fmt.Sprintf("%s (team %d)", dur(a.WorstTeamSeconds), a.WorstTeam),
+		fmt.Sprintf("%s (team %d)", dur(b.WorstTeamSeconds), b.WorstTeam))
+	row("time until stable", stable(a.StableAfterSeconds), stable(b.StableAfterSeconds))
+	row("tasks enqueued / builds run", fmt.Sprintf("%s / %s", count(a.TasksEnqueued), count(a.Builds)),
+		fmt.Sprintf("%s / %s", count(b.TasksEnqueued), count(b.Builds)))
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintln(w)
+	said := func(run string, p *Page) {
+		if p != nil {
+			writeWrapped(w, width, "", "  ", fmt.Sprintf("%s, %s said: %s: %s", run, pageAt(p, r.Start), p.Kind, p.Summary))
+		}
+	}
+	said("As it happened, the first page", a.FirstPage)
+	said("With flagwarden, the first page", b.FirstPage)
+	said("With flagwarden, the first critical page", b.FirstCritical)
+	fmt.Fprintln(w, "\nModel parameters:")
+	for _, p := range r.Parameters {
+		writeWrapped(w, width, "  ", "      ", p.Name+": "+p.Value)
+	}
+	fmt.Fprintln(w, "\nNotes:")
+	for _, n := range r.Notes {
+		writeWrapped(w, width, "  - ", "    ", n)
+	}
+	return nil
+}
+
+// writeWrapped writes text in lines of at most width columns at word boundaries, the
+// first after first, the others after rest.
+func writeWrapped(w io.Writer, width int, first, rest, text string) {
+	line, prefix := first, first
+	for _, word := range strings.Fields(text) {
+		if len([]rune(line))+1+len([]rune(word)) > width && line != prefix {
+			fmt.Fprintln(w, line)
+			line, prefix = rest, rest
+		}
+		if line != prefix {
+			line += " "
+		}
+		line += word
+	}
+	fmt.Fprintln(w, line)
+}
+
 // at renders a time as an offset from the start and a date.
 func at(t *time.Time, start time.Time) string {
 	if t == nil {

@@ -2,14 +2,12 @@ package simulator
 
 import (
 	"context"
-	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"sort"
 	"strconv"
-	"strings"
 	"time"
+
+	"github.com/flagwarden/flagwarden/internal/kombu"
 )
 
 // The two PostHog tasks a flag change enqueues (posthog_flags.md §3).
@@ -40,145 +38,33 @@ func (t Task) Kind() string {
 	return "definitions"
 }
 
-// envelope is kombu's JSON transport envelope for a Celery message (task protocol 2).
-type envelope struct {
-	Body            string     `json:"body"`
-	ContentEncoding string     `json:"content-encoding"`
-	ContentType     string     `json:"content-type"`
-	Headers         headers    `json:"headers"`
-	Properties      properties `json:"properties"`
-}
-
-// headers are Celery protocol 2's task headers.
-type headers struct {
-	Lang                string   `json:"lang"`
-	Task                string   `json:"task"`
-	ID                  string   `json:"id"`
-	Shadow              *string  `json:"shadow"`
-	ETA                 *string  `json:"eta"`
-	Expires             *string  `json:"expires"`
-	Group               *string  `json:"group"`
-	GroupIndex          *int     `json:"group_index"`
-	Retries             int      `json:"retries"`
-	TimeLimit           [2]*int  `json:"timelimit"`
-	RootID              string   `json:"root_id"`
-	ParentID            *string  `json:"parent_id"`
-	ArgsRepr            string   `json:"argsrepr"`
-	KwargsRepr          string   `json:"kwargsrepr"`
-	Origin              string   `json:"origin"`
-	IgnoreResult        bool     `json:"ignore_result"`
-	ReplacedTaskNesting int      `json:"replaced_task_nesting"`
-	Stamps              struct{} `json:"stamps"`
-}
-
-type properties struct {
-	CorrelationID string       `json:"correlation_id"`
-	ReplyTo       string       `json:"reply_to"`
-	DeliveryMode  int          `json:"delivery_mode"`
-	DeliveryInfo  deliveryInfo `json:"delivery_info"`
-	Priority      int          `json:"priority"`
-	BodyEncoding  string       `json:"body_encoding"`
-	DeliveryTag   string       `json:"delivery_tag"`
-}
-
-type deliveryInfo struct {
-	Exchange   string `json:"exchange"`
-	RoutingKey string `json:"routing_key"`
-}
-
-// embed is the third element of a protocol 2 body.
-type embed struct {
-	Callbacks any `json:"callbacks"`
-	Errbacks  any `json:"errbacks"`
-	Chain     any `json:"chain"`
-	Chord     any `json:"chord"`
-}
-
 // EncodeMessage returns the message kombu's Redis transport would LPUSH for t: the JSON
 // envelope with a base64 body of [args, kwargs, embed]. tag is the delivery tag.
 func EncodeMessage(t Task, tag, origin string) ([]byte, error) {
-	if t.Name == "" || t.ID == "" {
-		return nil, errors.New("encode celery message: task name and id are required")
-	}
-	body, err := json.Marshal([]any{[]int64{t.TeamID}, map[string]any{}, embed{}})
-	if err != nil {
-		return nil, fmt.Errorf("encode celery body: %w", err)
-	}
-	env := envelope{
-		Body:            base64.StdEncoding.EncodeToString(body),
-		ContentEncoding: "utf-8",
-		ContentType:     "application/json",
-		Headers: headers{
-			Lang: "py", Task: t.Name, ID: t.ID, RootID: t.ID,
-			ArgsRepr: "(" + strconv.FormatInt(t.TeamID, 10) + ",)", KwargsRepr: "{}",
-			Origin: origin,
-		},
-		Properties: properties{
-			CorrelationID: t.ID, ReplyTo: tag, DeliveryMode: 2,
-			DeliveryInfo: deliveryInfo{Exchange: "", RoutingKey: t.Queue},
-			Priority:     t.Priority, BodyEncoding: "base64", DeliveryTag: tag,
-		},
-	}
-	return json.Marshal(env)
+	return kombu.Encode(kombu.Message{
+		Task: t.Name, ID: t.ID, Args: []any{t.TeamID}, ArgsRepr: "(" + strconv.FormatInt(t.TeamID, 10) + ",)",
+		Queue: t.Queue, Priority: t.Priority, DeliveryTag: tag, Origin: origin,
+	})
 }
 
-// ErrNotCelery is returned for broker entries that are not Celery protocol 2 task
-// messages with a team id.
+// ErrNotCelery is returned for broker entries that are not Celery task messages with a
+// valid team id.
 var ErrNotCelery = errors.New("not a celery task message")
+
+// teamArg is where PostHog's cache tasks carry the team: team_id, or the first argument.
+var teamArg = kombu.TeamArg{Kwarg: "team_id", Position: 0}
 
 // DecodeMessage parses a message written by EncodeMessage or by Celery itself, returning
 // the task and its delivery tag.
 func DecodeMessage(raw []byte) (Task, string, error) {
-	// only the fields read here: decoding the whole envelope costs twice as much, and
-	// the replay decodes hundreds of thousands of messages.
-	var env struct {
-		Body    string `json:"body"`
-		Headers struct {
-			Task string `json:"task"`
-			ID   string `json:"id"`
-		} `json:"headers"`
-		Properties struct {
-			DeliveryInfo deliveryInfo `json:"delivery_info"`
-			Priority     int          `json:"priority"`
-			BodyEncoding string       `json:"body_encoding"`
-			DeliveryTag  string       `json:"delivery_tag"`
-		} `json:"properties"`
+	m, err := kombu.Decode(raw, teamArg)
+	if err == nil {
+		err = m.TeamErr
 	}
-	if err := json.Unmarshal(raw, &env); err != nil {
+	if err != nil {
 		return Task{}, "", fmt.Errorf("%w: %w", ErrNotCelery, err)
 	}
-	if env.Headers.Task == "" {
-		return Task{}, "", fmt.Errorf("%w: no task header (protocol 1 or not celery)", ErrNotCelery)
-	}
-	body := []byte(env.Body)
-	if env.Properties.BodyEncoding == "base64" {
-		b, err := base64.StdEncoding.DecodeString(env.Body)
-		if err != nil {
-			return Task{}, "", fmt.Errorf("%w: body: %w", ErrNotCelery, err)
-		}
-		body = b
-	}
-	var parts []json.RawMessage
-	if err := json.Unmarshal(body, &parts); err != nil || len(parts) != 3 {
-		return Task{}, "", fmt.Errorf("%w: body is not [args, kwargs, embed]", ErrNotCelery)
-	}
-	var args []json.Number
-	var kwargs map[string]json.Number
-	_ = json.Unmarshal(parts[1], &kwargs)
-	t := Task{ID: env.Headers.ID, Name: env.Headers.Task, Queue: env.Properties.DeliveryInfo.RoutingKey, Priority: env.Properties.Priority}
-	team := kwargs["team_id"]
-	if team == "" {
-		if err := json.Unmarshal(parts[0], &args); err != nil || len(args) == 0 {
-			return Task{}, "", fmt.Errorf("%w: no team id in args", ErrNotCelery)
-		}
-		team = args[0]
-	}
-	id, err := team.Int64()
-	if err != nil {
-		return Task{}, "", fmt.Errorf("%w: team id %q", ErrNotCelery, team)
-	}
-	t.TeamID = id
-	return t, env.Properties.DeliveryTag, nil
+	return Task{ID: m.ID, Name: m.Name, TeamID: m.Team, Queue: m.RoutingKey, Priority: m.Priority}, m.DeliveryTag, nil
 }
 
 // ListStore is the handful of Redis commands kombu's Redis transport uses. RedisStore
@@ -208,50 +94,22 @@ type Kombu struct {
 	Prefix string
 }
 
-// DefaultSep and DefaultSteps are kombu's defaults.
-const DefaultSep = "\x06\x16"
+// DefaultSep is kombu's default priority separator.
+const DefaultSep = kombu.DefaultSep
 
 // DefaultSteps are kombu's default priority steps.
-var DefaultSteps = []int{0, 3, 6, 9}
+var DefaultSteps = kombu.DefaultSteps()
 
-func (k *Kombu) steps() []int {
-	if len(k.Steps) == 0 {
-		return DefaultSteps
-	}
-	return k.Steps
-}
-
-func (k *Kombu) sep() string {
-	if k.Sep == "" {
-		return DefaultSep
-	}
-	return k.Sep
-}
-
-// priorityStep maps a message priority to its list, as kombu's priority(): the largest
-// step not above it.
-func (k *Kombu) priorityStep(p int) int {
-	steps := k.steps()
-	i := sort.SearchInts(steps, p+1) - 1
-	if i < 0 {
-		return steps[0]
-	}
-	return steps[i]
-}
+func (k *Kombu) keys() kombu.Keys { return kombu.Keys{Prefix: k.Prefix, Sep: k.Sep, Steps: k.Steps} }
 
 // QueueKey is the list holding queue's messages of priority step pri.
-func (k *Kombu) QueueKey(queue string, pri int) string {
-	if pri == 0 {
-		return k.Prefix + queue
-	}
-	return k.Prefix + queue + k.sep() + strconv.Itoa(pri)
-}
+func (k *Kombu) QueueKey(queue string, pri int) string { return k.keys().List(queue, pri) }
 
 // Declare binds queue to the direct exchange of the same name, as Celery's default
 // queue declaration does.
 func (k *Kombu) Declare(ctx context.Context, queue string) error {
-	member := strings.Join([]string{queue, "", queue}, k.sep())
-	if err := k.Store.SAdd(ctx, k.Prefix+"_kombu.binding."+queue, member); err != nil {
+	keys := k.keys()
+	if err := k.Store.SAdd(ctx, keys.Binding(queue), keys.BindingMember(queue, "", queue)); err != nil {
 		return fmt.Errorf("declare queue %s: %w", queue, err)
 	}
 	return nil
@@ -263,7 +121,7 @@ func (k *Kombu) Publish(ctx context.Context, t Task, tag, origin string) error {
 	if err != nil {
 		return err
 	}
-	if err := k.Store.LPush(ctx, k.QueueKey(t.Queue, k.priorityStep(t.Priority)), raw); err != nil {
+	if err := k.Store.LPush(ctx, k.QueueKey(t.Queue, k.keys().Step(t.Priority)), raw); err != nil {
 		return fmt.Errorf("publish %s for team %d: %w", t.Name, t.TeamID, err)
 	}
 	return nil
@@ -280,7 +138,7 @@ type Delivery struct {
 // Get takes the next message of queue, highest priority first, and records it as
 // unacked at now (unix seconds). ok is false when every list is empty.
 func (k *Kombu) Get(ctx context.Context, queue string, now time.Time) (d Delivery, ok bool, err error) {
-	for _, pri := range k.steps() {
+	for _, pri := range k.keys().PrioritySteps() {
 		raw, found, err := k.Store.RPop(ctx, k.QueueKey(queue, pri))
 		if err != nil {
 			return Delivery{}, false, fmt.Errorf("get from %s: %w", queue, err)
@@ -292,20 +150,11 @@ func (k *Kombu) Get(ctx context.Context, queue string, now time.Time) (d Deliver
 		if tag == "" {
 			tag = fmt.Sprintf("undecodable-%d", now.UnixNano())
 		}
-		// kombu stores [message, exchange, routing_key]; a decoded message is valid JSON
-		// and goes in as is, anything else as a string.
-		q, _ := json.Marshal(queue)
-		var entry []byte
-		if derr == nil {
-			entry = append(append(append(append(append([]byte{'['}, raw...), ','), q...), ','), q...)
-			entry = append(entry, ']')
-		} else {
-			entry, _ = json.Marshal([]any{string(raw), queue, queue})
-		}
-		if err := k.Store.HSet(ctx, k.Prefix+"unacked", tag, entry); err != nil {
+		entry := kombu.UnackedEntry(raw, "", queue)
+		if err := k.Store.HSet(ctx, k.keys().Unacked(), tag, entry); err != nil {
 			return Delivery{}, false, fmt.Errorf("record unacked: %w", err)
 		}
-		if err := k.Store.ZAdd(ctx, k.Prefix+"unacked_index", float64(now.UnixNano())/1e9, tag); err != nil {
+		if err := k.Store.ZAdd(ctx, k.keys().UnackedIndex(), float64(now.UnixNano())/1e9, tag); err != nil {
 			return Delivery{}, false, fmt.Errorf("record unacked index: %w", err)
 		}
 		return Delivery{Task: t, Tag: tag, Err: derr}, true, nil
@@ -315,10 +164,10 @@ func (k *Kombu) Get(ctx context.Context, queue string, now time.Time) (d Deliver
 
 // Ack removes a delivery from the unacked hash and index.
 func (k *Kombu) Ack(ctx context.Context, d Delivery) error {
-	if err := k.Store.HDel(ctx, k.Prefix+"unacked", d.Tag); err != nil {
+	if err := k.Store.HDel(ctx, k.keys().Unacked(), d.Tag); err != nil {
 		return fmt.Errorf("ack %s: %w", d.Tag, err)
 	}
-	if err := k.Store.ZRem(ctx, k.Prefix+"unacked_index", d.Tag); err != nil {
+	if err := k.Store.ZRem(ctx, k.keys().UnackedIndex(), d.Tag); err != nil {
 		return fmt.Errorf("ack %s: %w", d.Tag, err)
 	}
 	return nil
@@ -327,7 +176,7 @@ func (k *Kombu) Ack(ctx context.Context, d Delivery) error {
 // Depth sums the lengths of every priority list of queue, as kombu's _size does.
 func (k *Kombu) Depth(ctx context.Context, queue string) (int64, error) {
 	var total int64
-	for _, pri := range k.steps() {
+	for _, pri := range k.keys().PrioritySteps() {
 		n, err := k.Store.LLen(ctx, k.QueueKey(queue, pri))
 		if err != nil {
 			return 0, fmt.Errorf("depth of %s: %w", queue, err)
