@@ -25,9 +25,9 @@ import (
 
 	"github.com/flagwarden/flagwarden/internal/app"
 	"github.com/flagwarden/flagwarden/internal/config"
+	"github.com/flagwarden/flagwarden/internal/dedupbench"
 	"github.com/flagwarden/flagwarden/internal/flagdb"
 	"github.com/flagwarden/flagwarden/internal/hypercache"
-	"github.com/flagwarden/flagwarden/internal/dedupbench"
 	"github.com/flagwarden/flagwarden/internal/procstat"
 	"github.com/flagwarden/flagwarden/internal/statedb"
 	"github.com/flagwarden/flagwarden/internal/units"

@@ -143,7 +143,10 @@ func runOne(ctx context.Context, pool *pgxpool.Pool, o Options, intake string) (
 	var take func(ctx context.Context) error
 	switch intake {
 	case "in-process":
-		take = func(ctx context.Context) error { res.RequestErrors = Burst(ctx, run.e, run.first, o.Requests, o.Teams, nil); return nil }
+		take = func(ctx context.Context) error {
+			res.RequestErrors = Burst(ctx, run.e, run.first, o.Requests, o.Teams, nil)
+			return nil
+		}
 	case "celery":
 		broker, stop, err := startBroker(o)
 		if err != nil {
