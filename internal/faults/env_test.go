@@ -148,6 +148,9 @@ detectors:
   collector_down_after: 1m
 rebuild:
   enabled: true
+  celery_consumer:
+    enabled: true
+    queue: %[7]s
   sweep_interval: 3s
   coalesce_delay: 50ms
   page_size: 200
@@ -157,7 +160,7 @@ log:
   level: info
 shutdown:
   drain_timeout: 5s
-`, e.dbURL, e.broker.URL(), e.cache.URL(), e.am.Addr(), e.addr, token)
+`, e.dbURL, e.broker.URL(), e.cache.URL(), e.am.Addr(), e.addr, token, celeryQueue)
 }
 
 // process is one run of `flagwarden serve`; its log goes to a file kept with the

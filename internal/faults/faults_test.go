@@ -2,7 +2,9 @@ package faults
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
+	"os/exec"
 	"strconv"
 	"strings"
 	"syscall"
@@ -10,9 +12,11 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
 	"github.com/flagwarden/flagwarden/internal/cachekeys"
+	"github.com/flagwarden/flagwarden/internal/testenv"
 )
 
 // scenario breaks one part of a running deployment and checks what a user would.
@@ -22,10 +26,9 @@ type scenario struct {
 	run  func(t *testing.T, e *env)
 }
 
-// scenarios is the suite. The Celery intake's scenarios (a poison batch left in
-// unacked, the 116k-task burst through the consumer) join this list with the
-// consumer's rework; they need rebuild.celery_consumer.enabled in env.config.
+// scenarios is the suite.
 var scenarios = []scenario{
+	{"poison among a Celery burst: the valid tasks are built, the poison dead-lettered, nothing unacked", celeryPoisonBurst},
 	{"cache Redis restarts empty: every cache comes back", cacheRedisRestart},
 	{"state database connections terminated: writes succeed", stateConnectionsTerminated},
 	{"serve killed mid-build: the build is rescued and completes", serveKilledMidBuild},
@@ -184,4 +187,84 @@ func alertmanagerOutage(t *testing.T, e *env) {
 		_, ok := e.hook.Find("FlagwardenTeamQuarantined", "resolved", "team", strconv.FormatInt(team, 10))
 		return ok
 	})
+}
+
+// celeryQueue is the broker queue serve's Celery consumer takes PostHog's tasks from.
+const celeryQueue = "flagwarden"
+
+// celeryPoisonBurst: real Celery sends a burst of PostHog's two cache tasks for every
+// team, several times over, with poison in the middle (a team id beyond int4, a task
+// nobody routes here, a message that is not JSON). The valid tasks collapse to a few
+// builds per team, every poison message is dead-lettered with its reason, and the
+// queue and unacked are empty afterwards.
+func celeryPoisonBurst(t *testing.T, e *env) {
+	ctx := context.Background()
+	var first, last int64
+	require.NoError(t, e.pool.QueryRow(ctx, `SELECT min(id), max(id) FROM posthog_team`).Scan(&first, &last))
+	var before int
+	require.NoError(t, e.pool.QueryRow(ctx, `SELECT count(*) FROM flagwarden_rebuild_results`).Scan(&before))
+	broker := redis.NewClient(mustParseRedis(t, e.broker.URL()))
+	defer broker.Close()
+
+	const rounds = 100
+	py := testenv.Python(t, "celery", "redis")
+	script := `
+import sys
+from celery import Celery
+app = Celery(broker=sys.argv[1])
+queue, first, last, rounds = sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+names = ['posthog.tasks.feature_flags.update_team_flags_cache', 'posthog.tasks.feature_flags.update_team_service_flags_cache']
+with app.producer_or_acquire() as p:
+    for r in range(rounds):
+        for team in range(first, last + 1):
+            app.send_task(names[(r + team) % 2], args=[team], queue=queue, producer=p)
+        if r == rounds // 2:
+            app.send_task(names[0], args=[2147483648], queue=queue, producer=p)
+            app.send_task('posthog.tasks.something_else', args=[first], queue=queue, producer=p)
+`
+	out, err := exec.Command(py, "-c", script, e.broker.URL(), celeryQueue,
+		strconv.FormatInt(first, 10), strconv.FormatInt(last, 10), strconv.Itoa(rounds)).CombinedOutput()
+	require.NoError(t, err, "celery producer: %s", out)
+	require.NoError(t, broker.LPush(ctx, celeryQueue, "{this is not json}").Err())
+	sent := rounds*int(last-first+1) + 3
+
+	e.eventually(2*time.Minute, "the burst was not drained", func() bool {
+		n, _ := broker.LLen(ctx, celeryQueue).Result()
+		u, _ := broker.HLen(ctx, "unacked").Result()
+		return n == 0 && u == 0
+	})
+	letters, err := broker.LRange(ctx, celeryQueue+".flagwarden_dead", 0, -1).Result()
+	require.NoError(t, err)
+	reasons := map[string]int{}
+	for _, l := range letters {
+		var d struct {
+			Reason string `json:"reason"`
+		}
+		require.NoError(t, json.Unmarshal([]byte(l), &d), l)
+		reasons[d.Reason]++
+	}
+	require.Equal(t, map[string]int{"team_id": 1, "unknown_task": 1, "not_celery": 1}, reasons, "every poison message is dead-lettered with its reason")
+	require.Zero(t, broker.ZCard(ctx, "unacked_index").Val(), "nothing is left unacked")
+
+	// Every team's caches are there after the burst, and the burst collapsed.
+	need := e.teamsNeedingCaches()
+	e.eventually(2*time.Minute, "caches missing after the burst", func() bool { return e.missingCaches(need) == 0 })
+	e.eventually(2*time.Minute, "builds still running after the burst", func() bool {
+		var running int
+		_ = e.pool.QueryRow(ctx, `SELECT count(*) FROM river_job WHERE state IN ('available', 'running', 'scheduled', 'retryable')`).Scan(&running)
+		return running == 0
+	})
+	var after int
+	require.NoError(t, e.pool.QueryRow(ctx, `SELECT count(*) FROM flagwarden_rebuild_results`).Scan(&after))
+	teams := int(last - first + 1)
+	t.Logf("%d Celery tasks over %d teams: %d builds", sent, teams, after-before)
+	require.Positive(t, after-before, "the burst built nothing")
+	require.LessOrEqual(t, after-before, 4*teams, "%d tasks over %d teams ran %d builds: duplicates were not collapsed", sent, teams, after-before)
+}
+
+func mustParseRedis(t *testing.T, url string) *redis.Options {
+	t.Helper()
+	opt, err := redis.ParseURL(url)
+	require.NoError(t, err)
+	return opt
 }
