@@ -5,8 +5,9 @@
 package rebuild
 
 import (
-	"errors"
 	"time"
+
+	"github.com/flagwarden/flagwarden/internal/posthog"
 )
 
 // Lane is where an admitted build runs.
@@ -21,7 +22,7 @@ const (
 )
 
 // ErrUnknownTeam is returned for a team id that does not exist in the flag database.
-var ErrUnknownTeam = errors.New("unknown team")
+var ErrUnknownTeam = posthog.ErrUnknownTeam
 
 // RequestResult says what a rebuild request became.
 type RequestResult struct {

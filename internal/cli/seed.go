@@ -6,7 +6,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/flagwarden/flagwarden/internal/flagdb"
+	"github.com/flagwarden/flagwarden/internal/posthog/seed"
 )
 
 func runSeed(ctx context.Context, env Env, args []string) int {
@@ -15,7 +15,7 @@ func runSeed(ctx context.Context, env Env, args []string) int {
 	url := fs.String("url", "", "flag database `URL` (overrides flag_database.url from the config)")
 	teams := fs.Int("teams", 1000, "ordinary teams to create")
 	giant := fs.Int("giant-flags", 0, "also create one team with exactly this many flags (0: none)")
-	seed := fs.Int64("seed", 1, "random seed; the same seed gives the same data")
+	seedN := fs.Int64("seed", 1, "random seed; the same seed gives the same data")
 	share := fs.Float64("flag-team-share", 0.3, "share of teams that have flags")
 	maxFlags := fs.Int("max-flags", 20000, "most flags an ordinary team gets")
 	bad := fs.Bool("bad-data", false, "add bad rows: non-object filters, NULL filters, a cohort cycle")
@@ -37,8 +37,8 @@ func runSeed(ctx context.Context, env Env, args []string) int {
 		return 1
 	}
 	defer pool.Close()
-	res, err := flagdb.Seed(ctx, pool, flagdb.SeedOptions{
-		Teams: *teams, Seed: *seed, GiantFlags: *giant, FlagTeamShare: *share, MaxFlags: *maxFlags, BadData: *bad,
+	res, err := seed.Fleet(ctx, pool, seed.Options{
+		Teams: *teams, Seed: *seedN, GiantFlags: *giant, FlagTeamShare: *share, MaxFlags: *maxFlags, BadData: *bad,
 		Progress: func(table string, rows int64) { fmt.Fprintf(env.Stderr, "loaded %-34s %d rows\n", table, rows) },
 	})
 	if err != nil {
