@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/flagwarden/flagwarden/internal/posthog"
+	"github.com/flagwarden/flagwarden/internal/snapshot"
 )
 
 // Lane is where an admitted build runs.
@@ -35,13 +36,7 @@ type RequestResult struct {
 }
 
 // Quarantine is one quarantined team.
-type Quarantine struct {
-	TeamID int64  `json:"team_id"`
-	Reason string `json:"reason"`
-	// Auto is true when the engine quarantined the team (size or repeated failures).
-	Auto  bool      `json:"auto"`
-	Since time.Time `json:"since"`
-}
+type Quarantine = snapshot.Quarantine
 
 // BuildResult is the outcome of one build.
 type BuildResult struct {

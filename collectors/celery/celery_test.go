@@ -12,7 +12,6 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
-	"github.com/flagwarden/flagwarden/internal/config"
 	"github.com/flagwarden/flagwarden/internal/loop"
 	"github.com/flagwarden/flagwarden/internal/snapshot"
 	"github.com/flagwarden/flagwarden/internal/testenv"
@@ -153,7 +152,7 @@ func TestBrokenBrokerShowsInHealth(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	c, err := New(rdb, Options{}, snapshot.NewStore(), nil, reg, discardLogger())
 	require.NoError(t, err)
-	l := loop.New("celery", config.Loop{Interval: time.Minute, Timeout: 5 * time.Second}, c.RunOnce, discardLogger(), loop.NewMetrics(reg))
+	l := loop.New("celery", loop.Timing{Interval: time.Minute, Timeout: 5 * time.Second}, c.RunOnce, discardLogger(), loop.NewMetrics(reg))
 	require.Error(t, l.RunOnce(context.Background()))
 	require.False(t, l.Health().Up)
 	require.Contains(t, l.Health().LastError, "scan bindings")

@@ -15,7 +15,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
 
-	"github.com/flagwarden/flagwarden/internal/config"
 	"github.com/flagwarden/flagwarden/internal/loop"
 	"github.com/flagwarden/flagwarden/internal/posthog/seed"
 	"github.com/flagwarden/flagwarden/internal/series"
@@ -295,7 +294,7 @@ func TestFailedChunkKeepsTeamsAndShowsInHealth(t *testing.T) {
 	snaps := snapshot.NewStore()
 	c, err := New(src, Options{ChunkTeams: 10, FullInterval: time.Minute, Now: func() time.Time { return clock }}, snaps, nil, reg, discardLogger())
 	require.NoError(t, err)
-	l := loop.New("teams", config.Loop{Interval: time.Minute, Timeout: 30 * time.Second}, c.RunOnce, discardLogger(), loop.NewMetrics(reg))
+	l := loop.New("teams", loop.Timing{Interval: time.Minute, Timeout: 30 * time.Second}, c.RunOnce, discardLogger(), loop.NewMetrics(reg))
 	require.NoError(t, l.RunOnce(ctx))
 	first := snaps.Teams().Teams
 	require.Len(t, first, 30)

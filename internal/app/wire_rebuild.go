@@ -63,7 +63,7 @@ func (a *App) wireRebuild(ctx context.Context) error {
 	}
 	if r.SweepInterval > 0 {
 		sweep := rebuild.NewSweep(src, a.cache, pub.Layout(), e)
-		l := loop.New("rebuild_sweep", config.Loop{Interval: r.SweepInterval, Timeout: r.SweepInterval * 9 / 10, Jitter: 0.1},
+		l := loop.New("rebuild_sweep", loop.Timing{Interval: r.SweepInterval, Timeout: r.SweepInterval * 9 / 10, Jitter: 0.1},
 			func(ctx context.Context) error {
 				n, err := sweep.RunOnce(ctx)
 				if n > 0 {

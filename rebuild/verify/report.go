@@ -188,22 +188,3 @@ func sum(m map[string]int) int {
 	}
 	return n
 }
-
-// Line describes one wrong check in one line.
-func (c Check) Line() string {
-	var parts []string
-	if c.Outcome != OK {
-		parts = append(parts, string(c.Outcome))
-	}
-	if c.ETag != "" && c.ETag != CheckOK {
-		parts = append(parts, "etag "+c.ETag)
-	}
-	if c.Expiry != "" && c.Expiry != CheckOK {
-		parts = append(parts, "expiry "+c.Expiry)
-	}
-	s := fmt.Sprintf("team %d %s in %s: %s", c.TeamID, c.Kind.File(), c.Tier, strings.Join(parts, ", "))
-	if c.Detail != "" {
-		s += " (" + c.Detail + ")"
-	}
-	return s
-}
