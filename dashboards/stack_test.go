@@ -23,7 +23,7 @@ import (
 
 	"github.com/flagwarden/flagwarden/internal/app"
 	"github.com/flagwarden/flagwarden/internal/config"
-	"github.com/flagwarden/flagwarden/internal/flagdb"
+	"github.com/flagwarden/flagwarden/internal/posthog/seed"
 	"github.com/flagwarden/flagwarden/internal/testenv"
 )
 
@@ -101,12 +101,12 @@ func (w *testWriter) Write(p []byte) (int, error) {
 
 // seedFlagDatabase fills a fresh database with the PostHog schema and a fleet with one
 // giant team (the outlier) and a few teams with bad rows.
-func seedFlagDatabase(t *testing.T, ctx context.Context, dbURL string) flagdb.SeedResult {
+func seedFlagDatabase(t *testing.T, ctx context.Context, dbURL string) seed.Result {
 	t.Helper()
 	pool, err := pgxpool.New(ctx, dbURL)
 	require.NoError(t, err)
 	defer pool.Close()
-	res, err := flagdb.Seed(ctx, pool, flagdb.SeedOptions{Teams: 40, Seed: 6, GiantFlags: 3000, BadData: true})
+	res, err := seed.Fleet(ctx, pool, seed.Options{Teams: 40, Seed: 6, GiantFlags: 3000, BadData: true})
 	require.NoError(t, err, "seed the flag database")
 	return res
 }

@@ -10,7 +10,6 @@ import (
 	"github.com/flagwarden/flagwarden/internal/loop"
 	"github.com/flagwarden/flagwarden/internal/series"
 	"github.com/flagwarden/flagwarden/internal/snapshot"
-	"github.com/flagwarden/flagwarden/rebuild"
 )
 
 var t0 = time.Date(2026, 2, 10, 12, 0, 0, 0, time.UTC)
@@ -325,7 +324,7 @@ func TestStaleCachesCollectorsQuarantineGrowth(t *testing.T) {
 	require.Contains(t, down[0].Description, "connection refused")
 	require.Contains(t, down[1].Description, "never succeeded")
 
-	q := Quarantined([]rebuild.Quarantine{{TeamID: 42, Reason: "estimated build 12 GiB over the 4 GiB hard limit", Auto: true, Since: t0.Add(-time.Hour)}}, t0)
+	q := Quarantined([]snapshot.Quarantine{{TeamID: 42, Reason: "estimated build 12 GiB over the 4 GiB hard limit", Auto: true, Since: t0.Add(-time.Hour)}}, t0)
 	require.Len(t, q, 1)
 	require.Equal(t, "team_quarantined", q[0].Kind)
 	require.Contains(t, q[0].Summary, "12 GiB")

@@ -6,10 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"slices"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -19,14 +16,7 @@ import (
 	"github.com/flagwarden/flagwarden/internal/loop"
 	"github.com/flagwarden/flagwarden/internal/series"
 	"github.com/flagwarden/flagwarden/internal/snapshot"
-	"github.com/flagwarden/flagwarden/internal/units"
-	"github.com/flagwarden/flagwarden/rebuild"
 )
-
-// QuarantineSource lists quarantined teams (the rebuild engine).
-type QuarantineSource interface {
-	Quarantined(ctx context.Context) ([]rebuild.Quarantine, error)
-}
 
 // Pager hears about every finding Alertmanager should know of after each pass: firing
 // ones and those recently resolved (the notifier).
@@ -101,28 +91,22 @@ const maxUnsaved = 10000
 type Engine struct {
 	opts    EngineOptions
 	logger  *slog.Logger
-	tracker *Tracker
 	metrics *engineMetrics
+	// detectors are the configured detectors in registration order; each keeps its
+	// own state between passes.
+	detectors []Detector
 
-	mu         sync.Mutex
-	restored   bool
-	firstSeen  map[string]time.Time
-	growthAt   time.Time
-	growthObs  []Observation
-	growthStat DetectorStatus
-	quarObs    []Observation
-	etaQueues  map[string]bool
-	queues     map[string]*queueState
-	lastPrune  time.Time
-	statuses   []DetectorStatus
-	unsaved    []Change
+	mu        sync.Mutex
+	tracker   *Tracker
+	restored  bool
+	lastPrune time.Time
+	statuses  []DetectorStatus
+	unsaved   []Change
 }
 
 type engineMetrics struct {
 	active      *prometheus.GaugeVec
 	evaluations prometheus.Counter
-	maxScore    prometheus.Gauge
-	eta         *prometheus.GaugeVec
 }
 
 // NewEngine builds the detector pass.
@@ -141,13 +125,10 @@ func NewEngine(opts EngineOptions) (*Engine, error) {
 	opts.Backlog = opts.Backlog.withDefaults()
 	opts.ResolvedRetention = cmp.Or(opts.ResolvedRetention, 15*time.Minute)
 	f := promauto.With(opts.Registerer)
-	return &Engine{
-		opts:      opts,
-		logger:    opts.Logger.With("component", "detectors"),
-		tracker:   NewTracker(opts.Links, opts.ResolvedRetention),
-		firstSeen: map[string]time.Time{},
-		etaQueues: map[string]bool{},
-		queues:    map[string]*queueState{},
+	e := &Engine{
+		opts:    opts,
+		logger:  opts.Logger.With("component", "detectors"),
+		tracker: NewTracker(opts.Links, opts.ResolvedRetention),
 		metrics: &engineMetrics{
 			active: f.NewGaugeVec(prometheus.GaugeOpts{
 				Name: "flagwarden_findings_active",
@@ -157,16 +138,14 @@ func NewEngine(opts EngineOptions) (*Engine, error) {
 				Name: "flagwarden_detector_evaluations_total",
 				Help: "Detector passes run.",
 			}),
-			maxScore: f.NewGauge(prometheus.GaugeOpts{
-				Name: "flagwarden_outlier_max_score",
-				Help: "The largest robust z of any team's log size in the last pass.",
-			}),
-			eta: f.NewGaugeVec(prometheus.GaugeOpts{
-				Name: "flagwarden_backlog_eta_seconds",
-				Help: "Time until the queue reaches detectors.backlog_limit at its current growth; absent while the queue is not growing.",
-			}, []string{"queue"}),
 		},
-	}, nil
+	}
+	for _, r := range registry {
+		if d := r.build(&e.opts, f); d != nil {
+			e.detectors = append(e.detectors, d)
+		}
+	}
+	return e, nil
 }
 
 // RunOnce evaluates every detector, advances the findings' lifecycle, pages and
@@ -186,57 +165,7 @@ func (e *Engine) RunOnce(ctx context.Context) error {
 	}
 	e.restored = true
 
-	var obs []Observation
-	var statuses []DetectorStatus
-	backlogObs, backlogStatus, notDraining := e.backlog(now)
-	obs = append(obs, backlogObs...)
-	statuses = append(statuses, backlogStatus)
-	workerObs, workerStatus := e.workers(now, notDraining)
-	obs = append(obs, workerObs...)
-	statuses = append(statuses, workerStatus)
-	outObs, outStatus := e.outliers()
-	obs = append(obs, outObs...)
-	statuses = append(statuses, outStatus)
-	if now.Sub(e.growthAt) >= e.opts.GrowthEvery {
-		e.growthObs, e.growthStat = e.teamGrowth(now)
-		e.growthAt = now
-	}
-	obs = append(obs, e.growthObs...)
-	statuses = append(statuses, e.growthStat)
-	caches := e.opts.Snapshots.Caches()
-	obs = append(obs, StaleCaches(caches, now, e.opts.Cache)...)
-	statuses = append(statuses, DetectorStatus{Detector: "caches", At: now, Evaluated: len(caches.Teams),
-		Insufficient: boolInt(len(caches.Teams) == 0), Note: noteIf(len(caches.Teams) == 0, "no cache measurements yet")})
-	if e.opts.Health != nil {
-		health := e.opts.Health()
-		for _, h := range health {
-			if _, ok := e.firstSeen[h.Name]; !ok {
-				e.firstSeen[h.Name] = now
-			}
-		}
-		obs = append(obs, CollectorsDown(health, e.firstSeen, now, e.opts.CollectorDownAfter)...)
-		statuses = append(statuses, DetectorStatus{Detector: "collectors", At: now, Evaluated: len(health)})
-	}
-	var quarErr error
-	if e.opts.Quarantine != nil {
-		qs, err := e.opts.Quarantine.Quarantined(ctx)
-		if err != nil {
-			// Keep the last known quarantines: a failed lookup must not resolve them.
-			quarErr = fmt.Errorf("list quarantined teams: %w", err)
-		} else {
-			e.quarObs = Quarantined(qs, now)
-		}
-		obs = append(obs, e.quarObs...)
-		statuses = append(statuses, DetectorStatus{Detector: "quarantine", At: now, Evaluated: len(e.quarObs),
-			Note: noteIf(err != nil, "last lookup failed; showing the previous quarantines")})
-	}
-
-	if e.opts.Mismatches != nil {
-		ps := e.opts.Mismatches.Problems()
-		obs = append(obs, CacheMismatches(ps, now)...)
-		statuses = append(statuses, DetectorStatus{Detector: "cache_verify", At: now, Evaluated: len(ps)})
-	}
-
+	obs, statuses, errs := e.detect(ctx, now)
 	changes := e.tracker.Update(now, obs)
 	e.metrics.evaluations.Inc()
 	e.setActiveMetric()
@@ -244,10 +173,33 @@ func (e *Engine) RunOnce(ctx context.Context) error {
 		e.opts.Pager.Update(now, e.tracker.Relevant())
 	}
 	e.statuses = statuses
-	var errs []error
-	if quarErr != nil {
-		errs = append(errs, quarErr)
+	if err := e.persist(ctx, now, changes, statuses); err != nil {
+		errs = append(errs, err)
 	}
+	return errors.Join(errs...)
+}
+
+// detect runs every detector over one pass's inputs. A detector's error is reported
+// with the pass; its observations count all the same.
+func (e *Engine) detect(ctx context.Context, now time.Time) ([]Observation, []DetectorStatus, []error) {
+	p := &Pass{Now: now, Series: e.opts.Series, Snapshots: e.opts.Snapshots, tracker: e.tracker}
+	var obs []Observation
+	var statuses []DetectorStatus
+	var errs []error
+	for _, d := range e.detectors {
+		o, st, err := d.Detect(ctx, p)
+		obs = append(obs, o...)
+		statuses = append(statuses, st)
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return obs, statuses, errs
+}
+
+// persist writes the pass's changes and statuses to the store, and prunes it hourly.
+func (e *Engine) persist(ctx context.Context, now time.Time, changes []Change, statuses []DetectorStatus) error {
+	var errs []error
 	if e.opts.Store != nil {
 		// Resolutions and drops are reported once; if writing them fails they are
 		// retried with the next pass, or the store would show them active for ever.
@@ -282,8 +234,11 @@ func (e *Engine) Reset() {
 	defer e.mu.Unlock()
 	e.tracker = NewTracker(e.opts.Links, e.opts.ResolvedRetention)
 	e.restored = false
-	e.growthAt = time.Time{}
-	e.firstSeen = map[string]time.Time{}
+	for _, d := range e.detectors {
+		if r, ok := d.(Resetter); ok {
+			r.Reset()
+		}
+	}
 }
 
 // Active returns the engine's pending and firing findings (what it last persisted).
@@ -300,20 +255,6 @@ func (e *Engine) Statuses() []DetectorStatus {
 	return slices.Clone(e.statuses)
 }
 
-func boolInt(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
-}
-
-func noteIf(cond bool, note string) string {
-	if cond {
-		return note
-	}
-	return ""
-}
-
 func (e *Engine) setActiveMetric() {
 	e.metrics.active.Reset()
 	counts := map[[2]string]int{}
@@ -323,196 +264,4 @@ func (e *Engine) setActiveMetric() {
 	for k, n := range counts {
 		e.metrics.active.WithLabelValues(k[0], k[1]).Set(float64(n))
 	}
-}
-
-// queueNames is every queue in the last snapshot or with a depth series.
-func (e *Engine) queueNames() []string {
-	names := map[string]bool{}
-	for _, q := range e.opts.Snapshots.Queues().Queues {
-		names[q.Name] = true
-	}
-	prefix := series.Key(series.QueueDepth, "")
-	for _, k := range e.opts.Series.Keys(prefix) {
-		names[strings.TrimPrefix(k, prefix)] = true
-	}
-	return slices.Sorted(maps.Keys(names))
-}
-
-func (e *Engine) backlog(now time.Time) ([]Observation, DetectorStatus, []string) {
-	st := DetectorStatus{Detector: "backlog", At: now}
-	var out []Observation
-	var notDraining []string
-	names := e.queueNames()
-	for q := range e.queues {
-		if _, ok := slices.BinarySearch(names, q); !ok {
-			delete(e.queues, q) // the queue is gone
-		}
-	}
-	for _, q := range names {
-		active := func(kind string) bool {
-			return e.tracker.IsFiring(findingID(kind, map[string]string{"queue": q}))
-		}
-		o, qs := e.evaluateQueue(q, now, active)
-		out = append(out, o...)
-		st.Evaluated++
-		if qs.Insufficient {
-			st.Insufficient++
-		}
-		if qs.Growing || qs.Stalled {
-			notDraining = append(notDraining, q)
-		}
-		if len(st.Queues) < 200 {
-			st.Queues = append(st.Queues, qs)
-		}
-		if e.etaQueues[q] || len(e.etaQueues) < e.opts.MaxQueueMetrics {
-			e.etaQueues[q] = true
-			// No sentinel: a queue that is not growing has no ETA series at all.
-			if qs.ETASeconds >= 0 {
-				e.metrics.eta.WithLabelValues(q).Set(qs.ETASeconds)
-			} else {
-				e.metrics.eta.DeleteLabelValues(q)
-			}
-		}
-	}
-	return out, st, notDraining
-}
-
-// evaluateQueue judges one queue. A queue that has held messages keeps a bucket
-// history here, fed with the samples since the last pass, so weeks of comparable days
-// are at hand even though the series store keeps days of raw samples; the others are
-// judged on the store's recent samples alone (nearly empty queues cannot grow past the
-// floor without first coming near it, and then their history is taken from the store).
-func (e *Engine) evaluateQueue(q string, now time.Time, active func(string) bool) ([]Observation, BacklogStatus) {
-	bo := e.opts.Backlog
-	key := series.Key(series.QueueDepth, q)
-	ageKey := series.Key(series.QueueOldestAge, q)
-	qs := e.queues[q]
-	if qs == nil {
-		last, ok := e.opts.Series.Last(key)
-		hot := ok && last.V >= bo.Floor/2
-		if !hot || len(e.queues) >= e.opts.MaxQueueHistories {
-			// Nearly empty: the recent samples are enough to judge it. Beyond the bound:
-			// what the store holds of the last day.
-			back := 2 * bo.ShortWindow
-			if hot {
-				back = bo.LongWindow + bo.Season
-			}
-			recent := e.opts.Series.Range(key, now.Add(-back), now)
-			ages := e.opts.Series.Range(ageKey, now.Add(-back), now)
-			return EvaluateBacklogAge(q, recent, ages, now, active, bo)
-		}
-		all := e.opts.Series.Range(key, now.Add(-bo.History()), now)
-		qs = newQueueState(bo, backlogWidth(all, bo))
-		for _, p := range all {
-			qs.add(p)
-		}
-		for _, p := range e.opts.Series.Range(ageKey, now.Add(-2*bo.StallAfter-time.Hour), now) {
-			qs.addAge(p)
-		}
-		e.queues[q] = qs
-		return qs.evaluate(q, now, active)
-	}
-	var lastT, lastAge time.Time
-	if n := len(qs.raw); n > 0 {
-		lastT = qs.raw[n-1].T
-	}
-	if n := len(qs.ages); n > 0 {
-		lastAge = qs.ages[n-1].T
-	}
-	for _, p := range e.opts.Series.Range(key, lastT.Add(time.Nanosecond), now) {
-		qs.add(p)
-	}
-	for _, p := range e.opts.Series.Range(ageKey, lastAge.Add(time.Nanosecond), now) {
-		qs.addAge(p)
-	}
-	return qs.evaluate(q, now, active)
-}
-
-func (e *Engine) workers(now time.Time, notDraining []string) ([]Observation, DetectorStatus) {
-	st := DetectorStatus{Detector: "workers", At: now}
-	pods := e.opts.Snapshots.Pods()
-	byNS := map[string][]snapshot.Pod{}
-	for _, p := range pods.Pods {
-		byNS[p.Namespace] = append(byNS[p.Namespace], p)
-	}
-	for _, kind := range []string{series.PodsTotal, series.OOMKills} {
-		prefix := series.Key(kind, "")
-		for _, k := range e.opts.Series.Keys(prefix) {
-			ns := strings.TrimPrefix(k, prefix)
-			if _, ok := byNS[ns]; !ok {
-				byNS[ns] = nil
-			}
-		}
-	}
-	if len(byNS) == 0 {
-		st.Insufficient, st.Note = 1, "no worker pods measured yet"
-		return nil, st
-	}
-	wo := e.opts.Worker.withDefaults()
-	var out []Observation
-	for _, ns := range slices.Sorted(maps.Keys(byNS)) {
-		in := WorkerInput{
-			Namespace:    ns,
-			Pods:         byNS[ns],
-			OOMKills:     e.opts.Series.Range(series.Key(series.OOMKills, ns), now.Add(-wo.CalmLookback), now),
-			CrashLooping: e.opts.Series.Range(series.Key(series.PodsCrashLooping, ns), now.Add(-wo.CrashLoopWindow), now),
-			Restarts:     e.opts.Series.Range(series.Key(series.Restarts, ns), now.Add(-wo.OOMWindow), now),
-			NotDraining:  notDraining,
-			Firing: func(kind string) bool {
-				return e.tracker.IsFiring(findingID(kind, map[string]string{"namespace": ns}))
-			},
-		}
-		if p, ok := e.opts.Series.Last(series.Key(series.MemoryRatioMax, ns)); ok && now.Sub(p.T) < wo.OOMWindow {
-			in.MemoryRatio, in.HasMemoryRatio = p.V, true
-		}
-		out = append(out, WorkerHealth(in, now, e.opts.Worker)...)
-		st.Evaluated++
-	}
-	return out, st
-}
-
-func (e *Engine) outliers() ([]Observation, DetectorStatus) {
-	snap := e.opts.Snapshots.Teams()
-	st := DetectorStatus{Detector: "outliers", At: snap.At}
-	if len(snap.Teams) == 0 {
-		st.Insufficient, st.Note = 1, "no team sizes measured yet"
-		e.metrics.maxScore.Set(0)
-		return nil, st
-	}
-	teams := slices.Collect(maps.Values(snap.Teams))
-	r := ScoreTeams(teams, e.opts.Outlier)
-	e.metrics.maxScore.Set(r.MaxZ)
-	st.Evaluated = r.Teams
-	if r.Insufficient {
-		st.Insufficient = r.Teams
-		st.Note = fmt.Sprintf("insufficient data: %d teams with data, the statistics need %d; only the memory limit rule applies",
-			r.Teams, e.opts.Outlier.withDefaults().MinTeams)
-	} else {
-		st.Note = fmt.Sprintf("median %s, p99.9 %s, threshold z %.2f, largest z %.2f", units.Bytes(int64(r.Median)), units.Bytes(int64(r.P999)), r.Threshold, r.MaxZ)
-	}
-	return Outliers(r, e.opts.Outlier), st
-}
-
-func (e *Engine) teamGrowth(now time.Time) ([]Observation, DetectorStatus) {
-	st := DetectorStatus{Detector: "team_growth", At: now}
-	prefix := series.Key(series.TeamPayloadBytes, "")
-	var out []Observation
-	for _, k := range e.opts.Series.Keys(prefix) {
-		id, err := strconv.ParseInt(strings.TrimPrefix(k, prefix), 10, 64)
-		if err != nil {
-			continue
-		}
-		o, found, insufficient := TeamGrowth(id, e.opts.Series.Range(k, time.Time{}, now), now, e.opts.Growth)
-		st.Evaluated++
-		if insufficient {
-			st.Insufficient++
-		}
-		if found && len(out) < 50 {
-			out = append(out, o)
-		}
-	}
-	if st.Insufficient > 0 {
-		st.Note = fmt.Sprintf("insufficient data: %d teams have less than %d days of size history", st.Insufficient, e.opts.Growth.withDefaults().MinDays)
-	}
-	return out, st
 }

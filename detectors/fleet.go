@@ -15,7 +15,6 @@ import (
 	"github.com/flagwarden/flagwarden/internal/loop"
 	"github.com/flagwarden/flagwarden/internal/series"
 	"github.com/flagwarden/flagwarden/internal/snapshot"
-	"github.com/flagwarden/flagwarden/rebuild"
 )
 
 // WorkerOptions tunes the worker-health detectors.
@@ -129,7 +128,7 @@ func WorkerHealth(in WorkerInput, now time.Time, opts WorkerOptions) []Observati
 	var loopingNames []string
 	ratio, hasRatio := in.MemoryRatio, in.HasMemoryRatio
 	for _, p := range in.Pods {
-		if p.Waiting == "CrashLoopBackOff" {
+		if p.Waiting == snapshot.ReasonCrashLoop {
 			looping++
 			if len(loopingNames) < 5 {
 				loopingNames = append(loopingNames, p.Name)
@@ -393,7 +392,7 @@ func CollectorsDown(health []loop.Health, since map[string]time.Time, now time.T
 
 // Quarantined reports every quarantined team with its reason: a quarantined team's
 // caches are not rebuilt normally, so someone must decide about it.
-func Quarantined(qs []rebuild.Quarantine, now time.Time) []Observation {
+func Quarantined(qs []snapshot.Quarantine, now time.Time) []Observation {
 	out := make([]Observation, 0, len(qs))
 	for _, q := range qs {
 		team := strconv.FormatInt(q.TeamID, 10)

@@ -9,14 +9,6 @@ import (
 	"time"
 )
 
-// Kinds lists every alertname the detectors produce; docs/runbook.md has a section
-// for each.
-var Kinds = []string{
-	"outlier_team", "team_growth", "backlog_growth", "backlog_stalled",
-	"workers_crashlooping", "worker_oom_kills", "worker_memory_near_limit", "workers_false_calm",
-	"cache_stale", "fleet_cache_stale", "collector_down", "team_quarantined", "cache_mismatch",
-}
-
 // Observation is one condition a detector saw in one pass: the raw material of a
 // finding. The tracker turns observations into findings with a lifecycle.
 type Observation struct {

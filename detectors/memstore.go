@@ -20,12 +20,9 @@ type FindingStore interface {
 	Statuses(ctx context.Context) ([]DetectorStatus, error)
 }
 
-var (
-	_ FindingStore = (*Store)(nil)
-	_ FindingStore = (*MemStore)(nil)
-)
+var _ FindingStore = (*MemStore)(nil)
 
-// MemStore keeps findings in memory with the same semantics as Store, for a process
+// MemStore keeps findings in memory with the same semantics as pgstore.Store, for a process
 // that runs alone (the embedded demo). It is safe for concurrent use.
 type MemStore struct {
 	mu       sync.RWMutex

@@ -10,7 +10,6 @@ import (
 
 	"github.com/flagwarden/flagwarden/internal/series"
 	"github.com/flagwarden/flagwarden/internal/snapshot"
-	"github.com/flagwarden/flagwarden/rebuild"
 )
 
 func memFindingAt(id string, sev Severity, state State, at time.Time) Finding {
@@ -122,9 +121,9 @@ func TestEngineWithMemStore(t *testing.T) {
 }
 
 // memQuarantines is a fixed quarantine list: the engine's input, not the store under test.
-type memQuarantines []rebuild.Quarantine
+type memQuarantines []snapshot.Quarantine
 
-func (q memQuarantines) Quarantined(context.Context) ([]rebuild.Quarantine, error) { return q, nil }
+func (q memQuarantines) Quarantined(context.Context) ([]snapshot.Quarantine, error) { return q, nil }
 
 func ids(fs []Finding) []string {
 	out := make([]string, len(fs))

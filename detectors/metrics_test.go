@@ -27,6 +27,7 @@ func TestBacklogETAHasNoSentinel(t *testing.T) {
 		Registerer: prometheus.NewRegistry(), Now: func() time.Time { return t0 }})
 	require.NoError(t, err)
 	require.NoError(t, e.RunOnce(context.Background()))
-	require.Equal(t, 1, testutil.CollectAndCount(e.metrics.eta), "only the growing queue has an ETA")
-	require.Positive(t, testutil.ToFloat64(e.metrics.eta.WithLabelValues("growing")))
+	eta := e.detectors[0].(*backlogDetector).eta
+	require.Equal(t, 1, testutil.CollectAndCount(eta), "only the growing queue has an ETA")
+	require.Positive(t, testutil.ToFloat64(eta.WithLabelValues("growing")))
 }

@@ -2,6 +2,7 @@ package detectors
 
 import (
 	"cmp"
+	"context"
 	"fmt"
 	"math"
 	"slices"
@@ -9,13 +10,34 @@ import (
 	"strings"
 	"time"
 
-	"github.com/flagwarden/flagwarden/rebuild/verify"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+
+	"github.com/flagwarden/flagwarden/internal/verdict"
 )
 
-// MismatchSource is the cache verification's latest verdicts (verify.Service), which
+var mismatchKinds = []string{"cache_mismatch"}
+
+// MismatchSource is the cache verification's latest verdicts (verdict.Service), which
 // runs on its own schedule; the detector pass only reports them.
 type MismatchSource interface {
-	Problems() []verify.TeamProblems
+	Problems() []verdict.TeamProblems
+}
+
+// mismatchDetector reports the verification's problems (CacheMismatches).
+type mismatchDetector struct{ src MismatchSource }
+
+func newMismatchDetector(o *EngineOptions, _ promauto.Factory) Detector {
+	if o.Mismatches == nil {
+		return nil
+	}
+	return &mismatchDetector{src: o.Mismatches}
+}
+
+func (d *mismatchDetector) Name() string { return "cache_verify" }
+
+func (d *mismatchDetector) Detect(_ context.Context, p *Pass) ([]Observation, DetectorStatus, error) {
+	ps := d.src.Problems()
+	return CacheMismatches(ps, p.Now), DetectorStatus{Detector: d.Name(), At: p.Now, Evaluated: len(ps)}, nil
 }
 
 // maxMismatchFindings bounds the teams reported one by one, the worst first.
@@ -26,7 +48,7 @@ const maxMismatchFindings = 50
 // critical (PostHog's readers miss and fall back, and definitions have no database
 // fallback); stale or different bytes, :etag and expiry problems, and S3-only problems
 // are warnings. Checks that could not be made are left to the logs and metrics.
-func CacheMismatches(ps []verify.TeamProblems, now time.Time) []Observation {
+func CacheMismatches(ps []verdict.TeamProblems, now time.Time) []Observation {
 	type scored struct {
 		obs   Observation
 		score int
@@ -37,23 +59,23 @@ func CacheMismatches(ps []verify.TeamProblems, now time.Time) []Observation {
 		var what []string
 		critical, score := false, 0
 		for _, c := range p.Checks {
-			if c.Outcome == verify.Failed {
+			if c.Outcome == verdict.Failed {
 				continue
 			}
-			if c.Outcome != verify.OK && c.Outcome != verify.Recent {
+			if c.Outcome != verdict.OK && c.Outcome != verdict.Recent {
 				counts[string(c.Outcome)]++
 				what = append(what, fmt.Sprintf("%s in %s %s", c.Kind.File(), c.Tier, c.Outcome))
-				if c.Tier == verify.TierRedis && (c.Outcome == verify.Missing || c.Outcome == verify.Undecodable) {
+				if c.Tier == verdict.TierRedis && (c.Outcome == verdict.Missing || c.Outcome == verdict.Undecodable) {
 					critical = true
 				}
 				score += 10
 			}
-			if c.ETag != "" && c.ETag != verify.CheckOK {
+			if c.ETag != "" && c.ETag != verdict.CheckOK {
 				counts["etag_"+c.ETag]++
 				what = append(what, fmt.Sprintf("%s :etag %s", c.Kind.File(), c.ETag))
 				score++
 			}
-			if c.Expiry != "" && c.Expiry != verify.CheckOK {
+			if c.Expiry != "" && c.Expiry != verdict.CheckOK {
 				counts["expiry_"+c.Expiry]++
 				what = append(what, fmt.Sprintf("%s untracked by the expiry set", c.Kind.File()))
 				score++

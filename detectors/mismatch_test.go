@@ -11,29 +11,29 @@ import (
 	"github.com/flagwarden/flagwarden/internal/cachekeys"
 	"github.com/flagwarden/flagwarden/internal/series"
 	"github.com/flagwarden/flagwarden/internal/snapshot"
-	"github.com/flagwarden/flagwarden/rebuild/verify"
+	"github.com/flagwarden/flagwarden/internal/verdict"
 )
 
-type mismatches []verify.TeamProblems
+type mismatches []verdict.TeamProblems
 
-func (m *mismatches) Problems() []verify.TeamProblems { return *m }
+func (m *mismatches) Problems() []verdict.TeamProblems { return *m }
 
 func TestCacheMismatchFindings(t *testing.T) {
 	t.Parallel()
 	checked := t0.Add(-10 * time.Minute)
 	ps := mismatches{
-		{TeamID: 7, CheckedAt: checked, Checks: []verify.Check{
-			{TeamID: 7, Kind: cachekeys.KindFlags, Tier: verify.TierRedis, Outcome: verify.Stale, ETag: verify.CheckOK, Expiry: verify.CheckOK,
+		{TeamID: 7, CheckedAt: checked, Checks: []verdict.Check{
+			{TeamID: 7, Kind: cachekeys.KindFlags, Tier: verdict.TierRedis, Outcome: verdict.Stale, ETag: verdict.CheckOK, Expiry: verdict.CheckOK,
 				Detail: "written 2026-01-01T00:00:00Z, before the team's data changed at 2026-01-02T00:00:00Z"},
-			{TeamID: 7, Kind: cachekeys.KindDefinitions, Tier: verify.TierRedis, Outcome: verify.OK, ETag: verify.CheckWrong, Expiry: verify.CheckOK},
+			{TeamID: 7, Kind: cachekeys.KindDefinitions, Tier: verdict.TierRedis, Outcome: verdict.OK, ETag: verdict.CheckWrong, Expiry: verdict.CheckOK},
 		}},
-		{TeamID: 9, CheckedAt: checked, Checks: []verify.Check{
-			{TeamID: 9, Kind: cachekeys.KindDefinitions, Tier: verify.TierRedis, Outcome: verify.Undecodable, Detail: "not a pickle"},
-			{TeamID: 9, Kind: cachekeys.KindDefinitions, Tier: verify.TierS3, Outcome: verify.Missing},
+		{TeamID: 9, CheckedAt: checked, Checks: []verdict.Check{
+			{TeamID: 9, Kind: cachekeys.KindDefinitions, Tier: verdict.TierRedis, Outcome: verdict.Undecodable, Detail: "not a pickle"},
+			{TeamID: 9, Kind: cachekeys.KindDefinitions, Tier: verdict.TierS3, Outcome: verdict.Missing},
 		}},
 		// A team whose only problem is a check that could not be made is not a finding.
-		{TeamID: 11, CheckedAt: checked, Checks: []verify.Check{
-			{TeamID: 11, Kind: cachekeys.KindFlags, Tier: verify.TierS3, Outcome: verify.Failed, Detail: "connection refused"},
+		{TeamID: 11, CheckedAt: checked, Checks: []verdict.Check{
+			{TeamID: 11, Kind: cachekeys.KindFlags, Tier: verdict.TierS3, Outcome: verdict.Failed, Detail: "connection refused"},
 		}},
 	}
 	obs := CacheMismatches(ps, t0)
@@ -68,4 +68,13 @@ func TestCacheMismatchFindings(t *testing.T) {
 	require.NoError(t, e.RunOnce(context.Background()))
 	require.False(t, containsID(e.Active(), "cache_mismatch{team=7}"))
 	require.True(t, containsID(e.Active(), "cache_mismatch{team=9}"))
+}
+
+func containsID(fs []Finding, id string) bool {
+	for _, f := range fs {
+		if f.ID == id {
+			return true
+		}
+	}
+	return false
 }

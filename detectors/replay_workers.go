@@ -87,7 +87,7 @@ func (r *WorkerReplay) evaluate(s WorkerSample) {
 	for k := range s.Pods {
 		p := snapshot.Pod{Namespace: r.namespace, Ready: k < s.Ready}
 		if k >= s.Pods-s.CrashLooping {
-			p.Waiting = "CrashLoopBackOff"
+			p.Waiting = snapshot.ReasonCrashLoop
 		}
 		pods = append(pods, p)
 	}

@@ -5,8 +5,10 @@
 package rebuild
 
 import (
-	"errors"
 	"time"
+
+	"github.com/flagwarden/flagwarden/internal/posthog"
+	"github.com/flagwarden/flagwarden/internal/snapshot"
 )
 
 // Lane is where an admitted build runs.
@@ -21,7 +23,7 @@ const (
 )
 
 // ErrUnknownTeam is returned for a team id that does not exist in the flag database.
-var ErrUnknownTeam = errors.New("unknown team")
+var ErrUnknownTeam = posthog.ErrUnknownTeam
 
 // RequestResult says what a rebuild request became.
 type RequestResult struct {
@@ -34,13 +36,7 @@ type RequestResult struct {
 }
 
 // Quarantine is one quarantined team.
-type Quarantine struct {
-	TeamID int64  `json:"team_id"`
-	Reason string `json:"reason"`
-	// Auto is true when the engine quarantined the team (size or repeated failures).
-	Auto  bool      `json:"auto"`
-	Since time.Time `json:"since"`
-}
+type Quarantine = snapshot.Quarantine
 
 // BuildResult is the outcome of one build.
 type BuildResult struct {

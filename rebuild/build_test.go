@@ -19,7 +19,8 @@ import (
 
 	"github.com/flagwarden/flagwarden/internal/cachekeys"
 	"github.com/flagwarden/flagwarden/internal/clock"
-	"github.com/flagwarden/flagwarden/internal/flagdb"
+	"github.com/flagwarden/flagwarden/internal/posthog"
+	"github.com/flagwarden/flagwarden/internal/posthog/seed"
 	"github.com/flagwarden/flagwarden/internal/testenv"
 )
 
@@ -72,7 +73,7 @@ func newFixture(t *testing.T, redisURL string) *fixture {
 	pool, err := pgxpool.New(ctx, url)
 	require.NoError(t, err)
 	t.Cleanup(pool.Close)
-	require.NoError(t, flagdb.ApplySchema(ctx, pool))
+	require.NoError(t, posthog.ApplySchema(ctx, pool))
 	_, err = pool.Exec(ctx, fixtureSQL)
 	require.NoError(t, err)
 	if redisURL == "" {
@@ -211,7 +212,7 @@ func TestBuildChunkedMatchesSingle(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, "")
 	ctx := context.Background()
-	_, err := flagdb.Seed(ctx, f.pool, flagdb.SeedOptions{Teams: 0, GiantFlags: 300, Seed: 5})
+	_, err := seed.Fleet(ctx, f.pool, seed.Options{Teams: 0, GiantFlags: 300, Seed: 5})
 	require.NoError(t, err)
 	var giant int64
 	require.NoError(t, f.pool.QueryRow(ctx, `SELECT id FROM posthog_team WHERE name = 'giant'`).Scan(&giant))
@@ -251,7 +252,7 @@ func TestBuildMalformedData(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, "")
 	ctx := context.Background()
-	res, err := flagdb.Seed(ctx, f.pool, flagdb.SeedOptions{Teams: 200, Seed: 9, BadData: true})
+	res, err := seed.Fleet(ctx, f.pool, seed.Options{Teams: 200, Seed: 9, BadData: true})
 	require.NoError(t, err)
 	require.Len(t, res.BadTeams, 3)
 	l := cachekeys.Layout{}
@@ -268,14 +269,14 @@ func TestBuildMalformedData(t *testing.T) {
 			out, err = skipping.Rebuild(ctx, team)
 			require.NoError(t, err)
 			switch kind {
-			case flagdb.BadCohortCycle:
+			case posthog.BadCohortCycle:
 				require.NotEmpty(t, out.Problems)
 				require.Contains(t, out.Problems[0], "cohort cycle")
 				require.Zero(t, out.SkippedFlags)
-			case flagdb.BadNullFilters:
+			case posthog.BadNullFilters:
 				require.EqualValues(t, 1, out.SkippedFlags)
 				require.Equal(t, SkipNullFilters, out.Skipped[0].Reason)
-			case flagdb.BadNonObjectFilters:
+			case posthog.BadNonObjectFilters:
 				require.EqualValues(t, 1, out.SkippedFlags)
 				require.Equal(t, SkipNotObject, out.Skipped[0].Reason)
 				require.Contains(t, out.Skipped[0].Detail, "a string, not an object")
@@ -296,11 +297,11 @@ func TestBuildHostileData(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, "")
 	ctx := context.Background()
-	res, err := flagdb.Seed(ctx, f.pool, flagdb.SeedOptions{Teams: 60, Seed: 4, HostileData: true})
+	res, err := seed.Fleet(ctx, f.pool, seed.Options{Teams: 60, Seed: 4, HostileData: true})
 	require.NoError(t, err)
 	want := map[string]string{
-		flagdb.HostileMissingType: SkipPropertyType, flagdb.HostileUnknownOperator: SkipOperator,
-		flagdb.HostileOutOfRange: SkipOutOfRange, flagdb.HostileDeepNesting: SkipNesting, flagdb.HostileHugeNumber: SkipOutOfRange,
+		seed.HostileMissingType: SkipPropertyType, seed.HostileUnknownOperator: SkipOperator,
+		seed.HostileOutOfRange: SkipOutOfRange, seed.HostileDeepNesting: SkipNesting, seed.HostileHugeNumber: SkipOutOfRange,
 	}
 	for team, kind := range res.HostileTeams {
 		t.Run(kind, func(t *testing.T) {
@@ -312,7 +313,7 @@ func TestBuildHostileData(t *testing.T) {
 			require.NoError(t, f.pool.QueryRow(ctx, `SELECT count(*) FROM posthog_featureflag WHERE team_id = $1 AND NOT deleted
 				AND has_encrypted_payloads IS NOT TRUE`, team).Scan(&total))
 			switch kind {
-			case flagdb.HostileFlagCycle:
+			case seed.HostileFlagCycle:
 				require.Zero(t, st.Skipped)
 				require.Contains(t, sink.Flags.String(), "flags_with_missing_deps\": [")
 				var meta struct {
@@ -322,7 +323,7 @@ func TestBuildHostileData(t *testing.T) {
 				}
 				require.NoError(t, json.Unmarshal(sink.Flags.Bytes(), &meta))
 				require.GreaterOrEqual(t, len(meta.EvaluationMetadata.Missing), 2, "both flags of the cycle")
-			case flagdb.HostileCohortType:
+			case seed.HostileCohortType:
 				require.Zero(t, st.Skipped)
 				require.NotEmpty(t, st.Problems)
 				require.Contains(t, st.Problems[0], "left out of flags.json")
@@ -353,7 +354,7 @@ func TestBuildPostgresKilledMidBuild(t *testing.T) {
 	f := newFixture(t, "")
 	ctx := context.Background()
 	// A team large enough that its rows are still on their way when the connection dies.
-	_, err := flagdb.Seed(ctx, f.pool, flagdb.SeedOptions{Teams: 0, GiantFlags: 20000, Seed: 8})
+	_, err := seed.Fleet(ctx, f.pool, seed.Options{Teams: 0, GiantFlags: 20000, Seed: 8})
 	require.NoError(t, err)
 	var team int64
 	require.NoError(t, f.pool.QueryRow(ctx, `SELECT id FROM posthog_team WHERE name = 'giant'`).Scan(&team))
@@ -398,7 +399,7 @@ func TestBuildRedisKilledMidPublish(t *testing.T) {
 	srv := startRedis(t)
 	f := newFixture(t, srv.url)
 	ctx := context.Background()
-	_, err := flagdb.Seed(ctx, f.pool, flagdb.SeedOptions{Teams: 0, GiantFlags: 2000, Seed: 2})
+	_, err := seed.Fleet(ctx, f.pool, seed.Options{Teams: 0, GiantFlags: 2000, Seed: 2})
 	require.NoError(t, err)
 	var giant int64
 	require.NoError(t, f.pool.QueryRow(ctx, `SELECT id FROM posthog_team WHERE name = 'giant'`).Scan(&giant))

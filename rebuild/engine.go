@@ -24,7 +24,6 @@ import (
 
 	"github.com/flagwarden/flagwarden/internal/pgretry"
 	"github.com/flagwarden/flagwarden/internal/snapshot"
-	"github.com/flagwarden/flagwarden/internal/units"
 )
 
 // jobKind is the one River job kind: rebuild team T.
@@ -576,21 +575,13 @@ func (e *Engine) admit(ctx context.Context, teamID int64, fresh bool) (Lane, err
 	if err != nil {
 		return "", err
 	}
-	if q {
-		return LaneQuarantine, nil
-	}
-	est := size.PayloadBytes()
-	if est >= e.opts.HardLimitBytes {
-		reason := fmt.Sprintf("estimated payload %s exceeds the hard limit of %s", units.Bytes(est), units.Bytes(e.opts.HardLimitBytes))
-		if err := e.quarantine(ctx, teamID, reason, true); err != nil {
+	ad := Admit(size.PayloadBytes(), q, AdmissionLimits{LargeTeamBytes: e.opts.LargeTeamBytes, HardLimitBytes: e.opts.HardLimitBytes})
+	if ad.Quarantine {
+		if err := e.quarantine(ctx, teamID, ad.Reason, true); err != nil {
 			return "", err
 		}
-		return LaneQuarantine, nil
 	}
-	if est >= e.opts.LargeTeamBytes {
-		return LaneLarge, nil
-	}
-	return LaneSmall, nil
+	return ad.Lane, nil
 }
 
 // estimateBytes is what a streaming build of the team holds: fixed buffers, the

@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/flagwarden/flagwarden/internal/cachekeys"
+	"github.com/flagwarden/flagwarden/internal/posthog"
 	"github.com/flagwarden/flagwarden/internal/testenv"
 )
 
@@ -94,9 +95,9 @@ func TestNotifyTriggersAndSweep(t *testing.T) {
 	t.Parallel()
 	b := newEngineBundle(t, false, nil)
 	ctx := context.Background()
-	require.NoError(t, InstallTriggers(ctx, b.pool, "fw_change"))
-	require.NoError(t, InstallTriggers(ctx, b.pool, "fw_change"), "installing twice replaces")
-	_, err := TriggerSQL("Bad-Name")
+	require.NoError(t, posthog.InstallTriggers(ctx, b.pool, "fw_change"))
+	require.NoError(t, posthog.InstallTriggers(ctx, b.pool, "fw_change"), "installing twice replaces")
+	_, err := posthog.TriggerSQL("Bad-Name")
 	require.Error(t, err)
 
 	req := &countingRequester{inner: b.e, teams: map[int64]int{}}

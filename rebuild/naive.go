@@ -3,11 +3,7 @@ package rebuild
 import (
 	"context"
 	"encoding/json"
-	"fmt"
-	"io"
 	"strconv"
-
-	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // NaiveBuild builds both payloads the way the incident's task did: every flag and
@@ -82,22 +78,4 @@ func NaiveBuild(ctx context.Context, src FlagSource, teamID int64) (flagsJSON, d
 		return nil, nil, err
 	}
 	return flagsJSON, defsJSON, nil
-}
-
-// CopyFlags streams the same rows a build reads with COPY … TO STDOUT into w: the
-// fastest the database can hand them over, the benchmark's limit.
-func CopyFlags(ctx context.Context, pool *pgxpool.Pool, teamID int64, w io.Writer) (int64, error) {
-	conn, err := pool.Acquire(ctx)
-	if err != nil {
-		return 0, err
-	}
-	defer conn.Release()
-	q := fmt.Sprintf(`COPY (SELECT f.id, f.key, f.name, f.filters, f.active, f.ensure_experience_continuity,
-		f.has_encrypted_payloads, f.is_remote_configuration, f.version, f.evaluation_runtime
-		FROM posthog_featureflag f WHERE f.team_id = %d AND NOT f.deleted ORDER BY f.key) TO STDOUT`, teamID)
-	tag, err := conn.Conn().PgConn().CopyTo(ctx, w, q)
-	if err != nil {
-		return 0, fmt.Errorf("copy flags of team %d: %w", teamID, err)
-	}
-	return tag.RowsAffected(), nil
 }

@@ -3,71 +3,16 @@ package rebuild
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
-	"regexp"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/flagwarden/flagwarden/internal/posthog"
 	"github.com/flagwarden/flagwarden/internal/service"
 )
-
-// triggerSQL makes every change to a team's flags, cohorts, tags or flag tags NOTIFY
-// the team id on the channel. Postgres folds identical notifications within one
-// transaction, so a bulk edit of one team notifies once.
-const triggerSQL = `
-CREATE OR REPLACE FUNCTION flagwarden_notify_team_change() RETURNS trigger LANGUAGE plpgsql AS $fn$
-DECLARE
-    row_data record;
-    team bigint;
-BEGIN
-    IF TG_OP = 'DELETE' THEN row_data := OLD; ELSE row_data := NEW; END IF;
-    IF TG_TABLE_NAME = 'posthog_featureflagevaluationtag' THEN
-        SELECT f.team_id INTO team FROM posthog_featureflag f WHERE f.id = row_data.feature_flag_id;
-    ELSE
-        team := row_data.team_id;
-    END IF;
-    IF team IS NOT NULL THEN
-        PERFORM pg_notify(TG_ARGV[0], team::text);
-    END IF;
-    RETURN NULL;
-END
-$fn$;
-CREATE OR REPLACE TRIGGER flagwarden_team_change AFTER INSERT OR UPDATE OR DELETE ON posthog_featureflag
-    FOR EACH ROW EXECUTE FUNCTION flagwarden_notify_team_change('{{channel}}');
-CREATE OR REPLACE TRIGGER flagwarden_team_change AFTER INSERT OR UPDATE OR DELETE ON posthog_cohort
-    FOR EACH ROW EXECUTE FUNCTION flagwarden_notify_team_change('{{channel}}');
-CREATE OR REPLACE TRIGGER flagwarden_team_change AFTER INSERT OR UPDATE OR DELETE ON posthog_tag
-    FOR EACH ROW EXECUTE FUNCTION flagwarden_notify_team_change('{{channel}}');
-CREATE OR REPLACE TRIGGER flagwarden_team_change AFTER INSERT OR UPDATE OR DELETE ON posthog_featureflagevaluationtag
-    FOR EACH ROW EXECUTE FUNCTION flagwarden_notify_team_change('{{channel}}');
-`
-
-var channelName = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
-
-// TriggerSQL returns the trigger SQL for channel, for operators who apply it themselves.
-func TriggerSQL(channel string) (string, error) {
-	if !channelName.MatchString(channel) {
-		return "", fmt.Errorf("notify channel %q must be a lower-case SQL identifier", channel)
-	}
-	return strings.ReplaceAll(triggerSQL, "{{channel}}", channel), nil
-}
-
-// InstallTriggers installs (or replaces) the change triggers in the flag database.
-func InstallTriggers(ctx context.Context, pool *pgxpool.Pool, channel string) error {
-	q, err := TriggerSQL(channel)
-	if err != nil {
-		return err
-	}
-	if _, err := pool.Exec(ctx, q); err != nil {
-		return fmt.Errorf("install change triggers: %w", err)
-	}
-	return nil
-}
 
 // Listener turns NOTIFY from the triggers into rebuild requests. It holds one
 // connection, reconnecting with backoff when it drops.
@@ -84,8 +29,8 @@ type Listener struct {
 
 // NewListener returns a listener on channel.
 func NewListener(pool *pgxpool.Pool, req Requester, channel string, logger *slog.Logger) (*Listener, error) {
-	if !channelName.MatchString(channel) {
-		return nil, fmt.Errorf("notify channel %q must be a lower-case SQL identifier", channel)
+	if err := posthog.CheckChannel(channel); err != nil {
+		return nil, err
 	}
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -134,7 +79,7 @@ func (l *Listener) listen(ctx context.Context, ready func()) error {
 	// The connection carries LISTEN state; never hand it back to the pool.
 	pc := conn.Hijack()
 	defer pc.Close(context.WithoutCancel(ctx))
-	if _, err := pc.Exec(ctx, "LISTEN "+l.channel); err != nil {
+	if _, err := pc.Exec(ctx, posthog.ListenSQL(l.channel)); err != nil {
 		return err
 	}
 	ready()

@@ -4,11 +4,11 @@ import (
 	"context"
 	"fmt"
 	"strconv"
-	"strings"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/flagwarden/flagwarden/internal/posthog"
 	"github.com/flagwarden/flagwarden/internal/pyjson"
 )
 
@@ -41,7 +41,7 @@ func (s *PGSource) Open(ctx context.Context, teamID int64, opts ReadOptions) (Te
 		return nil, fmt.Errorf("begin snapshot of team %d: %w", teamID, err)
 	}
 	r := &pgReader{conn: conn, tx: tx, opts: opts}
-	if r.team, err = readTeam(ctx, tx, teamID); err != nil {
+	if r.team, err = posthog.ReadTeam(ctx, tx, teamID); err != nil {
 		r.Close()
 		return nil, err
 	}
@@ -54,12 +54,7 @@ func (s *PGSource) Open(ctx context.Context, teamID int64, opts ReadOptions) (Te
 
 // probe finds the optional tables and columns.
 func (r *pgReader) probe(ctx context.Context) error {
-	rows, err := r.tx.Query(ctx, `SELECT table_name || '.' || column_name FROM information_schema.columns
-		WHERE table_schema = current_schema() AND (table_name, column_name) IN (
-			('posthog_survey', 'targeting_flag_id'), ('posthog_survey', 'internal_response_sampling_flag_id'),
-			('posthog_experiment', 'feature_flag_id'), ('posthog_featureflag', 'bucketing_identifier'),
-			('posthog_featureflag', 'rollout_percentage'), ('posthog_cohort', 'last_backfill_person_properties_at'),
-			('posthog_cohort', 'last_backfill_events_at'))`)
+	rows, err := r.tx.Query(ctx, posthog.OptionalColumnsSQL)
 	if err != nil {
 		return fmt.Errorf("inspect flag schema: %w", err)
 	}
@@ -100,8 +95,7 @@ func (r *pgReader) Close() {
 }
 
 func (r *pgReader) GroupTypes(ctx context.Context) ([]GroupType, error) {
-	rows, err := r.tx.Query(ctx, `SELECT group_type_index, group_type FROM posthog_grouptypemapping
-		WHERE project_id = $1 ORDER BY group_type_index`, r.team.ProjectID)
+	rows, err := r.tx.Query(ctx, posthog.GroupTypesSQL, r.team.ProjectID)
 	if err != nil {
 		return nil, fmt.Errorf("read group types of project %d: %w", r.team.ProjectID, err)
 	}
@@ -122,13 +116,7 @@ func (r *pgReader) SurveyFlagIDs(ctx context.Context) ([]int64, error) {
 	if !r.hasSurvey {
 		return nil, nil
 	}
-	sampling := "NULL::integer"
-	if r.surveySampling {
-		sampling = "internal_response_sampling_flag_id"
-	}
-	rows, err := r.tx.Query(ctx, `SELECT DISTINCT id FROM (
-			SELECT unnest(ARRAY[targeting_flag_id, internal_targeting_flag_id, `+sampling+`]) AS id
-			FROM posthog_survey WHERE team_id = $1) s WHERE id IS NOT NULL`, r.team.ID)
+	rows, err := r.tx.Query(ctx, posthog.SurveyFlagIDsSQL(r.surveySampling), r.team.ID)
 	if err != nil {
 		return nil, fmt.Errorf("read survey flags of team %d: %w", r.team.ID, err)
 	}
@@ -137,23 +125,6 @@ func (r *pgReader) SurveyFlagIDs(ctx context.Context) ([]int64, error) {
 		return nil, fmt.Errorf("read survey flags of team %d: %w", r.team.ID, err)
 	}
 	return ids, nil
-}
-
-// refsPath selects a flag's condition properties that name a flag or a cohort;
-// flagRefsPath those that name a flag.
-const (
-	refsPath     = `lax $.groups[*].properties[*] ? (@.type == "flag" || @.type == "cohort")`
-	flagRefsPath = `lax $.groups[*].properties[*] ? (@.type == "flag")`
-)
-
-// effectiveFilters is get_filters() in SQL when legacy rows are up-converted.
-func (r *pgReader) effectiveFilters() string {
-	if !r.opts.UpConvertLegacy {
-		return "f.filters"
-	}
-	return `CASE WHEN jsonb_typeof(f.filters) = 'object' AND NOT f.filters ? 'groups'
-		THEN jsonb_build_object('groups', jsonb_build_array(jsonb_build_object('properties', COALESCE(f.filters->'properties', '[]'::jsonb))))
-		ELSE f.filters END`
 }
 
 // References has the database extract each flag's flag and cohort properties: the
@@ -170,13 +141,8 @@ func (r *pgReader) References(ctx context.Context, fn func(*RefRow) error) error
 			_, _ = r.tx.Exec(context.WithoutCancel(ctx), `RESET parallel_setup_cost; RESET parallel_tuple_cost`)
 		}
 	}()
-	eff := r.effectiveFilters()
 	// The key is only needed for flags with flag dependencies.
-	rows, err := r.tx.Query(ctx, `SELECT f.id, CASE WHEN jsonb_path_exists(`+eff+`, '`+flagRefsPath+`', '{}', true) THEN f.key END,
-			f.active, COALESCE(f.has_encrypted_payloads, false),
-			COALESCE(f.is_remote_configuration, false), jsonb_path_query_array(`+eff+`, '`+refsPath+`', '{}', true)
-		FROM posthog_featureflag f WHERE f.team_id = $1 AND NOT f.deleted
-			AND jsonb_path_exists(`+eff+`, '`+refsPath+`', '{}', true)`, pgx.QueryExecModeExec, r.team.ID)
+	rows, err := r.tx.Query(ctx, posthog.FlagReferencesSQL(r.opts.UpConvertLegacy), pgx.QueryExecModeExec, r.team.ID)
 	if err != nil {
 		return fmt.Errorf("read flag references of team %d: %w", r.team.ID, err)
 	}
@@ -200,9 +166,7 @@ func (r *pgReader) References(ctx context.Context, fn func(*RefRow) error) error
 }
 
 func (r *pgReader) FlagHeads(ctx context.Context, ids []int64, keys []string, fn func(*FlagHead) error) error {
-	rows, err := r.tx.Query(ctx, `SELECT id, key, active, COALESCE(has_encrypted_payloads, false), COALESCE(is_remote_configuration, false)
-		FROM posthog_featureflag WHERE team_id = $1 AND NOT deleted AND (id = ANY($2::bigint[]) OR key = ANY($3::text[]))`,
-		r.team.ID, ids, keys)
+	rows, err := r.tx.Query(ctx, posthog.FlagHeadsSQL, r.team.ID, ids, keys)
 	if err != nil {
 		return fmt.Errorf("read dependency flags of team %d: %w", r.team.ID, err)
 	}
@@ -225,21 +189,9 @@ func (r *pgReader) FlagHeads(ctx context.Context, ids []int64, keys []string, fn
 }
 
 func (r *pgReader) FlagIDs(ctx context.Context, f IDFilter, fn func(int64, bool) error) error {
-	var where strings.Builder
-	if f.ActiveOnly {
-		where.WriteString(" AND active")
-	}
-	if f.ExcludeEncrypted {
-		where.WriteString(" AND has_encrypted_payloads IS NOT TRUE")
-	}
 	// Two plain queries: the scan is cheap next to one sort that serves both orders.
 	for _, byText := range []bool{false, true} {
-		order := "id"
-		if byText {
-			order = `id::text COLLATE "C"`
-		}
-		rows, err := r.tx.Query(ctx, `SELECT id FROM posthog_featureflag WHERE team_id = $1 AND NOT deleted`+where.String()+` ORDER BY `+order,
-			pgx.QueryExecModeExec, r.team.ID)
+		rows, err := r.tx.Query(ctx, posthog.FlagIDsSQL(f.ActiveOnly, f.ExcludeEncrypted, byText), pgx.QueryExecModeExec, r.team.ID)
 		if err != nil {
 			return fmt.Errorf("read flag ids of team %d: %w", r.team.ID, err)
 		}
@@ -266,18 +218,6 @@ func (r *pgReader) FlagIDs(ctx context.Context, f IDFilter, fn func(int64, bool)
 // the rows stay in key order and no per-flag subquery runs. Hash and nested-loop joins
 // are turned off for this query only, so that the planner keeps the index order.
 func (r *pgReader) Flags(ctx context.Context, fn func(*FlagRow) error) error {
-	bucketingCol, rolloutCol := "NULL::text", "NULL::integer"
-	if r.bucketing {
-		bucketingCol = "f.bucketing_identifier"
-	}
-	if r.rollout {
-		rolloutCol = "f.rollout_percentage"
-	}
-	experiments := "SELECT NULL::text AS key WHERE false"
-	if r.hasExperiment {
-		experiments = `SELECT DISTINCT f3.key FROM posthog_experiment e JOIN posthog_featureflag f3 ON f3.id = e.feature_flag_id
-			WHERE f3.team_id = $1 AND NOT f3.deleted AND NOT e.deleted`
-	}
 	if _, err := r.tx.Exec(ctx, `SET LOCAL enable_hashjoin = off; SET LOCAL enable_nestloop = off`); err != nil {
 		return fmt.Errorf("read flags of team %d: %w", r.team.ID, err)
 	}
@@ -286,17 +226,7 @@ func (r *pgReader) Flags(ctx context.Context, fn func(*FlagRow) error) error {
 			_, _ = r.tx.Exec(context.WithoutCancel(ctx), `SET LOCAL enable_hashjoin = on; SET LOCAL enable_nestloop = on`)
 		}
 	}()
-	rows, err := r.tx.Query(ctx, `SELECT f.id, f.key, f.name, f.filters, f.active, f.ensure_experience_continuity,
-			f.has_encrypted_payloads, f.is_remote_configuration, f.version, f.evaluation_runtime, `+bucketingCol+`, `+rolloutCol+`,
-			tg.tags, ex.key IS NOT NULL
-		FROM posthog_featureflag f
-		LEFT JOIN (SELECT f2.key, jsonb_agg(DISTINCT t.name ORDER BY t.name) AS tags
-			FROM posthog_featureflagevaluationtag et JOIN posthog_tag t ON t.id = et.tag_id
-			JOIN posthog_featureflag f2 ON f2.id = et.feature_flag_id
-			WHERE f2.team_id = $1 AND NOT f2.deleted GROUP BY f2.key) tg ON tg.key = f.key
-		LEFT JOIN (`+experiments+`) ex ON ex.key = f.key
-		WHERE f.team_id = $1 AND NOT f.deleted
-		ORDER BY f.key`, pgx.QueryExecModeExec, r.team.ID)
+	rows, err := r.tx.Query(ctx, posthog.FlagsSQL(r.bucketing, r.rollout, r.hasExperiment), pgx.QueryExecModeExec, r.team.ID)
 	if err != nil {
 		return fmt.Errorf("read flags of team %d: %w", r.team.ID, err)
 	}
@@ -389,22 +319,11 @@ func widen(v *int32) *int64 {
 }
 
 func (r *pgReader) Cohorts(ctx context.Context, ids []int64, project bool, fn func(*CohortRow) error) error {
-	scope := "c.team_id = $2"
 	arg := r.team.ID
 	if project {
-		scope = "c.team_id IN (SELECT t.id FROM posthog_team t WHERE t.project_id = $2)"
 		arg = r.team.ProjectID
 	}
-	persons, events := "NULL::timestamptz", "NULL::timestamptz"
-	if r.backfillPersons {
-		persons = "c.last_backfill_person_properties_at"
-	}
-	if r.backfillEvents {
-		events = "c.last_backfill_events_at"
-	}
-	rows, err := r.tx.Query(ctx, `SELECT c.id, c.team_id, c.name, c.description, c.deleted, c.is_static, c.filters, c.query, c.groups,
-			c.version, c.pending_version, c.count, c.is_calculating, c.errors_calculating, c.created_by_id, c.cohort_type, `+persons+`, `+events+`
-		FROM posthog_cohort c WHERE c.id = ANY($1::bigint[]) AND NOT c.deleted AND `+scope+` ORDER BY c.id`, ids, arg)
+	rows, err := r.tx.Query(ctx, posthog.CohortsSQL(project, r.backfillPersons, r.backfillEvents), ids, arg)
 	if err != nil {
 		return fmt.Errorf("read cohorts of team %d: %w", r.team.ID, err)
 	}

@@ -19,7 +19,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
-	"github.com/flagwarden/flagwarden/internal/flagdb"
+	"github.com/flagwarden/flagwarden/internal/posthog"
+	"github.com/flagwarden/flagwarden/internal/posthog/seed"
 	"github.com/flagwarden/flagwarden/internal/testenv"
 )
 
@@ -109,7 +110,7 @@ func TestBytesEqualPostHogsWriter(t *testing.T) {
 	pool, err := pgxpool.New(ctx, url)
 	require.NoError(t, err)
 	t.Cleanup(pool.Close)
-	res, err := flagdb.Seed(ctx, pool, flagdb.SeedOptions{Teams: 60, Seed: 12, GiantFlags: 700})
+	res, err := seed.Fleet(ctx, pool, seed.Options{Teams: 60, Seed: 12, GiantFlags: 700})
 	require.NoError(t, err)
 	var teams []int64
 	for id := res.FirstTeamID; id <= res.LastTeamID; id++ {
@@ -131,7 +132,7 @@ func TestBytesEqualPostHogsWriterRereadingCohorts(t *testing.T) {
 	pool, err := pgxpool.New(ctx, url)
 	require.NoError(t, err)
 	t.Cleanup(pool.Close)
-	require.NoError(t, flagdb.ApplySchema(ctx, pool))
+	require.NoError(t, posthog.ApplySchema(ctx, pool))
 	r := rand.New(rand.NewPCG(56, 78))
 	var teams []int64
 	for i := range 3 {

@@ -12,7 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
-	"github.com/flagwarden/flagwarden/internal/flagdb"
+	"github.com/flagwarden/flagwarden/internal/posthog/seed"
 	"github.com/flagwarden/flagwarden/internal/testenv"
 )
 
@@ -409,9 +409,9 @@ func TestRustReaderAcceptsEveryTeam(t *testing.T) {
 	pool, err := pgxpool.New(ctx, testenv.Postgres(t))
 	require.NoError(t, err)
 	t.Cleanup(pool.Close)
-	res, err := flagdb.Seed(ctx, pool, flagdb.SeedOptions{Teams: 120, Seed: 21, GiantFlags: 1500, BadData: true, HostileData: true})
+	res, err := seed.Fleet(ctx, pool, seed.Options{Teams: 120, Seed: 21, GiantFlags: 1500, BadData: true, HostileData: true})
 	require.NoError(t, err)
-	require.Len(t, res.HostileTeams, len(flagdb.HostileKinds()))
+	require.Len(t, res.HostileTeams, len(seed.HostileKinds()))
 	src := NewPGSource(pool, nil)
 	rows, err := pool.Query(ctx, `SELECT id FROM posthog_team ORDER BY id`)
 	require.NoError(t, err)
@@ -449,7 +449,7 @@ func TestRustReaderRefusesWhatPostHogWrites(t *testing.T) {
 	pool, err := pgxpool.New(ctx, url)
 	require.NoError(t, err)
 	t.Cleanup(pool.Close)
-	res, err := flagdb.Seed(ctx, pool, flagdb.SeedOptions{Teams: 40, Seed: 22, HostileData: true})
+	res, err := seed.Fleet(ctx, pool, seed.Options{Teams: 40, Seed: 22, HostileData: true})
 	require.NoError(t, err)
 	var teams []int64
 	var kinds []string
@@ -460,7 +460,7 @@ func TestRustReaderRefusesWhatPostHogWrites(t *testing.T) {
 	got := posthogPayloads(t, url, NewestContract, teams)
 	for i, kind := range kinds {
 		err := rustRead([]byte(got[i][0]), true)
-		if kind == flagdb.HostileFlagCycle {
+		if kind == seed.HostileFlagCycle {
 			require.NoError(t, err, "a cycle among some flags is readable (they are reported as missing dependencies)")
 			continue
 		}

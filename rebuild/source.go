@@ -4,22 +4,12 @@ import (
 	"context"
 	"time"
 
+	"github.com/flagwarden/flagwarden/internal/posthog"
 	"github.com/flagwarden/flagwarden/internal/snapshot"
 )
 
 // TeamInfo is what a build needs to know about a team before reading its flags.
-type TeamInfo struct {
-	ID        int64
-	ProjectID int64
-	// Watermark is the newest change to the team's flag data (flag updated_at or
-	// created_at, cohort created_at or last_calculation); it is stored with the cache so
-	// that the sweep can find caches older than their data.
-	Watermark time.Time
-	// MinimalFlagCalledEvents and PropertyMatchingVersion are the team's
-	// TeamFeatureFlagsConfig, false and 1 (legacy) without one.
-	MinimalFlagCalledEvents bool
-	PropertyMatchingVersion int64
-}
+type TeamInfo = posthog.Team
 
 // FlagRow is one non-deleted flag as a build reads it. JSON columns are raw text, nil
 // for SQL NULL; nullable columns are pointers.

@@ -19,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/flagwarden/flagwarden/detectors"
+	"github.com/flagwarden/flagwarden/detectors/pgstore"
 	"github.com/flagwarden/flagwarden/internal/snapshot"
 	"github.com/flagwarden/flagwarden/internal/statedb"
 	"github.com/flagwarden/flagwarden/internal/testenv"
@@ -45,7 +46,7 @@ func BenchmarkAPILatency(b *testing.B) {
 	b.Cleanup(pool.Close)
 	_, err = statedb.Migrate(ctx, pool)
 	require.NoError(b, err)
-	findings := detectors.NewStore(pool)
+	findings := pgstore.New(pool)
 	var changes []detectors.Change
 	for i := range 12 {
 		f := outlierFinding(int64(1000+i), time.Now())

@@ -460,21 +460,14 @@ func (a *API) pods(c *gin.Context) {
 		byNS[ns] = s
 		return s
 	}
+	byNSPods := map[string][]snapshot.Pod{}
 	for _, p := range snap.Pods {
-		s := get(p.Namespace)
-		s.Total++
-		if p.Ready {
-			s.Ready++
-		}
-		if p.Waiting == "CrashLoopBackOff" {
-			s.CrashLooping++
-		}
-		if p.LastTermination == "OOMKilled" {
-			s.OOMKilled++
-		}
-		if p.MemoryLimit > 0 && p.MemoryUsage > 0 {
-			s.MaxMemoryRatio = max(s.MaxMemoryRatio, float64(p.MemoryUsage)/float64(p.MemoryLimit))
-		}
+		byNSPods[p.Namespace] = append(byNSPods[p.Namespace], p)
+	}
+	for ns, pods := range byNSPods {
+		f := snapshot.SummarizePods(pods)
+		s := get(ns)
+		s.Total, s.Ready, s.CrashLooping, s.OOMKilled, s.MaxMemoryRatio = f.Total, f.Ready, f.CrashLooping, f.LastTerminatedOOM, f.MemoryRatioMax
 	}
 	// Namespaces seen only in history (every pod gone) still show.
 	for _, k := range a.opts.Series.Keys(series.PodsTotal + "/") {

@@ -16,7 +16,6 @@ import (
 	"github.com/flagwarden/flagwarden/detectors"
 	"github.com/flagwarden/flagwarden/internal/cachekeys"
 	"github.com/flagwarden/flagwarden/internal/clock"
-	"github.com/flagwarden/flagwarden/internal/config"
 	"github.com/flagwarden/flagwarden/internal/hypercache"
 	"github.com/flagwarden/flagwarden/internal/loop"
 	"github.com/flagwarden/flagwarden/internal/series"
@@ -143,7 +142,7 @@ func TestBrokenCacheRedisShowsInHealth(t *testing.T) {
 	snaps := snapshot.NewStore()
 	c, err := New(rdb, Options{Flagwarden: true}, snaps, nil, reg, discardLogger())
 	require.NoError(t, err)
-	l := loop.New("caches", config.Loop{Interval: time.Minute, Timeout: 5 * time.Second}, c.RunOnce, discardLogger(), loop.NewMetrics(reg))
+	l := loop.New("caches", loop.Timing{Interval: time.Minute, Timeout: 5 * time.Second}, c.RunOnce, discardLogger(), loop.NewMetrics(reg))
 	require.Error(t, l.RunOnce(context.Background()))
 	require.False(t, l.Health().Up)
 	require.True(t, snaps.Caches().At.IsZero(), "a failed look publishes nothing")

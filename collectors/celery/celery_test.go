@@ -13,7 +13,6 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
-	"github.com/flagwarden/flagwarden/internal/config"
 	"github.com/flagwarden/flagwarden/internal/kombu"
 	"github.com/flagwarden/flagwarden/internal/loop"
 	"github.com/flagwarden/flagwarden/internal/snapshot"
@@ -98,7 +97,7 @@ func TestBrokenBrokerShowsInHealth(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	c, err := New(rdb, Options{}, snapshot.NewStore(), nil, reg, discardLogger())
 	require.NoError(t, err)
-	l := loop.New("celery", config.Loop{Interval: time.Minute, Timeout: 5 * time.Second}, c.RunOnce, discardLogger(), loop.NewMetrics(reg))
+	l := loop.New("celery", loop.Timing{Interval: time.Minute, Timeout: 5 * time.Second}, c.RunOnce, discardLogger(), loop.NewMetrics(reg))
 	require.Error(t, l.RunOnce(context.Background()))
 	require.False(t, l.Health().Up)
 	require.Contains(t, l.Health().LastError, "scan bindings")
@@ -190,7 +189,7 @@ func TestOverrunPassFails(t *testing.T) {
 	require.ErrorIs(t, err, context.DeadlineExceeded)
 	require.ErrorContains(t, err, "overran its timeout")
 
-	l := loop.New("celery", config.Loop{Interval: time.Minute, Timeout: time.Minute},
+	l := loop.New("celery", loop.Timing{Interval: time.Minute, Timeout: time.Minute},
 		func(ctx context.Context) error { return c.RunOnce(lateContext{ctx}) }, discardLogger(), loop.NewMetrics(reg))
 	require.Error(t, l.RunOnce(ctx))
 	require.False(t, l.Health().Up)

@@ -18,8 +18,8 @@ type Seen struct {
 
 // Reasons the kubelet and the container runtime report.
 const (
-	ReasonCrashLoop = "CrashLoopBackOff"
-	ReasonOOMKilled = "OOMKilled"
+	ReasonCrashLoop = snapshot.ReasonCrashLoop
+	ReasonOOMKilled = snapshot.ReasonOOMKilled
 	// ExitSIGKILL is 128+9: what an OOM-killed process exits with.
 	ExitSIGKILL = 137
 )

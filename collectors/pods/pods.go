@@ -131,36 +131,11 @@ func (c *Collector) Collect(ctx context.Context) (snapshot.Pods, error) {
 	return out, nil
 }
 
-// Fleet is the per-look summary kept as series.
-type Fleet struct {
-	Total, Ready, CrashLooping int
-	// OOMKills and Restarts are new since the previous look.
-	OOMKills, Restarts int
-	// MemoryRatioMax is the highest usage/limit among pods with both known; 0 when none.
-	MemoryRatioMax float64
-}
+// Fleet counts one look at the fleet (snapshot.SummarizePods).
+type Fleet = snapshot.PodFleet
 
 // Summarize counts a look at the fleet.
-func Summarize(p snapshot.Pods) Fleet {
-	var f Fleet
-	for _, x := range p.Pods {
-		f.Total++
-		if x.Ready {
-			f.Ready++
-		}
-		if x.Waiting == ReasonCrashLoop {
-			f.CrashLooping++
-		}
-		if x.NewOOMKill {
-			f.OOMKills++
-		}
-		f.Restarts += int(x.RestartDelta)
-		if x.MemoryLimit > 0 && x.MemoryUsage > 0 {
-			f.MemoryRatioMax = max(f.MemoryRatioMax, float64(x.MemoryUsage)/float64(x.MemoryLimit))
-		}
-	}
-	return f
-}
+func Summarize(p snapshot.Pods) Fleet { return snapshot.SummarizePods(p.Pods) }
 
 func (c *Collector) publish(p snapshot.Pods) {
 	if c.snaps != nil {

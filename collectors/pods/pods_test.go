@@ -21,7 +21,6 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 	clienttesting "k8s.io/client-go/testing"
 
-	"github.com/flagwarden/flagwarden/internal/config"
 	"github.com/flagwarden/flagwarden/internal/loop"
 	"github.com/flagwarden/flagwarden/internal/series"
 	"github.com/flagwarden/flagwarden/internal/snapshot"
@@ -137,7 +136,7 @@ func TestCollectorFleetSeriesAndHealth(t *testing.T) {
 	c, err := New(lister, Options{Subject: "posthog", Now: func() time.Time { return now },
 		Memory: fixedMemory{ready.Name: 6 * gi}}, snaps, ss, reg, discardLogger())
 	require.NoError(t, err)
-	l := loop.New("pods", config.Loop{Interval: time.Minute, Timeout: time.Second}, c.RunOnce, discardLogger(), loop.NewMetrics(reg))
+	l := loop.New("pods", loop.Timing{Interval: time.Minute, Timeout: time.Second}, c.RunOnce, discardLogger(), loop.NewMetrics(reg))
 
 	require.NoError(t, l.RunOnce(context.Background()))
 	require.Equal(t, 2.0, testutil.ToFloat64(c.metrics.pods.WithLabelValues("posthog")))

@@ -19,7 +19,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
 
-	"github.com/flagwarden/flagwarden/internal/config"
 	"github.com/flagwarden/flagwarden/internal/loop"
 	"github.com/flagwarden/flagwarden/internal/series"
 	"github.com/flagwarden/flagwarden/internal/testenv"
@@ -89,7 +88,7 @@ func TestQueriesAgainstRealPrometheus(t *testing.T) {
 		PodMemoryQuery: `max by (pod) (container_memory_working_set_bytes{container="celery"})`,
 	}, ss, reg, discardLogger())
 	require.NoError(t, err)
-	l := loop.New("promql", config.Loop{Interval: time.Minute, Timeout: 10 * time.Second}, c.RunOnce, discardLogger(), loop.NewMetrics(reg))
+	l := loop.New("promql", loop.Timing{Interval: time.Minute, Timeout: 10 * time.Second}, c.RunOnce, discardLogger(), loop.NewMetrics(reg))
 
 	// Poll until Prometheus has scraped the target.
 	deadline := time.Now().Add(45 * time.Second)
@@ -129,7 +128,7 @@ func TestBadQueryAndDownPrometheusShowInHealth(t *testing.T) {
 		{Name: "fine", Expr: `vector(42)`},
 	}}, nil, reg, discardLogger())
 	require.NoError(t, err)
-	l := loop.New("promql", config.Loop{Interval: time.Minute, Timeout: 10 * time.Second}, c.RunOnce, discardLogger(), loop.NewMetrics(reg))
+	l := loop.New("promql", loop.Timing{Interval: time.Minute, Timeout: 10 * time.Second}, c.RunOnce, discardLogger(), loop.NewMetrics(reg))
 	deadline := time.Now().Add(30 * time.Second)
 	for c.Results()["fine"].Samples == 0 {
 		require.Error(t, l.RunOnce(context.Background()))

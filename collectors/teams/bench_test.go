@@ -11,7 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
-	"github.com/flagwarden/flagwarden/internal/flagdb"
+	"github.com/flagwarden/flagwarden/internal/posthog/seed"
 	"github.com/flagwarden/flagwarden/internal/snapshot"
 )
 
@@ -29,7 +29,7 @@ func BenchmarkFullPass(b *testing.B) {
 		require.NoError(b, err)
 		teams = n
 	}
-	opts := flagdb.SeedOptions{Teams: teams, Seed: 11, GiantFlags: 20000, BadData: true}
+	opts := seed.Options{Teams: teams, Seed: 11, GiantFlags: 20000, BadData: true}
 	if v := os.Getenv("FLAGWARDEN_BENCH_FLAG_SHARE"); v != "" {
 		share, err := strconv.ParseFloat(v, 64)
 		require.NoError(b, err)
@@ -42,7 +42,7 @@ func BenchmarkFullPass(b *testing.B) {
 	}
 	ctx := context.Background()
 	pool := newPool(b)
-	res, err := flagdb.Seed(ctx, pool, opts)
+	res, err := seed.Fleet(ctx, pool, opts)
 	require.NoError(b, err)
 	_, err = pool.Exec(ctx, "VACUUM ANALYZE")
 	require.NoError(b, err)

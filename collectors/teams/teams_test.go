@@ -15,9 +15,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
 
-	"github.com/flagwarden/flagwarden/internal/config"
-	"github.com/flagwarden/flagwarden/internal/flagdb"
 	"github.com/flagwarden/flagwarden/internal/loop"
+	"github.com/flagwarden/flagwarden/internal/posthog/seed"
 	"github.com/flagwarden/flagwarden/internal/series"
 	"github.com/flagwarden/flagwarden/internal/snapshot"
 	"github.com/flagwarden/flagwarden/internal/testenv"
@@ -166,7 +165,7 @@ func TestTeamsAgainstSeededDatabase(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	pool := newPool(t)
-	res, err := flagdb.Seed(ctx, pool, flagdb.SeedOptions{Teams: 80, Seed: 3, GiantFlags: 2500, BadData: true})
+	res, err := seed.Fleet(ctx, pool, seed.Options{Teams: 80, Seed: 3, GiantFlags: 2500, BadData: true})
 	require.NoError(t, err)
 
 	clock := time.Now()
@@ -267,19 +266,6 @@ func histogramCount(t *testing.T, reg prometheus.Gatherer, kind string) uint64 {
 	return 0
 }
 
-func TestCloseCohorts(t *testing.T) {
-	t.Parallel()
-	all := map[int64]*cohort{
-		1: {id: 1, bytes: 10, refs: []int64{2}},
-		2: {id: 2, bytes: 20, refs: []int64{3, 1}}, // 2 -> 1 closes a cycle
-		3: {id: 3, bytes: 30, static: true},
-		4: {id: 4, bytes: 40, deleted: true, refs: []int64{5}},
-		5: {id: 5, bytes: 50},
-	}
-	use := closeCohorts([]int64{1, 4, 99}, all)
-	require.Equal(t, cohortUse{count: 3, bytes: 10 + 20 + 50, missing: 1, cycles: 1}, use)
-}
-
 // flakySource fails one range and, once broken, everything.
 type flakySource struct {
 	Source
@@ -300,7 +286,7 @@ func TestFailedChunkKeepsTeamsAndShowsInHealth(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	pool := newPool(t)
-	res, err := flagdb.Seed(ctx, pool, flagdb.SeedOptions{Teams: 30, Seed: 5, FlagTeamShare: 1})
+	res, err := seed.Fleet(ctx, pool, seed.Options{Teams: 30, Seed: 5, FlagTeamShare: 1})
 	require.NoError(t, err)
 	src := &flakySource{Source: NewPostgres(pool, 5*time.Second), failFrom: -1}
 	clock := time.Now()
@@ -308,7 +294,7 @@ func TestFailedChunkKeepsTeamsAndShowsInHealth(t *testing.T) {
 	snaps := snapshot.NewStore()
 	c, err := New(src, Options{ChunkTeams: 10, FullInterval: time.Minute, Now: func() time.Time { return clock }}, snaps, nil, reg, discardLogger())
 	require.NoError(t, err)
-	l := loop.New("teams", config.Loop{Interval: time.Minute, Timeout: 30 * time.Second}, c.RunOnce, discardLogger(), loop.NewMetrics(reg))
+	l := loop.New("teams", loop.Timing{Interval: time.Minute, Timeout: 30 * time.Second}, c.RunOnce, discardLogger(), loop.NewMetrics(reg))
 	require.NoError(t, l.RunOnce(ctx))
 	first := snaps.Teams().Teams
 	require.Len(t, first, 30)
@@ -355,7 +341,7 @@ func TestSweepResumesAcrossPasses(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	pool := newPool(t)
-	_, err := flagdb.Seed(ctx, pool, flagdb.SeedOptions{Teams: 30, Seed: 9, FlagTeamShare: 1})
+	_, err := seed.Fleet(ctx, pool, seed.Options{Teams: 30, Seed: 9, FlagTeamShare: 1})
 	require.NoError(t, err)
 	clock := time.Now()
 	snaps := snapshot.NewStore()

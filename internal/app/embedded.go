@@ -12,6 +12,7 @@ import (
 	"github.com/flagwarden/flagwarden/collectors/pods"
 	"github.com/flagwarden/flagwarden/collectors/teams"
 	"github.com/flagwarden/flagwarden/detectors"
+	"github.com/flagwarden/flagwarden/detectors/pgstore"
 	"github.com/flagwarden/flagwarden/internal/clock"
 	"github.com/flagwarden/flagwarden/internal/loop"
 	"github.com/flagwarden/flagwarden/internal/service"
@@ -109,7 +110,7 @@ func (a *App) newFindingStore() detectors.FindingStore {
 	if a.embedded != nil {
 		return detectors.NewMemStore()
 	}
-	return detectors.NewStore(a.statePool)
+	return pgstore.New(a.statePool)
 }
 
 // Now is the app's clock: wall time, or the embedded source's (simulated) time.

@@ -15,7 +15,7 @@ func (a *App) wireCollectors(ctx context.Context) error {
 	cfg := a.cfg
 	col := cfg.Collectors
 	add := func(name string, timing config.Loop, pass func(context.Context) error) {
-		l := loop.New(name, timing, pass, a.logger, a.loopMetrics)
+		l := loop.New(name, loopTiming(timing), pass, a.logger, a.loopMetrics)
 		a.loops = append(a.loops, l)
 		a.services = append(a.services, l)
 	}

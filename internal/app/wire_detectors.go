@@ -73,7 +73,7 @@ func (a *App) wireDetectors(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	l := loop.New("detectors", d.Loop, engine.RunOnce, a.logger, a.loopMetrics)
+	l := loop.New("detectors", loopTiming(d.Loop), engine.RunOnce, a.logger, a.loopMetrics)
 	a.leaderOnly = append(a.leaderOnly, resetOnStart{Service: l, reset: engine.Reset})
 	return nil
 }

@@ -61,7 +61,7 @@ func (a *App) wireRebuild(ctx context.Context) error {
 		// whose data did not change (a cache Redis that restarted empty).
 		sweep.Teams, sweep.Caches, sweep.Clock = a.snapshots.Teams, a.snapshots.Caches, a.clock
 		sweep.Quarantined = e.Quarantined
-		l := loop.New("rebuild_sweep", config.Loop{Interval: r.SweepInterval, Timeout: r.SweepInterval * 9 / 10, Jitter: 0.1},
+		l := loop.New("rebuild_sweep", loop.Timing{Interval: r.SweepInterval, Timeout: r.SweepInterval * 9 / 10, Jitter: 0.1},
 			func(ctx context.Context) error {
 				res, err := sweep.Run(ctx)
 				if res.Requested() > 0 {

@@ -88,7 +88,7 @@ func (a *App) wireVerify(context.Context) error {
 		TeamsPerPass: v.TeamsPerPass, Logger: logger, Registerer: a.registry, Now: a.now,
 	})
 	a.mismatches = svc
-	l := loop.New("cache_verify", config.Loop{Interval: v.Interval, Timeout: v.Timeout, Jitter: 0.1}, svc.RunOnce, logger, a.loopMetrics)
+	l := loop.New("cache_verify", loop.Timing{Interval: v.Interval, Timeout: v.Timeout, Jitter: 0.1}, svc.RunOnce, logger, a.loopMetrics)
 	a.loops = append(a.loops, l)
 	a.leaderOnly = append(a.leaderOnly, l)
 	return nil

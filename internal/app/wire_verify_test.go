@@ -11,7 +11,7 @@ import (
 
 	"github.com/flagwarden/flagwarden/internal/cachekeys"
 	"github.com/flagwarden/flagwarden/internal/config"
-	"github.com/flagwarden/flagwarden/internal/flagdb"
+	"github.com/flagwarden/flagwarden/internal/posthog/seed"
 	"github.com/flagwarden/flagwarden/internal/testenv"
 	"github.com/flagwarden/flagwarden/rebuild/s3tier"
 )
@@ -26,7 +26,7 @@ func TestServeVerifiesCachesAndPublishesToS3(t *testing.T) {
 	pool, err := pgxpool.New(ctx, dbURL)
 	require.NoError(t, err)
 	t.Cleanup(pool.Close)
-	_, err = flagdb.Seed(ctx, pool, flagdb.SeedOptions{Teams: 4, Seed: 8, FlagTeamShare: 1, MaxFlags: 30})
+	_, err = seed.Fleet(ctx, pool, seed.Options{Teams: 4, Seed: 8, FlagTeamShare: 1, MaxFlags: 30})
 	require.NoError(t, err)
 	srv := testenv.S3(t)
 	cfg := testConfig(t, dbURL, testenv.Redis(t))

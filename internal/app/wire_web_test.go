@@ -19,7 +19,8 @@ import (
 
 	"github.com/flagwarden/flagwarden/collectors/teams"
 	"github.com/flagwarden/flagwarden/internal/config"
-	"github.com/flagwarden/flagwarden/internal/flagdb"
+	"github.com/flagwarden/flagwarden/internal/posthog"
+	"github.com/flagwarden/flagwarden/internal/posthog/seed"
 	"github.com/flagwarden/flagwarden/internal/testenv"
 )
 
@@ -41,8 +42,8 @@ func TestDashboardOnRealApp(t *testing.T) {
 	pool, err := pgxpool.New(ctx, pgURL)
 	require.NoError(t, err)
 	t.Cleanup(pool.Close)
-	require.NoError(t, flagdb.ApplySchema(ctx, pool))
-	seeded, err := flagdb.Seed(ctx, pool, flagdb.SeedOptions{Teams: 40, Seed: 5, GiantFlags: 3000})
+	require.NoError(t, posthog.ApplySchema(ctx, pool))
+	seeded, err := seed.Fleet(ctx, pool, seed.Options{Teams: 40, Seed: 5, GiantFlags: 3000})
 	require.NoError(t, err)
 
 	cfg := testConfig(t, pgURL, redisURL)

@@ -17,7 +17,6 @@ import (
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/dustin/go-humanize"
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
@@ -26,8 +25,9 @@ import (
 	"github.com/flagwarden/flagwarden/internal/app"
 	"github.com/flagwarden/flagwarden/internal/config"
 	"github.com/flagwarden/flagwarden/internal/dedupbench"
-	"github.com/flagwarden/flagwarden/internal/flagdb"
 	"github.com/flagwarden/flagwarden/internal/hypercache"
+	"github.com/flagwarden/flagwarden/internal/posthog"
+	"github.com/flagwarden/flagwarden/internal/posthog/seed"
 	"github.com/flagwarden/flagwarden/internal/procstat"
 	"github.com/flagwarden/flagwarden/internal/statedb"
 	"github.com/flagwarden/flagwarden/internal/units"
@@ -113,7 +113,7 @@ func benchRebuild(ctx context.Context, env Env, f benchRebuildFlags) int {
 		fmt.Fprintf(env.Stderr, "flagwarden bench: --layout must be flagwarden or posthog, got %q\n", *layoutName)
 		return 2
 	}
-	posthog := *layoutName == "posthog"
+	postHogLayout := *layoutName == "posthog"
 	cfg, dsn, err := benchConfig(env, *cfgPath, *url)
 	if err != nil {
 		printConfigError(env.Stderr, err)
@@ -178,7 +178,7 @@ func benchRebuild(ctx context.Context, env Env, f benchRebuildFlags) int {
 		}
 		rows = append(rows, measure("copy", n, func() (int64, int64, error) {
 			var w countWriter
-			_, err := rebuild.CopyFlags(ctx, pool, team, &w)
+			_, err := posthog.CopyFlags(ctx, pool, team, &w)
 			return w.n, w.n, err
 		}))
 		rows = append(rows, measure("streaming", n, func() (int64, int64, error) {
@@ -187,7 +187,7 @@ func benchRebuild(ctx context.Context, env Env, f benchRebuildFlags) int {
 					defer pprof.StopCPUProfile()
 				}
 			}
-			if posthog {
+			if postHogLayout {
 				sink := &storedSink{compress: *compress}
 				_, err := rebuild.NewBuilder(rebuild.BuilderOptions{}).Build(ctx, src, team, sink)
 				err = errors.Join(err, sink.close())
@@ -235,20 +235,15 @@ func benchRebuild(ctx context.Context, env Env, f benchRebuildFlags) int {
 
 // benchTeam returns the team named bench-N, seeding it when missing.
 func benchTeam(ctx context.Context, pool *pgxpool.Pool, n int, log io.Writer) (int64, error) {
-	if err := flagdb.ApplySchema(ctx, pool); err != nil {
+	if err := posthog.ApplySchema(ctx, pool); err != nil {
 		return 0, err
 	}
 	name := "bench-" + strconv.Itoa(n)
-	var id int64
-	err := pool.QueryRow(ctx, `SELECT id FROM posthog_team WHERE name = $1`, name).Scan(&id)
-	if err == nil {
-		return id, nil
-	}
-	if !errors.Is(err, pgx.ErrNoRows) {
-		return 0, err
+	if id, ok, err := posthog.TeamIDByName(ctx, pool, name); err != nil || ok {
+		return id, err
 	}
 	fmt.Fprintf(log, "seeding team %s (%d flags)…\n", name, n)
-	res, err := flagdb.Seed(ctx, pool, flagdb.SeedOptions{Teams: 0, GiantFlags: n, GiantName: name, Seed: int64(n)})
+	res, err := seed.Fleet(ctx, pool, seed.Options{Teams: 0, GiantFlags: n, GiantName: name, Seed: int64(n)})
 	if err != nil {
 		return 0, err
 	}
@@ -383,7 +378,7 @@ func benchDedup(ctx context.Context, env Env, f benchDedupFlags) int {
 	if err := rebuild.MigratePostgres(ctx, pool); err != nil {
 		return fail(err)
 	}
-	res, err := flagdb.Seed(ctx, pool, flagdb.SeedOptions{Teams: *teamsN, FlagTeamShare: 1, MaxFlags: 200, Seed: 116})
+	res, err := seed.Fleet(ctx, pool, seed.Options{Teams: *teamsN, FlagTeamShare: 1, MaxFlags: 200, Seed: 116})
 	if err != nil {
 		return fail(err)
 	}

@@ -13,7 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/flagwarden/flagwarden/internal/cachekeys"
-	"github.com/flagwarden/flagwarden/internal/flagdb"
+	"github.com/flagwarden/flagwarden/internal/posthog/seed"
 	"github.com/flagwarden/flagwarden/internal/snapshot"
 	"github.com/flagwarden/flagwarden/internal/testenv"
 )
@@ -26,7 +26,7 @@ func TestInspect(t *testing.T) {
 	pool, err := pgxpool.New(ctx, dbURL)
 	require.NoError(t, err)
 	t.Cleanup(pool.Close)
-	seeded, err := flagdb.Seed(ctx, pool, flagdb.SeedOptions{Teams: 40, Seed: 2, BadData: true})
+	seeded, err := seed.Fleet(ctx, pool, seed.Options{Teams: 40, Seed: 2, BadData: true})
 	require.NoError(t, err)
 
 	opt, err := redis.ParseURL(redisURL)

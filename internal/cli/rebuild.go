@@ -13,6 +13,7 @@ import (
 
 	"github.com/flagwarden/flagwarden/internal/app"
 	"github.com/flagwarden/flagwarden/internal/config"
+	"github.com/flagwarden/flagwarden/internal/posthog"
 	"github.com/flagwarden/flagwarden/internal/units"
 	"github.com/flagwarden/flagwarden/rebuild"
 )
@@ -57,7 +58,7 @@ func runRebuild(ctx context.Context, env Env, cfgPath string, team int64, all, d
 	}
 	defer pool.Close()
 	if install {
-		if err := rebuild.InstallTriggers(ctx, pool, cfg.Rebuild.Notify.Channel); err != nil {
+		if err := posthog.InstallTriggers(ctx, pool, cfg.Rebuild.Notify.Channel); err != nil {
 			fmt.Fprintf(env.Stderr, "flagwarden rebuild: %v\n", err)
 			return 1
 		}
@@ -66,19 +67,7 @@ func runRebuild(ctx context.Context, env Env, cfgPath string, team int64, all, d
 	}
 	var teams []int64
 	if all {
-		rows, err := pool.Query(ctx, `SELECT DISTINCT team_id::bigint FROM posthog_featureflag ORDER BY 1`)
-		if err == nil {
-			for rows.Next() {
-				var id int64
-				if err = rows.Scan(&id); err != nil {
-					break
-				}
-				teams = append(teams, id)
-			}
-			rows.Close()
-			err = rows.Err()
-		}
-		if err != nil {
+		if teams, err = posthog.TeamsWithFlags(ctx, pool); err != nil {
 			fmt.Fprintf(env.Stderr, "flagwarden rebuild: list teams: %v\n", err)
 			return 1
 		}

@@ -8,7 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/flagwarden/flagwarden/internal/config"
-	"github.com/flagwarden/flagwarden/internal/flagdb"
+	"github.com/flagwarden/flagwarden/internal/posthog/seed"
 )
 
 func newSeedCmd(env Env) *cobra.Command {
@@ -22,7 +22,7 @@ func newSeedCmd(env Env) *cobra.Command {
 	url := fs.String("url", "", "flag database `URL` (overrides flag_database.url from the config)")
 	teams := fs.Int("teams", 1000, "ordinary teams to create")
 	giant := fs.Int("giant-flags", 0, "also create one team with exactly this many flags (0: none)")
-	seed := fs.Int64("seed", 1, "random seed; the same seed gives the same data")
+	seedN := fs.Int64("seed", 1, "random seed; the same seed gives the same data")
 	share := fs.Float64("flag-team-share", 0.3, "share of teams that have flags")
 	maxFlags := fs.Int("max-flags", 20000, "most flags an ordinary team gets")
 	bad := fs.Bool("bad-data", false, "add bad rows: non-object filters, NULL filters, a cohort cycle")
@@ -46,8 +46,8 @@ func newSeedCmd(env Env) *cobra.Command {
 		// total unknown until the end.
 		p := env.newProgress("seed", "rows", 0)
 		p.Describe("generating posthog_team")
-		res, err := flagdb.Seed(ctx, pool, flagdb.SeedOptions{
-			Teams: *teams, Seed: *seed, GiantFlags: *giant, FlagTeamShare: *share, MaxFlags: *maxFlags, BadData: *bad,
+		res, err := seed.Fleet(ctx, pool, seed.Options{
+			Teams: *teams, Seed: *seedN, GiantFlags: *giant, FlagTeamShare: *share, MaxFlags: *maxFlags, BadData: *bad,
 			Progress: func(table string, rows int64) {
 				p.Print(env.Stderr, "loaded %-34s %d rows\n", table, rows)
 				p.Describe("loaded " + table)

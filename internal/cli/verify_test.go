@@ -13,8 +13,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/flagwarden/flagwarden/internal/cachekeys"
-	"github.com/flagwarden/flagwarden/internal/flagdb"
 	"github.com/flagwarden/flagwarden/internal/hypercache"
+	"github.com/flagwarden/flagwarden/internal/posthog/seed"
 	"github.com/flagwarden/flagwarden/internal/testenv"
 	"github.com/flagwarden/flagwarden/rebuild/verify"
 )
@@ -30,7 +30,7 @@ func TestVerifyAfterRebuildAndPlantedProblems(t *testing.T) {
 	pool, err := pgxpool.New(ctx, dbURL)
 	require.NoError(t, err)
 	t.Cleanup(pool.Close)
-	_, err = flagdb.Seed(ctx, pool, flagdb.SeedOptions{Teams: 10, Seed: 21, FlagTeamShare: 0.6, MaxFlags: 60})
+	_, err = seed.Fleet(ctx, pool, seed.Options{Teams: 10, Seed: 21, FlagTeamShare: 0.6, MaxFlags: 60})
 	require.NoError(t, err)
 	redisURL := testenv.Redis(t)
 	s3 := testenv.S3(t)

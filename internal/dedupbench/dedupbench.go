@@ -25,7 +25,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/flagwarden/flagwarden/internal/flagdb"
+	"github.com/flagwarden/flagwarden/internal/posthog/seed"
 	"github.com/flagwarden/flagwarden/internal/procstat"
 	"github.com/flagwarden/flagwarden/internal/statedb"
 	"github.com/flagwarden/flagwarden/rebuild"
@@ -111,7 +111,7 @@ type engineRun struct {
 }
 
 func newEngineRun(ctx context.Context, pool *pgxpool.Pool, o Options, cache *redis.Client) (*engineRun, error) {
-	seed, err := flagdb.Seed(ctx, pool, flagdb.SeedOptions{Teams: o.Teams, FlagTeamShare: 1, MaxFlags: 200, Seed: 116})
+	seeded, err := seed.Fleet(ctx, pool, seed.Options{Teams: o.Teams, FlagTeamShare: 1, MaxFlags: 200, Seed: 116})
 	if err != nil {
 		return nil, err
 	}
@@ -123,7 +123,7 @@ func newEngineRun(ctx context.Context, pool *pgxpool.Pool, o Options, cache *red
 	if err != nil {
 		return nil, err
 	}
-	return &engineRun{e: e, reg: reg, first: seed.FirstTeamID, end: seed.FirstTeamID + int64(o.Teams)}, nil
+	return &engineRun{e: e, reg: reg, first: seeded.FirstTeamID, end: seeded.FirstTeamID + int64(o.Teams)}, nil
 }
 
 func runOne(ctx context.Context, pool *pgxpool.Pool, o Options, intake string) (Result, error) {

@@ -21,7 +21,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/flagwarden/flagwarden/internal/cachekeys"
-	"github.com/flagwarden/flagwarden/internal/flagdb"
+	"github.com/flagwarden/flagwarden/internal/posthog"
+	"github.com/flagwarden/flagwarden/internal/posthog/seed"
 	"github.com/flagwarden/flagwarden/internal/testenv"
 )
 
@@ -91,8 +92,8 @@ func newEnv(t *testing.T) *env {
 	require.NoError(t, err)
 	t.Cleanup(pool.Close)
 	e.pool = pool
-	require.NoError(t, flagdb.ApplySchema(ctx, pool))
-	res, err := flagdb.Seed(ctx, pool, flagdb.SeedOptions{Teams: 60, Seed: 14, FlagTeamShare: 0.5, MaxFlags: 400, GiantFlags: 60_000})
+	require.NoError(t, posthog.ApplySchema(ctx, pool))
+	res, err := seed.Fleet(ctx, pool, seed.Options{Teams: 60, Seed: 14, FlagTeamShare: 0.5, MaxFlags: 400, GiantFlags: 60_000})
 	require.NoError(t, err)
 	e.giant = res.GiantTeamID
 	require.Positive(t, e.giant)

@@ -15,7 +15,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
-	"github.com/flagwarden/flagwarden/internal/config"
 	"github.com/flagwarden/flagwarden/internal/service"
 )
 
@@ -75,10 +74,20 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 }
 
+// Timing is when a loop runs its pass.
+type Timing struct {
+	// Interval between passes.
+	Interval time.Duration
+	// Timeout bounds one pass; it should not exceed the interval.
+	Timeout time.Duration
+	// Jitter spreads passes by up to this fraction of the interval (0..0.5).
+	Jitter float64
+}
+
 // Loop runs pass every interval. It implements service.Service.
 type Loop struct {
 	name    string
-	timing  config.Loop
+	timing  Timing
 	pass    func(ctx context.Context) error
 	logger  *slog.Logger
 	metrics *Metrics
@@ -93,7 +102,7 @@ type Loop struct {
 // New returns a loop named name (a bounded, fixed string such as "celery") that runs
 // pass on timing. timing must already be validated: a zero interval panics here rather
 // than reaching a ticker.
-func New(name string, timing config.Loop, pass func(ctx context.Context) error, logger *slog.Logger, m *Metrics) *Loop {
+func New(name string, timing Timing, pass func(ctx context.Context) error, logger *slog.Logger, m *Metrics) *Loop {
 	if timing.Interval <= 0 || timing.Timeout <= 0 {
 		panic(fmt.Sprintf("loop %s: interval and timeout must be positive", name))
 	}

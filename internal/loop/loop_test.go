@@ -12,8 +12,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
-
-	"github.com/flagwarden/flagwarden/internal/config"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -24,7 +22,7 @@ func TestRunOnceRecordsHealth(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	m := NewMetrics(reg)
 	fail := true
-	l := New("celery", config.Loop{Interval: time.Second, Timeout: time.Second}, func(ctx context.Context) error {
+	l := New("celery", Timing{Interval: time.Second, Timeout: time.Second}, func(ctx context.Context) error {
 		if fail {
 			return errors.New("broker unreachable")
 		}
@@ -51,13 +49,13 @@ func TestRunOnceRecordsHealth(t *testing.T) {
 
 func TestPassTimeoutAndPanicAreFailures(t *testing.T) {
 	m := NewMetrics(prometheus.NewRegistry())
-	slow := New("slow", config.Loop{Interval: time.Second, Timeout: 20 * time.Millisecond}, func(ctx context.Context) error {
+	slow := New("slow", Timing{Interval: time.Second, Timeout: 20 * time.Millisecond}, func(ctx context.Context) error {
 		<-ctx.Done()
 		return ctx.Err()
 	}, quiet, m)
 	require.ErrorIs(t, slow.RunOnce(context.Background()), context.DeadlineExceeded)
 
-	boom := New("boom", config.Loop{Interval: time.Second, Timeout: time.Second}, func(ctx context.Context) error {
+	boom := New("boom", Timing{Interval: time.Second, Timeout: time.Second}, func(ctx context.Context) error {
 		var rows []int
 		_ = rows[len(rows)] // an index bug in a pass must not take the process down
 		return nil
@@ -70,7 +68,7 @@ func TestPassTimeoutAndPanicAreFailures(t *testing.T) {
 func TestLoopRunsCountsMissedAndStops(t *testing.T) {
 	m := NewMetrics(prometheus.NewRegistry())
 	var passes atomic.Int64
-	l := New("tick", config.Loop{Interval: 10 * time.Millisecond, Timeout: time.Second}, func(ctx context.Context) error {
+	l := New("tick", Timing{Interval: 10 * time.Millisecond, Timeout: time.Second}, func(ctx context.Context) error {
 		if passes.Add(1) == 2 {
 			time.Sleep(55 * time.Millisecond) // overrun several ticks
 		}
@@ -85,6 +83,6 @@ func TestLoopRunsCountsMissedAndStops(t *testing.T) {
 
 func TestNewRejectsZeroInterval(t *testing.T) {
 	require.Panics(t, func() {
-		New("bad", config.Loop{}, func(context.Context) error { return nil }, quiet, NewMetrics(prometheus.NewRegistry()))
+		New("bad", Timing{}, func(context.Context) error { return nil }, quiet, NewMetrics(prometheus.NewRegistry()))
 	})
 }

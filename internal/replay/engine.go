@@ -24,9 +24,8 @@ type engineOptions struct {
 // team whose build is running gets one follow-up; admission by the team's measured
 // payload picks the lane (small, large, or quarantine past the hard limit, one at a
 // time); a build streams both payloads in one pass under the memory budget, so its
-// memory does not depend on the team's size and nothing is OOM-killed. The engine's
-// own admit is a method on its River-backed store, so the replay applies the same
-// rules here, with the same thresholds.
+// memory does not depend on the team's size and nothing is OOM-killed. Admission is
+// the engine's own policy (rebuild.Admit) with the same thresholds.
 type engineModel struct {
 	opts  engineOptions
 	queue string
@@ -72,22 +71,22 @@ func (m *engineModel) Quarantined(context.Context) ([]rebuild.Quarantine, error)
 }
 
 func (m *engineModel) admit(s *simulator.Sim, teamID int64, now time.Time) rebuild.Lane {
+	t, _ := s.Fleet.Team(teamID)
+	ad := rebuild.Admit(t.Size(now).PayloadBytes(), m.isQuarantined(teamID),
+		rebuild.AdmissionLimits{LargeTeamBytes: m.opts.LargeTeamBytes, HardLimitBytes: m.opts.HardLimitBytes})
+	if ad.Quarantine {
+		m.quarantines = append(m.quarantines, rebuild.Quarantine{TeamID: teamID, Auto: true, Since: now, Reason: ad.Reason})
+	}
+	return ad.Lane
+}
+
+func (m *engineModel) isQuarantined(teamID int64) bool {
 	for _, q := range m.quarantines {
 		if q.TeamID == teamID {
-			return rebuild.LaneQuarantine
+			return true
 		}
 	}
-	t, _ := s.Fleet.Team(teamID)
-	est := t.Size(now).PayloadBytes()
-	switch {
-	case est >= m.opts.HardLimitBytes:
-		m.quarantines = append(m.quarantines, rebuild.Quarantine{TeamID: teamID, Auto: true, Since: now,
-			Reason: "estimated payload exceeds the hard limit"})
-		return rebuild.LaneQuarantine
-	case est >= m.opts.LargeTeamBytes:
-		return rebuild.LaneLarge
-	}
-	return rebuild.LaneSmall
+	return false
 }
 
 func (m *engineModel) request(s *simulator.Sim, teamID int64, now time.Time) {

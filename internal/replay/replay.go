@@ -132,7 +132,7 @@ type crashLoopRule struct {
 
 func (r *crashLoopRule) observe(pods []snapshot.Pod, now time.Time) (fired string) {
 	for _, p := range pods {
-		if p.Waiting == "CrashLoopBackOff" {
+		if p.Waiting == snapshot.ReasonCrashLoop {
 			r.lastWaiting[p.Name] = now
 		}
 		if now.Sub(r.lastWaiting[p.Name]) <= 5*time.Minute && !r.lastWaiting[p.Name].IsZero() {
@@ -245,7 +245,7 @@ func (t *tracker) sample(now time.Time, depth int64, pods []snapshot.Pod, ooms i
 	}
 	looping := 0
 	for _, p := range pods {
-		if p.Waiting == "CrashLoopBackOff" {
+		if p.Waiting == snapshot.ReasonCrashLoop {
 			looping++
 		}
 	}
@@ -404,7 +404,7 @@ func (f *feeder) pods(now time.Time, ns string, pods []snapshot.Pod) {
 		if p.Ready {
 			ready++
 		}
-		if p.Waiting == "CrashLoopBackOff" {
+		if p.Waiting == snapshot.ReasonCrashLoop {
 			looping++
 		}
 		if p.NewOOMKill {

@@ -67,7 +67,7 @@ func (p *Pod) OOMKill(now time.Time) {
 	p.backoff = NextBackoff(p.backoff, ran)
 	p.Restarts++
 	p.OOMKills++
-	p.LastTermination = "OOMKilled"
+	p.LastTermination = snapshot.ReasonOOMKilled
 	p.LastTerminated = now
 	p.WaitingUntil = now.Add(p.backoff)
 	p.RunningSince = p.WaitingUntil
@@ -101,7 +101,7 @@ func (p *Pod) Snapshot(now time.Time) snapshot.Pod {
 		LastTermination: p.LastTermination, LastTerminatedAt: p.LastTerminated,
 		MemoryLimit: p.Limit, MemoryUsage: min(p.Memory(now), p.Limit),
 	}
-	if p.LastTermination == "OOMKilled" {
+	if p.LastTermination == snapshot.ReasonOOMKilled {
 		sp.LastExitCode = 137
 		if p.LastTerminated.After(p.oomSeen) {
 			sp.NewOOMKill = true
@@ -109,7 +109,7 @@ func (p *Pod) Snapshot(now time.Time) snapshot.Pod {
 		}
 	}
 	if p.Waiting(now) {
-		sp.Waiting = "CrashLoopBackOff"
+		sp.Waiting = snapshot.ReasonCrashLoop
 	}
 	p.reported = p.Restarts
 	return sp

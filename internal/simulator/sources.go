@@ -126,13 +126,13 @@ func kubePod(p *Pod, now time.Time) *corev1.Pod {
 		Image: "posthog/posthog:latest",
 	}
 	if p.Waiting(now) {
-		cs.State.Waiting = &corev1.ContainerStateWaiting{Reason: "CrashLoopBackOff", Message: p.WaitingMessage()}
+		cs.State.Waiting = &corev1.ContainerStateWaiting{Reason: snapshot.ReasonCrashLoop, Message: p.WaitingMessage()}
 	} else {
 		cs.State.Running = &corev1.ContainerStateRunning{StartedAt: metav1.NewTime(p.RunningSince)}
 	}
 	if p.LastTermination != "" {
 		code := int32(1)
-		if p.LastTermination == "OOMKilled" {
+		if p.LastTermination == snapshot.ReasonOOMKilled {
 			code = 137
 		}
 		cs.LastTerminationState.Terminated = &corev1.ContainerStateTerminated{

@@ -14,8 +14,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/flagwarden/flagwarden/internal/cachekeys"
-	"github.com/flagwarden/flagwarden/internal/flagdb"
 	"github.com/flagwarden/flagwarden/internal/hypercache"
+	"github.com/flagwarden/flagwarden/internal/posthog/seed"
 	"github.com/flagwarden/flagwarden/internal/testenv"
 	"github.com/flagwarden/flagwarden/rebuild"
 )
@@ -31,13 +31,13 @@ type publishEnv struct {
 	teams []int64
 }
 
-func newPublishEnv(t *testing.T, seed flagdb.SeedOptions) *publishEnv {
+func newPublishEnv(t *testing.T, opts seed.Options) *publishEnv {
 	t.Helper()
 	ctx := context.Background()
 	pool, err := pgxpool.New(ctx, testenv.Postgres(t))
 	require.NoError(t, err)
 	t.Cleanup(pool.Close)
-	_, err = flagdb.Seed(ctx, pool, seed)
+	_, err = seed.Fleet(ctx, pool, opts)
 	require.NoError(t, err)
 	opt, err := redis.ParseURL(testenv.Redis(t))
 	require.NoError(t, err)
@@ -77,7 +77,7 @@ func (e *publishEnv) redisJSON(t *testing.T, team int64, kind cachekeys.Kind) st
 
 func TestBuildsLandInS3WithTheBytesRedisHolds(t *testing.T) {
 	t.Parallel()
-	e := newPublishEnv(t, flagdb.SeedOptions{Teams: 6, Seed: 3, FlagTeamShare: 0.7, MaxFlags: 80})
+	e := newPublishEnv(t, seed.Options{Teams: 6, Seed: 3, FlagTeamShare: 0.7, MaxFlags: 80})
 	rb := e.rebuilder(e.tier)
 	for _, team := range e.teams {
 		res, err := rb.Rebuild(context.Background(), team)
@@ -94,7 +94,7 @@ func TestBuildsLandInS3WithTheBytesRedisHolds(t *testing.T) {
 
 func TestS3OutageFailsThePublishAndLeavesRedisAsItWas(t *testing.T) {
 	t.Parallel()
-	e := newPublishEnv(t, flagdb.SeedOptions{Teams: 3, Seed: 5, FlagTeamShare: 1, MinFlags: 4, MaxFlags: 40})
+	e := newPublishEnv(t, seed.Options{Teams: 3, Seed: 5, FlagTeamShare: 1, MinFlags: 4, MaxFlags: 40})
 	ctx := context.Background()
 	team := e.teams[0]
 	rb := e.rebuilder(e.tier)
@@ -142,7 +142,7 @@ func TestS3OutageFailsThePublishAndLeavesRedisAsItWas(t *testing.T) {
 // S3 holds exactly what Redis decodes to.
 func TestLargeTeamPublishesMultipart(t *testing.T) {
 	t.Parallel()
-	e := newPublishEnv(t, flagdb.SeedOptions{Teams: 1, Seed: 9, FlagTeamShare: 0, GiantFlags: 16000})
+	e := newPublishEnv(t, seed.Options{Teams: 1, Seed: 9, FlagTeamShare: 0, GiantFlags: 16000})
 	ctx := context.Background()
 	giant := e.teams[len(e.teams)-1]
 	start := time.Now()

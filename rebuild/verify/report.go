@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/flagwarden/flagwarden/internal/cachekeys"
+	"github.com/flagwarden/flagwarden/internal/posthog"
 	"github.com/flagwarden/flagwarden/rebuild"
 )
 
@@ -34,31 +35,9 @@ type PGTeams struct {
 // NewPGTeams lists the teams in pool's posthog_team.
 func NewPGTeams(pool *pgxpool.Pool, every bool) *PGTeams { return &PGTeams{pool: pool, every: every} }
 
-// TeamIDs implements TeamLister with one keyset query on the team's primary key (and
-// one probe of the flag index per team).
+// TeamIDs implements TeamLister (posthog.TeamIDsAfter).
 func (p *PGTeams) TeamIDs(ctx context.Context, after int64, limit int) ([]int64, error) {
-	q := `SELECT t.id::bigint FROM posthog_team t WHERE t.id > $1
-		AND EXISTS (SELECT 1 FROM posthog_featureflag f WHERE f.team_id = t.id) ORDER BY t.id LIMIT $2`
-	if p.every {
-		q = `SELECT id::bigint FROM posthog_team WHERE id > $1 ORDER BY id LIMIT $2`
-	}
-	rows, err := p.pool.Query(ctx, q, after, limit)
-	if err != nil {
-		return nil, fmt.Errorf("list teams after %d: %w", after, err)
-	}
-	defer rows.Close()
-	ids := make([]int64, 0, limit)
-	for rows.Next() {
-		var id int64
-		if err := rows.Scan(&id); err != nil {
-			return nil, fmt.Errorf("list teams after %d: %w", after, err)
-		}
-		ids = append(ids, id)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("list teams after %d: %w", after, err)
-	}
-	return ids, nil
+	return posthog.TeamIDsAfter(ctx, p.pool, after, limit, p.every)
 }
 
 // teamPage is how many team ids one listing query returns.
@@ -208,23 +187,4 @@ func sum(m map[string]int) int {
 		n += v
 	}
 	return n
-}
-
-// Line describes one wrong check in one line.
-func (c Check) Line() string {
-	var parts []string
-	if c.Outcome != OK {
-		parts = append(parts, string(c.Outcome))
-	}
-	if c.ETag != "" && c.ETag != CheckOK {
-		parts = append(parts, "etag "+c.ETag)
-	}
-	if c.Expiry != "" && c.Expiry != CheckOK {
-		parts = append(parts, "expiry "+c.Expiry)
-	}
-	s := fmt.Sprintf("team %d %s in %s: %s", c.TeamID, c.Kind.File(), c.Tier, strings.Join(parts, ", "))
-	if c.Detail != "" {
-		s += " (" + c.Detail + ")"
-	}
-	return s
 }

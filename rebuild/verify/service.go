@@ -10,6 +10,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
+
+	"github.com/flagwarden/flagwarden/internal/verdict"
 )
 
 // ServiceOptions configure the periodic check.
@@ -28,11 +30,7 @@ type ServiceOptions struct {
 }
 
 // TeamProblems is one team's wrong checks from its last verification.
-type TeamProblems struct {
-	TeamID    int64     `json:"team_id"`
-	CheckedAt time.Time `json:"checked_at"`
-	Checks    []Check   `json:"checks"`
-}
+type TeamProblems = verdict.TeamProblems
 
 // Service runs bounded passes over every team (its RunOnce is a leader-only loop's
 // pass) and keeps each team's latest problems until the team checks out clean, for the

@@ -22,8 +22,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/flagwarden/flagwarden/internal/cachekeys"
-	"github.com/flagwarden/flagwarden/internal/flagdb"
 	"github.com/flagwarden/flagwarden/internal/hypercache"
+	"github.com/flagwarden/flagwarden/internal/posthog/seed"
 	"github.com/flagwarden/flagwarden/internal/testenv"
 	"github.com/flagwarden/flagwarden/rebuild"
 	"github.com/flagwarden/flagwarden/rebuild/s3tier"
@@ -31,7 +31,7 @@ import (
 
 const ttl = 7 * 24 * time.Hour
 
-var posthog = cachekeys.Layout{PostHog: true}
+var phLayout = cachekeys.Layout{PostHog: true}
 
 type env struct {
 	pool     *pgxpool.Pool
@@ -51,7 +51,7 @@ func newEnv(t *testing.T) *env {
 	pool, err := pgxpool.New(ctx, testenv.Postgres(t))
 	require.NoError(t, err)
 	t.Cleanup(pool.Close)
-	_, err = flagdb.Seed(ctx, pool, flagdb.SeedOptions{Teams: 8, Seed: 12, FlagTeamShare: 0.6, MaxFlags: 120})
+	_, err = seed.Fleet(ctx, pool, seed.Options{Teams: 8, Seed: 12, FlagTeamShare: 0.6, MaxFlags: 120})
 	require.NoError(t, err)
 	e := &env{pool: pool, redisURL: testenv.Redis(t), s3srv: testenv.S3(t), src: rebuild.NewPGSource(pool, nil)}
 	opt, err := redis.ParseURL(e.redisURL)
@@ -112,9 +112,9 @@ func etagOf(b []byte) string {
 func (e *env) writeLikeDjango(t *testing.T, team int64, kind cachekeys.Kind, payload []byte, writtenAt time.Time) {
 	t.Helper()
 	ctx := context.Background()
-	require.NoError(t, e.rdb.Set(ctx, posthog.Payload(team, kind), hypercache.Encode(payload, true), 0).Err())
-	require.NoError(t, e.rdb.Set(ctx, posthog.ETag(team, kind), hypercache.Encode([]byte(etagOf(payload)), true), 0).Err())
-	require.NoError(t, e.rdb.ZAdd(ctx, posthog.Expiry(kind), redis.Z{Member: strconv.FormatInt(team, 10), Score: float64(writtenAt.Add(ttl).Unix())}).Err())
+	require.NoError(t, e.rdb.Set(ctx, phLayout.Payload(team, kind), hypercache.Encode(payload, true), 0).Err())
+	require.NoError(t, e.rdb.Set(ctx, phLayout.ETag(team, kind), hypercache.Encode([]byte(etagOf(payload)), true), 0).Err())
+	require.NoError(t, e.rdb.ZAdd(ctx, phLayout.Expiry(kind), redis.Z{Member: strconv.FormatInt(team, 10), Score: float64(writtenAt.Add(ttl).Unix())}).Err())
 	e.putS3(t, team, kind, payload)
 }
 
@@ -159,7 +159,7 @@ func TestEntriesWrittenLikePostHogVerifyOK(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	e.writeAll(t, time.Now())
-	rep, byKey := e.verifyAll(t, e.verifier(t, posthog, true))
+	rep, byKey := e.verifyAll(t, e.verifier(t, phLayout, true))
 	require.Zero(t, rep.ProblemCount, "problems: %v", rep.Problems)
 	require.False(t, rep.Wrong())
 	require.Len(t, byKey, len(e.teams)*4, "both kinds in both tiers")
@@ -194,20 +194,20 @@ func TestPlantedProblemsGetTheirOutcome(t *testing.T) {
 	a, b, c, d := others[0], others[1], others[2], others[3]
 
 	// missing: the Redis payload is gone (S3 still has it).
-	require.NoError(t, e.rdb.Del(ctx, posthog.Payload(a, cachekeys.KindFlags)).Err())
+	require.NoError(t, e.rdb.Del(ctx, phLayout.Payload(a, cachekeys.KindFlags)).Err())
 	// missing: PostHog's "no data" marker where there should be data.
-	require.NoError(t, e.rdb.Set(ctx, posthog.Payload(a, cachekeys.KindDefinitions), hypercache.Encode([]byte(hypercache.Missing), true), 0).Err())
+	require.NoError(t, e.rdb.Set(ctx, phLayout.Payload(a, cachekeys.KindDefinitions), hypercache.Encode([]byte(hypercache.Missing), true), 0).Err())
 	// undecodable: plain JSON in Redis, as flagwarden used to write it, and a truncated zstd frame.
 	plain := e.build(t, b)[cachekeys.KindFlags]
-	require.NoError(t, e.rdb.Set(ctx, posthog.Payload(b, cachekeys.KindFlags), plain, 0).Err())
+	require.NoError(t, e.rdb.Set(ctx, phLayout.Payload(b, cachekeys.KindFlags), plain, 0).Err())
 	enc := hypercache.Encode(e.build(t, b)[cachekeys.KindDefinitions], true)
-	require.NoError(t, e.rdb.Set(ctx, posthog.Payload(b, cachekeys.KindDefinitions), enc[:len(enc)-3], 0).Err())
+	require.NoError(t, e.rdb.Set(ctx, phLayout.Payload(b, cachekeys.KindDefinitions), enc[:len(enc)-3], 0).Err())
 	// undecodable in S3: not JSON.
 	e.putS3(t, c, cachekeys.KindDefinitions, []byte(`{"flags": [`))
 	// wrong and missing :etag, and an entry PostHog's expiry set does not track.
-	require.NoError(t, e.rdb.Set(ctx, posthog.ETag(c, cachekeys.KindFlags), hypercache.Encode([]byte("0123456789abcdef"), true), 0).Err())
-	require.NoError(t, e.rdb.Del(ctx, posthog.ETag(d, cachekeys.KindFlags)).Err())
-	require.NoError(t, e.rdb.ZRem(ctx, posthog.Expiry(cachekeys.KindDefinitions), strconv.FormatInt(d, 10)).Err())
+	require.NoError(t, e.rdb.Set(ctx, phLayout.ETag(c, cachekeys.KindFlags), hypercache.Encode([]byte("0123456789abcdef"), true), 0).Err())
+	require.NoError(t, e.rdb.Del(ctx, phLayout.ETag(d, cachekeys.KindFlags)).Err())
+	require.NoError(t, e.rdb.ZRem(ctx, phLayout.Expiry(cachekeys.KindDefinitions), strconv.FormatInt(d, 10)).Err())
 	// different: written after the data's last change, yet other bytes (a tampered name).
 	fresh := e.build(t, bt)[cachekeys.KindDefinitions]
 	tampered := append([]byte(nil), fresh...)
@@ -221,7 +221,7 @@ func TestPlantedProblemsGetTheirOutcome(t *testing.T) {
 		WHERE id = (SELECT min(id) FROM posthog_featureflag WHERE team_id = $1 AND NOT deleted AND active)`, ft)
 	require.NoError(t, err)
 
-	rep, byKey := e.verifyAll(t, e.verifier(t, posthog, true))
+	rep, byKey := e.verifyAll(t, e.verifier(t, phLayout, true))
 	want := map[string]Outcome{
 		key(a, cachekeys.KindFlags, TierRedis):         Missing,
 		key(a, cachekeys.KindFlags, TierS3):            OK,
@@ -262,7 +262,7 @@ func TestPlantedProblemsGetTheirOutcome(t *testing.T) {
 	require.Zero(t, rep.Failures)
 
 	// Within the grace period the changed team is not judged; the broken entries are.
-	v := e.verifier(t, posthog, true)
+	v := e.verifier(t, phLayout, true)
 	v.opts.Grace = time.Hour
 	_, byKey = e.verifyAll(t, v)
 	require.Equal(t, Recent, byKey[key(ft, cachekeys.KindFlags, TierRedis)].Outcome)
@@ -286,17 +286,17 @@ func TestReadsWhatDjangoRedisWrote(t *testing.T) {
 			base := "cache/teams/" + strconv.FormatInt(team, 10) + "/feature_flags/" + kind.File()
 			set(base, p)
 			set(base+":etag", []byte(etagOf(p)))
-			require.NoError(t, e.rdb.ZAdd(ctx, posthog.Expiry(kind), redis.Z{Member: strconv.FormatInt(team, 10), Score: float64(time.Now().Add(ttl).Unix())}).Err())
+			require.NoError(t, e.rdb.ZAdd(ctx, phLayout.Expiry(kind), redis.Z{Member: strconv.FormatInt(team, 10), Score: float64(time.Now().Add(ttl).Unix())}).Err())
 		}
 	}
-	raw, err := e.rdb.Get(ctx, posthog.Payload(e.flagTeam, cachekeys.KindFlags)).Bytes()
+	raw, err := e.rdb.Get(ctx, phLayout.Payload(e.flagTeam, cachekeys.KindFlags)).Bytes()
 	require.NoError(t, err)
 	require.Equal(t, []byte{0x28, 0xb5, 0x2f, 0xfd}, raw[:4], "django-redis stored a zstd frame")
-	raw, err = e.rdb.Get(ctx, posthog.Payload(e.bareTeam, cachekeys.KindDefinitions)).Bytes()
+	raw, err = e.rdb.Get(ctx, phLayout.Payload(e.bareTeam, cachekeys.KindDefinitions)).Bytes()
 	require.NoError(t, err)
 	require.Equal(t, byte(0x80), raw[0], "a short value is a bare pickle")
 
-	v := e.verifier(t, posthog, false)
+	v := e.verifier(t, phLayout, false)
 	for _, team := range []int64{e.flagTeam, e.bareTeam} {
 		checks, err := v.Team(ctx, team)
 		require.NoError(t, err)
@@ -359,10 +359,10 @@ func TestServicePassesAndKeepsProblems(t *testing.T) {
 	ctx := context.Background()
 	e.writeAll(t, time.Now())
 	bad := e.teams[len(e.teams)-1]
-	require.NoError(t, e.rdb.Del(ctx, posthog.Payload(bad, cachekeys.KindFlags)).Err())
+	require.NoError(t, e.rdb.Del(ctx, phLayout.Payload(bad, cachekeys.KindFlags)).Err())
 
 	reg := prometheus.NewRegistry()
-	s := NewService(e.verifier(t, posthog, true), NewPGTeams(e.pool, true), ServiceOptions{TeamsPerPass: 3, Registerer: reg})
+	s := NewService(e.verifier(t, phLayout, true), NewPGTeams(e.pool, true), ServiceOptions{TeamsPerPass: 3, Registerer: reg})
 	passes := 0
 	for s.cursor != 0 || passes == 0 {
 		require.NoError(t, s.RunOnce(ctx))
@@ -397,23 +397,23 @@ func TestPostHogRebuildVerifiesAndRepairs(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	ctx := context.Background()
-	pub := rebuild.NewPublisher(e.rdb, rebuild.PublisherOptions{Layout: posthog, Compress: true, PostHogTTL: ttl, Mirror: e.tier})
+	pub := rebuild.NewPublisher(e.rdb, rebuild.PublisherOptions{Layout: phLayout, Compress: true, PostHogTTL: ttl, Mirror: e.tier})
 	rb := rebuild.NewRebuilder(e.src, rebuild.NewBuilder(rebuild.BuilderOptions{}), pub)
 	for _, team := range e.teams {
 		_, err := rb.Rebuild(ctx, team)
 		require.NoError(t, err)
 	}
-	v := e.verifier(t, posthog, true)
+	v := e.verifier(t, phLayout, true)
 	rep, byKey := e.verifyAll(t, v)
 	require.Zero(t, rep.ProblemCount, "problems after a rebuild: %v", rep.Problems)
 	require.Equal(t, "flagwarden_meta", byKey[key(e.flagTeam, cachekeys.KindFlags, TierRedis)].AgeFrom)
 
 	team := e.flagTeam
-	require.NoError(t, e.rdb.Del(ctx, posthog.Payload(team, cachekeys.KindFlags)).Err())
+	require.NoError(t, e.rdb.Del(ctx, phLayout.Payload(team, cachekeys.KindFlags)).Err())
 	other := e.build(t, team)[cachekeys.KindDefinitions]
 	other = append(other[:len(other)-1], []byte(`, "written_by": "someone else"}`)...)
-	require.NoError(t, e.rdb.Set(ctx, posthog.Payload(team, cachekeys.KindDefinitions), hypercache.Encode(other, true), 0).Err())
-	require.NoError(t, e.rdb.Set(ctx, posthog.ETag(team, cachekeys.KindDefinitions), hypercache.Encode([]byte(etagOf(other)), true), 0).Err())
+	require.NoError(t, e.rdb.Set(ctx, phLayout.Payload(team, cachekeys.KindDefinitions), hypercache.Encode(other, true), 0).Err())
+	require.NoError(t, e.rdb.Set(ctx, phLayout.ETag(team, cachekeys.KindDefinitions), hypercache.Encode([]byte(etagOf(other)), true), 0).Err())
 	checks, err := v.Team(ctx, team)
 	require.NoError(t, err)
 	require.Equal(t, Missing, checks[0].Outcome, checks[0].Line())
@@ -428,11 +428,11 @@ func TestPostHogRebuildVerifiesAndRepairs(t *testing.T) {
 		require.Equal(t, OK, c.Outcome, c.Line())
 	}
 
-	require.NoError(t, e.rdb.Expire(ctx, posthog.Payload(team, cachekeys.KindFlags), time.Minute).Err())
+	require.NoError(t, e.rdb.Expire(ctx, phLayout.Payload(team, cachekeys.KindFlags), time.Minute).Err())
 	res, err = rb.Rebuild(ctx, team)
 	require.NoError(t, err)
 	require.True(t, res.Unchanged)
-	left, err := e.rdb.TTL(ctx, posthog.Payload(team, cachekeys.KindFlags)).Result()
+	left, err := e.rdb.TTL(ctx, phLayout.Payload(team, cachekeys.KindFlags)).Result()
 	require.NoError(t, err)
 	require.Greater(t, left, ttl-time.Minute, "an unchanged build renews the key with the expiry set")
 }
@@ -445,7 +445,7 @@ func TestVerifyLargeTeamInBoundedMemory(t *testing.T) {
 	pool, err := pgxpool.New(ctx, testenv.Postgres(t))
 	require.NoError(t, err)
 	t.Cleanup(pool.Close)
-	seed, err := flagdb.Seed(ctx, pool, flagdb.SeedOptions{Teams: 1, Seed: 4, FlagTeamShare: 0, GiantFlags: 40000})
+	seed, err := seed.Fleet(ctx, pool, seed.Options{Teams: 1, Seed: 4, FlagTeamShare: 0, GiantFlags: 40000})
 	require.NoError(t, err)
 	e := &env{pool: pool, redisURL: testenv.Redis(t), s3srv: testenv.S3(t), src: rebuild.NewPGSource(pool, nil)}
 	opt, err := redis.ParseURL(e.redisURL)
@@ -455,12 +455,12 @@ func TestVerifyLargeTeamInBoundedMemory(t *testing.T) {
 	e.tier, err = s3tier.New(ctx, s3tier.Options{Endpoint: e.s3srv.Endpoint, Bucket: e.s3srv.Bucket, Region: e.s3srv.Region,
 		AccessKeyID: e.s3srv.AccessKey, SecretAccessKey: e.s3srv.SecretKey, PathStyle: true, Timeout: 30 * time.Second})
 	require.NoError(t, err)
-	pub := rebuild.NewPublisher(e.rdb, rebuild.PublisherOptions{Layout: posthog, Compress: true, PostHogTTL: ttl, Mirror: e.tier})
+	pub := rebuild.NewPublisher(e.rdb, rebuild.PublisherOptions{Layout: phLayout, Compress: true, PostHogTTL: ttl, Mirror: e.tier})
 	res, err := rebuild.NewRebuilder(e.src, rebuild.NewBuilder(rebuild.BuilderOptions{}), pub).Rebuild(ctx, seed.GiantTeamID)
 	require.NoError(t, err)
 	payloads := res.FlagsBytes + res.DefinitionsBytes
 
-	v := e.verifier(t, posthog, true)
+	v := e.verifier(t, phLayout, true)
 	v.opts.ChunkBytes = 1 << 20
 	runtime.GC()
 	base := heapBytes()

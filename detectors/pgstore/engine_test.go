@@ -1,4 +1,4 @@
-package detectors
+package pgstore_test
 
 import (
 	"context"
@@ -8,16 +8,18 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
 
+	"github.com/flagwarden/flagwarden/detectors"
+	"github.com/flagwarden/flagwarden/detectors/pgstore"
 	"github.com/flagwarden/flagwarden/internal/loop"
 	"github.com/flagwarden/flagwarden/internal/series"
 	"github.com/flagwarden/flagwarden/internal/snapshot"
 	"github.com/flagwarden/flagwarden/internal/statedb"
 	"github.com/flagwarden/flagwarden/internal/testenv"
-	"github.com/flagwarden/flagwarden/rebuild"
 )
+
+var t0 = time.Date(2026, 2, 10, 12, 0, 0, 0, time.UTC)
 
 func statePool(t *testing.T) *pgxpool.Pool {
 	t.Helper()
@@ -32,21 +34,21 @@ func statePool(t *testing.T) *pgxpool.Pool {
 }
 
 type quarantines struct {
-	qs  []rebuild.Quarantine
+	qs  []snapshot.Quarantine
 	err error
 }
 
-func (q *quarantines) Quarantined(context.Context) ([]rebuild.Quarantine, error) { return q.qs, q.err }
+func (q *quarantines) Quarantined(context.Context) ([]snapshot.Quarantine, error) { return q.qs, q.err }
 
-type recordingPager struct{ last []Finding }
+type recordingPager struct{ last []detectors.Finding }
 
-func (p *recordingPager) Update(_ time.Time, relevant []Finding) { p.last = relevant }
+func (p *recordingPager) Update(_ time.Time, relevant []detectors.Finding) { p.last = relevant }
 
 func TestEngineEndToEndWithStore(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	pool := statePool(t)
-	store := NewStore(pool)
+	store := pgstore.New(pool)
 
 	ser := series.New(series.Options{MaxPoints: 10000}, nil)
 	snaps := snapshot.NewStore()
@@ -68,52 +70,53 @@ func TestEngineEndToEndWithStore(t *testing.T) {
 		{Namespace: "posthog", Name: "w1", Waiting: "CrashLoopBackOff"},
 		{Namespace: "posthog", Name: "w2"},
 	}})
-	q := &quarantines{qs: []rebuild.Quarantine{{TeamID: 2, Reason: "estimated build over the hard limit", Auto: true, Since: t0}}}
+	q := &quarantines{qs: []snapshot.Quarantine{{TeamID: 2, Reason: "estimated build over the hard limit", Auto: true, Since: t0}}}
 	now := t0
+	health := []loop.Health{{Name: "celery", LastSuccess: t0.Add(-time.Hour)}}
 	reg := prometheus.NewRegistry()
 	pager := &recordingPager{}
-	opts := EngineOptions{
+	opts := detectors.EngineOptions{
 		Series: ser, Snapshots: snaps, Quarantine: q, Store: store, Pager: pager,
-		Health:             func() []loop.Health { return []loop.Health{{Name: "celery", LastSuccess: t0.Add(-time.Hour)}} },
+		Health:             func() []loop.Health { return health },
 		CollectorDownAfter: 5 * time.Minute,
-		Links:              Links{RunbookBase: "https://docs/runbook.md", ExternalURL: "https://fw.example"},
-		Backlog:            BacklogOptions{For: 5 * time.Minute},
-		Outlier:            OutlierOptions{MinBytes: 1 << 20, WorkerMemoryLimit: 8 << 30},
-		Worker:             WorkerOptions{For: 5 * time.Minute},
-		Cache:              CacheOptions{StaleAfter: 15 * time.Minute},
+		Links:              detectors.Links{RunbookBase: "https://docs/runbook.md", ExternalURL: "https://fw.example"},
+		Backlog:            detectors.BacklogOptions{For: 5 * time.Minute},
+		Outlier:            detectors.OutlierOptions{MinBytes: 1 << 20, WorkerMemoryLimit: 8 << 30},
+		Worker:             detectors.WorkerOptions{For: 5 * time.Minute},
+		Cache:              detectors.CacheOptions{StaleAfter: 15 * time.Minute},
 		Registerer:         reg, Now: func() time.Time { return now },
 	}
-	e, err := NewEngine(opts)
+	e, err := detectors.NewEngine(opts)
 	require.NoError(t, err)
 	require.NoError(t, e.RunOnce(ctx))
 
 	// Another replica's API reads the same store.
-	reader := NewStore(pool)
+	reader := pgstore.New(pool)
 	active, err := reader.Active(ctx)
 	require.NoError(t, err)
-	byID := map[string]Finding{}
+	byID := map[string]detectors.Finding{}
 	for _, f := range active {
 		byID[f.ID] = f
 	}
-	for id, state := range map[string]State{
-		"outlier_team{team=2}":                    StateFiring, // For 0: the memory rule pages at once
-		"team_quarantined{team=2}":                StateFiring,
-		"backlog_stalled{queue=celery}":           StateFiring,
-		"collector_down{collector=celery}":        StateFiring,
-		"workers_crashlooping{namespace=posthog}": StatePending,
+	for id, state := range map[string]detectors.State{
+		"outlier_team{team=2}":                    detectors.StateFiring, // For 0: the memory rule pages at once
+		"team_quarantined{team=2}":                detectors.StateFiring,
+		"backlog_stalled{queue=celery}":           detectors.StateFiring,
+		"collector_down{collector=celery}":        detectors.StateFiring,
+		"workers_crashlooping{namespace=posthog}": detectors.StatePending,
 	} {
 		require.Containsf(t, byID, id, "active: %v", byID)
 		require.Equal(t, state, byID[id].State, id)
 	}
 	out := byID["outlier_team{team=2}"]
-	require.Equal(t, SeverityCritical, out.Severity)
+	require.Equal(t, detectors.SeverityCritical, out.Severity)
 	require.Equal(t, "https://fw.example/teams/2", out.GeneratorURL)
 	require.Equal(t, "https://docs/runbook.md#outlier_team", out.RunbookURL)
 	require.Equal(t, float64(8*(3<<30)), out.Evidence["estimated_memory_bytes"])
 	require.Equal(t, "https://fw.example/?queue=celery", byID["backlog_stalled{queue=celery}"].GeneratorURL)
 	require.Len(t, pager.last, 4, "pending findings do not page")
-	require.Equal(t, 1.0, testutil.ToFloat64(e.metrics.evaluations))
-	require.Equal(t, 1.0, testutil.ToFloat64(e.metrics.active.WithLabelValues("workers_crashlooping", "critical")))
+	require.Equal(t, 1.0, gauge(t, reg, "flagwarden_detector_evaluations_total", nil))
+	require.Equal(t, 1.0, gauge(t, reg, "flagwarden_findings_active", map[string]string{"kind": "workers_crashlooping", "severity": "critical"}))
 	statuses, err := reader.Statuses(ctx)
 	require.NoError(t, err)
 	require.NotEmpty(t, statuses)
@@ -128,9 +131,8 @@ func TestEngineEndToEndWithStore(t *testing.T) {
 
 	// The collector recovers and the team is released: both resolve, and stay in Recent.
 	q.err, q.qs = nil, nil
-	opts.Health = nil
 	now = now.Add(30 * time.Second)
-	e.opts.Health = func() []loop.Health { return []loop.Health{{Name: "celery", LastSuccess: now}} }
+	health = []loop.Health{{Name: "celery", LastSuccess: now}}
 	require.NoError(t, e.RunOnce(ctx))
 	active, err = reader.Active(ctx)
 	require.NoError(t, err)
@@ -140,7 +142,7 @@ func TestEngineEndToEndWithStore(t *testing.T) {
 	require.NoError(t, err)
 	var resolved int
 	for _, f := range recent {
-		if f.State == StateResolved {
+		if f.State == detectors.StateResolved {
 			resolved++
 			require.False(t, f.ResolvedAt.IsZero())
 		}
@@ -148,7 +150,7 @@ func TestEngineEndToEndWithStore(t *testing.T) {
 	require.Equal(t, 2, resolved)
 
 	// A new leader restores the firing findings instead of paging them from scratch.
-	e2, err := NewEngine(EngineOptions{Series: ser, Snapshots: snaps, Store: store, Links: opts.Links,
+	e2, err := detectors.NewEngine(detectors.EngineOptions{Series: ser, Snapshots: snaps, Store: store, Links: opts.Links,
 		Outlier: opts.Outlier, Registerer: prometheus.NewRegistry(), Now: func() time.Time { return now.Add(time.Minute) }})
 	require.NoError(t, err)
 	require.NoError(t, e2.RunOnce(ctx))
@@ -160,8 +162,8 @@ func TestEngineEndToEndWithStore(t *testing.T) {
 		}
 	}
 	// The resolved one comes back as a new occurrence, not a rewrite of history.
-	q.qs = []rebuild.Quarantine{{TeamID: 2, Reason: "again", Since: now}}
-	e.opts.Now = func() time.Time { return now.Add(2 * time.Minute) }
+	q.qs = []snapshot.Quarantine{{TeamID: 2, Reason: "again", Since: now}}
+	now = now.Add(2 * time.Minute)
 	require.NoError(t, e.RunOnce(ctx))
 	recent, err = reader.Recent(ctx, 100)
 	require.NoError(t, err)
@@ -177,7 +179,7 @@ func TestEngineEndToEndWithStore(t *testing.T) {
 	require.Len(t, limited, 1)
 }
 
-func containsID(fs []Finding, id string) bool {
+func containsID(fs []detectors.Finding, id string) bool {
 	for _, f := range fs {
 		if f.ID == id {
 			return true
@@ -190,28 +192,29 @@ func TestEngineRetriesResolutionsTheStoreMissed(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	pool := statePool(t)
-	good := NewStore(pool)
+	good := pgstore.New(pool)
 	broken, err := pgxpool.New(ctx, pool.Config().ConnString())
 	require.NoError(t, err)
 	broken.Close() // every query on it fails
 
-	q := &quarantines{qs: []rebuild.Quarantine{{TeamID: 5, Reason: "manual", Since: t0}}}
+	q := &quarantines{qs: []snapshot.Quarantine{{TeamID: 5, Reason: "manual", Since: t0}}}
 	now := t0
-	e, err := NewEngine(EngineOptions{Series: series.New(series.Options{MaxPoints: 10}, nil), Snapshots: snapshot.NewStore(),
-		Quarantine: q, Store: good, Registerer: prometheus.NewRegistry(), Now: func() time.Time { return now }})
+	store := &switchStore{FindingStore: good}
+	e, err := detectors.NewEngine(detectors.EngineOptions{Series: series.New(series.Options{MaxPoints: 10}, nil), Snapshots: snapshot.NewStore(),
+		Quarantine: q, Store: store, Registerer: prometheus.NewRegistry(), Now: func() time.Time { return now }})
 	require.NoError(t, err)
 	require.NoError(t, e.RunOnce(ctx))
 
 	// The team is released while the state database is unreachable.
 	q.qs = nil
 	now = now.Add(30 * time.Second)
-	e.opts.Store = NewStore(broken)
+	store.FindingStore = pgstore.New(broken)
 	require.Error(t, e.RunOnce(ctx))
 	active, err := good.Active(ctx)
 	require.NoError(t, err)
 	require.Len(t, active, 1, "the store still shows it firing")
 
-	e.opts.Store = good
+	store.FindingStore = good
 	now = now.Add(30 * time.Second)
 	require.NoError(t, e.RunOnce(ctx))
 	active, err = good.Active(ctx)
@@ -220,6 +223,35 @@ func TestEngineRetriesResolutionsTheStoreMissed(t *testing.T) {
 	recent, err := good.Recent(ctx, 10)
 	require.NoError(t, err)
 	require.Len(t, recent, 1)
-	require.Equal(t, StateResolved, recent[0].State)
+	require.Equal(t, detectors.StateResolved, recent[0].State)
 	require.Equal(t, t0.Add(30*time.Second), recent[0].ResolvedAt, "resolved when it cleared, not when it was written")
+}
+
+// switchStore lets a test swap the store an engine writes to.
+type switchStore struct{ detectors.FindingStore }
+
+// gauge reads one sample of a metric family from reg.
+func gauge(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	require.NoError(t, err)
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	metrics:
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if labels[l.GetName()] != l.GetValue() {
+					continue metrics
+				}
+			}
+			if c := m.GetCounter(); c != nil {
+				return c.GetValue()
+			}
+			return m.GetGauge().GetValue()
+		}
+	}
+	t.Fatalf("no %s%v", name, labels)
+	return 0
 }

@@ -1,4 +1,7 @@
-package flagdb
+// Package seed fills a PostHog flag database with a deterministic, realistic fleet:
+// heavy-tailed team sizes, referenced and nested cohorts, evaluation tags, and bad or
+// hostile rows only when asked, fast enough for millions of flags.
+package seed
 
 import (
 	"cmp"
@@ -14,11 +17,13 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/flagwarden/flagwarden/internal/posthog"
 )
 
-// SeedOptions shape the generated fleet. The same options and Seed always produce the
+// Options shape the generated fleet. The same options and Seed always produce the
 // same rows (ids are offset by what the tables already hold).
-type SeedOptions struct {
+type Options struct {
 	// Teams is how many ordinary teams to create. Default 100.
 	Teams int
 	// Seed makes the data deterministic.
@@ -52,7 +57,7 @@ type SeedOptions struct {
 	Progress func(table string, rows int64)
 }
 
-func (o SeedOptions) withDefaults() SeedOptions {
+func (o Options) withDefaults() Options {
 	o.Teams = cmp.Or(o.Teams, 100)
 	if o.FlagTeamShare == 0 {
 		o.FlagTeamShare = 0.3
@@ -66,26 +71,26 @@ func (o SeedOptions) withDefaults() SeedOptions {
 	return o
 }
 
-func (o SeedOptions) validate() error {
+func (o Options) validate() error {
 	switch {
 	case o.Teams < 0:
-		return errors.New("SeedOptions.Teams must not be negative")
+		return errors.New("seed options: Teams must not be negative")
 	case o.FlagTeamShare < 0 || o.FlagTeamShare > 1:
-		return fmt.Errorf("SeedOptions.FlagTeamShare must be in 0..1, got %v", o.FlagTeamShare)
+		return fmt.Errorf("seed options: FlagTeamShare must be in 0..1, got %v", o.FlagTeamShare)
 	case o.MinFlags < 1:
-		return errors.New("SeedOptions.MinFlags must be at least 1")
+		return errors.New("seed options: MinFlags must be at least 1")
 	case o.Alpha <= 0:
-		return errors.New("SeedOptions.Alpha must be positive")
+		return errors.New("seed options: Alpha must be positive")
 	case o.MaxFlags < o.MinFlags:
-		return errors.New("SeedOptions.MaxFlags must be at least MinFlags")
+		return errors.New("seed options: MaxFlags must be at least MinFlags")
 	case o.GiantFlags < 0:
-		return errors.New("SeedOptions.GiantFlags must not be negative")
+		return errors.New("seed options: GiantFlags must not be negative")
 	}
 	return nil
 }
 
-// SeedResult says what was created.
-type SeedResult struct {
+// Result says what was created.
+type Result struct {
 	// FirstTeamID and LastTeamID bound the ordinary teams created (inclusive).
 	FirstTeamID, LastTeamID int64
 	// GiantTeamID is the giant team, 0 without one.
@@ -103,14 +108,7 @@ type SeedResult struct {
 	Elapsed     time.Duration
 }
 
-// Bad-row kinds, as SeedResult.BadTeams reports them.
-const (
-	BadNonObjectFilters = "non-object filters"
-	BadNullFilters      = "null filters"
-	BadCohortCycle      = "cohort cycle"
-)
-
-// Hostile-row kinds, as SeedResult.HostileTeams reports them. Each is flag index 1 of
+// Hostile-row kinds, as Result.HostileTeams reports them. Each is flag index 1 of
 // its team (the cohort kind: the team's first cohort, which flag 1 references).
 const (
 	HostileMissingType     = "property without type"
@@ -140,16 +138,16 @@ type teamPlan struct {
 // baseTime anchors created_at so that seeded data is identical run to run.
 var baseTime = time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC)
 
-// Seed fills the PostHog tables behind pool (created if missing) with a generated
+// Fleet fills the PostHog tables behind pool (created if missing) with a generated
 // fleet, loading every table with COPY so that millions of flags take minutes.
-func Seed(ctx context.Context, pool *pgxpool.Pool, opts SeedOptions) (SeedResult, error) {
+func Fleet(ctx context.Context, pool *pgxpool.Pool, opts Options) (Result, error) {
 	opts = opts.withDefaults()
 	if err := opts.validate(); err != nil {
-		return SeedResult{}, err
+		return Result{}, err
 	}
 	start := time.Now()
-	if err := ApplySchema(ctx, pool); err != nil {
-		return SeedResult{}, err
+	if err := posthog.ApplySchema(ctx, pool); err != nil {
+		return Result{}, err
 	}
 	var maxTeam, maxFlag, maxCohort int64
 	err := pool.QueryRow(ctx, `SELECT
@@ -157,15 +155,15 @@ func Seed(ctx context.Context, pool *pgxpool.Pool, opts SeedOptions) (SeedResult
 		(SELECT COALESCE(max(id),0) FROM posthog_featureflag),
 		(SELECT COALESCE(max(id),0) FROM posthog_cohort)`).Scan(&maxTeam, &maxFlag, &maxCohort)
 	if err != nil {
-		return SeedResult{}, fmt.Errorf("read id high-water marks: %w", err)
+		return Result{}, fmt.Errorf("read id high-water marks: %w", err)
 	}
 
 	plans := make([]teamPlan, 0, opts.Teams+1)
-	res := SeedResult{BadTeams: map[int64]string{}, HostileTeams: map[int64]string{}}
+	res := Result{BadTeams: map[int64]string{}, HostileTeams: map[int64]string{}}
 	nextFlag, nextCohort := maxFlag+1, maxCohort+1
 	badKinds := []string{}
 	if opts.BadData {
-		badKinds = []string{BadNonObjectFilters, BadNullFilters, BadCohortCycle}
+		badKinds = []string{posthog.BadNonObjectFilters, posthog.BadNullFilters, posthog.BadCohortCycle}
 	}
 	var hostileKinds []string
 	if opts.HostileData {
@@ -194,7 +192,7 @@ func Seed(ctx context.Context, pool *pgxpool.Pool, opts SeedOptions) (SeedResult
 		if len(badKinds) > 0 && p.flags >= 3 && i != opts.Teams {
 			p.bad = badKinds[0]
 			badKinds = badKinds[1:]
-			if p.bad == BadCohortCycle && p.cohorts < 2 {
+			if p.bad == posthog.BadCohortCycle && p.cohorts < 2 {
 				p.cohorts = 2
 			}
 			res.BadTeams[id] = p.bad
@@ -311,7 +309,7 @@ func perTeam(plans []teamPlan, count func(*teamPlan) int, start func(*teamPlan),
 	}}
 }
 
-func teamRows(opts SeedOptions, plans []teamPlan) *genSource {
+func teamRows(opts Options, plans []teamPlan) *genSource {
 	return perTeam(plans, func(*teamPlan) int { return 1 }, nil, func(p *teamPlan, _ int) []any {
 		tok := tokenHex(opts.Seed, p.id)
 		return []any{int32(p.id), p.id, "phc_" + tok, "phs_" + tok, p.name}
@@ -343,7 +341,7 @@ func appendCohortRef(b []byte, id int64) []byte {
 	return append(b, `,"negation":false}`...)
 }
 
-func cohortRows(opts SeedOptions, plans []teamPlan) *genSource {
+func cohortRows(opts Options, plans []teamPlan) *genSource {
 	var r *rand.Rand
 	return perTeam(plans, func(p *teamPlan) int { return int(p.cohorts) },
 		func(p *teamPlan) { r = teamRand(opts.Seed, p.id, 1) },
@@ -356,7 +354,7 @@ func cohortRows(opts SeedOptions, plans []teamPlan) *genSource {
 			groups := "[]"
 			ctype := cohortType(static)
 			switch {
-			case p.bad == BadCohortCycle && i < 2:
+			case p.bad == posthog.BadCohortCycle && i < 2:
 				// Cohort 0 -> 1 -> 0.
 				b := appendCohortFilters(nil, r, p, i)
 				b = appendCohortRef(append(b[:len(b)-len(`]}]}}`)], ','), p.firstCohort+int64(1-i))
@@ -412,7 +410,7 @@ func flagKey(i int) string {
 	return fmt.Sprintf("flag-%07d", i)
 }
 
-func flagRows(opts SeedOptions, plans []teamPlan) *genSource {
+func flagRows(opts Options, plans []teamPlan) *genSource {
 	var r *rand.Rand
 	buf := make([]byte, 0, 1024)
 	return perTeam(plans, func(p *teamPlan) int { return int(p.flags) },
@@ -441,11 +439,11 @@ func flagRows(opts SeedOptions, plans []teamPlan) *genSource {
 			var filters any
 			special := p.bad != "" && i == 1 || p.hostile != "" && (i == 1 || i == 2 && p.hostile == HostileFlagCycle)
 			switch {
-			case p.bad == BadNonObjectFilters && i == 1:
+			case p.bad == posthog.BadNonObjectFilters && i == 1:
 				filters, deleted = `"{groups: [broken"`, false
-			case p.bad == BadNullFilters && i == 1:
+			case p.bad == posthog.BadNullFilters && i == 1:
 				filters, deleted = nil, false
-			case p.bad == BadCohortCycle && i == 0:
+			case p.bad == posthog.BadCohortCycle && i == 0:
 				buf = append(buf[:0], `{"groups":[{"properties":[`...)
 				buf = appendCohortRef(buf, p.firstCohort)
 				buf = append(buf, `],"rollout_percentage":100,"variant":null}],"multivariate":null,"aggregation_group_type_index":null,"payloads":{}}`...)
@@ -606,14 +604,14 @@ func tagUUID(team int64, i int) string {
 	return fmt.Sprintf("00000000-0000-4000-8000-%08x%04x", team, i)
 }
 
-func tagRows(opts SeedOptions, plans []teamPlan) *genSource {
+func tagRows(opts Options, plans []teamPlan) *genSource {
 	return perTeam(plans, func(p *teamPlan) int { return int(p.tags) }, nil, func(p *teamPlan, i int) []any {
 		return []any{tagUUID(p.id, i), tagNames[i], int32(p.id)}
 	})
 }
 
 // flagTagRows tags about one flag in four with one of its team's tags.
-func flagTagRows(opts SeedOptions, plans []teamPlan) *genSource {
+func flagTagRows(opts Options, plans []teamPlan) *genSource {
 	var r *rand.Rand
 	ti, i := 0, 0
 	return &genSource{next: func() ([]any, bool) {

@@ -1,4 +1,8 @@
-package detectors
+// Package pgstore keeps the detectors' findings and statuses in the state database
+// (migration 0004): the leader writes them after each pass and every replica's API
+// reads them. It is apart from package detectors so that the detectors themselves
+// need no database driver.
+package pgstore
 
 import (
 	"context"
@@ -8,22 +12,23 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/flagwarden/flagwarden/detectors"
 )
 
-// Store keeps findings in the state database: the leader writes them after each pass and
-// every replica's API reads them.
+// Store is a detectors.FindingStore in the state database.
 type Store struct {
 	pool *pgxpool.Pool
 }
 
-// NewStore returns a store on the state database (migration 0004 applied).
-func NewStore(pool *pgxpool.Pool) *Store { return &Store{pool: pool} }
+// New returns a store on the state database (migration 0004 applied).
+func New(pool *pgxpool.Pool) *Store { return &Store{pool: pool} }
 
 const findingColumns = `id, kind, severity, subject, state, labels, summary, description, evidence,
 	active_at, fired_at, resolved_at, runbook_url, generator_url`
 
 // Active returns the pending and firing findings, most severe and oldest first.
-func (s *Store) Active(ctx context.Context) ([]Finding, error) {
+func (s *Store) Active(ctx context.Context) ([]detectors.Finding, error) {
 	rows, err := s.pool.Query(ctx, `SELECT `+findingColumns+` FROM flagwarden_findings
 		WHERE state <> 'resolved'
 		ORDER BY CASE severity WHEN 'critical' THEN 0 ELSE 1 END, active_at, id`)
@@ -34,7 +39,7 @@ func (s *Store) Active(ctx context.Context) ([]Finding, error) {
 }
 
 // Recent returns up to limit findings, newest first, resolved ones included.
-func (s *Store) Recent(ctx context.Context, limit int) ([]Finding, error) {
+func (s *Store) Recent(ctx context.Context, limit int) ([]detectors.Finding, error) {
 	if limit <= 0 {
 		return nil, nil
 	}
@@ -46,9 +51,9 @@ func (s *Store) Recent(ctx context.Context, limit int) ([]Finding, error) {
 	return collectFindings(rows)
 }
 
-func collectFindings(rows pgx.Rows) ([]Finding, error) {
-	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Finding, error) {
-		var f Finding
+func collectFindings(rows pgx.Rows) ([]detectors.Finding, error) {
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (detectors.Finding, error) {
+		var f detectors.Finding
 		var labels, evidence []byte
 		var fired, resolved *time.Time
 		if err := r.Scan(&f.ID, &f.Kind, &f.Severity, &f.Subject, &f.State, &labels, &f.Summary, &f.Description,
@@ -86,7 +91,7 @@ func nullTime(t time.Time) *time.Time {
 // Apply records one pass's changes in one transaction: active findings are upserted,
 // resolved ones closed, and pending ones that cleared before firing deleted (they never
 // paged and are not history).
-func (s *Store) Apply(ctx context.Context, changes []Change) error {
+func (s *Store) Apply(ctx context.Context, changes []detectors.Change) error {
 	if len(changes) == 0 {
 		return nil
 	}
@@ -97,7 +102,7 @@ func (s *Store) Apply(ctx context.Context, changes []Change) error {
 			switch {
 			case c.Dropped:
 				batch.Queue(`DELETE FROM flagwarden_findings WHERE id = $1 AND state = 'pending'`, f.ID)
-			case f.State == StateResolved:
+			case f.State == detectors.StateResolved:
 				batch.Queue(`UPDATE flagwarden_findings SET state = 'resolved', resolved_at = $2, updated_at = now()
 					WHERE id = $1 AND state <> 'resolved'`, f.ID, f.ResolvedAt)
 			default:
@@ -136,20 +141,8 @@ func (s *Store) Prune(ctx context.Context, cutoff time.Time) (int64, error) {
 	return tag.RowsAffected(), nil
 }
 
-// DetectorStatus is what one detector measured in the last pass: how many subjects it
-// judged, how many lacked the history to judge, and per-subject details where small.
-type DetectorStatus struct {
-	Detector     string    `json:"detector"`
-	At           time.Time `json:"at"`
-	Evaluated    int       `json:"evaluated"`
-	Insufficient int       `json:"insufficient_data"`
-	Note         string    `json:"note,omitempty"`
-	// Queues holds the backlog detector's per-queue view (bounded).
-	Queues []BacklogStatus `json:"queues,omitempty"`
-}
-
 // SaveStatus replaces the stored status of each detector.
-func (s *Store) SaveStatus(ctx context.Context, statuses []DetectorStatus) error {
+func (s *Store) SaveStatus(ctx context.Context, statuses []detectors.DetectorStatus) error {
 	batch := &pgx.Batch{}
 	for _, st := range statuses {
 		body, err := json.Marshal(st)
@@ -166,13 +159,13 @@ func (s *Store) SaveStatus(ctx context.Context, statuses []DetectorStatus) error
 }
 
 // Statuses returns every detector's last status, by name.
-func (s *Store) Statuses(ctx context.Context) ([]DetectorStatus, error) {
+func (s *Store) Statuses(ctx context.Context) ([]detectors.DetectorStatus, error) {
 	rows, err := s.pool.Query(ctx, `SELECT status FROM flagwarden_detector_status ORDER BY detector`)
 	if err != nil {
 		return nil, fmt.Errorf("query detector status: %w", err)
 	}
-	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (DetectorStatus, error) {
-		var st DetectorStatus
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (detectors.DetectorStatus, error) {
+		var st detectors.DetectorStatus
 		var body []byte
 		if err := r.Scan(&body); err != nil {
 			return st, err
@@ -184,3 +177,5 @@ func (s *Store) Statuses(ctx context.Context) ([]DetectorStatus, error) {
 	}
 	return out, nil
 }
+
+var _ detectors.FindingStore = (*Store)(nil)

@@ -1,4 +1,4 @@
-package teams
+package posthog
 
 // cohort is one posthog_cohort row as far as sizing needs it.
 type cohort struct {

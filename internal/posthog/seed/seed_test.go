@@ -1,4 +1,4 @@
-package flagdb
+package seed
 
 import (
 	"context"
@@ -7,6 +7,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
+	"github.com/flagwarden/flagwarden/internal/posthog"
 	"github.com/flagwarden/flagwarden/internal/testenv"
 )
 
@@ -21,9 +22,9 @@ func newPool(t *testing.T) *pgxpool.Pool {
 func TestSeedIsDeterministicAndHeavyTailed(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	digest := func() (SeedResult, string) {
+	digest := func() (Result, string) {
 		pool := newPool(t)
-		res, err := Seed(ctx, pool, SeedOptions{Teams: 400, Seed: 7, GiantFlags: 3000, BadData: true})
+		res, err := Fleet(ctx, pool, Options{Teams: 400, Seed: 7, GiantFlags: 3000, BadData: true})
 		require.NoError(t, err)
 		var sum string
 		require.NoError(t, pool.QueryRow(ctx, `SELECT md5(string_agg(id::text || key || COALESCE(filters::text,'null'), ',' ORDER BY id)) FROM posthog_featureflag`).Scan(&sum))
@@ -40,7 +41,7 @@ func TestSeedIsDeterministicAndHeavyTailed(t *testing.T) {
 	require.Len(t, a.BadTeams, 3)
 
 	pool := newPool(t)
-	res, err := Seed(ctx, pool, SeedOptions{Teams: 2000, Seed: 1})
+	res, err := Fleet(ctx, pool, Options{Teams: 2000, Seed: 1})
 	require.NoError(t, err)
 	var maxFlags, medianFlags float64
 	require.NoError(t, pool.QueryRow(ctx, `SELECT max(n), percentile_cont(0.5) WITHIN GROUP (ORDER BY n)
@@ -53,23 +54,23 @@ func TestSeedBadDataOnlyWhenAsked(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	pool := newPool(t)
-	_, err := Seed(ctx, pool, SeedOptions{Teams: 300, Seed: 3})
+	_, err := Fleet(ctx, pool, Options{Teams: 300, Seed: 3})
 	require.NoError(t, err)
 	var bad int64
 	require.NoError(t, pool.QueryRow(ctx, `SELECT count(*) FROM posthog_featureflag WHERE filters IS NULL OR jsonb_typeof(filters) <> 'object'`).Scan(&bad))
 	require.Zero(t, bad)
 
-	res, err := Seed(ctx, pool, SeedOptions{Teams: 300, Seed: 3, BadData: true, GiantFlags: 10})
+	res, err := Fleet(ctx, pool, Options{Teams: 300, Seed: 3, BadData: true, GiantFlags: 10})
 	require.NoError(t, err)
 	require.Greater(t, res.FirstTeamID, int64(300), "a second seed appends after existing ids")
 	for team, kind := range res.BadTeams {
 		var n int64
 		switch kind {
-		case BadNullFilters:
+		case posthog.BadNullFilters:
 			require.NoError(t, pool.QueryRow(ctx, `SELECT count(*) FROM posthog_featureflag WHERE team_id=$1 AND filters IS NULL`, team).Scan(&n))
-		case BadNonObjectFilters:
+		case posthog.BadNonObjectFilters:
 			require.NoError(t, pool.QueryRow(ctx, `SELECT count(*) FROM posthog_featureflag WHERE team_id=$1 AND jsonb_typeof(filters)='string'`, team).Scan(&n))
-		case BadCohortCycle:
+		case posthog.BadCohortCycle:
 			require.NoError(t, pool.QueryRow(ctx, `SELECT count(*) FROM posthog_cohort a JOIN posthog_cohort b
 				ON a.filters::text LIKE '%"value": ' || b.id || ',%' AND b.filters::text LIKE '%"value": ' || a.id || ',%'
 				WHERE a.team_id=$1 AND a.id<>b.id`, team).Scan(&n))
@@ -83,13 +84,13 @@ func TestSeedBadDataOnlyWhenAsked(t *testing.T) {
 
 func TestSeedOptionsValidate(t *testing.T) {
 	t.Parallel()
-	for name, o := range map[string]SeedOptions{
+	for name, o := range map[string]Options{
 		"negative teams": {Teams: -1},
 		"share above 1":  {FlagTeamShare: 2},
 		"max below min":  {MinFlags: 10, MaxFlags: 5},
 		"negative giant": {GiantFlags: -3},
 	} {
-		_, err := Seed(context.Background(), nil, o)
+		_, err := Fleet(context.Background(), nil, o)
 		require.Error(t, err, name)
 	}
 }
@@ -100,7 +101,7 @@ func TestSeedHoldsEveryShape(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	pool := newPool(t)
-	res, err := Seed(ctx, pool, SeedOptions{Teams: 60, Seed: 12, HostileData: true})
+	res, err := Fleet(ctx, pool, Options{Teams: 60, Seed: 12, HostileData: true})
 	require.NoError(t, err)
 	require.NotZero(t, res.EmptyTeamID)
 	require.Len(t, res.HostileTeams, len(HostileKinds()))

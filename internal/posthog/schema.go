@@ -1,8 +1,4 @@
-// Package flagdb is the part of a PostHog flag database that flagwarden reads: the
-// schema subset as committed SQL, and a deterministic seeder that fills it with a
-// realistic fleet (heavy-tailed team sizes, referenced and nested cohorts, evaluation
-// tags, and bad rows only when asked) fast enough for millions of flags.
-package flagdb
+package posthog
 
 import (
 	"context"

@@ -1,0 +1,138 @@
+package posthog
+
+import "strconv"
+
+// The SQL text of a cache build's reads (rebuild's reader runs them in one read-only
+// snapshot). Optional columns and tables, which newer PostHog versions added, are
+// switched by the reader's probe: an absent one reads as NULL or empty.
+
+// OptionalColumnsSQL lists which of the optional columns exist, as "table.column".
+const OptionalColumnsSQL = `SELECT table_name || '.' || column_name FROM information_schema.columns
+		WHERE table_schema = current_schema() AND (table_name, column_name) IN (
+			('posthog_survey', 'targeting_flag_id'), ('posthog_survey', 'internal_response_sampling_flag_id'),
+			('posthog_experiment', 'feature_flag_id'), ('posthog_featureflag', 'bucketing_identifier'),
+			('posthog_featureflag', 'rollout_percentage'), ('posthog_cohort', 'last_backfill_person_properties_at'),
+			('posthog_cohort', 'last_backfill_events_at'))`
+
+// GroupTypesSQL reads a project's ($1) group type mapping in index order.
+const GroupTypesSQL = `SELECT group_type_index, group_type FROM posthog_grouptypemapping
+		WHERE project_id = $1 ORDER BY group_type_index`
+
+// SurveyFlagIDsSQL reads the flags a team's ($1) surveys target; sampling says whether
+// posthog_survey has internal_response_sampling_flag_id.
+func SurveyFlagIDsSQL(sampling bool) string {
+	col := "NULL::integer"
+	if sampling {
+		col = "internal_response_sampling_flag_id"
+	}
+	return `SELECT DISTINCT id FROM (
+			SELECT unnest(ARRAY[targeting_flag_id, internal_targeting_flag_id, ` + col + `]) AS id
+			FROM posthog_survey WHERE team_id = $1) s WHERE id IS NOT NULL`
+}
+
+// refsPath selects a flag's condition properties that name a flag or a cohort;
+// flagRefsPath those that name a flag.
+const (
+	refsPath     = `lax $.groups[*].properties[*] ? (@.type == "flag" || @.type == "cohort")`
+	flagRefsPath = `lax $.groups[*].properties[*] ? (@.type == "flag")`
+)
+
+// effectiveFilters is get_filters() in SQL when legacy rows are up-converted.
+func effectiveFilters(upConvertLegacy bool) string {
+	if !upConvertLegacy {
+		return "f.filters"
+	}
+	return `CASE WHEN jsonb_typeof(f.filters) = 'object' AND NOT f.filters ? 'groups'
+		THEN jsonb_build_object('groups', jsonb_build_array(jsonb_build_object('properties', COALESCE(f.filters->'properties', '[]'::jsonb))))
+		ELSE f.filters END`
+}
+
+// FlagReferencesSQL reads, for each of a team's ($1) live flags with a flag or cohort
+// property, its id, its key (only if it depends on a flag), active, encrypted, remote,
+// and the referring properties as a JSON array: the filters never leave the server.
+func FlagReferencesSQL(upConvertLegacy bool) string {
+	eff := effectiveFilters(upConvertLegacy)
+	return `SELECT f.id, CASE WHEN jsonb_path_exists(` + eff + `, '` + flagRefsPath + `', '{}', true) THEN f.key END,
+			f.active, COALESCE(f.has_encrypted_payloads, false),
+			COALESCE(f.is_remote_configuration, false), jsonb_path_query_array(` + eff + `, '` + refsPath + `', '{}', true)
+		FROM posthog_featureflag f WHERE f.team_id = $1 AND NOT f.deleted
+			AND jsonb_path_exists(` + eff + `, '` + refsPath + `', '{}', true)`
+}
+
+// FlagHeadsSQL reads a team's ($1) live flags by id ($2) or key ($3): id, key, active,
+// encrypted, remote.
+const FlagHeadsSQL = `SELECT id, key, active, COALESCE(has_encrypted_payloads, false), COALESCE(is_remote_configuration, false)
+		FROM posthog_featureflag WHERE team_id = $1 AND NOT deleted AND (id = ANY($2::bigint[]) OR key = ANY($3::text[]))`
+
+// FlagIDsSQL reads a team's ($1) live flag ids in numeric order, or in the order of
+// their decimal text when byText.
+func FlagIDsSQL(activeOnly, excludeEncrypted, byText bool) string {
+	q := `SELECT id FROM posthog_featureflag WHERE team_id = $1 AND NOT deleted`
+	if activeOnly {
+		q += " AND active"
+	}
+	if excludeEncrypted {
+		q += " AND has_encrypted_payloads IS NOT TRUE"
+	}
+	if byText {
+		return q + ` ORDER BY id::text COLLATE "C"`
+	}
+	return q + " ORDER BY id"
+}
+
+// FlagsSQL reads a team's ($1) live flags in key order with their evaluation tags (a
+// JSON array) and whether a live experiment uses them. The flags say which optional
+// columns and tables exist.
+func FlagsSQL(bucketing, rollout, experiments bool) string {
+	bucketingCol, rolloutCol := "NULL::text", "NULL::integer"
+	if bucketing {
+		bucketingCol = "f.bucketing_identifier"
+	}
+	if rollout {
+		rolloutCol = "f.rollout_percentage"
+	}
+	exp := "SELECT NULL::text AS key WHERE false"
+	if experiments {
+		exp = `SELECT DISTINCT f3.key FROM posthog_experiment e JOIN posthog_featureflag f3 ON f3.id = e.feature_flag_id
+			WHERE f3.team_id = $1 AND NOT f3.deleted AND NOT e.deleted`
+	}
+	return `SELECT f.id, f.key, f.name, f.filters, f.active, f.ensure_experience_continuity,
+			f.has_encrypted_payloads, f.is_remote_configuration, f.version, f.evaluation_runtime, ` + bucketingCol + `, ` + rolloutCol + `,
+			tg.tags, ex.key IS NOT NULL
+		FROM posthog_featureflag f
+		LEFT JOIN (SELECT f2.key, jsonb_agg(DISTINCT t.name ORDER BY t.name) AS tags
+			FROM posthog_featureflagevaluationtag et JOIN posthog_tag t ON t.id = et.tag_id
+			JOIN posthog_featureflag f2 ON f2.id = et.feature_flag_id
+			WHERE f2.team_id = $1 AND NOT f2.deleted GROUP BY f2.key) tg ON tg.key = f.key
+		LEFT JOIN (` + exp + `) ex ON ex.key = f.key
+		WHERE f.team_id = $1 AND NOT f.deleted
+		ORDER BY f.key`
+}
+
+// CohortsSQL reads the live cohorts with the given ids ($1) of a team ($2), or of every
+// team in a project ($2) when project is set. The flags say which optional columns exist.
+func CohortsSQL(project, backfillPersons, backfillEvents bool) string {
+	scope := "c.team_id = $2"
+	if project {
+		scope = "c.team_id IN (SELECT t.id FROM posthog_team t WHERE t.project_id = $2)"
+	}
+	persons, events := "NULL::timestamptz", "NULL::timestamptz"
+	if backfillPersons {
+		persons = "c.last_backfill_person_properties_at"
+	}
+	if backfillEvents {
+		events = "c.last_backfill_events_at"
+	}
+	return `SELECT c.id, c.team_id, c.name, c.description, c.deleted, c.is_static, c.filters, c.query, c.groups,
+			c.version, c.pending_version, c.count, c.is_calculating, c.errors_calculating, c.created_by_id, c.cohort_type, ` + persons + `, ` + events + `
+		FROM posthog_cohort c WHERE c.id = ANY($1::bigint[]) AND NOT c.deleted AND ` + scope + ` ORDER BY c.id`
+}
+
+// CopyFlagsSQL is the COPY of the columns a build reads of a team's live flags, in key
+// order: the fastest the database can hand those rows over. teamID is spliced in as a
+// number because COPY takes no parameters.
+func CopyFlagsSQL(teamID int64) string {
+	return `COPY (SELECT f.id, f.key, f.name, f.filters, f.active, f.ensure_experience_continuity,
+		f.has_encrypted_payloads, f.is_remote_configuration, f.version, f.evaluation_runtime
+		FROM posthog_featureflag f WHERE f.team_id = ` + strconv.FormatInt(teamID, 10) + ` AND NOT f.deleted ORDER BY f.key) TO STDOUT`
+}
