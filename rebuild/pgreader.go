@@ -41,6 +41,14 @@ func (s *PGSource) Open(ctx context.Context, teamID int64, opts ReadOptions) (Te
 		return nil, fmt.Errorf("begin snapshot of team %d: %w", teamID, err)
 	}
 	r := &pgReader{conn: conn, tx: tx, opts: opts}
+	// Every query reads one team's rows. Through the (team_id, key) index the planner
+	// never scans other teams' flags (a sequential scan evaluated the jsonpath of every
+	// team's filters before testing team_id), and JIT compilation of these plain scans
+	// costs more than it saves.
+	if _, err := tx.Exec(ctx, `SET LOCAL jit = off; SET LOCAL enable_seqscan = off`); err != nil {
+		r.Close()
+		return nil, fmt.Errorf("begin snapshot of team %d: %w", teamID, err)
+	}
 	if r.team, err = readTeam(ctx, tx, teamID); err != nil {
 		r.Close()
 		return nil, err
@@ -261,10 +269,11 @@ func (r *pgReader) FlagIDs(ctx context.Context, f IDFilter, fn func(int64, bool)
 	return nil
 }
 
-// Flags streams the team's flags in one query. Evaluation tags (as array_agg(DISTINCT
-// name) would give them) and live experiments are merge-joined by key on the server:
-// the rows stay in key order and no per-flag subquery runs. Hash and nested-loop joins
-// are turned off for this query only, so that the planner keeps the index order.
+// Flags streams the team's flags in one query, in key order straight from the
+// (team_id, key) index. Evaluation tags (as array_agg(DISTINCT name) would give them)
+// and live experiments are correlated subqueries on the flag's id: an index probe per
+// flag, and the tag aggregate only for flags that have tags. (Merge joins by key had
+// to read every team's flags for the tag and experiment sides.)
 func (r *pgReader) Flags(ctx context.Context, fn func(*FlagRow) error) error {
 	bucketingCol, rolloutCol := "NULL::text", "NULL::integer"
 	if r.bucketing {
@@ -273,28 +282,17 @@ func (r *pgReader) Flags(ctx context.Context, fn func(*FlagRow) error) error {
 	if r.rollout {
 		rolloutCol = "f.rollout_percentage"
 	}
-	experiments := "SELECT NULL::text AS key WHERE false"
+	experiment := "false"
 	if r.hasExperiment {
-		experiments = `SELECT DISTINCT f3.key FROM posthog_experiment e JOIN posthog_featureflag f3 ON f3.id = e.feature_flag_id
-			WHERE f3.team_id = $1 AND NOT f3.deleted AND NOT e.deleted`
+		experiment = `EXISTS (SELECT FROM posthog_experiment e WHERE e.feature_flag_id = f.id AND NOT e.deleted)`
 	}
-	if _, err := r.tx.Exec(ctx, `SET LOCAL enable_hashjoin = off; SET LOCAL enable_nestloop = off`); err != nil {
-		return fmt.Errorf("read flags of team %d: %w", r.team.ID, err)
-	}
-	defer func() {
-		if r.tx != nil {
-			_, _ = r.tx.Exec(context.WithoutCancel(ctx), `SET LOCAL enable_hashjoin = on; SET LOCAL enable_nestloop = on`)
-		}
-	}()
 	rows, err := r.tx.Query(ctx, `SELECT f.id, f.key, f.name, f.filters, f.active, f.ensure_experience_continuity,
 			f.has_encrypted_payloads, f.is_remote_configuration, f.version, f.evaluation_runtime, `+bucketingCol+`, `+rolloutCol+`,
-			tg.tags, ex.key IS NOT NULL
+			CASE WHEN EXISTS (SELECT FROM posthog_featureflagevaluationtag et WHERE et.feature_flag_id = f.id)
+				THEN (SELECT jsonb_agg(DISTINCT t.name ORDER BY t.name) FROM posthog_featureflagevaluationtag et
+					JOIN posthog_tag t ON t.id = et.tag_id WHERE et.feature_flag_id = f.id) END,
+			`+experiment+`
 		FROM posthog_featureflag f
-		LEFT JOIN (SELECT f2.key, jsonb_agg(DISTINCT t.name ORDER BY t.name) AS tags
-			FROM posthog_featureflagevaluationtag et JOIN posthog_tag t ON t.id = et.tag_id
-			JOIN posthog_featureflag f2 ON f2.id = et.feature_flag_id
-			WHERE f2.team_id = $1 AND NOT f2.deleted GROUP BY f2.key) tg ON tg.key = f.key
-		LEFT JOIN (`+experiments+`) ex ON ex.key = f.key
 		WHERE f.team_id = $1 AND NOT f.deleted
 		ORDER BY f.key`, pgx.QueryExecModeExec, r.team.ID)
 	if err != nil {
