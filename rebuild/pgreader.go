@@ -241,6 +241,15 @@ func (r *pgReader) FlagIDs(ctx context.Context, f IDFilter, fn func(int64, bool)
 		where.WriteString(" AND has_encrypted_payloads IS NOT TRUE")
 	}
 	// Two plain queries: the scan is cheap next to one sort that serves both orders.
+	// The client only prints ids meanwhile, so the sorts may run in parallel workers.
+	if _, err := r.tx.Exec(ctx, `SET LOCAL parallel_setup_cost = 0; SET LOCAL parallel_tuple_cost = 0`); err != nil {
+		return fmt.Errorf("read flag ids of team %d: %w", r.team.ID, err)
+	}
+	defer func() {
+		if r.tx != nil {
+			_, _ = r.tx.Exec(context.WithoutCancel(ctx), `RESET parallel_setup_cost; RESET parallel_tuple_cost`)
+		}
+	}()
 	for _, byText := range []bool{false, true} {
 		order := "id"
 		if byText {
