@@ -41,6 +41,14 @@ func (s *PGSource) Open(ctx context.Context, teamID int64, opts ReadOptions) (Te
 		return nil, fmt.Errorf("begin snapshot of team %d: %w", teamID, err)
 	}
 	r := &pgReader{conn: conn, tx: tx, opts: opts}
+	// Every query reads one team's rows. Through the (team_id, key) index the planner
+	// never scans other teams' flags (a sequential scan evaluated the jsonpath of every
+	// team's filters before testing team_id), and JIT compilation of these plain scans
+	// costs more than it saves.
+	if _, err := tx.Exec(ctx, `SET LOCAL jit = off; SET LOCAL enable_seqscan = off`); err != nil {
+		r.Close()
+		return nil, fmt.Errorf("begin snapshot of team %d: %w", teamID, err)
+	}
 	if r.team, err = posthog.ReadTeam(ctx, tx, teamID); err != nil {
 		r.Close()
 		return nil, err
@@ -190,6 +198,15 @@ func (r *pgReader) FlagHeads(ctx context.Context, ids []int64, keys []string, fn
 
 func (r *pgReader) FlagIDs(ctx context.Context, f IDFilter, fn func(int64, bool) error) error {
 	// Two plain queries: the scan is cheap next to one sort that serves both orders.
+	// The client only prints ids meanwhile, so the sorts may run in parallel workers.
+	if _, err := r.tx.Exec(ctx, `SET LOCAL parallel_setup_cost = 0; SET LOCAL parallel_tuple_cost = 0`); err != nil {
+		return fmt.Errorf("read flag ids of team %d: %w", r.team.ID, err)
+	}
+	defer func() {
+		if r.tx != nil {
+			_, _ = r.tx.Exec(context.WithoutCancel(ctx), `RESET parallel_setup_cost; RESET parallel_tuple_cost`)
+		}
+	}()
 	for _, byText := range []bool{false, true} {
 		rows, err := r.tx.Query(ctx, posthog.FlagIDsSQL(f.ActiveOnly, f.ExcludeEncrypted, byText), pgx.QueryExecModeExec, r.team.ID)
 		if err != nil {
@@ -213,19 +230,9 @@ func (r *pgReader) FlagIDs(ctx context.Context, f IDFilter, fn func(int64, bool)
 	return nil
 }
 
-// Flags streams the team's flags in one query. Evaluation tags (as array_agg(DISTINCT
-// name) would give them) and live experiments are merge-joined by key on the server:
-// the rows stay in key order and no per-flag subquery runs. Hash and nested-loop joins
-// are turned off for this query only, so that the planner keeps the index order.
+// Flags streams the team's flags in one query, in key order straight from the
+// (team_id, key) index; posthog.FlagsSQL says how tags and experiments are read.
 func (r *pgReader) Flags(ctx context.Context, fn func(*FlagRow) error) error {
-	if _, err := r.tx.Exec(ctx, `SET LOCAL enable_hashjoin = off; SET LOCAL enable_nestloop = off`); err != nil {
-		return fmt.Errorf("read flags of team %d: %w", r.team.ID, err)
-	}
-	defer func() {
-		if r.tx != nil {
-			_, _ = r.tx.Exec(context.WithoutCancel(ctx), `SET LOCAL enable_hashjoin = on; SET LOCAL enable_nestloop = on`)
-		}
-	}()
 	rows, err := r.tx.Query(ctx, posthog.FlagsSQL(r.bucketing, r.rollout, r.hasExperiment), pgx.QueryExecModeExec, r.team.ID)
 	if err != nil {
 		return fmt.Errorf("read flags of team %d: %w", r.team.ID, err)

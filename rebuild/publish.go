@@ -108,8 +108,9 @@ func NewPublisher(rdb redis.UniversalClient, opts PublisherOptions) *Publisher {
 
 // EncodeChunk is the write-behind chunk of PostHog-layout streams: the encoder's
 // output is far smaller than its input, so appends still reach ChunkBytes while the
-// two raw buffers per stream stay small.
-const EncodeChunk = 256 << 10
+// two raw buffers per stream stay small (each build holds four of them, and the
+// garbage collector lets the heap reach twice what is live).
+const EncodeChunk = 64 << 10
 
 func (p *Publisher) chunk() int {
 	if p.opts.Layout.PostHog {

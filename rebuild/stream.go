@@ -17,8 +17,8 @@ import (
 // in a few recycled batches, which bounds the memory in flight.
 
 const (
-	batchRows  = 256
-	batchBytes = 256 << 10
+	batchRows  = 128
+	batchBytes = 128 << 10
 	batchCount = 3
 )
 

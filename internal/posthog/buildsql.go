@@ -91,20 +91,21 @@ func FlagsSQL(bucketing, rollout, experiments bool) string {
 	if rollout {
 		rolloutCol = "f.rollout_percentage"
 	}
-	exp := "SELECT NULL::text AS key WHERE false"
+	// Evaluation tags (as array_agg(DISTINCT name) would give them) and live
+	// experiments are correlated subqueries on the flag's id: an index probe per flag,
+	// and the tag aggregate only for flags that have tags. (Merge joins by key had to
+	// read every team's flags for the tag and experiment sides.)
+	experiment := "false"
 	if experiments {
-		exp = `SELECT DISTINCT f3.key FROM posthog_experiment e JOIN posthog_featureflag f3 ON f3.id = e.feature_flag_id
-			WHERE f3.team_id = $1 AND NOT f3.deleted AND NOT e.deleted`
+		experiment = `EXISTS (SELECT FROM posthog_experiment e WHERE e.feature_flag_id = f.id AND NOT e.deleted)`
 	}
 	return `SELECT f.id, f.key, f.name, f.filters, f.active, f.ensure_experience_continuity,
 			f.has_encrypted_payloads, f.is_remote_configuration, f.version, f.evaluation_runtime, ` + bucketingCol + `, ` + rolloutCol + `,
-			tg.tags, ex.key IS NOT NULL
+			CASE WHEN EXISTS (SELECT FROM posthog_featureflagevaluationtag et WHERE et.feature_flag_id = f.id)
+				THEN (SELECT jsonb_agg(DISTINCT t.name ORDER BY t.name) FROM posthog_featureflagevaluationtag et
+					JOIN posthog_tag t ON t.id = et.tag_id WHERE et.feature_flag_id = f.id) END,
+			` + experiment + `
 		FROM posthog_featureflag f
-		LEFT JOIN (SELECT f2.key, jsonb_agg(DISTINCT t.name ORDER BY t.name) AS tags
-			FROM posthog_featureflagevaluationtag et JOIN posthog_tag t ON t.id = et.tag_id
-			JOIN posthog_featureflag f2 ON f2.id = et.feature_flag_id
-			WHERE f2.team_id = $1 AND NOT f2.deleted GROUP BY f2.key) tg ON tg.key = f.key
-		LEFT JOIN (` + exp + `) ex ON ex.key = f.key
 		WHERE f.team_id = $1 AND NOT f.deleted
 		ORDER BY f.key`
 }
