@@ -22,7 +22,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/flagwarden/flagwarden/internal/config"
 	"github.com/flagwarden/flagwarden/internal/kombu"
 	"github.com/flagwarden/flagwarden/internal/series"
 	"github.com/flagwarden/flagwarden/internal/snapshot"
@@ -59,24 +58,6 @@ type Options struct {
 	SampleBytes int64
 	// Now is the clock; tests set it.
 	Now func() time.Time
-}
-
-// OptionsFrom maps the broker configuration section to collector options.
-func OptionsFrom(b config.Broker) Options {
-	return Options{
-		Queues: b.Queues, Sep: b.Sep, PrioritySteps: b.PrioritySteps, GlobalKeyPrefix: b.GlobalKeyPrefix,
-		VisibilityTimeout: b.VisibilityTimeout, SampleSize: off(b.SampleSize), SampleQueues: off(b.SampleQueues),
-		TeamKwarg: b.TeamArg.Kwarg, TeamPosition: b.TeamArg.Position,
-		MaxLabelledQueues: b.MaxLabelledQueues, PipelineChunk: b.PipelineChunk, UnackedScanLimit: off(b.UnackedScanLimit),
-	}
-}
-
-// off maps the configuration's 0 ("none") to the options' negative ("off").
-func off(n int) int {
-	if n == 0 {
-		return -1
-	}
-	return n
 }
 
 func (o *Options) applyDefaults() {

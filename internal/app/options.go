@@ -1,6 +1,7 @@
 package app
 
 import (
+	"github.com/flagwarden/flagwarden/collectors/celery"
 	"github.com/flagwarden/flagwarden/internal/config"
 	"github.com/flagwarden/flagwarden/internal/loop"
 )
@@ -12,4 +13,22 @@ import (
 // loopTiming is a loop's timing from its config section.
 func loopTiming(c config.Loop) loop.Timing {
 	return loop.Timing{Interval: c.Interval, Timeout: c.Timeout, Jitter: c.Jitter}
+}
+
+// celeryOptions is the Celery collector's options from the broker section.
+func celeryOptions(b config.Broker) celery.Options {
+	return celery.Options{
+		Queues: b.Queues, Sep: b.Sep, PrioritySteps: b.PrioritySteps, GlobalKeyPrefix: b.GlobalKeyPrefix,
+		VisibilityTimeout: b.VisibilityTimeout, SampleSize: off(b.SampleSize), SampleQueues: off(b.SampleQueues),
+		TeamKwarg: b.TeamArg.Kwarg, TeamPosition: b.TeamArg.Position,
+		MaxLabelledQueues: b.MaxLabelledQueues, PipelineChunk: b.PipelineChunk, UnackedScanLimit: off(b.UnackedScanLimit),
+	}
+}
+
+// off maps the config file's 0 ("none") to a component option's negative ("off").
+func off(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
 }

@@ -74,7 +74,7 @@ func BuilderOptions(cfg config.Config, progress func(rebuild.BuildProgress)) reb
 
 // NewCeleryCollector measures the broker's queues as broker.* describes.
 func NewCeleryCollector(cfg config.Config, broker redis.UniversalClient, s Sinks) (*celery.Collector, error) {
-	opts := celery.OptionsFrom(cfg.Broker)
+	opts := celeryOptions(cfg.Broker)
 	opts.Now = s.now()
 	return celery.New(broker, opts, s.Snapshots, s.Series, s.registry(), s.logger())
 }
