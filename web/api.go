@@ -12,7 +12,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/flagwarden/flagwarden/detectors"
-	"github.com/flagwarden/flagwarden/internal/config"
 	"github.com/flagwarden/flagwarden/internal/loop"
 	"github.com/flagwarden/flagwarden/internal/series"
 	"github.com/flagwarden/flagwarden/internal/snapshot"
@@ -68,7 +67,7 @@ type APIOptions struct {
 	Payloads PayloadStore
 
 	// Auth holds the bearer tokens and whether reads are open.
-	Auth config.Auth
+	Auth Auth
 	// HandlerTimeout bounds one API request (default 30s).
 	HandlerTimeout time.Duration
 	// MaxBodyBytes bounds a request body (default 1 MiB).
@@ -134,7 +133,7 @@ func (o *APIOptions) validate() error {
 		if len(t.Token) == 0 {
 			return fmt.Errorf("web: APIOptions.Auth.Tokens[%d].Token is empty", i)
 		}
-		if t.Role != config.RoleRead && t.Role != config.RoleOperate {
+		if t.Role != RoleRead && t.Role != RoleOperate {
 			return fmt.Errorf("web: APIOptions.Auth.Tokens[%d].Role must be read or operate, got %q", i, t.Role)
 		}
 	}
@@ -187,7 +186,7 @@ func (a *API) Register(r *gin.Engine) {
 	// a token, and a client reads the document to learn how to authenticate.
 	getAndHead(v1, "/openapi.json", a.openAPI)
 	getAndHead(v1, "/whoami", a.whoami)
-	read := v1.Group("", a.require(config.RoleRead))
+	read := v1.Group("", a.require(RoleRead))
 	getAndHead(read, "/queues", a.queues)
 	getAndHead(read, "/teams", a.listTeams)
 	getAndHead(read, "/teams/distribution", a.distribution)
@@ -201,7 +200,7 @@ func (a *API) Register(r *gin.Engine) {
 	getAndHead(read, "/rebuilds", a.rebuildStatus)
 	getAndHead(read, "/collectors", a.collectors)
 
-	write := v1.Group("", a.require(config.RoleOperate))
+	write := v1.Group("", a.require(RoleOperate))
 	write.POST("/teams/:id/rebuild", a.requestRebuild)
 	write.POST("/teams/:id/quarantine", a.quarantine)
 	write.POST("/teams/:id/release", a.release)

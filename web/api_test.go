@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"math"
@@ -19,7 +20,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/flagwarden/flagwarden/detectors"
-	"github.com/flagwarden/flagwarden/internal/config"
 	"github.com/flagwarden/flagwarden/internal/series"
 	"github.com/flagwarden/flagwarden/rebuild"
 )
@@ -543,12 +543,25 @@ func TestNewAPIValidates(t *testing.T) {
 		{"no snapshots", APIOptions{Series: b.series}, "Snapshots"},
 		{"no series", APIOptions{Snapshots: b.snaps}, "Series"},
 		{"negative timeout", APIOptions{Snapshots: b.snaps, Series: b.series, HandlerTimeout: -1}, "HandlerTimeout"},
-		{"bad role", APIOptions{Snapshots: b.snaps, Series: b.series, Auth: config.Auth{Tokens: []config.Token{{Name: "x", Token: "0123456789abcdef", Role: "admin"}}}}, "Role"},
+		{"bad role", APIOptions{Snapshots: b.snaps, Series: b.series, Auth: Auth{Tokens: []Token{{Name: "x", Token: "0123456789abcdef", Role: "admin"}}}}, "Role"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := NewAPI(tc.opts)
 			require.ErrorContains(t, err, tc.want)
 		})
+	}
+}
+
+// The options may end up in a log line or an error; a token printed with them would be
+// a credential in the log.
+func TestPrintedOptionsLeaveTokensOut(t *testing.T) {
+	t.Parallel()
+	const secret = "s3cr3t-0123456789abcdef"
+	opts := APIOptions{Auth: Auth{Tokens: []Token{{Name: "oncall", Token: secret, Role: RoleOperate}}}}
+	for _, verb := range []string{"%v", "%+v", "%s"} {
+		out := fmt.Sprintf(verb, opts)
+		require.NotContains(t, out, secret, verb)
+		require.Contains(t, out, "oncall", verb)
 	}
 }
 

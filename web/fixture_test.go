@@ -20,7 +20,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/flagwarden/flagwarden/detectors"
-	"github.com/flagwarden/flagwarden/internal/config"
 	"github.com/flagwarden/flagwarden/internal/loop"
 	"github.com/flagwarden/flagwarden/internal/series"
 	"github.com/flagwarden/flagwarden/internal/snapshot"
@@ -309,9 +308,9 @@ func newBundle(t testing.TB, mods ...bundleOpt) *bundle {
 					LastSuccess: fixtureNow.Add(-10 * time.Minute)},
 			}
 		},
-		Auth: config.Auth{Tokens: []config.Token{
-			{Name: "viewer", Token: readToken, Role: config.RoleRead},
-			{Name: "oncall", Token: operateToken, Role: config.RoleOperate},
+		Auth: Auth{Tokens: []Token{
+			{Name: "viewer", Token: readToken, Role: RoleRead},
+			{Name: "oncall", Token: operateToken, Role: RoleOperate},
 		}},
 		Logger:     slog.New(slog.DiscardHandler),
 		Registerer: b.reg,

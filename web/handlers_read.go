@@ -13,7 +13,6 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/flagwarden/flagwarden/detectors"
-	"github.com/flagwarden/flagwarden/internal/config"
 	"github.com/flagwarden/flagwarden/internal/loop"
 	"github.com/flagwarden/flagwarden/internal/posthog"
 	"github.com/flagwarden/flagwarden/internal/series"
@@ -39,7 +38,7 @@ func (a *API) whoami(c *gin.Context) {
 		"role":          id.Role,
 		"open_reads":    a.auth.openReads,
 		"can_read":      id.Role != "" || a.auth.openReads,
-		"can_operate":   id.Role == config.RoleOperate,
+		"can_operate":   id.Role == RoleOperate,
 	})
 }
 

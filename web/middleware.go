@@ -14,7 +14,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
-	"github.com/flagwarden/flagwarden/internal/config"
 	"github.com/flagwarden/flagwarden/rebuild"
 )
 
@@ -210,10 +209,42 @@ func (a *API) bodyLimit(c *gin.Context) {
 	c.Next()
 }
 
+// Role is what a token may do.
+type Role string
+
+// Roles: read sees everything; operate also requests rebuilds and quarantines teams.
+const (
+	RoleRead    Role = "read"
+	RoleOperate Role = "operate"
+)
+
+// Auth holds the API's bearer tokens and whether reads are open.
+type Auth struct {
+	// OpenReads lets requests without a token read (writes always need operate).
+	OpenReads bool
+	// Tokens are the accepted bearer tokens.
+	Tokens []Token
+}
+
+// Token is one bearer token and its role.
+type Token struct {
+	// Name identifies the token in logs and errors (the token itself never appears).
+	Name string
+	// Token is the secret value.
+	Token string
+	// Role is RoleRead or RoleOperate.
+	Role Role
+}
+
+// String leaves the secret out, so that printing the options never leaks a token.
+func (t Token) String() string {
+	return t.Name + " (" + string(t.Role) + ")"
+}
+
 // identity is who made a request: a token's name and role, or anonymous.
 type identity struct {
 	Name string
-	Role config.Role
+	Role Role
 }
 
 const identityKey = "flagwarden.identity"
@@ -229,10 +260,10 @@ type authenticator struct {
 type storedToken struct {
 	digest [sha256.Size]byte
 	name   string
-	role   config.Role
+	role   Role
 }
 
-func newAuthenticator(cfg config.Auth) *authenticator {
+func newAuthenticator(cfg Auth) *authenticator {
 	a := &authenticator{openReads: cfg.OpenReads}
 	for _, t := range cfg.Tokens {
 		a.tokens = append(a.tokens, storedToken{digest: sha256.Sum256([]byte(t.Token)), name: t.Name, role: t.Role})
@@ -280,14 +311,14 @@ func (a *API) authenticate(c *gin.Context) {
 }
 
 // require lets a request through when its identity has role: operate includes read,
-// and reads are open to anonymous callers when auth.open_reads is set.
-func (a *API) require(role config.Role) gin.HandlerFunc {
+// and reads are open to anonymous callers when Auth.OpenReads is set.
+func (a *API) require(role Role) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		id := callerOf(c)
 		switch {
-		case id.Role == config.RoleOperate:
-		case id.Role == config.RoleRead && role == config.RoleRead:
-		case id.Role == "" && role == config.RoleRead && a.auth.openReads:
+		case id.Role == RoleOperate:
+		case id.Role == RoleRead && role == RoleRead:
+		case id.Role == "" && role == RoleRead && a.auth.openReads:
 		case id.Role == "":
 			c.Header("WWW-Authenticate", `Bearer realm="flagwarden"`)
 			abort(c, http.StatusUnauthorized, codeUnauthorized, "a bearer token with the "+string(role)+" role is required")

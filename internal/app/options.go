@@ -4,6 +4,7 @@ import (
 	"github.com/flagwarden/flagwarden/collectors/celery"
 	"github.com/flagwarden/flagwarden/internal/config"
 	"github.com/flagwarden/flagwarden/internal/loop"
+	"github.com/flagwarden/flagwarden/web"
 )
 
 // This file turns the config file's types into the components' own Options: the only
@@ -31,4 +32,15 @@ func off(n int) int {
 		return -1
 	}
 	return n
+}
+
+// webAuth is the API's bearer tokens from the auth section. The roles are spelled the
+// same in both, so a role passes through as it is and the API's validation still
+// refuses one it does not know.
+func webAuth(a config.Auth) web.Auth {
+	out := web.Auth{OpenReads: a.OpenReads}
+	for _, t := range a.Tokens {
+		out.Tokens = append(out.Tokens, web.Token{Name: t.Name, Token: string(t.Token), Role: web.Role(t.Role)})
+	}
+	return out
 }

@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/flagwarden/flagwarden/internal/config"
+	"github.com/flagwarden/flagwarden/web"
 )
 
 // The config file says 0 for "none" where the collector says a negative number: a 0
@@ -22,5 +23,25 @@ func TestCeleryOptionsTurnsZeroIntoOff(t *testing.T) {
 	}
 	if o.Sep != b.Sep || o.GlobalKeyPrefix != b.GlobalKeyPrefix || o.TeamKwarg != b.TeamArg.Kwarg || o.TeamPosition != b.TeamArg.Position {
 		t.Fatalf("kombu layout must pass through: %+v from %+v", o, b)
+	}
+}
+
+func TestWebAuthKeepsEveryToken(t *testing.T) {
+	a := config.Auth{OpenReads: true, Tokens: []config.Token{
+		{Name: "viewer", Token: "read-0123456789abcdef", Role: config.RoleRead},
+		{Name: "oncall", Token: "operate-0123456789abcdef", Role: config.RoleOperate},
+	}}
+	w := webAuth(a)
+	if !w.OpenReads || len(w.Tokens) != 2 {
+		t.Fatalf("open reads and both tokens must pass through: %+v", w)
+	}
+	for i, got := range w.Tokens {
+		want := a.Tokens[i]
+		if got.Name != want.Name || got.Token != string(want.Token) || string(got.Role) != string(want.Role) {
+			t.Fatalf("token %d: got %+v from %+v", i, got, want)
+		}
+	}
+	if w.Tokens[0].Role != web.RoleRead || w.Tokens[1].Role != web.RoleOperate {
+		t.Fatalf("roles must be the API's own: %+v", w.Tokens)
 	}
 }

@@ -23,7 +23,7 @@ func (a *App) wireWeb(ctx context.Context) error {
 		Payloads: web.NewRedisPayloads(a.cache, cachekeys.Layout{
 			Prefix: cfg.Cache.KeyPrefix, PostHog: cfg.Cache.Layout == "posthog",
 		}, 0),
-		Auth:              cfg.Auth,
+		Auth:              webAuth(cfg.Auth),
 		HandlerTimeout:    cfg.HTTP.HandlerTimeout,
 		MaxBodyBytes:      cfg.HTTP.MaxBodyBytes,
 		MaxConcurrent:     cfg.HTTP.MaxConcurrent,
