@@ -198,7 +198,7 @@ func New(ctx context.Context, opts Options) (a *App, err error) {
 // openDatabases opens the state and flag databases and migrates the state database.
 func (a *App) openDatabases(ctx context.Context) (err error) {
 	cfg := a.cfg
-	if a.statePool, err = statedb.Open(ctx, cfg.StateDatabase); err != nil {
+	if a.statePool, err = OpenDatabase(ctx, cfg.StateDatabase); err != nil {
 		return fmt.Errorf("state database: %w", err)
 	}
 	a.closers = append(a.closers, a.statePool.Close)
@@ -208,7 +208,7 @@ func (a *App) openDatabases(ctx context.Context) (err error) {
 	if cfg.FlagDatabase.URL == cfg.StateDatabase.URL {
 		a.flagPool = a.statePool
 	} else {
-		if a.flagPool, err = statedb.Open(ctx, cfg.FlagDatabase); err != nil {
+		if a.flagPool, err = OpenDatabase(ctx, cfg.FlagDatabase); err != nil {
 			return fmt.Errorf("flag database: %w", err)
 		}
 		a.closers = append(a.closers, a.flagPool.Close)

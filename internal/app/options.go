@@ -4,6 +4,7 @@ import (
 	"github.com/flagwarden/flagwarden/collectors/celery"
 	"github.com/flagwarden/flagwarden/internal/config"
 	"github.com/flagwarden/flagwarden/internal/loop"
+	"github.com/flagwarden/flagwarden/internal/statedb"
 	"github.com/flagwarden/flagwarden/web"
 )
 
@@ -43,4 +44,10 @@ func webAuth(a config.Auth) web.Auth {
 		out.Tokens = append(out.Tokens, web.Token{Name: t.Name, Token: string(t.Token), Role: web.Role(t.Role)})
 	}
 	return out
+}
+
+// databaseOptions is a pool's options from a database section; the URL stays the
+// config's type, which prints itself without the password.
+func databaseOptions(d config.Database) statedb.Options {
+	return statedb.Options{URL: d.URL, MaxConns: d.MaxConns, StatementTimeout: d.StatementTimeout}
 }

@@ -1,6 +1,7 @@
 package app
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"time"
@@ -19,6 +20,7 @@ import (
 	"github.com/flagwarden/flagwarden/internal/config"
 	"github.com/flagwarden/flagwarden/internal/series"
 	"github.com/flagwarden/flagwarden/internal/snapshot"
+	"github.com/flagwarden/flagwarden/internal/statedb"
 	"github.com/flagwarden/flagwarden/rebuild"
 )
 
@@ -70,6 +72,12 @@ func BuilderOptions(cfg config.Config, progress func(rebuild.BuildProgress)) reb
 		PageSize: cfg.Rebuild.PageSize, FailOnMalformed: cfg.Rebuild.OnMalformed == "fail",
 		Contract: rebuild.Contract(cfg.Cache.PostHogContract), Progress: progress,
 	}
+}
+
+// OpenDatabase connects a pool to the database a state_database or flag_database
+// section describes.
+func OpenDatabase(ctx context.Context, db config.Database) (*pgxpool.Pool, error) {
+	return statedb.Open(ctx, databaseOptions(db))
 }
 
 // NewCeleryCollector measures the broker's queues as broker.* describes.

@@ -23,7 +23,6 @@ import (
 	"github.com/flagwarden/flagwarden/internal/app"
 	"github.com/flagwarden/flagwarden/internal/config"
 	"github.com/flagwarden/flagwarden/internal/snapshot"
-	"github.com/flagwarden/flagwarden/internal/statedb"
 )
 
 // inspectSubjects are inspect's subcommands: what each collects, and which servers of
@@ -207,7 +206,7 @@ func yesNo(b bool) string {
 
 // collectTeams runs one full pass over the flag database.
 func collectTeams(ctx context.Context, cfg config.Config, logger *slog.Logger) (snapshot.Teams, error) {
-	pool, err := statedb.Open(ctx, cfg.FlagDatabase)
+	pool, err := app.OpenDatabase(ctx, cfg.FlagDatabase)
 	if err != nil {
 		return snapshot.Teams{}, err
 	}

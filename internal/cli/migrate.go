@@ -6,6 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/flagwarden/flagwarden/internal/app"
 	"github.com/flagwarden/flagwarden/internal/config"
 	"github.com/flagwarden/flagwarden/internal/statedb"
 )
@@ -23,7 +24,7 @@ func newMigrateCmd(env Env) *cobra.Command {
 			printConfigError(env.Stderr, err)
 			return 1
 		}
-		pool, err := statedb.Open(ctx, cfg.StateDatabase)
+		pool, err := app.OpenDatabase(ctx, cfg.StateDatabase)
 		if err != nil {
 			fmt.Fprintf(env.Stderr, "flagwarden migrate: %v\n", err)
 			return 1

@@ -14,8 +14,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
-
-	"github.com/flagwarden/flagwarden/internal/config"
 )
 
 //go:embed migrations/*.sql
@@ -24,13 +22,37 @@ var migrationFiles embed.FS
 // migrateLockID serialises migrations across replicas starting at once.
 const migrateLockID = 0x666c61676d6967
 
+// URL is a connection URL that prints itself without its password, so that an error
+// naming the server never carries the credential.
+type URL interface {
+	// Value is the URL with its password, for the driver.
+	Value() string
+	// String is the URL with its password replaced.
+	String() string
+}
+
+// Options say which server to connect to and how.
+type Options struct {
+	// URL is a libpq-style URL (postgres://user:pass@host:5432/db).
+	URL URL
+	// MaxConns bounds the pool; 0 takes the driver's default.
+	MaxConns int
+	// StatementTimeout bounds every query; 0 leaves the server's setting.
+	StatementTimeout time.Duration
+}
+
 // Open connects a pool to db and checks that the server answers.
-func Open(ctx context.Context, db config.Database) (*pgxpool.Pool, error) {
+func Open(ctx context.Context, db Options) (*pgxpool.Pool, error) {
+	if db.URL == nil {
+		return nil, fmt.Errorf("statedb: Options.URL is required")
+	}
 	pc, err := pgxpool.ParseConfig(db.URL.Value())
 	if err != nil {
 		return nil, fmt.Errorf("parse database url %s: %w", db.URL, err)
 	}
-	pc.MaxConns = int32(db.MaxConns)
+	if db.MaxConns > 0 {
+		pc.MaxConns = int32(db.MaxConns)
+	}
 	if db.StatementTimeout > 0 {
 		pc.ConnConfig.RuntimeParams["statement_timeout"] = strconv.FormatInt(db.StatementTimeout.Milliseconds(), 10)
 	}

@@ -15,7 +15,7 @@ func TestMigrateIsIdempotent(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	url := testenv.Postgres(t)
-	pool, err := Open(ctx, config.Database{URL: config.URL(url), MaxConns: 2})
+	pool, err := Open(ctx, Options{URL: config.URL(url), MaxConns: 2})
 	require.NoError(t, err)
 	defer pool.Close()
 
@@ -40,7 +40,7 @@ func TestMigrateIsIdempotent(t *testing.T) {
 func TestOpenReportsUnreachableServer(t *testing.T) {
 	t.Parallel()
 	port := testenv.FreePort(t) // nothing listens there
-	_, err := Open(context.Background(), config.Database{
+	_, err := Open(context.Background(), Options{
 		URL:      config.URL("postgres://fw:topsecret@127.0.0.1:" + strconv.Itoa(port) + "/x?connect_timeout=2"),
 		MaxConns: 1,
 	})
