@@ -152,11 +152,7 @@ func New(ctx context.Context, opts Options) (a *App, err error) {
 	a.ready["broker"] = func(ctx context.Context) error { return a.broker.Ping(ctx).Err() }
 	a.ready["cache"] = func(ctx context.Context) error { return a.cache.Ping(ctx).Err() }
 
-	a.series = series.New(series.Options{
-		Retention: cfg.Collectors.Series.Retention,
-		MaxPoints: cfg.Collectors.Series.MaxPoints,
-		MaxSeries: cfg.Collectors.Series.MaxSeries,
-	}, reg)
+	a.series = series.New(seriesOptions(cfg.Collectors.Series), reg)
 	a.snapshots = snapshot.NewStore()
 	a.loopMetrics = loop.NewMetrics(reg)
 

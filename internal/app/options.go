@@ -2,8 +2,10 @@ package app
 
 import (
 	"github.com/flagwarden/flagwarden/collectors/celery"
+	"github.com/flagwarden/flagwarden/detectors"
 	"github.com/flagwarden/flagwarden/internal/config"
 	"github.com/flagwarden/flagwarden/internal/loop"
+	"github.com/flagwarden/flagwarden/internal/series"
 	"github.com/flagwarden/flagwarden/internal/statedb"
 	"github.com/flagwarden/flagwarden/web"
 )
@@ -50,4 +52,33 @@ func webAuth(a config.Auth) web.Auth {
 // config's type, which prints itself without the password.
 func databaseOptions(d config.Database) statedb.Options {
 	return statedb.Options{URL: d.URL, MaxConns: d.MaxConns, StatementTimeout: d.StatementTimeout}
+}
+
+// detectorOptions is the detector pass's judgment from the detectors section (and the
+// links and retention it shares with http and alertmanager); the caller adds the
+// stores, the pager and the clock.
+func detectorOptions(cfg config.Config) detectors.EngineOptions {
+	d := cfg.Detectors
+	return detectors.EngineOptions{
+		Links:             detectors.Links{RunbookBase: d.RunbookBaseURL, ExternalURL: cfg.HTTP.ExternalURL},
+		ResolvedRetention: cfg.Alertmanager.ResolvedRetention,
+		FindingsRetention: d.FindingsRetention,
+		Backlog: detectors.BacklogOptions{
+			Limit: float64(d.BacklogLimit), Floor: float64(d.BacklogFloor),
+			ShortWindow: d.BacklogShortWindow, LongWindow: d.BacklogLongWindow,
+			StallAfter: d.StallAfter, For: d.For, Weeks: d.BacklogWeeks, Location: d.Location(),
+		},
+		Outlier: detectors.OutlierOptions{MinBytes: int64(d.OutlierMinBytes), WorkerMemoryLimit: int64(d.WorkerMemoryLimit)},
+		Growth:  detectors.GrowthOptions{MinDays: d.GrowthMinDays, MinBytes: int64(d.OutlierMinBytes)},
+		Worker: detectors.WorkerOptions{
+			OOMWindow: d.OOMWindow, MemoryNearLimit: d.MemoryNearLimit, For: d.For, OOMKeepFiring: d.OOMKeepFiring,
+		},
+		Cache:              detectors.CacheOptions{StaleAfter: d.StaleAfter},
+		CollectorDownAfter: d.CollectorDownAfter,
+	}
+}
+
+// seriesOptions bounds the in-memory series as collectors.series describes.
+func seriesOptions(s config.Series) series.Options {
+	return series.Options{Retention: s.Retention, MaxPoints: s.MaxPoints, MaxSeries: s.MaxSeries}
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/flagwarden/flagwarden/internal/cachekeys"
 	"github.com/flagwarden/flagwarden/internal/clock"
 	"github.com/flagwarden/flagwarden/internal/config"
+	"github.com/flagwarden/flagwarden/internal/replay"
 	"github.com/flagwarden/flagwarden/internal/series"
 	"github.com/flagwarden/flagwarden/internal/snapshot"
 	"github.com/flagwarden/flagwarden/internal/statedb"
@@ -180,6 +181,19 @@ func EngineOptions(cfg config.Config, src RebuildSource, pub *rebuild.Publisher,
 		BuildTimeout: r.BuildTimeout, MaxAttempts: r.MaxAttempts,
 		CoalesceDelay: r.CoalesceDelay, QuarantineCacheTTL: r.QuarantineCacheTTL,
 		Logger: s.Logger, Registerer: s.Registry,
+	}
+}
+
+// ReplayPolicy is flagwarden as cfg runs it, for the incident replay: the detectors'
+// thresholds, the rebuild engine's lanes and limits, the consumer's queue and the
+// series bounds.
+func ReplayPolicy(cfg config.Config) replay.Policy {
+	return replay.Policy{
+		Detectors:      detectorOptions(cfg),
+		DetectInterval: cfg.Detectors.Interval,
+		Rebuild:        EngineOptions(cfg, nil, nil, Sinks{}),
+		Queue:          cfg.Rebuild.CeleryConsumer.Queue,
+		Series:         seriesOptions(cfg.Collectors.Series),
 	}
 }
 

@@ -42,34 +42,12 @@ func (a *App) wireDetectors(ctx context.Context) error {
 
 	// Collector loops only: the detector loop reporting itself down would be circular.
 	collectorLoops := append([]*loop.Loop(nil), a.loops...)
-	engine, err := detectors.NewEngine(detectors.EngineOptions{
-		Series:     a.series,
-		Snapshots:  a.snapshots,
-		Health:     func() []loop.Health { return a.healthOf(collectorLoops) },
-		Quarantine: a.quarantineSource(),
-		Mismatches: a.mismatches,
-		Store:      a.findings,
-		Pager:      pager,
-		Links:      detectors.Links{RunbookBase: d.RunbookBaseURL, ExternalURL: cfg.HTTP.ExternalURL},
-
-		ResolvedRetention: cfg.Alertmanager.ResolvedRetention,
-		FindingsRetention: d.FindingsRetention,
-		Backlog: detectors.BacklogOptions{
-			Limit: float64(d.BacklogLimit), Floor: float64(d.BacklogFloor),
-			ShortWindow: d.BacklogShortWindow, LongWindow: d.BacklogLongWindow,
-			StallAfter: d.StallAfter, For: d.For, Weeks: d.BacklogWeeks, Location: d.Location(),
-		},
-		Outlier: detectors.OutlierOptions{MinBytes: int64(d.OutlierMinBytes), WorkerMemoryLimit: int64(d.WorkerMemoryLimit)},
-		Growth:  detectors.GrowthOptions{MinDays: d.GrowthMinDays, MinBytes: int64(d.OutlierMinBytes)},
-		Worker: detectors.WorkerOptions{
-			OOMWindow: d.OOMWindow, MemoryNearLimit: d.MemoryNearLimit, For: d.For, OOMKeepFiring: d.OOMKeepFiring,
-		},
-		Cache:              detectors.CacheOptions{StaleAfter: d.StaleAfter},
-		CollectorDownAfter: d.CollectorDownAfter,
-		Logger:             a.logger,
-		Registerer:         a.registry,
-		Now:                a.now,
-	})
+	opts := detectorOptions(cfg)
+	opts.Series, opts.Snapshots = a.series, a.snapshots
+	opts.Health = func() []loop.Health { return a.healthOf(collectorLoops) }
+	opts.Quarantine, opts.Mismatches, opts.Store, opts.Pager = a.quarantineSource(), a.mismatches, a.findings, pager
+	opts.Logger, opts.Registerer, opts.Now = a.logger, a.registry, a.now
+	engine, err := detectors.NewEngine(opts)
 	if err != nil {
 		return err
 	}

@@ -7,6 +7,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/flagwarden/flagwarden/internal/app"
+	"github.com/flagwarden/flagwarden/internal/config"
 	"github.com/flagwarden/flagwarden/internal/replay"
 )
 
@@ -48,7 +50,7 @@ shows on stderr. -o wide adds the dates and what each first page said to the tab
 		p := env.newProgress("replay", "simulated h", 2*7*24)
 		var offset time.Duration
 		last := ""
-		r, err := replay.Run(ctx, replay.Options{Seed: *seed, Progress: func(run string, done, of time.Duration) {
+		r, err := replay.Run(ctx, replay.Options{Seed: *seed, Policy: app.ReplayPolicy(config.Default()), Progress: func(run string, done, of time.Duration) {
 			if run != last {
 				if last != "" {
 					offset += of

@@ -6,6 +6,7 @@ package replay
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -16,14 +17,18 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/flagwarden/flagwarden/detectors"
-	"github.com/flagwarden/flagwarden/internal/config"
 	"github.com/flagwarden/flagwarden/internal/series"
 	"github.com/flagwarden/flagwarden/internal/simulator"
 	"github.com/flagwarden/flagwarden/internal/snapshot"
+	"github.com/flagwarden/flagwarden/rebuild"
 )
 
-// Options choose the run. Zero values take the defaults.
+// Options choose the run. Zero values take the defaults, except Policy, which is
+// required.
 type Options struct {
+	// Policy is flagwarden as it runs live (app.ReplayPolicy fills it from the
+	// configuration's defaults).
+	Policy Policy
 	// Seed makes the run reproducible (default 1).
 	Seed uint64
 	// Duration is how much simulated time each run covers (default 7 days).
@@ -36,6 +41,22 @@ type Options struct {
 	// Progress, if set, is called as each run advances: run is "as it happened" or
 	// "with flagwarden", done how much of its Duration has been simulated.
 	Progress func(run string, done, of time.Duration)
+}
+
+// Policy is the live configuration the replay runs flagwarden with.
+type Policy struct {
+	// Detectors gives the judgment thresholds: Backlog, Outlier, Growth, Worker and
+	// Cache. Its stores, pager and clock are the replay's own.
+	Detectors detectors.EngineOptions
+	// DetectInterval is the live detector pass, reported next to the replay's own.
+	DetectInterval time.Duration
+	// Rebuild gives the engine's lanes and limits: the workers per lane, the large
+	// and hard limits on a team's payload, and the memory budget of a build.
+	Rebuild rebuild.Options
+	// Queue is the Celery queue flagwarden's consumer reads.
+	Queue string
+	// Series bounds the in-memory series the detectors read.
+	Series series.Options
 }
 
 // progress reports how far run is.
@@ -152,20 +173,23 @@ func (r *crashLoopRule) observe(pods []snapshot.Pod, now time.Time) (fired strin
 // Run performs both runs and returns the comparison.
 func Run(ctx context.Context, o Options) (Report, error) {
 	o = o.withDefaults()
-	cfg := config.Default()
+	p := o.Policy
+	if p.Queue == "" || p.Rebuild.SmallWorkers <= 0 {
+		return Report{}, errors.New("replay: Options.Policy is required (app.ReplayPolicy)")
+	}
 	simOpts := simulator.Options{Seed: o.Seed, FixAt: o.FixAt}
 	workerOpts := simulator.WorkerOptions{Seed: o.Seed}
 	eng := engineOptions{
-		SmallWorkers: cfg.Rebuild.Workers.Small, LargeWorkers: cfg.Rebuild.Workers.Large,
-		QuarantineWorkers: cfg.Rebuild.Workers.Quarantine,
-		LargeTeamBytes:    int64(cfg.Rebuild.LargeTeamBytes), HardLimitBytes: int64(cfg.Rebuild.HardLimitBytes),
-		BuildOverhead: 20 * time.Millisecond, BytesPerSecond: 60e6, MemoryBudget: int64(cfg.Rebuild.MemoryBudget),
+		SmallWorkers: p.Rebuild.SmallWorkers, LargeWorkers: p.Rebuild.LargeWorkers,
+		QuarantineWorkers: p.Rebuild.QuarantineWorkers,
+		LargeTeamBytes:    p.Rebuild.LargeTeamBytes, HardLimitBytes: p.Rebuild.HardLimitBytes,
+		BuildOverhead: 20 * time.Millisecond, BytesPerSecond: 60e6, MemoryBudget: p.Rebuild.MemoryBudget,
 	}
 	naive, err := runNaive(ctx, o, simOpts, workerOpts)
 	if err != nil {
 		return Report{}, err
 	}
-	with, err := runFlagwarden(ctx, o, simOpts, workerOpts, eng, cfg)
+	with, err := runFlagwarden(ctx, o, simOpts, workerOpts, eng, p)
 	if err != nil {
 		return Report{}, err
 	}
@@ -176,7 +200,7 @@ func Run(ctx context.Context, o Options) (Report, error) {
 	return Report{
 		Seed: o.Seed, Start: start, Duration: o.Duration.String(),
 		AsItHappened: naive, WithFlagwarden: with,
-		Parameters: parameters(o, workerOpts, eng, cfg),
+		Parameters: parameters(o, workerOpts, eng, p),
 		Notes: []string{
 			"The simulation is deterministic for a seed: the fleet, every flag change and every task are the same in both runs.",
 			"As it happened: Celery workers take each task (acked on receipt, Celery's default, so a task on a killed worker is lost) and build it by loading everything: memory = worker baseline + snapshot.NaiveBuildFactor × (flags payload + definitions payload).",
@@ -294,8 +318,8 @@ func (p *pageRecorder) Update(_ time.Time, relevant []detectors.Finding) {
 	}
 }
 
-func runFlagwarden(ctx context.Context, o Options, so simulator.Options, wo simulator.WorkerOptions, eo engineOptions, cfg config.Config) (Outcome, error) {
-	so.Queue = cfg.Rebuild.CeleryConsumer.Queue
+func runFlagwarden(ctx context.Context, o Options, so simulator.Options, wo simulator.WorkerOptions, eo engineOptions, p Policy) (Outcome, error) {
+	so.Queue = p.Queue
 	s, err := simulator.New(ctx, so)
 	if err != nil {
 		return Outcome{}, err
@@ -303,22 +327,14 @@ func runFlagwarden(ctx context.Context, o Options, so simulator.Options, wo simu
 	// the Celery workers still run, but the cache tasks go to flagwarden's consumer.
 	w := simulator.NewCeleryWorkers(wo, s.Now)
 	m := newEngineModel(eo, so.Queue)
-	st := series.New(series.Options{Retention: cfg.Collectors.Series.Retention, MaxPoints: cfg.Collectors.Series.MaxPoints,
-		MaxSeries: cfg.Collectors.Series.MaxSeries}, nil)
+	st := series.New(p.Series, nil)
 	snaps := snapshot.NewStore()
 	pager := &pageRecorder{}
 	now := s.Now
-	d := cfg.Detectors
+	d := p.Detectors
 	engine, err := detectors.NewEngine(detectors.EngineOptions{
 		Series: st, Snapshots: snaps, Quarantine: m, Pager: pager,
-		Backlog: detectors.BacklogOptions{
-			Limit: float64(d.BacklogLimit), Floor: float64(d.BacklogFloor),
-			ShortWindow: d.BacklogShortWindow, LongWindow: d.BacklogLongWindow, StallAfter: d.StallAfter, For: d.For,
-		},
-		Outlier:    detectors.OutlierOptions{MinBytes: int64(d.OutlierMinBytes), WorkerMemoryLimit: int64(d.WorkerMemoryLimit)},
-		Growth:     detectors.GrowthOptions{MinDays: d.GrowthMinDays, MinBytes: int64(d.OutlierMinBytes)},
-		Worker:     detectors.WorkerOptions{OOMWindow: d.OOMWindow, MemoryNearLimit: d.MemoryNearLimit, For: d.For},
-		Cache:      detectors.CacheOptions{StaleAfter: d.StaleAfter},
+		Backlog: d.Backlog, Outlier: d.Outlier, Growth: d.Growth, Worker: d.Worker, Cache: d.Cache,
 		Logger:     slog.New(slog.DiscardHandler),
 		Registerer: prometheus.NewRegistry(),
 		Now:        func() time.Time { return now },

@@ -1,4 +1,4 @@
-package replay
+package replay_test
 
 import (
 	"bytes"
@@ -12,22 +12,30 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/flagwarden/flagwarden/internal/app"
+	"github.com/flagwarden/flagwarden/internal/config"
+	"github.com/flagwarden/flagwarden/internal/replay"
 )
+
+// livePolicy is flagwarden as the default configuration runs it, as the replay
+// command uses it.
+func livePolicy() replay.Policy { return app.ReplayPolicy(config.Default()) }
 
 var update = flag.Bool("update", false, "rewrite the golden files")
 
 // The full week is simulated once and shared: it is the expensive part.
 var (
 	once     sync.Once
-	seeded   Report
+	seeded   replay.Report
 	seedErr  error
 	seedText []byte
 )
 
-func incident(t *testing.T) (Report, []byte) {
+func incident(t *testing.T) (replay.Report, []byte) {
 	t.Helper()
 	once.Do(func() {
-		seeded, seedErr = Run(context.Background(), Options{Seed: 1})
+		seeded, seedErr = replay.Run(context.Background(), replay.Options{Seed: 1, Policy: livePolicy()})
 		var b bytes.Buffer
 		if seedErr == nil {
 			seedErr = seeded.WriteTable(&b)
@@ -85,7 +93,7 @@ func TestJSONMatchesTable(t *testing.T) {
 	r, _ := incident(t)
 	var b bytes.Buffer
 	require.NoError(t, r.WriteJSON(&b))
-	var back Report
+	var back replay.Report
 	require.NoError(t, json.Unmarshal(b.Bytes(), &back))
 	require.Equal(t, r.AsItHappened.PeakBacklog, back.AsItHappened.PeakBacklog)
 	require.Equal(t, r.WithFlagwarden.OthersP99Seconds, back.WithFlagwarden.OthersP99Seconds)
@@ -97,12 +105,12 @@ func TestSeedsDiffer(t *testing.T) {
 	if testing.Short() {
 		t.Skip("a second week of simulation")
 	}
-	r2, err := Run(context.Background(), Options{Seed: 2, Duration: 24 * time.Hour})
+	r2, err := replay.Run(context.Background(), replay.Options{Seed: 2, Duration: 24 * time.Hour, Policy: livePolicy()})
 	require.NoError(t, err)
-	r3, err := Run(context.Background(), Options{Seed: 2, Duration: 24 * time.Hour})
+	r3, err := replay.Run(context.Background(), replay.Options{Seed: 2, Duration: 24 * time.Hour, Policy: livePolicy()})
 	require.NoError(t, err)
 	require.Equal(t, r2, r3, "same seed, same report")
-	r4, err := Run(context.Background(), Options{Seed: 4, Duration: 24 * time.Hour})
+	r4, err := replay.Run(context.Background(), replay.Options{Seed: 4, Duration: 24 * time.Hour, Policy: livePolicy()})
 	require.NoError(t, err)
 	require.NotEqual(t, r2.AsItHappened.TasksEnqueued, r4.AsItHappened.TasksEnqueued)
 }

@@ -10,7 +10,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/flagwarden/flagwarden/internal/config"
 	"github.com/flagwarden/flagwarden/internal/simulator"
 	"github.com/flagwarden/flagwarden/internal/snapshot"
 )
@@ -23,7 +22,7 @@ func quantiles(v []float64) (p99, maxV float64) {
 	return v[min(len(v)-1, int(math.Ceil(0.99*float64(len(v))))-1)], v[len(v)-1]
 }
 
-func parameters(o Options, wo simulator.WorkerOptions, eo engineOptions, cfg config.Config) []Param {
+func parameters(o Options, wo simulator.WorkerOptions, eo engineOptions, p Policy) []Param {
 	// the simulator's own defaults, so the list is what ran.
 	s := simulator.Options{Seed: o.Seed}.WithDefaults()
 	f := s.Fleet.WithDefaults()
@@ -51,8 +50,8 @@ func parameters(o Options, wo simulator.WorkerOptions, eo engineOptions, cfg con
 		{"flagwarden workers per lane (small/large/quarantine)", fmt.Sprintf("%d/%d/%d", eo.SmallWorkers, eo.LargeWorkers, eo.QuarantineWorkers)},
 		{"flagwarden large lane from / quarantine from (payload)", mib(eo.LargeTeamBytes) + " / " + gib(eo.HardLimitBytes)},
 		{"flagwarden build", fmt.Sprintf("%s + both payloads at %d MB/s, streaming within a %s budget", eo.BuildOverhead, eo.BytesPerSecond/1e6, mib(eo.MemoryBudget))},
-		{"flagwarden detector pass / for", detectEvery.String() + " in the replay (" + cfg.Detectors.Interval.String() + " live) / " + cfg.Detectors.For.String()},
-		{"stale after / backlog limit", fmt.Sprintf("%s / %d", cfg.Detectors.StaleAfter, cfg.Detectors.BacklogLimit)},
+		{"flagwarden detector pass / for", detectEvery.String() + " in the replay (" + p.DetectInterval.String() + " live) / " + p.Detectors.Backlog.For.String()},
+		{"stale after / backlog limit", fmt.Sprintf("%s / %d", p.Detectors.Cache.StaleAfter, int64(p.Detectors.Backlog.Limit))},
 	}
 }
 
