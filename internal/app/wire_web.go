@@ -7,7 +7,6 @@ import (
 
 	"github.com/gin-gonic/gin"
 
-	"github.com/flagwarden/flagwarden/internal/cachekeys"
 	"github.com/flagwarden/flagwarden/internal/loop"
 	"github.com/flagwarden/flagwarden/web"
 )
@@ -17,12 +16,10 @@ import (
 func (a *App) wireWeb(ctx context.Context) error {
 	cfg := a.cfg
 	opts := web.APIOptions{
-		Snapshots: a.snapshots,
-		Series:    a.series,
-		Loops:     func() []loop.Health { return a.healthOf(a.loops) },
-		Payloads: web.NewRedisPayloads(a.cache, cachekeys.Layout{
-			Prefix: cfg.Cache.KeyPrefix, PostHog: cfg.Cache.Layout == "posthog",
-		}, 0),
+		Snapshots:         a.snapshots,
+		Series:            a.series,
+		Loops:             func() []loop.Health { return a.healthOf(a.loops) },
+		Payloads:          web.NewRedisPayloads(a.cache, CacheLayout(cfg), 0),
 		Auth:              webAuth(cfg.Auth),
 		HandlerTimeout:    cfg.HTTP.HandlerTimeout,
 		MaxBodyBytes:      cfg.HTTP.MaxBodyBytes,
