@@ -9,6 +9,7 @@ import (
 
 	"github.com/flagwarden/flagwarden/internal/robust"
 
+	"github.com/flagwarden/flagwarden/detectors/defaults"
 	"github.com/flagwarden/flagwarden/internal/series"
 )
 
@@ -75,13 +76,24 @@ type BacklogOptions struct {
 	KeepFiring time.Duration
 }
 
+// defaultLocation is defaults.BacklogTimezone, loaded once. The default is a zone
+// every Go binary knows ("UTC" needs no zone database), so a failure is a broken
+// constant and stops the program at start.
+var defaultLocation = func() *time.Location {
+	loc, err := time.LoadLocation(defaults.BacklogTimezone)
+	if err != nil {
+		panic(fmt.Sprintf("detectors: default backlog timezone: %v", err))
+	}
+	return loc
+}()
+
 func (o BacklogOptions) withDefaults() BacklogOptions {
-	o.Limit = cmp.Or(o.Limit, 100000)
-	o.Floor = cmp.Or(o.Floor, 100)
+	o.Limit = cmp.Or(o.Limit, defaults.BacklogLimit)
+	o.Floor = cmp.Or(o.Floor, defaults.BacklogFloor)
 	o.NearZero = cmp.Or(o.NearZero, max(1, o.Floor/10))
 	o.Bucket = cmp.Or(o.Bucket, 5*time.Minute)
-	o.ShortWindow = cmp.Or(o.ShortWindow, 2*time.Hour)
-	o.LongWindow = cmp.Or(o.LongWindow, 6*time.Hour)
+	o.ShortWindow = cmp.Or(o.ShortWindow, defaults.BacklogShortWindow)
+	o.LongWindow = cmp.Or(o.LongWindow, defaults.BacklogLongWindow)
 	o.Season = cmp.Or(o.Season, 24*time.Hour)
 	o.EnterTau = cmp.Or(o.EnterTau, 0.4)
 
@@ -90,11 +102,11 @@ func (o BacklogOptions) withDefaults() BacklogOptions {
 	o.MinGrowth = cmp.Or(o.MinGrowth, 0.02)
 	o.WarnETA = cmp.Or(o.WarnETA, 24*time.Hour)
 	o.CritETA = cmp.Or(o.CritETA, 4*time.Hour)
-	o.StallAfter = cmp.Or(o.StallAfter, 15*time.Minute)
-	o.For = cmp.Or(o.For, 5*time.Minute)
-	o.Weeks = cmp.Or(o.Weeks, 4)
+	o.StallAfter = cmp.Or(o.StallAfter, defaults.StallAfter)
+	o.For = cmp.Or(o.For, defaults.For)
+	o.Weeks = cmp.Or(o.Weeks, defaults.BacklogWeeks)
 	if o.Location == nil {
-		o.Location = time.UTC
+		o.Location = defaultLocation
 	}
 	o.FastWindow = cmp.Or(o.FastWindow, 30*time.Minute)
 	o.ExitZ = cmp.Or(o.ExitZ, 1)

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
+	"github.com/flagwarden/flagwarden/detectors/defaults"
 	"github.com/flagwarden/flagwarden/internal/loop"
 	"github.com/flagwarden/flagwarden/internal/series"
 	"github.com/flagwarden/flagwarden/internal/snapshot"
@@ -109,21 +110,37 @@ type engineMetrics struct {
 	evaluations prometheus.Counter
 }
 
+func (o EngineOptions) withDefaults() EngineOptions {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	o.Logger = cmp.Or(o.Logger, slog.New(slog.DiscardHandler))
+	o.FindingsRetention = cmp.Or(o.FindingsRetention, defaults.FindingsRetention)
+	o.GrowthEvery = cmp.Or(o.GrowthEvery, 10*time.Minute)
+	o.MaxQueueMetrics = cmp.Or(o.MaxQueueMetrics, 50)
+	o.MaxQueueHistories = cmp.Or(o.MaxQueueHistories, 500)
+	o.Backlog = o.Backlog.withDefaults()
+	o.ResolvedRetention = cmp.Or(o.ResolvedRetention, 15*time.Minute)
+	return o
+}
+
+// DefaultEngineOptions are the settings the detectors use where EngineOptions leave a
+// field unset, the detectors' own options included. The composition's test holds the
+// config file's defaults to them.
+func DefaultEngineOptions() EngineOptions {
+	o := EngineOptions{}.withDefaults()
+	o.Outlier = o.Outlier.withDefaults()
+	o.Growth = o.Growth.withDefaults()
+	o.Worker = o.Worker.withDefaults()
+	return o
+}
+
 // NewEngine builds the detector pass.
 func NewEngine(opts EngineOptions) (*Engine, error) {
 	if err := opts.validate(); err != nil {
 		return nil, err
 	}
-	if opts.Now == nil {
-		opts.Now = time.Now
-	}
-	opts.Logger = cmp.Or(opts.Logger, slog.New(slog.DiscardHandler))
-	opts.FindingsRetention = cmp.Or(opts.FindingsRetention, 30*24*time.Hour)
-	opts.GrowthEvery = cmp.Or(opts.GrowthEvery, 10*time.Minute)
-	opts.MaxQueueMetrics = cmp.Or(opts.MaxQueueMetrics, 50)
-	opts.MaxQueueHistories = cmp.Or(opts.MaxQueueHistories, 500)
-	opts.Backlog = opts.Backlog.withDefaults()
-	opts.ResolvedRetention = cmp.Or(opts.ResolvedRetention, 15*time.Minute)
+	opts = opts.withDefaults()
 	f := promauto.With(opts.Registerer)
 	e := &Engine{
 		opts:    opts,

@@ -12,6 +12,7 @@ import (
 	"github.com/flagwarden/flagwarden/internal/robust"
 	"github.com/flagwarden/flagwarden/internal/units"
 
+	"github.com/flagwarden/flagwarden/detectors/defaults"
 	"github.com/flagwarden/flagwarden/internal/loop"
 	"github.com/flagwarden/flagwarden/internal/series"
 	"github.com/flagwarden/flagwarden/internal/snapshot"
@@ -44,11 +45,11 @@ type WorkerOptions struct {
 }
 
 func (o WorkerOptions) withDefaults() WorkerOptions {
-	o.OOMWindow = cmp.Or(o.OOMWindow, 15*time.Minute)
+	o.OOMWindow = cmp.Or(o.OOMWindow, defaults.OOMWindow)
 	o.OOMCritical = cmp.Or(o.OOMCritical, 3)
-	o.MemoryNearLimit = cmp.Or(o.MemoryNearLimit, 0.9)
+	o.MemoryNearLimit = cmp.Or(o.MemoryNearLimit, defaults.MemoryNearLimit)
 	o.CalmLookback = cmp.Or(o.CalmLookback, 2*time.Hour)
-	o.OOMKeepFiring = cmp.Or(o.OOMKeepFiring, time.Hour)
+	o.OOMKeepFiring = cmp.Or(o.OOMKeepFiring, defaults.OOMKeepFiring)
 	o.CrashLoopWindow = cmp.Or(o.CrashLoopWindow, 10*time.Minute)
 	o.KeepFiring = cmp.Or(o.KeepFiring, 15*time.Minute)
 	return o
@@ -434,7 +435,7 @@ type GrowthOptions struct {
 
 func (o GrowthOptions) withDefaults() GrowthOptions {
 	o.Window = cmp.Or(o.Window, 14*24*time.Hour)
-	o.MinDays = cmp.Or(o.MinDays, 3)
+	o.MinDays = cmp.Or(o.MinDays, defaults.GrowthMinDays)
 	o.MinTau = cmp.Or(o.MinTau, 0.7)
 	o.MinRelative = cmp.Or(o.MinRelative, 1)
 	return o

@@ -24,6 +24,7 @@ import (
 
 	"github.com/flagwarden/flagwarden/internal/pgretry"
 	"github.com/flagwarden/flagwarden/internal/snapshot"
+	"github.com/flagwarden/flagwarden/rebuild/defaults"
 )
 
 // jobKind is the one River job kind: rebuild team T.
@@ -114,22 +115,26 @@ type Options struct {
 	Registerer   prometheus.Registerer
 }
 
+// DefaultOptions are the settings the engine uses where Options leave a field unset.
+// The composition's test holds the config file's defaults to them.
+func DefaultOptions() Options { return Options{}.withDefaults() }
+
 func (o Options) withDefaults() Options {
-	o.SmallWorkers = cmp.Or(o.SmallWorkers, 8)
-	o.LargeWorkers = cmp.Or(o.LargeWorkers, 2)
-	o.QuarantineWorkers = cmp.Or(o.QuarantineWorkers, 1)
-	o.LargeTeamBytes = cmp.Or(o.LargeTeamBytes, 16<<20)
-	o.HardLimitBytes = cmp.Or(o.HardLimitBytes, 4<<30)
-	o.QuarantineAfterFailures = cmp.Or(o.QuarantineAfterFailures, 3)
+	o.SmallWorkers = cmp.Or(o.SmallWorkers, defaults.SmallWorkers)
+	o.LargeWorkers = cmp.Or(o.LargeWorkers, defaults.LargeWorkers)
+	o.QuarantineWorkers = cmp.Or(o.QuarantineWorkers, defaults.QuarantineWorkers)
+	o.LargeTeamBytes = cmp.Or(o.LargeTeamBytes, defaults.LargeTeamBytes)
+	o.HardLimitBytes = cmp.Or(o.HardLimitBytes, defaults.HardLimitBytes)
+	o.QuarantineAfterFailures = cmp.Or(o.QuarantineAfterFailures, defaults.QuarantineAfterFailures)
 	o.HoldRecheck = cmp.Or(o.HoldRecheck, 30*time.Second)
-	o.MemoryBudget = cmp.Or(o.MemoryBudget, 512<<20)
-	o.BuildTimeout = cmp.Or(o.BuildTimeout, 10*time.Minute)
-	o.MaxAttempts = cmp.Or(o.MaxAttempts, 5)
+	o.MemoryBudget = cmp.Or(o.MemoryBudget, defaults.MemoryBudget)
+	o.BuildTimeout = cmp.Or(o.BuildTimeout, defaults.BuildTimeout)
+	o.MaxAttempts = cmp.Or(o.MaxAttempts, defaults.MaxAttempts)
 	o.RetryBase = cmp.Or(o.RetryBase, 5*time.Second)
 	o.RetryMax = cmp.Or(o.RetryMax, 5*time.Minute)
 	o.FetchPollInterval = cmp.Or(o.FetchPollInterval, time.Second)
-	o.CoalesceDelay = cmp.Or(o.CoalesceDelay, 500*time.Millisecond)
-	o.QuarantineCacheTTL = cmp.Or(o.QuarantineCacheTTL, 5*time.Second)
+	o.CoalesceDelay = cmp.Or(o.CoalesceDelay, defaults.CoalesceDelay)
+	o.QuarantineCacheTTL = cmp.Or(o.QuarantineCacheTTL, defaults.QuarantineCacheTTL)
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}

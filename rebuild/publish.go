@@ -19,6 +19,7 @@ import (
 	"github.com/flagwarden/flagwarden/internal/clock"
 	"github.com/flagwarden/flagwarden/internal/hypercache"
 	"github.com/flagwarden/flagwarden/internal/writebehind"
+	"github.com/flagwarden/flagwarden/rebuild/defaults"
 )
 
 // PublisherOptions configure how payloads reach Redis.
@@ -51,9 +52,13 @@ type PublisherOptions struct {
 	Clock clock.Clock
 }
 
+// DefaultPublisherOptions are the settings a Publisher uses where PublisherOptions
+// leave a field unset.
+func DefaultPublisherOptions() PublisherOptions { return PublisherOptions{}.withDefaults() }
+
 func (o PublisherOptions) withDefaults() PublisherOptions {
-	o.ChunkBytes = cmp.Or(o.ChunkBytes, 1<<20)
-	o.MaxValueBytes = cmp.Or(o.MaxValueBytes, 256<<20)
+	o.ChunkBytes = cmp.Or(o.ChunkBytes, defaults.ChunkBytes)
+	o.MaxValueBytes = cmp.Or(o.MaxValueBytes, defaults.MaxValueBytes)
 	o.TempTTL = cmp.Or(o.TempTTL, time.Hour)
 	o.OldChunkGrace = cmp.Or(o.OldChunkGrace, 5*time.Minute)
 	o.PostHogTTL = cmp.Or(o.PostHogTTL, 7*24*time.Hour)

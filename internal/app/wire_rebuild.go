@@ -89,15 +89,20 @@ func (a *App) migrateRebuild(ctx context.Context) error {
 // clock). serve, the demo and the rebuild command all publish through it, so they
 // write the same keys and encoding.
 func NewPublisher(cfg config.Config, rdb redis.UniversalClient, mirror rebuild.Mirror, clk clock.Clock) *rebuild.Publisher {
+	return rebuild.NewPublisher(rdb, publisherOptions(cfg, mirror, clk))
+}
+
+// publisherOptions are the publisher's settings cache.* and rebuild.* describe.
+func publisherOptions(cfg config.Config, mirror rebuild.Mirror, clk clock.Clock) rebuild.PublisherOptions {
 	r := cfg.Rebuild
-	return rebuild.NewPublisher(rdb, rebuild.PublisherOptions{
+	return rebuild.PublisherOptions{
 		Layout:     CacheLayout(cfg),
 		ChunkBytes: int(r.ChunkBytes), MaxValueBytes: int64(r.MaxValueBytes),
 		TempTTL: r.BuildTimeout + 10*time.Minute, PostHogTTL: cfg.Cache.TTL,
 		Compress: cfg.Cache.Compress,
 		Mirror:   mirror,
 		Clock:    clk,
-	})
+	}
 }
 
 // deadReplicaAfter is how long a replica may go without a heartbeat before the builds

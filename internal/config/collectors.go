@@ -5,6 +5,8 @@ import (
 	// The time zone database, so that detectors.backlog_timezone loads on hosts
 	// without one.
 	_ "time/tzdata"
+
+	detectordefaults "github.com/flagwarden/flagwarden/detectors/defaults"
 )
 
 // Loop times one ticker loop: a collector or the detector pass.
@@ -153,23 +155,23 @@ func (d Detectors) Location() *time.Location {
 func defaultDetectors() Detectors {
 	return Detectors{
 		Loop:               Loop{Interval: 30 * time.Second, Timeout: 20 * time.Second, Jitter: 0},
-		For:                5 * time.Minute,
+		For:                detectordefaults.For,
 		WorkerMemoryLimit:  8 << 30,
-		BacklogLimit:       100000,
-		BacklogFloor:       100,
+		BacklogLimit:       detectordefaults.BacklogLimit,
+		BacklogFloor:       detectordefaults.BacklogFloor,
 		StaleAfter:         15 * time.Minute,
 		CollectorDownAfter: 5 * time.Minute,
 		OutlierMinBytes:    1 << 20,
-		BacklogShortWindow: 2 * time.Hour,
-		BacklogLongWindow:  6 * time.Hour,
-		StallAfter:         15 * time.Minute,
-		BacklogWeeks:       4,
-		BacklogTimezone:    "UTC",
-		OOMWindow:          15 * time.Minute,
-		OOMKeepFiring:      time.Hour,
-		MemoryNearLimit:    0.9,
-		GrowthMinDays:      3,
-		FindingsRetention:  30 * 24 * time.Hour,
+		BacklogShortWindow: detectordefaults.BacklogShortWindow,
+		BacklogLongWindow:  detectordefaults.BacklogLongWindow,
+		StallAfter:         detectordefaults.StallAfter,
+		BacklogWeeks:       detectordefaults.BacklogWeeks,
+		BacklogTimezone:    detectordefaults.BacklogTimezone,
+		OOMWindow:          detectordefaults.OOMWindow,
+		OOMKeepFiring:      detectordefaults.OOMKeepFiring,
+		MemoryNearLimit:    detectordefaults.MemoryNearLimit,
+		GrowthMinDays:      detectordefaults.GrowthMinDays,
+		FindingsRetention:  detectordefaults.FindingsRetention,
 		RunbookBaseURL:     "https://github.com/flagwarden/flagwarden/blob/main/docs/runbook.md",
 	}
 }

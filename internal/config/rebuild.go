@@ -1,6 +1,10 @@
 package config
 
-import "time"
+import (
+	"time"
+
+	rebuilddefaults "github.com/flagwarden/flagwarden/rebuild/defaults"
+)
 
 // Rebuild configures the cache rebuild engine.
 type Rebuild struct {
@@ -79,26 +83,28 @@ type Notify struct {
 func defaultRebuild() Rebuild {
 	return Rebuild{
 		Enabled:                 true,
-		MemoryBudget:            512 << 20,
-		LargeTeamBytes:          16 << 20,
-		HardLimitBytes:          4 << 30,
-		QuarantineAfterFailures: 3,
+		MemoryBudget:            rebuilddefaults.MemoryBudget,
+		LargeTeamBytes:          rebuilddefaults.LargeTeamBytes,
+		HardLimitBytes:          rebuilddefaults.HardLimitBytes,
+		QuarantineAfterFailures: rebuilddefaults.QuarantineAfterFailures,
 		QuarantineMode:          "serial",
-		Workers:                 LaneWorkers{Small: 8, Large: 2, Quarantine: 1},
-		BuildTimeout:            10 * time.Minute,
-		MaxAttempts:             5,
-		PageSize:                500,
-		ChunkBytes:              1 << 20,
-		MaxValueBytes:           256 << 20,
-		OnMalformed:             "skip",
+		Workers: LaneWorkers{
+			Small: rebuilddefaults.SmallWorkers, Large: rebuilddefaults.LargeWorkers, Quarantine: rebuilddefaults.QuarantineWorkers,
+		},
+		BuildTimeout:  rebuilddefaults.BuildTimeout,
+		MaxAttempts:   rebuilddefaults.MaxAttempts,
+		PageSize:      500,
+		ChunkBytes:    rebuilddefaults.ChunkBytes,
+		MaxValueBytes: rebuilddefaults.MaxValueBytes,
+		OnMalformed:   "skip",
 		CeleryConsumer: CeleryConsumer{
 			Queue: "flagwarden",
 			Tasks: []string{"posthog.tasks.feature_flags.update_team_flags_cache", "posthog.tasks.feature_flags.update_team_service_flags_cache"},
 		},
 		Notify:             Notify{Channel: "flagwarden_flag_change"},
 		SweepInterval:      5 * time.Minute,
-		CoalesceDelay:      500 * time.Millisecond,
-		QuarantineCacheTTL: 5 * time.Second,
+		CoalesceDelay:      rebuilddefaults.CoalesceDelay,
+		QuarantineCacheTTL: rebuilddefaults.QuarantineCacheTTL,
 	}
 }
 
