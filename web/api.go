@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/flagwarden/flagwarden/detectors"
+	detectordefaults "github.com/flagwarden/flagwarden/detectors/defaults"
 	"github.com/flagwarden/flagwarden/internal/loop"
 	"github.com/flagwarden/flagwarden/internal/series"
 	"github.com/flagwarden/flagwarden/internal/snapshot"
@@ -97,14 +98,21 @@ type APIOptions struct {
 	Now func() time.Time
 }
 
+// DefaultAPIOptions are the settings the API uses where APIOptions leave a field unset.
+func DefaultAPIOptions() APIOptions {
+	var o APIOptions
+	o.withDefaults()
+	return o
+}
+
 func (o *APIOptions) withDefaults() {
 	o.HandlerTimeout = cmp.Or(o.HandlerTimeout, 30*time.Second)
 	o.MaxBodyBytes = cmp.Or(o.MaxBodyBytes, 1<<20)
 	o.MaxConcurrent = cmp.Or(o.MaxConcurrent, 256)
-	o.BacklogLimit = cmp.Or(o.BacklogLimit, 100_000)
+	o.BacklogLimit = cmp.Or(o.BacklogLimit, detectordefaults.BacklogLimit)
 	o.TrendWindow = cmp.Or(o.TrendWindow, 6*time.Hour)
-	o.StaleAfter = cmp.Or(o.StaleAfter, 15*time.Minute)
-	o.WorkerMemoryLimit = cmp.Or(o.WorkerMemoryLimit, 8<<30)
+	o.StaleAfter = cmp.Or(o.StaleAfter, detectordefaults.StaleAfter)
+	o.WorkerMemoryLimit = cmp.Or(o.WorkerMemoryLimit, detectordefaults.WorkerMemoryLimit)
 	o.CacheTTL = cmp.Or(o.CacheTTL, time.Second)
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)

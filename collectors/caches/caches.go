@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/redis/go-redis/v9"
 
+	detectordefaults "github.com/flagwarden/flagwarden/detectors/defaults"
 	"github.com/flagwarden/flagwarden/internal/cachekeys"
 	"github.com/flagwarden/flagwarden/internal/clock"
 	"github.com/flagwarden/flagwarden/internal/distribution"
@@ -59,9 +60,16 @@ type Options struct {
 	Clock clock.Clock
 }
 
+// DefaultOptions are the settings the collector uses where Options leave a field unset.
+func DefaultOptions() Options {
+	var o Options
+	o.applyDefaults()
+	return o
+}
+
 func (o *Options) applyDefaults() {
 	o.PostHogPrefix = cmp.Or(o.PostHogPrefix, cachekeys.PostHogPrefix)
-	o.StaleAfter = cmp.Or(o.StaleAfter, 15*time.Minute)
+	o.StaleAfter = cmp.Or(o.StaleAfter, detectordefaults.StaleAfter)
 	o.PipelineChunk = cmp.Or(o.PipelineChunk, 2000)
 	if o.Teams == nil {
 		o.Teams = func() snapshot.Teams { return snapshot.Teams{} }

@@ -26,6 +26,14 @@ const (
 	BacklogTimezone = "UTC"
 )
 
+// Thresholds the API and the caches collector judge by as well.
+const (
+	// StaleAfter is the cache lag above which a team's cache is stale.
+	StaleAfter = 15 * time.Minute
+	// WorkerMemoryLimit is the worker memory a load-everything build is compared with.
+	WorkerMemoryLimit = 8 << 30
+)
+
 // The worker detectors.
 const (
 	// OOMWindow is the interval OOM kills are counted over.

@@ -4,9 +4,11 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/flagwarden/flagwarden/collectors/caches"
 	"github.com/flagwarden/flagwarden/detectors"
 	"github.com/flagwarden/flagwarden/internal/config"
 	"github.com/flagwarden/flagwarden/rebuild"
+	"github.com/flagwarden/flagwarden/web"
 )
 
 // sameDefault is one setting both the config file and a component default: the value
@@ -72,5 +74,18 @@ func TestDetectorConfigDefaultsAreTheDetectors(t *testing.T) {
 		{"detectors.memory_near_limit", got.Worker.MemoryNearLimit, want.Worker.MemoryNearLimit},
 		{"detectors.growth_min_days", got.Growth.MinDays, want.Growth.MinDays},
 		{"detectors.findings_retention", got.FindingsRetention, want.FindingsRetention},
+	})
+}
+
+// The API and the caches collector judge by detector thresholds too (the queue trend's
+// ETA, the stale mark, the naive-build memory): unset, they must match the config's.
+func TestThresholdsSharedWithTheDetectorsHaveTheirDefaults(t *testing.T) {
+	d := config.Default().Detectors
+	api, cc := web.DefaultAPIOptions(), caches.DefaultOptions()
+	checkSameDefaults(t, []sameDefault{
+		{"detectors.backlog_limit (API)", d.BacklogLimit, api.BacklogLimit},
+		{"detectors.stale_after (API)", d.StaleAfter, api.StaleAfter},
+		{"detectors.worker_memory_limit (API)", int64(d.WorkerMemoryLimit), api.WorkerMemoryLimit},
+		{"detectors.stale_after (caches collector)", d.StaleAfter, cc.StaleAfter},
 	})
 }

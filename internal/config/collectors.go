@@ -156,10 +156,10 @@ func defaultDetectors() Detectors {
 	return Detectors{
 		Loop:               Loop{Interval: 30 * time.Second, Timeout: 20 * time.Second, Jitter: 0},
 		For:                detectordefaults.For,
-		WorkerMemoryLimit:  8 << 30,
+		WorkerMemoryLimit:  detectordefaults.WorkerMemoryLimit,
 		BacklogLimit:       detectordefaults.BacklogLimit,
 		BacklogFloor:       detectordefaults.BacklogFloor,
-		StaleAfter:         15 * time.Minute,
+		StaleAfter:         detectordefaults.StaleAfter,
 		CollectorDownAfter: 5 * time.Minute,
 		OutlierMinBytes:    1 << 20,
 		BacklogShortWindow: detectordefaults.BacklogShortWindow,
