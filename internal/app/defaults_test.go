@@ -7,6 +7,7 @@ import (
 	"github.com/flagwarden/flagwarden/collectors/caches"
 	"github.com/flagwarden/flagwarden/detectors"
 	"github.com/flagwarden/flagwarden/internal/config"
+	"github.com/flagwarden/flagwarden/internal/notifier"
 	"github.com/flagwarden/flagwarden/rebuild"
 	"github.com/flagwarden/flagwarden/web"
 )
@@ -87,5 +88,17 @@ func TestThresholdsSharedWithTheDetectorsHaveTheirDefaults(t *testing.T) {
 		{"detectors.stale_after (API)", d.StaleAfter, api.StaleAfter},
 		{"detectors.worker_memory_limit (API)", int64(d.WorkerMemoryLimit), api.WorkerMemoryLimit},
 		{"detectors.stale_after (caches collector)", d.StaleAfter, cc.StaleAfter},
+	})
+}
+
+// The alertmanager section's defaults and the notifier's are one set of values.
+func TestAlertmanagerConfigDefaultsAreTheNotifiers(t *testing.T) {
+	a, n := config.Default().Alertmanager, notifier.DefaultOptions()
+	checkSameDefaults(t, []sameDefault{
+		{"alertmanager.timeout", a.Timeout, n.Timeout},
+		{"alertmanager.resend_interval", a.ResendInterval, n.ResendInterval},
+		{"alertmanager.resolved_retention", a.ResolvedRetention, n.ResolvedRetention},
+		{"alertmanager.queue_capacity", a.QueueCapacity, n.QueueCapacity},
+		{"alertmanager.batch_size", a.BatchSize, n.BatchSize},
 	})
 }

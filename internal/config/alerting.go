@@ -1,6 +1,10 @@
 package config
 
-import "time"
+import (
+	"time"
+
+	notifierdefaults "github.com/flagwarden/flagwarden/internal/notifier/defaults"
+)
 
 // Alertmanager is where findings page. Every URL receives every alert (HA pairs
 // deduplicate among themselves), as Prometheus does.
@@ -27,11 +31,11 @@ type Alertmanager struct {
 
 func defaultAlertmanager() Alertmanager {
 	return Alertmanager{
-		Timeout:           10 * time.Second,
-		ResendInterval:    time.Minute,
-		ResolvedRetention: 15 * time.Minute,
-		QueueCapacity:     10000,
-		BatchSize:         64,
+		Timeout:           notifierdefaults.Timeout,
+		ResendInterval:    notifierdefaults.ResendInterval,
+		ResolvedRetention: notifierdefaults.ResolvedRetention,
+		QueueCapacity:     notifierdefaults.QueueCapacity,
+		BatchSize:         notifierdefaults.BatchSize,
 	}
 }
 

@@ -31,6 +31,7 @@ import (
 
 	"github.com/flagwarden/flagwarden/detectors"
 	"github.com/flagwarden/flagwarden/internal/alertname"
+	"github.com/flagwarden/flagwarden/internal/notifier/defaults"
 )
 
 // Options configures the notifier.
@@ -61,12 +62,19 @@ type Options struct {
 	Now        func() time.Time
 }
 
+// DefaultOptions are the settings the notifier uses where Options leave a field unset.
+func DefaultOptions() Options {
+	var o Options
+	o.applyDefaults()
+	return o
+}
+
 func (o *Options) applyDefaults() {
-	o.Timeout = cmp.Or(o.Timeout, 10*time.Second)
-	o.ResendInterval = cmp.Or(o.ResendInterval, time.Minute)
-	o.ResolvedRetention = cmp.Or(o.ResolvedRetention, 15*time.Minute)
-	o.QueueCapacity = cmp.Or(o.QueueCapacity, 10000)
-	o.BatchSize = cmp.Or(o.BatchSize, 64)
+	o.Timeout = cmp.Or(o.Timeout, defaults.Timeout)
+	o.ResendInterval = cmp.Or(o.ResendInterval, defaults.ResendInterval)
+	o.ResolvedRetention = cmp.Or(o.ResolvedRetention, defaults.ResolvedRetention)
+	o.QueueCapacity = cmp.Or(o.QueueCapacity, defaults.QueueCapacity)
+	o.BatchSize = cmp.Or(o.BatchSize, defaults.BatchSize)
 	o.MaxBackoff = cmp.Or(o.MaxBackoff, o.ResendInterval)
 	if o.Client == nil {
 		o.Client = &http.Client{}
