@@ -364,6 +364,9 @@ func (v *Verifier) validateRedisJSON(ctx context.Context, e redisEntry) error {
 // time).
 func validJSON(r io.Reader) error {
 	dec := json.NewDecoder(r)
+	// Numbers stay text: a float64 conversion would reject valid JSON numbers beyond
+	// its range (a 2,000-digit integer is still one JSON value).
+	dec.UseNumber()
 	depth, values := 0, 0
 	for {
 		tok, err := dec.Token()
