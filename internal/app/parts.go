@@ -43,8 +43,6 @@ type Sinks struct {
 	Clock clock.Clock
 }
 
-// now is the clock's Now, for components that take a function.
-
 func (s Sinks) registry() prometheus.Registerer {
 	if s.Registry == nil {
 		return prometheus.NewRegistry()
