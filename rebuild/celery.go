@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/flagwarden/flagwarden/internal/clock"
 	"github.com/flagwarden/flagwarden/internal/kombu"
 	"github.com/flagwarden/flagwarden/internal/service"
 )
@@ -69,7 +70,11 @@ type CeleryOptions struct {
 	// DeadLetter is the list that receives refused messages, one JSON object each with
 	// the reason and the message. Default "<queue>.flagwarden_dead".
 	DeadLetter string
-	Logger     *slog.Logger
+	// Clock stamps deliveries in the unacked index and judges which are overdue. Real
+	// kombu workers read the same index by the wall clock, so it is the wall clock
+	// (nil) against a real broker; a simulation gives the clock its fleet stamps by.
+	Clock  clock.Clock
+	Logger *slog.Logger
 	// Registerer receives the consumer's metrics; nil keeps them private.
 	Registerer prometheus.Registerer
 }
@@ -84,6 +89,7 @@ func (o *CeleryOptions) applyDefaults() {
 	o.RestoreInterval = cmp.Or(o.RestoreInterval, 10*time.Second)
 	o.RequestWorkers = cmp.Or(o.RequestWorkers, 8)
 	o.DeadLetter = cmp.Or(o.DeadLetter, o.Queue+".flagwarden_dead")
+	o.Clock = clock.Or(o.Clock)
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -281,12 +287,15 @@ func (c *CeleryConsumer) RunOnce(ctx context.Context, wait time.Duration) (int, 
 // housekeep restores due deliveries every RestoreInterval and reads the dead-letter
 // list's length for its gauge.
 func (c *CeleryConsumer) housekeep(ctx context.Context) {
-	now := time.Now()
-	if now.Sub(c.lastRestore) < c.opts.RestoreInterval {
+	// The restore runs every RestoreInterval of real time; what is overdue is judged on
+	// the clock the deliveries were stamped by.
+	wallNow := time.Now()
+	if wallNow.Sub(c.lastRestore) < c.opts.RestoreInterval {
 		return
 	}
-	c.lastRestore = now
-	n, err := c.broker.RestoreVisible(ctx, c.opts.Queue, c.tagPrefix, now.Add(-c.opts.VisibilityTimeout), 1000)
+	c.lastRestore = wallNow
+	due := c.opts.Clock.Now().Add(-c.opts.VisibilityTimeout)
+	n, err := c.broker.RestoreVisible(ctx, c.opts.Queue, c.tagPrefix, due, 1000)
 	if err != nil {
 		c.opts.Logger.Warn("restoring unacked celery messages failed", "queue", c.opts.Queue, "err", err)
 	}
@@ -306,7 +315,7 @@ func (c *CeleryConsumer) watchDeadLetters(ctx context.Context) {
 // intake takes one batch: deliver, decode each message, dead-letter the refused ones,
 // and add the rest to the pending set. It returns how many messages it took.
 func (c *CeleryConsumer) intake(ctx context.Context) (int, error) {
-	now := time.Now()
+	now := c.opts.Clock.Now()
 	prefix := fmt.Sprintf("%s%s.%d:", c.tagPrefix, c.proc, c.seq.Add(1))
 	d, err := c.broker.Deliver(ctx, kombu.DeliverOptions{
 		Queue: c.opts.Queue, Max: c.batch, Budget: c.opts.PassBytes, MaxMessage: c.opts.MaxMessageBytes,

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"os"
 	"os/exec"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
+	"github.com/flagwarden/flagwarden/internal/clock"
 	"github.com/flagwarden/flagwarden/internal/testenv"
 )
 
@@ -255,4 +257,48 @@ type okRequester struct{}
 
 func (okRequester) Request(_ context.Context, team int64, _ string) (RequestResult, error) {
 	return RequestResult{TeamID: team}, nil
+}
+
+// TestCeleryConsumerStampsOnItsClock runs consumers on a clock years away from the
+// wall clock: deliveries are stamped in the unacked index on that clock, and another
+// consumer restores them only once that clock, not the wall clock, says they are due.
+func TestCeleryConsumerStampsOnItsClock(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	brokerURL := testenv.Redis(t)
+	broker := brokerClient(t, brokerURL)
+	produce(t, brokerURL, `
+for i in range(3):
+    app.send_task('posthog.tasks.feature_flags.update_team_flags_cache', args=[i + 1], queue='flagwarden')
+`)
+	stamped := time.Date(2031, 6, 1, 12, 0, 0, 0, time.UTC)
+	var simNow atomic.Int64
+	simNow.Store(stamped.UnixNano())
+	sim := clock.Func(func() time.Time { return time.Unix(0, simNow.Load()) })
+	opts := CeleryOptions{
+		Queue: "flagwarden", Tasks: cacheTasks, Clock: sim,
+		VisibilityTimeout: time.Hour, RestoreInterval: time.Nanosecond,
+	}
+	taker, err := NewCeleryConsumer(broker, nil, opts)
+	require.NoError(t, err)
+	n, err := taker.intake(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 3, n)
+	scores := broker.ZRangeWithScores(ctx, "unacked_index", 0, -1).Val()
+	require.Len(t, scores, 3)
+	for _, z := range scores {
+		require.InDelta(t, float64(stamped.Unix()), z.Score, 1, "delivery %v stamped on the consumer's clock", z.Member)
+	}
+
+	restorer, err := NewCeleryConsumer(broker, nil, opts)
+	require.NoError(t, err)
+	simNow.Store(stamped.Add(59 * time.Minute).UnixNano())
+	restorer.housekeep(ctx)
+	require.EqualValues(t, 3, broker.HLen(ctx, "unacked").Val(), "not due on the consumer's clock")
+	require.Zero(t, testutil.ToFloat64(restorer.m.restored))
+	simNow.Store(stamped.Add(61 * time.Minute).UnixNano())
+	restorer.housekeep(ctx)
+	require.EqualValues(t, 3, testutil.ToFloat64(restorer.m.restored), "due on the consumer's clock")
+	require.Zero(t, broker.HLen(ctx, "unacked").Val())
+	require.EqualValues(t, 3, broker.LLen(ctx, "flagwarden").Val())
 }

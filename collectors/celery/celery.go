@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/flagwarden/flagwarden/internal/clock"
 	"github.com/flagwarden/flagwarden/internal/kombu"
 	"github.com/flagwarden/flagwarden/internal/series"
 	"github.com/flagwarden/flagwarden/internal/snapshot"
@@ -56,8 +57,9 @@ type Options struct {
 	MaxMessageBytes int64
 	// SampleBytes caps the message bytes one pass's sample holds. Default 8 MiB.
 	SampleBytes int64
-	// Now is the clock; tests set it.
-	Now func() time.Time
+	// Clock is what the unacked deliveries' ages are judged against: the wall clock
+	// (nil), or the clock the workers stamp by.
+	Clock clock.Clock
 }
 
 func (o *Options) applyDefaults() {
@@ -73,9 +75,7 @@ func (o *Options) applyDefaults() {
 	o.SampleSize = max(0, cmp.Or(o.SampleSize, 100))
 	o.SampleQueues = max(0, cmp.Or(o.SampleQueues, 20))
 	o.UnackedScanLimit = max(0, cmp.Or(o.UnackedScanLimit, 10000))
-	if o.Now == nil {
-		o.Now = time.Now
-	}
+	o.Clock = clock.Or(o.Clock)
 }
 
 func (o Options) validate() error {
@@ -148,7 +148,7 @@ func (c *Collector) RunOnce(ctx context.Context) error {
 func (c *Collector) Collect(ctx context.Context) (snapshot.Queues, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	now := c.opts.Now()
+	now := c.opts.Clock.Now()
 
 	bound, table, err := c.discover(ctx)
 	if err != nil {

@@ -18,6 +18,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
+	"github.com/flagwarden/flagwarden/internal/clock"
 	"github.com/flagwarden/flagwarden/internal/series"
 	"github.com/flagwarden/flagwarden/internal/snapshot"
 	"github.com/flagwarden/flagwarden/internal/testenv"
@@ -135,19 +136,19 @@ func TestCollectAgainstRealCelery(t *testing.T) {
 	// The collector's clock runs two hours ahead so that with a one-hour visibility
 	// timeout every unacked message is overdue, as kombu's ZCOUNT over the same horizon
 	// says.
-	clock := time.Now().Add(2 * time.Hour)
+	at := time.Now().Add(2 * time.Hour)
 	reg := prometheus.NewRegistry()
 	snaps := snapshot.NewStore()
 	ss := series.New(series.Options{Retention: time.Hour, MaxPoints: 100, MaxSeries: 1000}, nil)
 	c, err := New(rdb, Options{
 		Queues: []string{"ghost"}, Sep: sep, GlobalKeyPrefix: prefix, VisibilityTimeout: time.Hour,
 		SampleSize: 100, SampleQueues: 10, TeamKwarg: "team_id", TeamPosition: 0,
-		Now: func() time.Time { return clock },
+		Clock: clock.Func(func() time.Time { return at }),
 	}, snaps, ss, reg, discardLogger())
 	require.NoError(t, err)
 
 	require.NoError(t, c.RunOnce(ctx))
-	want := e.measure(clock.Add(-time.Hour))
+	want := e.measure(at.Add(-time.Hour))
 	got := snaps.Queues()
 
 	names := map[string]snapshot.Queue{}
@@ -204,7 +205,7 @@ func TestCollectAgainstRealCelery(t *testing.T) {
 
 	// Nothing consumes "nobody": its tail stays, so its age is the time between looks.
 	require.Zero(t, names["nobody"].OldestAge)
-	clock = clock.Add(30 * time.Second)
+	at = at.Add(30 * time.Second)
 	require.NoError(t, c.RunOnce(ctx))
 	for _, q := range snaps.Queues().Queues {
 		if q.Name == "nobody" {

@@ -21,6 +21,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
 
+	"github.com/flagwarden/flagwarden/internal/clock"
 	"github.com/flagwarden/flagwarden/internal/series"
 	"github.com/flagwarden/flagwarden/internal/snapshot"
 )
@@ -48,8 +49,9 @@ type Options struct {
 	Recent time.Duration
 	// Memory, when set, supplies working-set usage per pod.
 	Memory MemoryReader
-	// Now is the clock; tests set it.
-	Now func() time.Time
+	// Clock is what the pods' restarts and kills are judged against: the wall clock
+	// (nil), or the clock the cluster reports by.
+	Clock clock.Clock
 }
 
 // Collector classifies the worker pods each pass.
@@ -75,9 +77,7 @@ func New(lister Lister, opts Options, snaps *snapshot.Store, ss *series.Store, r
 	if opts.Recent < 0 {
 		return nil, fmt.Errorf("pods collector: Recent must not be negative, got %s", opts.Recent)
 	}
-	if opts.Now == nil {
-		opts.Now = time.Now
-	}
+	opts.Clock = clock.Or(opts.Clock)
 	return &Collector{
 		lister: lister, opts: opts, snaps: snaps, series: ss, metrics: newMetrics(reg),
 		logger: logger.With("component", "pods"), seen: map[types.UID]Seen{},
@@ -102,7 +102,7 @@ func (c *Collector) Collect(ctx context.Context) (snapshot.Pods, error) {
 	if err != nil {
 		return snapshot.Pods{}, fmt.Errorf("list pods: %w", err)
 	}
-	now := c.opts.Now()
+	now := c.opts.Clock.Now()
 	var usage map[string]int64
 	if c.opts.Memory != nil {
 		// Usage is a bonus: without it the pod API still tells restarts and OOM kills.

@@ -21,6 +21,7 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 	clienttesting "k8s.io/client-go/testing"
 
+	"github.com/flagwarden/flagwarden/internal/clock"
 	"github.com/flagwarden/flagwarden/internal/loop"
 	"github.com/flagwarden/flagwarden/internal/series"
 	"github.com/flagwarden/flagwarden/internal/snapshot"
@@ -133,7 +134,7 @@ func TestCollectorFleetSeriesAndHealth(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	snaps := snapshot.NewStore()
 	ss := series.New(series.Options{Retention: time.Hour, MaxPoints: 10, MaxSeries: 100}, nil)
-	c, err := New(lister, Options{Subject: "posthog", Now: func() time.Time { return now },
+	c, err := New(lister, Options{Subject: "posthog", Clock: clock.Func(func() time.Time { return now }),
 		Memory: fixedMemory{ready.Name: 6 * gi}}, snaps, ss, reg, discardLogger())
 	require.NoError(t, err)
 	l := loop.New("pods", loop.Timing{Interval: time.Minute, Timeout: time.Second}, c.RunOnce, discardLogger(), loop.NewMetrics(reg))

@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
+	"github.com/flagwarden/flagwarden/internal/clock"
 	"github.com/flagwarden/flagwarden/internal/distribution"
 	"github.com/flagwarden/flagwarden/internal/series"
 	"github.com/flagwarden/flagwarden/internal/snapshot"
@@ -38,8 +39,9 @@ type Options struct {
 	// ChangeOverlap widens each incremental window backwards so that a change committed
 	// with an older timestamp than the previous pass's start is still seen. Default 1m.
 	ChangeOverlap time.Duration
-	// Now is the clock; tests set it.
-	Now func() time.Time
+	// Clock times the passes and stamps the snapshots: the wall clock (nil), or the
+	// clock the flag database's change times are written by.
+	Clock clock.Clock
 }
 
 func (o *Options) applyDefaults() {
@@ -47,9 +49,7 @@ func (o *Options) applyDefaults() {
 	o.ChunkTeams = cmp.Or(o.ChunkTeams, 5000)
 	o.SweepBudget = cmp.Or(o.SweepBudget, 30*time.Second)
 	o.ChangeOverlap = cmp.Or(o.ChangeOverlap, time.Minute)
-	if o.Now == nil {
-		o.Now = time.Now
-	}
+	o.Clock = clock.Or(o.Clock)
 }
 
 func (o Options) validate() error {
@@ -128,7 +128,7 @@ func (c *Collector) Refresh(ctx context.Context) (snapshot.Teams, error) {
 func (c *Collector) pass(ctx context.Context, budget time.Duration) (snapshot.Teams, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	start := c.opts.Now()
+	start := c.opts.Clock.Now()
 	began := time.Now()
 	next := maps.Clone(c.teams)
 	var errs []error

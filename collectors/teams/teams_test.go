@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
 
+	"github.com/flagwarden/flagwarden/internal/clock"
 	"github.com/flagwarden/flagwarden/internal/loop"
 	"github.com/flagwarden/flagwarden/internal/posthog/seed"
 	"github.com/flagwarden/flagwarden/internal/series"
@@ -168,11 +169,11 @@ func TestTeamsAgainstSeededDatabase(t *testing.T) {
 	res, err := seed.Fleet(ctx, pool, seed.Options{Teams: 80, Seed: 3, GiantFlags: 2500, BadData: true})
 	require.NoError(t, err)
 
-	clock := time.Now()
+	at := time.Now()
 	reg := prometheus.NewRegistry()
 	snaps := snapshot.NewStore()
 	ss := series.New(series.Options{Retention: time.Hour, MaxPoints: 10, MaxSeries: 10000}, nil)
-	c, err := New(NewPostgres(pool, 10*time.Second), Options{ChunkTeams: 7, FullInterval: time.Hour, Now: func() time.Time { return clock }},
+	c, err := New(NewPostgres(pool, 10*time.Second), Options{ChunkTeams: 7, FullInterval: time.Hour, Clock: clock.Func(func() time.Time { return at })},
 		snaps, ss, reg, discardLogger())
 	require.NoError(t, err)
 	require.NoError(t, c.RunOnce(ctx))
@@ -225,7 +226,7 @@ func TestTeamsAgainstSeededDatabase(t *testing.T) {
 	_, err = pool.Exec(ctx, `INSERT INTO posthog_featureflag (team_id, key, name, filters, created_at, updated_at, deleted, active)
 		VALUES ($1, 'added-later', 'added later', $2, now(), now(), false, true)`, team, big)
 	require.NoError(t, err)
-	clock = clock.Add(time.Minute)
+	at = at.Add(time.Minute)
 	require.NoError(t, c.RunOnce(ctx))
 	after := snaps.Teams()
 	require.False(t, after.Full)
@@ -289,10 +290,10 @@ func TestFailedChunkKeepsTeamsAndShowsInHealth(t *testing.T) {
 	res, err := seed.Fleet(ctx, pool, seed.Options{Teams: 30, Seed: 5, FlagTeamShare: 1})
 	require.NoError(t, err)
 	src := &flakySource{Source: NewPostgres(pool, 5*time.Second), failFrom: -1}
-	clock := time.Now()
+	at := time.Now()
 	reg := prometheus.NewRegistry()
 	snaps := snapshot.NewStore()
-	c, err := New(src, Options{ChunkTeams: 10, FullInterval: time.Minute, Now: func() time.Time { return clock }}, snaps, nil, reg, discardLogger())
+	c, err := New(src, Options{ChunkTeams: 10, FullInterval: time.Minute, Clock: clock.Func(func() time.Time { return at })}, snaps, nil, reg, discardLogger())
 	require.NoError(t, err)
 	l := loop.New("teams", loop.Timing{Interval: time.Minute, Timeout: 30 * time.Second}, c.RunOnce, discardLogger(), loop.NewMetrics(reg))
 	require.NoError(t, l.RunOnce(ctx))
@@ -300,7 +301,7 @@ func TestFailedChunkKeepsTeamsAndShowsInHealth(t *testing.T) {
 	require.Len(t, first, 30)
 
 	src.failFrom = res.FirstTeamID + 10
-	clock = clock.Add(2 * time.Minute) // a full pass is due
+	at = at.Add(2 * time.Minute) // a full pass is due
 	require.Error(t, l.RunOnce(ctx))
 	require.False(t, l.Health().Up)
 	require.Contains(t, l.Health().LastError, "statement timeout")
@@ -316,7 +317,7 @@ func TestFailedChunkKeepsTeamsAndShowsInHealth(t *testing.T) {
 	require.Equal(t, res.FirstTeamID, ids[0])
 
 	pool.Close() // the database goes away
-	clock = clock.Add(2 * time.Minute)
+	at = at.Add(2 * time.Minute)
 	require.Error(t, l.RunOnce(ctx))
 	require.Equal(t, 0.0, loopUp(t, reg))
 	require.Len(t, snaps.Teams().Teams, 30, "a failed pass never empties the snapshot")
@@ -343,17 +344,17 @@ func TestSweepResumesAcrossPasses(t *testing.T) {
 	pool := newPool(t)
 	_, err := seed.Fleet(ctx, pool, seed.Options{Teams: 30, Seed: 9, FlagTeamShare: 1})
 	require.NoError(t, err)
-	clock := time.Now()
+	at := time.Now()
 	snaps := snapshot.NewStore()
 	c, err := New(NewPostgres(pool, 5*time.Second), Options{ChunkTeams: 10, SweepBudget: time.Nanosecond, FullInterval: time.Hour,
-		Now: func() time.Time { return clock }}, snaps, nil, prometheus.NewRegistry(), discardLogger())
+		Clock: clock.Func(func() time.Time { return at })}, snaps, nil, prometheus.NewRegistry(), discardLogger())
 	require.NoError(t, err)
 	for i, want := range []int{10, 20, 30} {
 		require.NoError(t, c.RunOnce(ctx))
 		got := snaps.Teams()
 		require.Len(t, got.Teams, want, "pass %d", i)
 		require.Equal(t, i == 2, got.Full, "pass %d", i)
-		clock = clock.Add(time.Minute)
+		at = at.Add(time.Minute)
 	}
 	require.NoError(t, c.RunOnce(ctx))
 	require.False(t, snaps.Teams().Full, "no sweep until full_interval has passed")

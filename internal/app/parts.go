@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
@@ -44,9 +43,6 @@ type Sinks struct {
 	Clock clock.Clock
 }
 
-// now is the clock's Now, for components that take a function.
-func (s Sinks) now() func() time.Time { return clock.Or(s.Clock).Now }
-
 func (s Sinks) registry() prometheus.Registerer {
 	if s.Registry == nil {
 		return prometheus.NewRegistry()
@@ -84,7 +80,7 @@ func OpenDatabase(ctx context.Context, db config.Database) (*pgxpool.Pool, error
 // NewCeleryCollector measures the broker's queues as broker.* describes.
 func NewCeleryCollector(cfg config.Config, broker redis.UniversalClient, s Sinks) (*celery.Collector, error) {
 	opts := celeryOptions(cfg.Broker)
-	opts.Now = s.now()
+	opts.Clock = s.Clock
 	return celery.New(broker, opts, s.Snapshots, s.Series, s.registry(), s.logger())
 }
 
@@ -92,7 +88,7 @@ func NewCeleryCollector(cfg config.Config, broker redis.UniversalClient, s Sinks
 func NewTeamsCollector(cfg config.Config, src teams.Source, s Sinks) (*teams.Collector, error) {
 	t := cfg.Collectors.Teams
 	return teams.New(src, teams.Options{
-		Now:          s.now(),
+		Clock:        s.Clock,
 		FullInterval: t.FullInterval,
 		ChunkTeams:   t.ChunkTeams,
 		// Leave a quarter of the pass for the changed teams and publishing.
@@ -149,7 +145,7 @@ func NewPodInformer(cfg config.Config) (*pods.Informer, error) {
 // memory (may be nil).
 func NewPodsCollector(cfg config.Config, lister pods.Lister, memory pods.MemoryReader, s Sinks) (*pods.Collector, error) {
 	return pods.New(lister, pods.Options{
-		Subject: cfg.Kubernetes.Namespace, Recent: 2 * cfg.Collectors.Pods.Interval, Memory: memory, Now: s.now(),
+		Subject: cfg.Kubernetes.Namespace, Recent: 2 * cfg.Collectors.Pods.Interval, Memory: memory, Clock: s.Clock,
 	}, s.Snapshots, s.Series, s.registry(), s.logger())
 }
 

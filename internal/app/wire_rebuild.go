@@ -48,7 +48,7 @@ func (a *App) wireRebuild(ctx context.Context) error {
 			Queue: r.CeleryConsumer.Queue, Tasks: r.CeleryConsumer.Tasks,
 			Sep: b.Sep, PrioritySteps: b.PrioritySteps, KeyPrefix: b.GlobalKeyPrefix,
 			TeamKwarg: b.TeamArg.Kwarg, TeamPosition: b.TeamArg.Position, VisibilityTimeout: b.VisibilityTimeout,
-			Logger: logger, Registerer: a.registry,
+			Clock: a.clock, Logger: logger, Registerer: a.registry,
 		})
 		if err != nil {
 			return fmt.Errorf("rebuild celery consumer: %w", err)

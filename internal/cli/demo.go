@@ -167,10 +167,10 @@ func demoConfig(o demoOptions, brokerURL, cacheURL string) (config.Config, error
 	cfg.Auth.OpenReads = true
 	// An operate token of this run, printed in the banner, so quarantine, release and rebuild can be tried.
 	cfg.Auth.Tokens = []config.Token{{Name: "demo-operator", Token: config.Secret("demo-" + rand.Text()), Role: config.RoleOperate}}
-	// flagwarden's Celery consumer stamps its in-flight messages with wall time, which
-	// the simulated clock would soon call overdue; the simulated workers ack on
-	// receipt, so nothing in the demo is ever really overdue.
-	cfg.Broker.VisibilityTimeout = 365 * 24 * time.Hour
+	// The Celery consumer stamps and restores its deliveries on the simulated clock, as
+	// the simulated workers do; a delivery stays in flight for some real time however
+	// fast the simulation runs, so the timeout is at least a minute of real time.
+	cfg.Broker.VisibilityTimeout = max(cfg.Broker.VisibilityTimeout, time.Duration(60*o.Speed)*time.Second)
 	cfg.Kubernetes.Enabled = false
 	cfg.Kubernetes.Namespace = "posthog" // the simulated pods' namespace
 	if o.Alertmanager != "" {
