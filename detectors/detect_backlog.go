@@ -39,7 +39,11 @@ func newBacklogDetector(o *EngineOptions, f promauto.Factory) Detector {
 	}
 }
 
-func (d *backlogDetector) Name() string { return "backlog" }
+// BacklogDetector is the backlog detector's name in its DetectorStatus, whose Queues
+// the API shows as each queue's verdict and ETA.
+const BacklogDetector = "backlog"
+
+func (d *backlogDetector) Name() string { return BacklogDetector }
 
 func (d *backlogDetector) Detect(_ context.Context, p *Pass) ([]Observation, DetectorStatus, error) {
 	st := DetectorStatus{Detector: d.Name(), At: p.Now}

@@ -206,9 +206,14 @@ func TestDashboardInBrowser(t *testing.T) {
 		require.Equal(t, float64(len(findings.Active)), e.value(t, "#card-findings .value [data-value]"))
 		var queues struct {
 			Queues []struct {
-				Name    string `json:"name"`
-				Depth   int64  `json:"depth"`
-				Unacked int64  `json:"unacked"`
+				Name               string   `json:"name"`
+				Depth              int64    `json:"depth"`
+				Unacked            int64    `json:"unacked"`
+				DetectorETASeconds *float64 `json:"detector_eta_seconds"`
+				Trend              *Trend   `json:"trend"`
+				Growth             *struct {
+					Verdict string `json:"verdict"`
+				} `json:"growth"`
 			} `json:"queues"`
 		}
 		e.apiGet(t, "/queues", &queues)
@@ -216,9 +221,34 @@ func TestDashboardInBrowser(t *testing.T) {
 			sel := fmt.Sprintf(`[data-queue=%q] [data-field="depth"]`, q.Name)
 			require.Equal(t, float64(q.Depth), e.value(t, sel), "depth of %s", q.Name)
 			require.Equal(t, float64(q.Unacked), e.value(t, fmt.Sprintf(`[data-queue=%q] [data-field="unacked"]`, q.Name)))
+			// The verdict and ETA shown are the backlog detector's, as the API returns them.
+			require.NotNil(t, q.Growth, q.Name)
+			verdict := evalJS[string](t, e, fmt.Sprintf(`document.querySelector('[data-queue=%q] [data-field="verdict"]').dataset.value`, q.Name))
+			require.Equal(t, q.Growth.Verdict, verdict, q.Name)
+			eta := evalJS[string](t, e, fmt.Sprintf(`(document.querySelector('[data-queue=%q] [data-field="detector-eta"]') || {dataset: {eta: ""}}).dataset.eta`, q.Name))
+			if q.DetectorETASeconds == nil {
+				require.Empty(t, eta, "%s: no detector ETA, none shown", q.Name)
+				continue
+			}
+			require.Equal(t, strconv.FormatFloat(*q.DetectorETASeconds, 'f', -1, 64), eta, q.Name)
+			if q.Trend != nil && q.Trend.ETAToLimitSeconds != nil {
+				require.NotEqual(t, strconv.FormatFloat(*q.Trend.ETAToLimitSeconds, 'f', -1, 64), eta, "%s: the chart's line is not what the page judges by", q.Name)
+			}
 		}
 		require.Equal(t, "16.2k", e.text(t, `[data-queue="feature_flags"] [data-field="depth"]`), "numbers are formatted for people")
 		require.Contains(t, e.text(t, `[data-queue="feature_flags"]`), "reaches 100k in", "the ETA is shown")
+		require.Equal(t, "2.9 d", e.text(t, `[data-queue="feature_flags"] [data-field="detector-eta"]`), "the detector's 70 h, not the fitted line's")
+		require.Contains(t, e.text(t, `[data-queue="feature_flags"]`), "growing")
+		// Only the detector's judgment colours a queue: a steep fitted line without one is
+		// not an alarm, a detector ETA under two days is.
+		for expr, want := range map[string]string{
+			`{trend: {eta_to_limit_seconds: 60}}`:                                 "none",
+			`{growth: {verdict: "growing"}, detector_eta_seconds: 3600}`:          "alarm",
+			`{growth: {verdict: "not_growing"}, detector_eta_seconds: 5 * 86400}`: "rising",
+			`{growth: {verdict: "not_growing"}, detector_eta_seconds: null}`:      "steady",
+		} {
+			require.Equal(t, want, importJS[string](t, e, "/ui/js/widgets.js", `m.queueState(`+expr+`)`), expr)
+		}
 		selected := evalJS[bool](t, e, `document.querySelector('[data-queue="feature_flags"]').classList.contains("selected")`)
 		require.True(t, selected, "?queue= from an alert link highlights the queue")
 		require.Contains(t, e.text(t, "#findings"), "Robust z", "evidence keys read as words")
@@ -258,9 +288,9 @@ func TestDashboardInBrowser(t *testing.T) {
 			const s = u.series.find(s => s.label && s.label.startsWith("trend"));
 			return [q.dataset.queue, s ? s.label + " " + s._stroke : "none"];
 		}))`)
-		require.Contains(t, trends["celery"], "trend (steady)")
+		require.Contains(t, trends["celery"], "trend line (steady)")
 		require.Contains(t, trends["celery"], "#8a99ab", "a steady queue's trend is grey, not red")
-		require.Contains(t, trends["feature_flags"], "trend (rising)")
+		require.Contains(t, trends["feature_flags"], "trend line (detector: rising)")
 		require.NotContains(t, trends["feature_flags"], "#8a99ab")
 		e.checkCharts(t, "#queues", "Messages (count)")
 		e.checkCharts(t, "#workers", "Pods, events (count)")

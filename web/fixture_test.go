@@ -114,6 +114,8 @@ type memFindings struct {
 	active []detectors.Finding
 	recent []detectors.Finding
 	err    error
+	// statuses are the detectors' last statuses, as the findings stores keep them.
+	statuses []detectors.DetectorStatus
 	// block, when set, makes Active wait for it or the context: a database that hangs.
 	block chan struct{}
 }
@@ -132,6 +134,12 @@ func (f *memFindings) Active(ctx context.Context) ([]detectors.Finding, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return slices.Clone(f.active), f.err
+}
+
+func (f *memFindings) Statuses(context.Context) ([]detectors.DetectorStatus, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.statuses), f.err
 }
 
 func (f *memFindings) Recent(ctx context.Context, limit int) ([]detectors.Finding, error) {
@@ -295,6 +303,12 @@ func newBundle(t testing.TB, mods ...bundleOpt) *bundle {
 		Evidence: map[string]float64{"slope_per_hour": 1200, "tau": 0.97}, State: detectors.StateFiring, ActiveAt: fixtureNow.Add(-time.Hour),
 	}}}
 	b.findings.recent = slices.Clone(b.findings.active)
+	// The backlog detector's last pass: feature_flags grows toward the limit, celery is flat.
+	b.findings.statuses = []detectors.DetectorStatus{{Detector: detectors.BacklogDetector, At: fixtureNow.Add(-30 * time.Second), Evaluated: 2,
+		Queues: []detectors.BacklogStatus{
+			{Queue: "celery", Depth: 40, ETASeconds: -1, Comparison: "yesterday"},
+			{Queue: "feature_flags", Depth: 16200, Tau: 0.97, SlopePerHour: 1200, ETASeconds: 70 * 3600, Growing: true, Comparison: "yesterday"},
+		}}}
 	b.engine = newMemEngine(func(id int64) bool { _, ok := b.snaps.Team(id); return ok })
 	b.engine.history[2] = []rebuild.BuildResult{{TeamID: 2, JobID: 7, Lane: rebuild.LaneLarge, StartedAt: fixtureNow.Add(-2 * time.Hour),
 		FinishedAt: fixtureNow.Add(-2*time.Hour + 95*time.Second), OK: true, Flags: 48000, FlagsBytes: 2_100_000_000,

@@ -47,7 +47,64 @@ type queueView struct {
 	snapshot.Queue
 	OldestAgeSeconds float64        `json:"oldest_age_seconds"`
 	History          []series.Point `json:"history"`
-	Trend            *Trend         `json:"trend"`
+	// Trend is a line fitted on the chart's window, to draw; the ETA the dashboard
+	// shows and the alert pages on is DetectorETASeconds.
+	Trend *Trend `json:"trend"`
+	// DetectorETASeconds is the backlog detector's time to the backlog limit from its
+	// last pass (flagwarden_backlog_eta_seconds); null while it sees no rise or has not
+	// judged the queue.
+	DetectorETASeconds *float64 `json:"detector_eta_seconds"`
+	// Growth is the backlog detector's last verdict on the queue with its evidence;
+	// null when the detectors are off, have not run yet or did not judge this queue.
+	Growth *queueGrowth `json:"growth"`
+}
+
+// queueGrowth is the backlog detector's verdict on one queue as it stored it with its
+// pass, so that the dashboard shows the judgment that pages instead of making its own.
+type queueGrowth struct {
+	// Verdict is growing, stalled, insufficient_data or not_growing.
+	Verdict  string    `json:"verdict"`
+	JudgedAt time.Time `json:"judged_at"`
+	detectors.BacklogStatus
+}
+
+func growthVerdict(s detectors.BacklogStatus) string {
+	switch {
+	case s.Growing:
+		return "growing"
+	case s.Stalled:
+		return "stalled"
+	case s.Insufficient:
+		return "insufficient_data"
+	default:
+		return "not_growing"
+	}
+}
+
+// backlogJudgments returns the backlog detector's last per-queue statuses by queue and
+// when it judged them; none when the findings store keeps no statuses. A store that
+// fails leaves the queues without a verdict rather than the page without queues.
+func (a *API) backlogJudgments(ctx context.Context) (map[string]detectors.BacklogStatus, time.Time) {
+	st, ok := a.opts.Findings.(detectorStatuses)
+	if !ok {
+		return nil, time.Time{}
+	}
+	statuses, err := st.Statuses(ctx)
+	if err != nil {
+		a.log.Warn("read the backlog detector's status", "err", err)
+		return nil, time.Time{}
+	}
+	for _, s := range statuses {
+		if s.Detector != detectors.BacklogDetector {
+			continue
+		}
+		out := make(map[string]detectors.BacklogStatus, len(s.Queues))
+		for _, q := range s.Queues {
+			out[q.Queue] = q
+		}
+		return out, s.At
+	}
+	return nil, time.Time{}
 }
 
 func (a *API) queues(c *gin.Context) {
@@ -58,18 +115,27 @@ func (a *API) queues(c *gin.Context) {
 	only := c.Query("queue")
 	snap := a.opts.Snapshots.Queues()
 	now := a.now()
+	judged, judgedAt := a.backlogJudgments(c.Request.Context())
 	views := make([]queueView, 0, len(snap.Queues))
 	for _, q := range snap.Queues {
 		if only != "" && q.Name != only {
 			continue
 		}
 		pts := a.opts.Series.Range(series.Key(series.QueueDepth, q.Name), now.Add(-window), time.Time{})
-		views = append(views, queueView{
+		v := queueView{
 			Queue:            q,
 			OldestAgeSeconds: q.OldestAge.Seconds(),
 			History:          nonNil(thin(pts, maxHistoryPoints)),
 			Trend:            fitTrend(pts, float64(a.opts.BacklogLimit)),
-		})
+		}
+		if s, ok := judged[q.Name]; ok {
+			v.Growth = &queueGrowth{Verdict: growthVerdict(s), JudgedAt: judgedAt, BacklogStatus: s}
+			if s.ETASeconds >= 0 {
+				eta := s.ETASeconds
+				v.DetectorETASeconds = &eta
+			}
+		}
+		views = append(views, v)
 	}
 	if only != "" && len(views) == 0 {
 		abort(c, http.StatusNotFound, codeNotFound, fmt.Sprintf("unknown queue %q", only))
@@ -83,6 +149,7 @@ func (a *API) queues(c *gin.Context) {
 		"overdue":        snap.Overdue,
 		"backlog_limit":  a.opts.BacklogLimit,
 		"window_seconds": window.Seconds(),
+		"judged_at":      nullTime(judgedAt),
 		"queues":         views,
 	})
 }
@@ -660,6 +727,14 @@ func sortKeyList() string {
 }
 
 // nonNil makes an empty list encode as [] rather than null.
+// nullTime is t, or nil (JSON null) for the zero time.
+func nullTime(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return t
+}
+
 func nonNil[T any](s []T) []T {
 	if s == nil {
 		return []T{}

@@ -38,6 +38,16 @@ var idParam = obj{"name": "id", "in": "path", "required": true,
 	"description": "Team id: a positive decimal integer without sign or leading zeros (\"+5\" and \"00001\" are 400). A number above 2147483647 (the schema's int4) names no team: 404.",
 	"schema":      obj{"type": "integer", "format": "int64", "minimum": 1}}
 
+// backlogStatusProperties describe detectors.BacklogStatus: the backlog detector's
+// evidence on one queue, in the findings' detector statuses and each queue's growth.
+func backlogStatusProperties() obj {
+	str, num, boolean := obj{"type": "string"}, obj{"type": "number"}, obj{"type": "boolean"}
+	return obj{"queue": str, "depth": num, "tau": num, "slope_per_hour": num,
+		"eta_seconds": obj{"type": "number", "description": "Time to backlog_limit at the detector's slope; -1 when not rising."},
+		"growing":     boolean, "stalled": boolean, "insufficient_data": boolean, "note": str,
+		"comparison": obj{"type": "string", "description": "What growth was judged against: comparable days, yesterday or none."}}
+}
+
 func op(summary string, params []obj, ok obj, okCode string, errs ...string) obj {
 	responses := obj{okCode: ok}
 	descs := map[string]string{
@@ -111,7 +121,9 @@ func buildOpenAPI() obj {
 			"active": arrayOf(ref("Finding")), "recent": arrayOf(ref("Finding")),
 			"detectors": arrayOf(obj{"type": "object", "description": "Each detector's last pass: how many subjects it evaluated and for how many history was too short to judge (insufficient_data).",
 				"properties": obj{"detector": obj{"type": "string"}, "at": obj{"type": "string", "format": "date-time"},
-					"evaluated": obj{"type": "integer"}, "insufficient_data": obj{"type": "integer"}, "note": obj{"type": "string"}}})}}), "200", "400")},
+					"evaluated": obj{"type": "integer"}, "insufficient_data": obj{"type": "integer"}, "note": obj{"type": "string"},
+					"queues": obj{"type": "array", "description": "The backlog detector's view of each queue (at most 200).",
+						"items": obj{"type": "object", "properties": backlogStatusProperties()}}}})}}), "200", "400")},
 		"/api/v1/pods": obj{"get": op("Worker pods and a summary per namespace.", []obj{window},
 			resp("Pods.", ref("Pods")), "200", "400")},
 		"/api/v1/caches": obj{"get": op("Fleet cache freshness: stale and missing caches now, and lag and stale teams over the window.", []obj{window},
@@ -146,17 +158,35 @@ func buildOpenAPI() obj {
 		"Whoami": obj{"type": "object", "properties": obj{"authenticated": boolean, "name": str, "role": str,
 			"open_reads": boolean, "can_read": boolean, "can_operate": boolean}},
 		"Point": point,
-		"Trend": obj{"type": "object", "nullable": true, "properties": obj{"points": integer, "slope_per_hour": num,
-			"intercept": num, "anchor": ts, "tau": num,
-			"eta_to_limit_seconds": obj{"type": "number", "nullable": true}, "eta_to_empty_seconds": obj{"type": "number", "nullable": true}}},
+		"Trend": obj{"type": "object", "nullable": true,
+			"description": "A line fitted on the window's history, for drawing; the ETA the backlog alert pages on is the queue's detector_eta_seconds.",
+			"properties": obj{"points": integer, "slope_per_hour": num,
+				"intercept": num, "anchor": ts, "tau": num,
+				"eta_to_limit_seconds": obj{"type": "number", "nullable": true}, "eta_to_empty_seconds": obj{"type": "number", "nullable": true}}},
 		"Queue": obj{"type": "object", "properties": obj{"name": str, "depth": integer,
 			"by_priority": obj{"type": "object", "additionalProperties": integer}, "unacked": integer, "overdue": integer,
 			"oldest_age_seconds": num, "bound": boolean, "composition": obj{"type": "object"},
 			"oldest_age": obj{"type": "integer", "format": "int64", "deprecated": true,
 				"description": "The same age in nanoseconds; use oldest_age_seconds."},
-			"history": arrayOf(ref("Point")), "trend": ref("Trend")}},
+			"history": arrayOf(ref("Point")),
+			"trend":   ref("Trend"),
+			"detector_eta_seconds": obj{"type": "number", "nullable": true,
+				"description": "The backlog detector's time to backlog_limit from its last pass (flagwarden_backlog_eta_seconds); null while it sees no rise or has not judged the queue."},
+			"growth": ref("QueueGrowth")}},
+		"QueueGrowth": obj{"type": "object", "nullable": true,
+			"description": "The backlog detector's last verdict on the queue and its evidence; null when the detectors are off, have not run yet or did not judge the queue.",
+			"properties": func() obj {
+				p := backlogStatusProperties()
+				p["verdict"] = obj{"type": "string", "enum": []string{"growing", "stalled", "insufficient_data", "not_growing"},
+					"description": "growing and stalled are what backlog_growth and backlog_stalled judge; growing wins when both hold."}
+				p["judged_at"] = ts
+				return p
+			}()},
 		"Queues": obj{"type": "object", "properties": obj{"at": ts, "collected": boolean, "unacked": integer,
-			"overdue": integer, "backlog_limit": integer, "window_seconds": num, "queues": arrayOf(ref("Queue"))}},
+			"overdue": integer, "backlog_limit": integer, "window_seconds": num,
+			"judged_at": obj{"type": "string", "format": "date-time", "nullable": true,
+				"description": "When the backlog detector last judged the queues; null when it has not."},
+			"queues": arrayOf(ref("Queue"))}},
 		"Team": obj{"type": "object", "properties": obj{"team_id": integer, "project_id": integer, "flags": integer,
 			"active_flags": integer, "deleted_flags": integer, "cohorts": integer, "cohort_bytes": integer,
 			"filters_bytes": integer, "largest_filter_bytes": integer, "group_types": integer,

@@ -5,8 +5,9 @@ import (
 	"github.com/flagwarden/flagwarden/internal/series"
 )
 
-// The queue trend and its ETAs are the detectors' fit (detectors.FitTrend), so that
-// the dashboard and the pages judge a queue with one piece of code.
+// The queue trend drawn on the dashboard is the detectors' fit (detectors.FitTrend) of the
+// chart's window. The judgment shown beside it (verdict, ETA) is not recomputed here: it
+// is the backlog detector's from its last pass (queueGrowth), the one that pages.
 
 // Trend is a queue's fitted trend as the API returns it.
 type Trend = detectors.Trend

@@ -82,28 +82,41 @@ export function findingList(list, emptyText) {
     </div>`).join("");
 }
 
-// trendState says how a queue's trend should read: "alarm" when it reaches the limit
-// within two days, "rising" when it grows, "steady" when flat or draining. Only the
-// first is drawn in red: a steady queue's trend is no alarm.
-export function trendState(trend) {
-  if (!trend) return "none";
-  if (trend.eta_to_limit_seconds != null && trend.eta_to_limit_seconds < 48 * 3600) return "alarm";
-  if (trend.eta_to_limit_seconds != null) return "rising";
+// queueState says how a queue reads, from the backlog detector's own judgment (the one
+// that pages), never from the chart's fitted line: "alarm" when the detector's ETA to the
+// limit is under two days, "rising" when it sees the depth rise, "steady" otherwise and
+// "none" while it has not judged the queue. Only "alarm" is drawn in red.
+export function queueState(q) {
+  if (!q || !q.growth) return "none";
+  const eta = q.detector_eta_seconds;
+  if (eta != null && eta < 48 * 3600) return "alarm";
+  if (eta != null) return "rising";
   return "steady";
 }
 
-export function etaText(trend, limit) {
-  if (!trend) return `<span class="muted">not enough history for a trend</span>`;
-  const slope = `${trend.slope_per_hour >= 0 ? "+" : ""}${fmtCount(trend.slope_per_hour)}/h`;
-  if (trend.eta_to_limit_seconds != null) {
-    const s = trend.eta_to_limit_seconds;
-    const cls = s < 4 * 3600 ? "crit" : s < 24 * 3600 ? "warn" : "";
-    return `trend <b>${esc(slope)}</b> · reaches ${esc(fmtCount(limit))} in <span class="eta ${cls}" data-eta="${s}">${esc(fmtDuration(s))}</span>`;
+const VERDICTS = {
+  growing: ["growing", "warn"], stalled: ["stalled", "warn"],
+  insufficient_data: ["insufficient data", ""], not_growing: ["not growing", "ok"],
+};
+
+// etaText is the backlog detector's verdict on q and its ETA to the limit, with the
+// evidence it judged on.
+export function etaText(q, limit) {
+  const g = q && q.growth;
+  if (!g) return `<span class="muted" data-field="verdict" data-value="none">not judged by the backlog detector yet</span>`;
+  const [word, cls] = VERDICTS[g.verdict] || [g.verdict, ""];
+  // One item per fact: the facts row lays its children out with gaps.
+  let html = `<span>detector <span data-field="verdict" data-value="${esc(g.verdict)}">${badge(word, cls)}</span></span>`;
+  if (g.verdict !== "insufficient_data") {
+    html += ` <span><b>${esc(`${g.slope_per_hour >= 0 ? "+" : ""}${fmtCount(g.slope_per_hour)}/h`)}</b> τ ${esc(g.tau.toFixed(2))}</span>`;
   }
-  if (trend.eta_to_empty_seconds != null) {
-    return `trend <b>${esc(slope)}</b> · drains in <span class="eta" data-eta="${trend.eta_to_empty_seconds}">${esc(fmtDuration(trend.eta_to_empty_seconds))}</span>`;
+  const s = q.detector_eta_seconds;
+  if (s != null) {
+    const c = s < 4 * 3600 ? "crit" : s < 24 * 3600 ? "warn" : "";
+    html += ` <span>reaches ${esc(fmtCount(limit))} in <span class="eta ${c}" data-field="detector-eta" data-eta="${s}">${esc(fmtDuration(s))}</span></span>`;
   }
-  return `trend <b>${esc(slope)}</b> · steady`;
+  if (g.note) html += ` <span class="muted">${esc(g.note)}</span>`;
+  return html;
 }
 
 // findingsClass is the colour the firing findings of kinds give a card: "crit" for a

@@ -3,14 +3,14 @@
 import { api, optional } from "../api.js";
 import { esc, fmtBytes, fmtCount, fmtDuration, pct, num, badge, when, isSet } from "../format.js";
 import { timeChart, COLORS } from "../charts.js";
-import { card, findingList, etaText, trendState, workersCardClass, laneBars, memoryLane, findingsClass, worse, BACKLOG_KINDS, CACHE_KINDS } from "../widgets.js";
+import { card, findingList, etaText, queueState, workersCardClass, laneBars, memoryLane, findingsClass, worse, BACKLOG_KINDS, CACHE_KINDS } from "../widgets.js";
 import { record, lanesChart } from "../lanehistory.js";
 
 const sec = (t) => new Date(t).getTime() / 1000;
 
 export function queueChart(q, limit) {
   const pts = q.history || [];
-  const state = trendState(q.trend);
+  const state = queueState(q);
   const series = [{ label: "depth", color: COLORS.line, fill: "rgba(31,111,235,.08)", points: pts }];
   let projectTo, nowAt;
   if (q.trend && pts.length > 1) {
@@ -19,11 +19,13 @@ export function queueChart(q, limit) {
     nowAt = xNow;
     const anchor = sec(q.trend.anchor);
     const at = (t) => Math.max(0, q.trend.intercept + q.trend.slope_per_hour * (t - anchor) / 3600);
-    // Red and dashed only when the backlog reaches the limit within two days; a steady
-    // or draining queue's trend is a quiet grey.
-    const look = { alarm: { color: COLORS.crit, dash: [6, 4], label: "trend (reaches the limit)" },
-      rising: { color: COLORS.warn, dash: [6, 4], label: "trend (rising)" },
-      steady: { color: COLORS.muted, dash: [2, 4], label: q.trend.eta_to_empty_seconds != null ? "trend (draining)" : "trend (steady)" } }[state];
+    // The line is a drawing of the window; its colour is the backlog detector's
+    // judgment: red and dashed only when the detector's ETA to the limit is under two
+    // days, a steady or unjudged queue's line is a quiet grey.
+    const quiet = { color: COLORS.muted, dash: [2, 4], label: q.trend.slope_per_hour < 0 ? "trend line (draining)" : "trend line (steady)" };
+    const look = { alarm: { color: COLORS.crit, dash: [6, 4], label: "trend line (detector: reaches the limit)" },
+      rising: { color: COLORS.warn, dash: [6, 4], label: "trend line (detector: rising)" },
+      steady: quiet, none: quiet }[state];
     series.push({ label: look.label, color: look.color, dash: look.dash, width: 1.5, at, points: pts });
   }
   if (state === "alarm") series.push({ label: "limit", color: COLORS.crit, dash: [2, 3], width: 1, at: () => limit, points: pts });
@@ -75,7 +77,7 @@ export async function overviewPage() {
 
   let html = `<h1>Overview</h1><div class="cards">`;
   html += card("Active findings", num(findings.active.length, String), findings.enabled ? `${crit} critical` : "detectors disabled", crit ? "crit" : findings.active.length ? "warn" : "ok", "card-findings");
-  html += card("Deepest queue", deepest ? num(deepest.depth, fmtCount) : "–", deepest ? `${esc(deepest.name)} · ${etaText(deepest.trend, queues.backlog_limit)}` : "no queues seen", worse(findingsClass(findings.active, BACKLOG_KINDS), deepest && trendState(deepest.trend) === "alarm" ? "warn" : ""), "card-queue");
+  html += card("Deepest queue", deepest ? num(deepest.depth, fmtCount) : "–", deepest ? `${esc(deepest.name)} · ${etaText(deepest, queues.backlog_limit)}` : "no queues seen", worse(findingsClass(findings.active, BACKLOG_KINDS), deepest && queueState(deepest) === "alarm" ? "warn" : ""), "card-queue");
   const oomLine = w.ooms > 0
     ? `<b class="err" data-field="oom-kills" data-value="${w.ooms}">${fmtCount(w.ooms)} OOM kill${w.ooms === 1 ? "" : "s"}</b> in the last ${esc(window)}`
     : `<span data-field="oom-kills" data-value="0">no OOM kills</span> in the last ${esc(window)}`;
@@ -126,7 +128,7 @@ export async function overviewPage() {
     const prios = Object.entries(q.by_priority || {}).sort((a, b) => a[0] - b[0]).map(([p, n]) => `p${esc(p)} <b>${fmtCount(n)}</b>`).join(" · ");
     const comp = q.composition || {};
     const tasks = Object.entries(comp.by_task || {}).sort((a, b) => b[1] - a[1]).slice(0, 3).map(([t, n]) => `${esc(t.split(".").pop())} ${n}`).join(", ");
-    html += `<div class="queue ${q.name === selected ? "selected" : ""}" data-queue="${esc(q.name)}" data-trend="${trendState(q.trend)}">
+    html += `<div class="queue ${q.name === selected ? "selected" : ""}" data-queue="${esc(q.name)}" data-trend="${queueState(q)}">
       <h3>${esc(q.name)} ${q.bound ? "" : badge("undeclared")}</h3>
       <div class="facts">
         <span>depth <b data-field="depth" data-value="${q.depth}">${fmtCount(q.depth)}</b></span>
@@ -136,7 +138,7 @@ export async function overviewPage() {
         <span>oldest <b>${q.oldest_age_seconds ? fmtDuration(q.oldest_age_seconds) : "–"}</b></span>
         ${comp.sampled ? `<span>sample of ${comp.sampled}: ${tasks || "–"} · ${comp.distinct_teams} teams · <b>${pct(comp.duplicate_ratio)}</b> duplicates</span>` : ""}
       </div>
-      <div class="facts">${etaText(q.trend, queues.backlog_limit)}</div>
+      <div class="facts">${etaText(q, queues.backlog_limit)}</div>
       ${queueChart(q, queues.backlog_limit)}
     </div>`;
   }
