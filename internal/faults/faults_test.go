@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
@@ -95,7 +94,7 @@ func stateConnectionsTerminated(t *testing.T, e *env) {
 	kill := func() {
 		reads++
 		require.Equal(t, http.StatusOK, e.api(http.MethodGet, "/api/v1/rebuilds?n="+strconv.Itoa(reads), nil, nil))
-		require.Positive(t, terminate(t, e.dbURL), "no connection to terminate")
+		require.Positive(t, testenv.TerminateBackends(t, e.dbURL), "no connection to terminate")
 	}
 	for round := range 3 {
 		kill()
@@ -115,19 +114,6 @@ func firstTeam(e *env) int64 {
 	require.NoError(e.t, e.pool.QueryRow(context.Background(),
 		`SELECT min(team_id) FROM posthog_featureflag WHERE NOT deleted AND active`).Scan(&id))
 	return id
-}
-
-// terminate ends every other connection to the database at url and says how many.
-func terminate(t *testing.T, url string) int {
-	t.Helper()
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, url)
-	require.NoError(t, err)
-	defer conn.Close(ctx)
-	var n int
-	require.NoError(t, conn.QueryRow(ctx, `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
-		WHERE datname = current_database() AND pid <> pg_backend_pid()`).Scan(&n))
-	return n
 }
 
 // serveKilledMidBuild: serve is killed with SIGKILL while it builds the giant team;

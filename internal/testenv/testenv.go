@@ -230,3 +230,21 @@ func PromtoolCheckMetrics(t testing.TB, exposition []byte) string {
 	}
 	return report
 }
+
+// TerminateBackends ends every other connection to the database at url, as a failover
+// or an operator's pg_terminate_backend does, and returns how many it ended.
+func TerminateBackends(t testing.TB, url string) int {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatalf("connect to terminate backends: %v", err)
+	}
+	defer conn.Close(ctx)
+	var n int
+	if err := conn.QueryRow(ctx, `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+		WHERE datname = current_database() AND pid <> pg_backend_pid()`).Scan(&n); err != nil {
+		t.Fatalf("terminate backends: %v", err)
+	}
+	return n
+}
