@@ -66,32 +66,11 @@ func (r Report) WriteJSON(w io.Writer) error {
 func (r Report) WriteTable(w io.Writer) error {
 	fmt.Fprintf(w, "The February incident, replayed (seed %d, %s of simulated time from %s)\n\n",
 		r.Seed, r.Duration, r.Start.Format("2006-01-02 15:04 MST"))
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	a, b := r.AsItHappened, r.WithFlagwarden
-	row := func(name, x, y string) { fmt.Fprintf(tw, "%s\t%s\t%s\n", name, x, y) }
-	row("", "AS IT HAPPENED", "WITH FLAGWARDEN")
-	row("first OOM kill", at(a.FirstOOMKill, r.Start), at(b.FirstOOMKill, r.Start))
-	row("first page", pageAt(a.FirstPage, r.Start), pageAt(b.FirstPage, r.Start))
-	row("  what it said", pageSaid(a.FirstPage), pageSaid(b.FirstPage))
-	row("  backlog when it fired", pageBacklog(a.FirstPage), pageBacklog(b.FirstPage))
-	if a.FirstCritical != nil || b.FirstCritical != nil {
-		row("first critical page", pageAt(a.FirstCritical, r.Start), pageAt(b.FirstCritical, r.Start))
-		row("  what it said", pageSaid(a.FirstCritical), pageSaid(b.FirstCritical))
-	}
-	row("peak backlog", count(a.PeakBacklog), count(b.PeakBacklog))
-	row("OOM kills", count(int64(a.OOMKills)), count(int64(b.OOMKills)))
-	row("pod-minutes in CrashLoopBackOff", count(int64(a.CrashLoopMinutes)), count(int64(b.CrashLoopMinutes)))
-	row("p99 cache staleness, other teams", dur(a.OthersP99Seconds), dur(b.OthersP99Seconds))
-	row("worst single-team staleness", fmt.Sprintf("%s (team %d)", dur(a.WorstTeamSeconds), a.WorstTeam),
-		fmt.Sprintf("%s (team %d)", dur(b.WorstTeamSeconds), b.WorstTeam))
-	row("time until stable", stable(a.StableAfterSeconds), stable(b.StableAfterSeconds))
-	row("tasks enqueued / builds run", fmt.Sprintf("%s / %s", count(a.TasksEnqueued), count(a.Builds)),
-		fmt.Sprintf("%s / %s", count(b.TasksEnqueued), count(b.Builds)))
-	if err := tw.Flush(); err != nil {
+	if err := r.writeComparison(w, false); err != nil {
 		return err
 	}
 	fmt.Fprintln(w, "\nModel parameters:")
-	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	for _, p := range r.Parameters {
 		fmt.Fprintf(tw, "  %s\t%s\n", p.Name, p.Value)
 	}
@@ -111,40 +90,10 @@ func (r Report) WriteTable(w io.Writer) error {
 func (r Report) WriteNarrowTable(w io.Writer, width int) error {
 	fmt.Fprintf(w, "The February incident, replayed (seed %d, %s of simulated time from %s)\n\n",
 		r.Seed, r.Duration, r.Start.Format("2006-01-02 15:04 MST"))
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	a, b := r.AsItHappened, r.WithFlagwarden
-	row := func(name, x, y string) { fmt.Fprintf(tw, "%s\t%s\t%s\n", name, x, y) }
-	short := func(t *time.Time) string {
-		if t == nil {
-			return "none"
-		}
-		return offset(t.Sub(r.Start))
-	}
-	page := func(p *Page) string {
-		if p == nil {
-			return "none"
-		}
-		return short(&p.At) + " " + p.Severity
-	}
-	row("", "AS IT HAPPENED", "WITH FLAGWARDEN")
-	row("first OOM kill", short(a.FirstOOMKill), short(b.FirstOOMKill))
-	row("first page", page(a.FirstPage), page(b.FirstPage))
-	row("  backlog when it fired", pageBacklog(a.FirstPage), pageBacklog(b.FirstPage))
-	if a.FirstCritical != nil || b.FirstCritical != nil {
-		row("first critical page", page(a.FirstCritical), page(b.FirstCritical))
-	}
-	row("peak backlog", count(a.PeakBacklog), count(b.PeakBacklog))
-	row("OOM kills", count(int64(a.OOMKills)), count(int64(b.OOMKills)))
-	row("pod-minutes in CrashLoopBackOff", count(int64(a.CrashLoopMinutes)), count(int64(b.CrashLoopMinutes)))
-	row("p99 cache staleness, other teams", dur(a.OthersP99Seconds), dur(b.OthersP99Seconds))
-	row("worst single-team staleness", fmt.Sprintf("%s (team %d)", dur(a.WorstTeamSeconds), a.WorstTeam),
-		fmt.Sprintf("%s (team %d)", dur(b.WorstTeamSeconds), b.WorstTeam))
-	row("time until stable", stable(a.StableAfterSeconds), stable(b.StableAfterSeconds))
-	row("tasks enqueued / builds run", fmt.Sprintf("%s / %s", count(a.TasksEnqueued), count(a.Builds)),
-		fmt.Sprintf("%s / %s", count(b.TasksEnqueued), count(b.Builds)))
-	if err := tw.Flush(); err != nil {
+	if err := r.writeComparison(w, true); err != nil {
 		return err
 	}
+	a, b := r.AsItHappened, r.WithFlagwarden
 	fmt.Fprintln(w)
 	said := func(run string, p *Page) {
 		if p != nil {
@@ -251,4 +200,51 @@ func stable(sec float64) string {
 		return "never unstable"
 	}
 	return offset(time.Duration(sec)*time.Second) + " after the start"
+}
+
+// writeComparison writes the side-by-side table of both runs. Narrow, times are
+// offsets from the start and what the pages said is left for below the table.
+func (r Report) writeComparison(w io.Writer, narrow bool) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	a, b := r.AsItHappened, r.WithFlagwarden
+	row := func(name, x, y string) { fmt.Fprintf(tw, "%s\t%s\t%s\n", name, x, y) }
+	when := func(t *time.Time) string { return at(t, r.Start) }
+	page := func(p *Page) string { return pageAt(p, r.Start) }
+	if narrow {
+		when = func(t *time.Time) string {
+			if t == nil {
+				return "none"
+			}
+			return offset(t.Sub(r.Start))
+		}
+		page = func(p *Page) string {
+			if p == nil {
+				return "none"
+			}
+			return when(&p.At) + " " + p.Severity
+		}
+	}
+	row("", "AS IT HAPPENED", "WITH FLAGWARDEN")
+	row("first OOM kill", when(a.FirstOOMKill), when(b.FirstOOMKill))
+	row("first page", page(a.FirstPage), page(b.FirstPage))
+	if !narrow {
+		row("  what it said", pageSaid(a.FirstPage), pageSaid(b.FirstPage))
+	}
+	row("  backlog when it fired", pageBacklog(a.FirstPage), pageBacklog(b.FirstPage))
+	if a.FirstCritical != nil || b.FirstCritical != nil {
+		row("first critical page", page(a.FirstCritical), page(b.FirstCritical))
+		if !narrow {
+			row("  what it said", pageSaid(a.FirstCritical), pageSaid(b.FirstCritical))
+		}
+	}
+	row("peak backlog", count(a.PeakBacklog), count(b.PeakBacklog))
+	row("OOM kills", count(int64(a.OOMKills)), count(int64(b.OOMKills)))
+	row("pod-minutes in CrashLoopBackOff", count(int64(a.CrashLoopMinutes)), count(int64(b.CrashLoopMinutes)))
+	row("p99 cache staleness, other teams", dur(a.OthersP99Seconds), dur(b.OthersP99Seconds))
+	row("worst single-team staleness", fmt.Sprintf("%s (team %d)", dur(a.WorstTeamSeconds), a.WorstTeam),
+		fmt.Sprintf("%s (team %d)", dur(b.WorstTeamSeconds), b.WorstTeam))
+	row("time until stable", stable(a.StableAfterSeconds), stable(b.StableAfterSeconds))
+	row("tasks enqueued / builds run", fmt.Sprintf("%s / %s", count(a.TasksEnqueued), count(a.Builds)),
+		fmt.Sprintf("%s / %s", count(b.TasksEnqueued), count(b.Builds)))
+	return tw.Flush()
 }
