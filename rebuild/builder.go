@@ -147,9 +147,12 @@ func (b *Builder) Build(ctx context.Context, src FlagSource, teamID int64, sink 
 	if env.groupTypes, err = rd.GroupTypes(ctx); err != nil {
 		return st, err
 	}
-	pred, err := predict(ctx, rd, c, env.surveys)
+	pred, ids, err := predict(ctx, rd, c, env.surveys)
 	if err != nil {
 		return st, err
+	}
+	if ids.usable() {
+		env.ids = ids
 	}
 	for attempt := 1; ; attempt++ {
 		team := st.Team
@@ -179,6 +182,9 @@ type buildEnv struct {
 	team       TeamInfo
 	surveys    []int64
 	groupTypes []GroupType
+	// ids are evaluation_metadata's ids from the first pass, or nil: the source's
+	// FlagIDs then streams them.
+	ids *idSet
 }
 
 func (b *Builder) attempt(ctx context.Context, rd TeamReader, env *buildEnv, pred *teamIndex, fw, dw io.Writer, st *BuildStats) (*teamIndex, error) {
@@ -210,7 +216,7 @@ func (b *Builder) attempt(ctx context.Context, rd TeamReader, env *buildEnv, pre
 		}
 		fo.str(`], "evaluation_metadata": `)
 		meta := computeEvalMeta(res)
-		if restartSkips, err = writeEvalMeta(ctx, rd, c, meta, res, fo); err != nil {
+		if restartSkips, err = writeEvalMeta(ctx, env.idStream(rd), meta, res, fo); err != nil {
 			return nil, err
 		}
 		fo.str(`, "flags": [`)
@@ -221,6 +227,7 @@ func (b *Builder) attempt(ctx context.Context, rd TeamReader, env *buildEnv, pre
 	if err := writeDefCohorts(ctx, rd, dc, pred.defCohortsKept, do, st); err != nil {
 		return nil, err
 	}
+	dc.printed = printCache{} // printed; the streaming pass needs only the walk's verdicts
 	do.str(`}, "flags": [`)
 
 	s := &streamer{b: b, c: c, env: env, pred: pred, ch: newChainer(res), dc: dc, fo: fo, do: do, st: st,
@@ -383,12 +390,24 @@ func writeDefCohorts(ctx context.Context, rd TeamReader, dc *defCohorts, kept []
 	return nil
 }
 
+// idStream calls fn with evaluation_metadata's ids in numeric order, then by text.
+type idStream func(ctx context.Context, fn func(id int64, byText bool) error) error
+
+// idStream is the first pass's ids when they were kept, else the source's id streams.
+func (env *buildEnv) idStream(rd TeamReader) idStream {
+	if env.ids != nil {
+		return env.ids.each
+	}
+	return func(ctx context.Context, fn func(int64, bool) error) error {
+		return rd.FlagIDs(ctx, env.c.idFilter(), fn)
+	}
+}
+
 // writeEvalMeta prints evaluation_metadata: stage 0 and the transitive dependencies
 // come from id streams in the order the payload needs (numeric ids, then ids as
 // strings); the few flags with dependencies come from the index. It returns the flags
 // to skip on a restart when every flag is in a dependency cycle.
-func writeEvalMeta(ctx context.Context, rd TeamReader, c Contract, m *evalMeta, res *depResolver, fo *out) ([]int64, error) {
-	filter := IDFilter{ActiveOnly: c.flagsActiveOnly(), ExcludeEncrypted: c.excludeEncryptedEverywhere()}
+func writeEvalMeta(ctx context.Context, ids idStream, m *evalMeta, res *depResolver, fo *out) ([]int64, error) {
 	fo.str(`{"dependency_stages": [`)
 	n0, n := 0, 0
 	var restart []int64
@@ -409,7 +428,7 @@ func writeEvalMeta(ctx context.Context, rd TeamReader, c Contract, m *evalMeta, 
 		fo.buf = appendIDList(fo.buf, m.missing)
 		fo.str(`, "transitive_deps": {`)
 	}
-	err := rd.FlagIDs(ctx, filter, func(id int64, byText bool) error {
+	err := ids(ctx, func(id int64, byText bool) error {
 		if res.skipped(id) {
 			return nil
 		}

@@ -60,6 +60,11 @@ func (c Contract) flagsActiveOnly() bool { return c == Contract202602 }
 // left remote-configuration flags with encrypted payloads out of the definitions).
 func (c Contract) excludeEncryptedEverywhere() bool { return c != Contract202602 }
 
+// idFilter selects the flags flags.json's evaluation_metadata lists.
+func (c Contract) idFilter() IDFilter {
+	return IDFilter{ActiveOnly: c.flagsActiveOnly(), ExcludeEncrypted: c.excludeEncryptedEverywhere()}
+}
+
 // upConvertLegacy: get_filters() turns a row without "groups" into one condition group
 // with the legacy rollout_percentage column (removed from get_filters() in March 2026).
 func (c Contract) upConvertLegacy() bool { return c == Contract202602 }

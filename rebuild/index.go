@@ -347,12 +347,21 @@ const dropNullProperties = "a condition group's properties are null (PostHog's g
 // predict builds the first attempt's index from the source's reference rows: no
 // filters are read, so flags the Rust reader would reject and flags dropped for a
 // broken cohort are learnt in the streaming pass.
-func predict(ctx context.Context, rd TeamReader, c Contract, surveys []int64) (*teamIndex, error) {
+// It also collects the ids evaluation_metadata lists, as long as they fit their budget.
+func predict(ctx context.Context, rd TeamReader, c Contract, surveys []int64) (*teamIndex, *idSet, error) {
 	ix := newIndexer(c, surveys, nil)
+	ids := newIDSet()
+	filter := c.idFilter()
 	var doc pyjson.Doc
 	var props []pyjson.Node
 	var r flagRefs
 	err := rd.References(ctx, func(row *RefRow) error {
+		if (!filter.ActiveOnly || row.Active) && (!filter.ExcludeEncrypted || !row.Encrypted) {
+			ids.add(row.ID)
+		}
+		if row.Refs == nil {
+			return nil
+		}
 		if err := doc.Parse(row.Refs); err != nil {
 			return fmt.Errorf("flag %d: references from the source: %w", row.ID, err)
 		}
@@ -373,7 +382,7 @@ func predict(ctx context.Context, rd TeamReader, c Contract, surveys []int64) (*
 		return nil
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return ix.finish(), nil
+	return ix.finish(), ids, nil
 }

@@ -162,7 +162,11 @@ func (r *pgReader) References(ctx context.Context, fn func(*RefRow) error) error
 		if err != nil {
 			return fmt.Errorf("read flag references of team %d: %w", r.team.ID, err)
 		}
-		row.ID, row.Key, row.Active, row.Encrypted, row.Remote, row.Refs = id, string(v[1]), textBool(v[2]), textBool(v[3]), textBool(v[4]), v[5]
+		row.ID, row.Active, row.Encrypted, row.Remote, row.Refs = id, textBool(v[2]), textBool(v[3]), textBool(v[4]), v[5]
+		row.Key = ""
+		if v[1] != nil {
+			row.Key = string(v[1])
+		}
 		if err := fn(&row); err != nil {
 			return err
 		}
@@ -309,11 +313,15 @@ func optInt(b []byte, dst *int64) (*int64, error) {
 	return dst, err
 }
 
+// optString keeps the previous row's string when the bytes repeat: these columns
+// (evaluation_runtime, bucketing_identifier) take a handful of values.
 func optString(b []byte, dst *string) *string {
 	if b == nil {
 		return nil
 	}
-	*dst = string(b)
+	if string(b) != *dst {
+		*dst = string(b)
+	}
 	return dst
 }
 

@@ -274,7 +274,9 @@ func checkMultivariate(m pyjson.Node) *rustProblem {
 	var p *rustProblem
 	i := 0
 	vs.Elems(func(v pyjson.Node) bool {
-		path := fmt.Sprintf("filters.multivariate.variants[%d]", i)
+		// The path is only formatted for a problem: this runs for every variant of
+		// every flag.
+		path := variantPath(i)
 		i++
 		switch {
 		case v.Kind() != pyjson.Object:
@@ -290,6 +292,11 @@ func checkMultivariate(m pyjson.Node) *rustProblem {
 	})
 	return p
 }
+
+// variantPath formats a variant's path when a message needs it.
+type variantPath int
+
+func (v variantPath) String() string { return fmt.Sprintf("filters.multivariate.variants[%d]", int(v)) }
 
 // optI32ok is optI32 without the message: the common case allocates nothing.
 func optI32ok(n pyjson.Node) bool {

@@ -34,10 +34,10 @@ type FlagRow struct {
 	Tags []string
 }
 
-// RefRow is a flag whose release conditions hold flag or cohort properties, as the
-// first pass reads it: Refs is a JSON array of those property objects in document
-// order (filters.groups[*].properties[*]), computed by the source, not read whole.
-// Key may be empty unless the flag has flag properties.
+// RefRow is a flag as the first pass reads it. Refs is a JSON array of the release
+// conditions' flag and cohort properties in document order
+// (filters.groups[*].properties[*]), computed by the source, not read whole; nil when
+// there are none. Key may be empty unless the flag has flag properties.
 type RefRow struct {
 	ID        int64
 	Key       string
@@ -118,9 +118,11 @@ type TeamReader interface {
 	// SurveyFlagIDs returns the flags surveys of the team own (targeting, internal
 	// targeting, response sampling).
 	SurveyFlagIDs(ctx context.Context) ([]int64, error)
-	// References calls fn for each non-deleted flag whose release conditions hold flag
-	// or cohort properties, in any order. It is a cheap prediction that the build
-	// checks against every flag it reads; it must not read filters to the client.
+	// References calls fn for each non-deleted flag, in any order, with the flag and
+	// cohort properties of its release conditions. It is a cheap prediction that the
+	// build checks against every flag it reads; it must not read filters to the client.
+	// Its ids also give evaluation_metadata's, so that FlagIDs is needed only for a
+	// team whose ids outgrow the build's budget for them.
 	References(ctx context.Context, fn func(*RefRow) error) error
 	// FlagHeads calls fn for the team's non-deleted flags among ids or keys.
 	FlagHeads(ctx context.Context, ids []int64, keys []string, fn func(*FlagHead) error) error

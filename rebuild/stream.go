@@ -288,7 +288,7 @@ func (s *streamer) row(f *FlagRow) error {
 	}
 	if inDefs {
 		filters := s.fbuf
-		if s.ov.build(root, s.ch) {
+		if len(refs.flagKeys) > 0 && s.ov.build(root, s.ch) { // only flag properties are rewritten
 			s.dbuf = eff.Append(s.dbuf[:0], root, &s.ov)
 			filters = s.dbuf
 		}

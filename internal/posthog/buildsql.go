@@ -30,12 +30,8 @@ func SurveyFlagIDsSQL(sampling bool) string {
 			FROM posthog_survey WHERE team_id = $1) s WHERE id IS NOT NULL`
 }
 
-// refsPath selects a flag's condition properties that name a flag or a cohort;
-// flagRefsPath those that name a flag.
-const (
-	refsPath     = `lax $.groups[*].properties[*] ? (@.type == "flag" || @.type == "cohort")`
-	flagRefsPath = `lax $.groups[*].properties[*] ? (@.type == "flag")`
-)
+// refsPath selects a flag's condition properties that name a flag or a cohort.
+const refsPath = `lax $.groups[*].properties[*] ? (@.type == "flag" || @.type == "cohort")`
 
 // effectiveFilters is get_filters() in SQL when legacy rows are up-converted.
 func effectiveFilters(upConvertLegacy bool) string {
@@ -47,16 +43,20 @@ func effectiveFilters(upConvertLegacy bool) string {
 		ELSE f.filters END`
 }
 
-// FlagReferencesSQL reads, for each of a team's ($1) live flags with a flag or cohort
-// property, its id, its key (only if it depends on a flag), active, encrypted, remote,
-// and the referring properties as a JSON array: the filters never leave the server.
+// FlagReferencesSQL reads each of a team's ($1) live flags: its id, its key (only if it
+// depends on a flag), active, encrypted, remote, and the properties that name a flag
+// or a cohort as a JSON array (NULL when there are none): the filters never leave the
+// server. Every flag is listed, so that its id serves evaluation_metadata too.
 func FlagReferencesSQL(upConvertLegacy bool) string {
 	eff := effectiveFilters(upConvertLegacy)
-	return `SELECT f.id, CASE WHEN jsonb_path_exists(` + eff + `, '` + flagRefsPath + `', '{}', true) THEN f.key END,
-			f.active, COALESCE(f.has_encrypted_payloads, false),
-			COALESCE(f.is_remote_configuration, false), jsonb_path_query_array(` + eff + `, '` + refsPath + `', '{}', true)
-		FROM posthog_featureflag f WHERE f.team_id = $1 AND NOT f.deleted
-			AND jsonb_path_exists(` + eff + `, '` + refsPath + `', '{}', true)`
+	// OFFSET 0 keeps the path query a single evaluation per row, which the outer
+	// expressions test.
+	return `SELECT id, CASE WHEN refs <> '[]' AND refs @? '$[*] ? (@.type == "flag")' THEN key END,
+			active, encrypted, remote, CASE WHEN refs <> '[]' THEN refs END
+		FROM (SELECT f.id, f.key, f.active, COALESCE(f.has_encrypted_payloads, false) AS encrypted,
+				COALESCE(f.is_remote_configuration, false) AS remote,
+				jsonb_path_query_array(` + eff + `, '` + refsPath + `', '{}', true) AS refs
+			FROM posthog_featureflag f WHERE f.team_id = $1 AND NOT f.deleted OFFSET 0) s`
 }
 
 // FlagHeadsSQL reads a team's ($1) live flags by id ($2) or key ($3): id, key, active,

@@ -223,18 +223,18 @@ func (r *simReader) SurveyFlagIDs(context.Context) ([]int64, error) { return nil
 
 func (r *simReader) References(ctx context.Context, fn func(*rebuild.RefRow) error) error {
 	var row rebuild.RefRow
+	var buf []byte
 	for i := range r.t.Flags {
 		if i%4096 == 0 {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
 		}
-		c := (*Fleet)(nil).FlagCohort(r.seed, &r.t, i)
-		if c == 0 {
-			continue
+		row = rebuild.RefRow{ID: i + 1, Key: flagKey(i), Active: true}
+		if c := (*Fleet)(nil).FlagCohort(r.seed, &r.t, i); c != 0 {
+			buf = fmt.Appendf(buf[:0], `[{"key": "id", "type": "cohort", "value": %d}]`, c)
+			row.Refs = buf
 		}
-		row = rebuild.RefRow{ID: i + 1, Key: flagKey(i), Active: true,
-			Refs: fmt.Appendf(row.Refs[:0], `[{"key": "id", "type": "cohort", "value": %d}]`, c)}
 		if err := fn(&row); err != nil {
 			return err
 		}
