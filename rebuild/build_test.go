@@ -3,8 +3,10 @@ package rebuild
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"flag"
+	"math"
 	"net"
 	"os"
 	"os/exec"
@@ -535,4 +537,49 @@ func TestBuildStampsThePublishersClock(t *testing.T) {
 		require.NoError(t, err)
 		require.True(t, at.Equal(meta.BuiltAt), "%s built at %s", kind, meta.BuiltAt)
 	}
+}
+
+// TestBuildWatermarkMatchesReadTeam: the watermark a build stores, which its first pass
+// folds from every flag's change time, is ReadTeam's to the microsecond, and a
+// soft-deleted flag's change moves it.
+func TestBuildWatermarkMatchesReadTeam(t *testing.T) {
+	f := newFixture(t, "")
+	ctx := context.Background()
+	check := func() time.Time {
+		t.Helper()
+		want, err := posthog.ReadTeam(ctx, f.pool, 1)
+		require.NoError(t, err)
+		st, err := NewBuilder(BuilderOptions{}).Build(ctx, f.src, 1, &CountSink{})
+		require.NoError(t, err)
+		require.True(t, want.Watermark.Equal(st.Team.Watermark), "build %v, ReadTeam %v", st.Team.Watermark, want.Watermark)
+		return st.Team.Watermark
+	}
+	before := check()
+	require.False(t, before.IsZero())
+	_, err := f.pool.Exec(ctx, `UPDATE posthog_featureflag SET deleted = true, updated_at = '2031-05-06 07:08:09.123456+00'
+		WHERE id = (SELECT min(id) FROM posthog_featureflag WHERE team_id = 1)`)
+	require.NoError(t, err)
+	require.Equal(t, time.Date(2031, 5, 6, 7, 8, 9, 123456000, time.UTC), check())
+}
+
+// TestBinaryTimestamptz: the first pass's change times decode as Postgres stores them;
+// infinity and NULL add nothing to a watermark, and a short value is an error.
+func TestBinaryTimestamptz(t *testing.T) {
+	enc := func(us int64) []byte { return binary.BigEndian.AppendUint64(nil, uint64(us)) }
+	got, err := binaryTimestamptz(enc(0))
+	require.NoError(t, err)
+	require.Equal(t, time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC), got)
+	got, err = binaryTimestamptz(enc(-1))
+	require.NoError(t, err)
+	require.Equal(t, time.Date(1999, 12, 31, 23, 59, 59, 999999000, time.UTC), got)
+	for _, inf := range []int64{math.MaxInt64, math.MinInt64} {
+		got, err = binaryTimestamptz(enc(inf))
+		require.NoError(t, err)
+		require.True(t, got.IsZero())
+	}
+	got, err = binaryTimestamptz(nil)
+	require.NoError(t, err)
+	require.True(t, got.IsZero())
+	_, err = binaryTimestamptz([]byte{1, 2, 3})
+	require.ErrorContains(t, err, "3 bytes")
 }

@@ -147,9 +147,13 @@ func (b *Builder) Build(ctx context.Context, src FlagSource, teamID int64, sink 
 	if env.groupTypes, err = rd.GroupTypes(ctx); err != nil {
 		return st, err
 	}
-	pred, ids, err := predict(ctx, rd, c, env.surveys)
+	pred, ids, changed, err := predict(ctx, rd, c, env.surveys)
 	if err != nil {
 		return st, err
+	}
+	if changed.After(st.Team.Watermark) {
+		st.Team.Watermark = changed.UTC()
+		env.team = st.Team
 	}
 	if ids.usable() {
 		env.ids = ids

@@ -90,3 +90,20 @@ func jsonWithInfinity(b []byte) bool {
 	}
 	return false
 }
+
+// FuzzBinaryTimestamptz: any bytes the first pass's change-time column could hold
+// decode to a time or a clear error, never a panic; an 8-byte value always decodes.
+func FuzzBinaryTimestamptz(f *testing.F) {
+	for _, seed := range [][]byte{nil, {}, {1, 2, 3}, make([]byte, 8), {0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, {0x80, 0, 0, 0, 0, 0, 0, 0}, {0, 2, 0x3c, 0x4f, 0x28, 0x63, 0x40, 0}} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		got, err := binaryTimestamptz(b)
+		if len(b) == 8 && err != nil {
+			t.Fatalf("8 bytes %x: %v", b, err)
+		}
+		if b != nil && len(b) != 8 && err == nil {
+			t.Fatalf("%d bytes decoded to %v", len(b), got)
+		}
+	})
+}

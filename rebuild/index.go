@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"time"
 
 	"github.com/flagwarden/flagwarden/internal/pyjson"
 )
@@ -347,15 +348,23 @@ const dropNullProperties = "a condition group's properties are null (PostHog's g
 // predict builds the first attempt's index from the source's reference rows: no
 // filters are read, so flags the Rust reader would reject and flags dropped for a
 // broken cohort are learnt in the streaming pass.
-// It also collects the ids evaluation_metadata lists, as long as they fit their budget.
-func predict(ctx context.Context, rd TeamReader, c Contract, surveys []int64) (*teamIndex, *idSet, error) {
+// It also collects the ids evaluation_metadata lists, as long as they fit their budget,
+// and the newest change of any flag, deleted ones included.
+func predict(ctx context.Context, rd TeamReader, c Contract, surveys []int64) (*teamIndex, *idSet, time.Time, error) {
 	ix := newIndexer(c, surveys, nil)
 	ids := newIDSet()
 	filter := c.idFilter()
+	var changed time.Time
 	var doc pyjson.Doc
 	var props []pyjson.Node
 	var r flagRefs
 	err := rd.References(ctx, func(row *RefRow) error {
+		if row.Changed.After(changed) {
+			changed = row.Changed
+		}
+		if row.Deleted {
+			return nil
+		}
 		if (!filter.ActiveOnly || row.Active) && (!filter.ExcludeEncrypted || !row.Encrypted) {
 			ids.add(row.ID)
 		}
@@ -382,7 +391,7 @@ func predict(ctx context.Context, rd TeamReader, c Contract, surveys []int64) (*
 		return nil
 	})
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, changed, err
 	}
-	return ix.finish(), ids, nil
+	return ix.finish(), ids, changed, nil
 }

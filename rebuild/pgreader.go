@@ -2,8 +2,11 @@ package rebuild
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
+	"math"
 	"strconv"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -49,7 +52,8 @@ func (s *PGSource) Open(ctx context.Context, teamID int64, opts ReadOptions) (Te
 		r.Close()
 		return nil, fmt.Errorf("begin snapshot of team %d: %w", teamID, err)
 	}
-	if r.team, err = posthog.ReadTeam(ctx, tx, teamID); err != nil {
+	// The flags' change times come with the first pass (References).
+	if r.team, err = posthog.ReadTeamButFlagChanges(ctx, tx, teamID); err != nil {
 		r.Close()
 		return nil, err
 	}
@@ -150,7 +154,13 @@ func (r *pgReader) References(ctx context.Context, fn func(*RefRow) error) error
 		}
 	}()
 	// The key is only needed for flags with flag dependencies.
-	rows, err := r.tx.Query(ctx, posthog.FlagReferencesSQL(r.opts.UpConvertLegacy), pgx.QueryExecModeExec, r.team.ID)
+	// The change time comes in binary: printing a timestamp per flag as text would cost
+	// the server more than the rest of the row. (Describe-then-execute honours per-column
+	// result formats, plain exec mode returns text only; the statement is unnamed, so it
+	// is still planned for this team's id.)
+	formats := pgx.QueryResultFormats{pgx.TextFormatCode, pgx.TextFormatCode, pgx.TextFormatCode, pgx.TextFormatCode,
+		pgx.TextFormatCode, pgx.TextFormatCode, pgx.TextFormatCode, pgx.BinaryFormatCode}
+	rows, err := r.tx.Query(ctx, posthog.FlagReferencesSQL(r.opts.UpConvertLegacy), pgx.QueryExecModeDescribeExec, formats, r.team.ID)
 	if err != nil {
 		return fmt.Errorf("read flag references of team %d: %w", r.team.ID, err)
 	}
@@ -166,6 +176,10 @@ func (r *pgReader) References(ctx context.Context, fn func(*RefRow) error) error
 		row.Key = ""
 		if v[1] != nil {
 			row.Key = string(v[1])
+		}
+		row.Deleted = textBool(v[6])
+		if row.Changed, err = binaryTimestamptz(v[7]); err != nil {
+			return fmt.Errorf("read flag references of team %d: flag %d: %w", r.team.ID, id, err)
 		}
 		if err := fn(&row); err != nil {
 			return err
@@ -293,6 +307,26 @@ func (r *pgReader) Flags(ctx context.Context, fn func(*FlagRow) error) error {
 }
 
 func textInt(b []byte) (int64, error) { return strconv.ParseInt(string(b), 10, 64) }
+
+// pgEpochMicros is where Postgres' binary timestamps count from (2000-01-01 UTC), in Unix
+// microseconds.
+const pgEpochMicros = 946_684_800_000_000
+
+// binaryTimestamptz decodes a timestamptz in binary form (microseconds since 2000-01-01
+// UTC); NULL and ±infinity, which no change time can be, give the zero time.
+func binaryTimestamptz(b []byte) (time.Time, error) {
+	if b == nil {
+		return time.Time{}, nil
+	}
+	if len(b) != 8 {
+		return time.Time{}, fmt.Errorf("timestamp of %d bytes, want 8", len(b))
+	}
+	us := int64(binary.BigEndian.Uint64(b))
+	if us > math.MaxInt64-pgEpochMicros || us == math.MinInt64 {
+		return time.Time{}, nil // infinity (or beyond any date Postgres stores)
+	}
+	return time.UnixMicro(us + pgEpochMicros).UTC(), nil
+}
 
 func textBool(b []byte) bool { return len(b) > 0 && b[0] == 't' }
 

@@ -38,6 +38,10 @@ type FlagRow struct {
 // conditions' flag and cohort properties in document order
 // (filters.groups[*].properties[*]), computed by the source, not read whole; nil when
 // there are none. Key may be empty unless the flag has flag properties.
+//
+// A source may also report deleted flags (Deleted set, nothing else but Changed
+// meaningful) and each flag's last change, which the build folds into the team's
+// watermark; a zero Changed adds nothing.
 type RefRow struct {
 	ID        int64
 	Key       string
@@ -45,6 +49,8 @@ type RefRow struct {
 	Encrypted bool
 	Remote    bool
 	Refs      []byte
+	Deleted   bool
+	Changed   time.Time
 }
 
 // FlagHead is a flag named by a dependency, without its filters.
@@ -111,15 +117,16 @@ type FlagSource interface {
 // TeamReader reads one team for one build. Implementations must stream: fn is called
 // per row as rows arrive and must not retain the row.
 type TeamReader interface {
-	// Team is the team as of the reader's snapshot.
+	// Team is the team as of the reader's snapshot. Its watermark may leave out the
+	// flags' change times that References reports.
 	Team() TeamInfo
 	// GroupTypes returns the project's group type mappings.
 	GroupTypes(ctx context.Context) ([]GroupType, error)
 	// SurveyFlagIDs returns the flags surveys of the team own (targeting, internal
 	// targeting, response sampling).
 	SurveyFlagIDs(ctx context.Context) ([]int64, error)
-	// References calls fn for each non-deleted flag, in any order, with the flag and
-	// cohort properties of its release conditions. It is a cheap prediction that the
+	// References calls fn for each non-deleted flag (and perhaps deleted ones, marked),
+	// in any order, with the flag and cohort properties of its release conditions. It is a cheap prediction that the
 	// build checks against every flag it reads; it must not read filters to the client.
 	// Its ids also give evaluation_metadata's, so that FlagIDs is needed only for a
 	// team whose ids outgrow the build's budget for them.
