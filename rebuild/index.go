@@ -182,7 +182,7 @@ func (r *flagRefs) reset() {
 func readRefs(props []pyjson.Node, r *flagRefs) {
 	var m [3]pyjson.Node
 	for _, p := range props {
-		members(p, refFields, m[:])
+		p.Lookup(refFields, m[:])
 		switch t := m[0]; {
 		case t.Equal("flag"):
 			k := m[1]

@@ -77,6 +77,10 @@ func checkDocument(d *pyjson.Doc, what string) *rustProblem {
 }
 
 // checkFlagFilters checks a flag's (effective) filters against FlagFilters.
+// rootFields are the filters' members the Rust reader types, in the order
+// checkFlagFilters reads them.
+var rootFields = []string{"groups", "super_groups", "multivariate", "aggregation_group_type_index", "feature_enrollment", "holdout"}
+
 func checkFlagFilters(d *pyjson.Doc) *rustProblem {
 	if p := checkDocument(d, "filters"); p != nil {
 		return p
@@ -85,7 +89,9 @@ func checkFlagFilters(d *pyjson.Doc) *rustProblem {
 	if root.Kind() != pyjson.Object {
 		return rustErr(SkipNotObject, "filters are %s, not an object", root.Kind())
 	}
-	if g := root.Get("groups"); g.Valid() {
+	var m [6]pyjson.Node // one per rootFields entry
+	root.Lookup(rootFields, m[:])
+	if g := m[0]; g.Valid() {
 		if g.Kind() != pyjson.Array {
 			return rustErr(SkipShape, "filters.groups is %s, not a list", g.Kind())
 		}
@@ -93,7 +99,7 @@ func checkFlagFilters(d *pyjson.Doc) *rustProblem {
 			return p
 		}
 	}
-	if g := present(root.Get("super_groups")); g.Valid() {
+	if g := present(m[1]); g.Valid() {
 		if g.Kind() != pyjson.Array {
 			return rustErr(SkipShape, "filters.super_groups is %s, not a list", g.Kind())
 		}
@@ -101,18 +107,18 @@ func checkFlagFilters(d *pyjson.Doc) *rustProblem {
 			return p
 		}
 	}
-	if m := present(root.Get("multivariate")); m.Valid() {
-		if p := checkMultivariate(m); p != nil {
+	if mv := present(m[2]); mv.Valid() {
+		if p := checkMultivariate(mv); p != nil {
 			return p
 		}
 	}
-	if p := optI32(root.Get("aggregation_group_type_index"), "filters.aggregation_group_type_index"); p != nil {
+	if p := optI32(m[3], "filters.aggregation_group_type_index"); p != nil {
 		return p
 	}
-	if fe := present(root.Get("feature_enrollment")); fe.Valid() && fe.Kind() != pyjson.True && fe.Kind() != pyjson.False {
+	if fe := present(m[4]); fe.Valid() && fe.Kind() != pyjson.True && fe.Kind() != pyjson.False {
 		return rustErr(SkipShape, "filters.feature_enrollment is %s, not a boolean", fe.Kind())
 	}
-	if h := present(root.Get("holdout")); h.Valid() {
+	if h := present(m[5]); h.Valid() {
 		if h.Kind() != pyjson.Object {
 			return rustErr(SkipShape, "filters.holdout is %s, not an object", h.Kind())
 		}
@@ -157,20 +163,6 @@ func propPath(field string, gi, pi int) string {
 	return fmt.Sprintf("filters.%s[%d].properties[%d]", field, gi, pi)
 }
 
-// members finds the named members of an object in one pass (the last of duplicates,
-// as a Python dict keeps); out[i] is invalid where names[i] is absent.
-func members(obj pyjson.Node, names []string, out []pyjson.Node) {
-	clear(out)
-	obj.Members(func(k, v pyjson.Node) bool {
-		for i, name := range names {
-			if k.Equal(name) {
-				out[i] = v
-				break
-			}
-		}
-		return true
-	})
-}
 
 var groupFields = []string{"properties", "rollout_percentage", "variant", "aggregation_group_type_index"}
 
@@ -179,7 +171,7 @@ func checkGroup(g pyjson.Node, field string, gi int) *rustProblem {
 		return rustErr(SkipShape, "%s is %s, not a condition group", groupPath(field, gi), g.Kind())
 	}
 	var m [4]pyjson.Node
-	members(g, groupFields, m[:])
+	g.Lookup(groupFields, m[:])
 	if props := present(m[0]); props.Valid() {
 		if props.Kind() != pyjson.Array {
 			return rustErr(SkipShape, "%s.properties is %s, not a list", groupPath(field, gi), props.Kind())
@@ -214,7 +206,7 @@ func checkProperty(p pyjson.Node, field string, gi, pi int) *rustProblem {
 		return rustErr(SkipShape, "%s is %s, not a property filter", propPath(field, gi, pi), p.Kind())
 	}
 	var m [5]pyjson.Node
-	members(p, propFields, m[:])
+	p.Lookup(propFields, m[:])
 	if k := m[0]; k.Kind() != pyjson.String {
 		if !k.Valid() {
 			return rustErr(SkipShape, "%s has no key", propPath(field, gi, pi))

@@ -83,7 +83,7 @@ func (n Node) Get(key string) Node {
 	tape := n.d.tape
 	c := n.i + 1
 	for range tape[n.i].n {
-		if (Node{n.d, c}).Equal(key) {
+		if n.d.keyIs(&tape[c], key) {
 			found = c + 1
 		}
 		c = tape[c+1].skip
@@ -92,6 +92,37 @@ func (n Node) Get(key string) Node {
 		return Node{}
 	}
 	return Node{n.d, found}
+}
+
+// Lookup finds the named members of an object in one pass over its members, the last
+// of duplicates as Python keeps: out[i] is the value of names[i], or invalid. out must
+// be as long as names.
+func (n Node) Lookup(names []string, out []Node) {
+	clear(out)
+	if n.Kind() != Object {
+		return
+	}
+	tape := n.d.tape
+	c := n.i + 1
+	for range tape[n.i].n {
+		for i, name := range names {
+			if n.d.keyIs(&tape[c], name) {
+				out[i] = Node{n.d, c + 1}
+				break
+			}
+		}
+		c = tape[c+1].skip
+	}
+}
+
+// keyIs reports whether the object key at t is s: a plain key is compared in place
+// (length first), an escaped one after unescaping.
+func (d *Doc) keyIs(t *node, s string) bool {
+	if !t.esc {
+		return int(t.end-t.start) == len(s) && string(d.src[t.start:t.end]) == s
+	}
+	var buf [64]byte
+	return string(unescape(buf[:0], d.src[t.start:t.end])) == s
 }
 
 // Has reports whether an object has a member named key.
