@@ -163,7 +163,6 @@ func propPath(field string, gi, pi int) string {
 	return fmt.Sprintf("filters.%s[%d].properties[%d]", field, gi, pi)
 }
 
-
 var groupFields = []string{"properties", "rollout_percentage", "variant", "aggregation_group_type_index"}
 
 func checkGroup(g pyjson.Node, field string, gi int) *rustProblem {
