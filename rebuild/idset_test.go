@@ -8,11 +8,7 @@ import (
 	"strconv"
 	"testing"
 
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
-
-	"github.com/flagwarden/flagwarden/internal/posthog"
-	"github.com/flagwarden/flagwarden/internal/testenv"
 )
 
 // TestIDSetOrders: the kept ids come back in numeric order and then in the order of
@@ -91,17 +87,7 @@ func TestIDSetGivesUp(t *testing.T) {
 // TestBytesEqualPostHogsWriterWithSourceIDs: the same as PostHog's writer when the ids
 // outgrow the first pass's budget and come from the database's id streams.
 func TestBytesEqualPostHogsWriterWithSourceIDs(t *testing.T) {
-	ctx := context.Background()
-	url := testenv.Postgres(t)
-	pool, err := pgxpool.New(ctx, url)
-	require.NoError(t, err)
-	t.Cleanup(pool.Close)
-	require.NoError(t, posthog.ApplySchema(ctx, pool))
-	r := rand.New(rand.NewPCG(91, 17))
-	var teams []int64
-	for i := range 3 {
-		teams = append(teams, insertRandomTeam(t, pool, r, 9200+int64(i), 50+i*20))
-	}
+	pool, url, teams := randomTeamsDB(t, 91, 9200, func(i int) int { return 50 + i*20 })
 	saved := idSetBudget
 	idSetBudget = 0
 	t.Cleanup(func() { idSetBudget = saved })

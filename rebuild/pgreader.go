@@ -153,8 +153,7 @@ func (r *pgReader) References(ctx context.Context, fn func(*RefRow) error) error
 			_, _ = r.tx.Exec(context.WithoutCancel(ctx), `RESET parallel_setup_cost; RESET parallel_tuple_cost`)
 		}
 	}()
-	// The key is only needed for flags with flag dependencies.
-	// The change time comes in binary: printing a timestamp per flag as text would cost
+	// The key comes only for flags with flag dependencies, and the change time in binary: printing a timestamp per flag as text would cost
 	// the server more than the rest of the row. (Describe-then-execute honours per-column
 	// result formats, plain exec mode returns text only; the statement is unnamed, so it
 	// is still planned for this team's id.)
@@ -172,11 +171,7 @@ func (r *pgReader) References(ctx context.Context, fn func(*RefRow) error) error
 		if err != nil {
 			return fmt.Errorf("read flag references of team %d: %w", r.team.ID, err)
 		}
-		row.ID, row.Active, row.Encrypted, row.Remote, row.Refs = id, textBool(v[2]), textBool(v[3]), textBool(v[4]), v[5]
-		row.Key = ""
-		if v[1] != nil {
-			row.Key = string(v[1])
-		}
+		row.ID, row.Key, row.Active, row.Encrypted, row.Remote, row.Refs = id, string(v[1]), textBool(v[2]), textBool(v[3]), textBool(v[4]), v[5]
 		row.Deleted = textBool(v[6])
 		if row.Changed, err = binaryTimestamptz(v[7]); err != nil {
 			return fmt.Errorf("read flag references of team %d: flag %d: %w", r.team.ID, id, err)

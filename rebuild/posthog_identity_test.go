@@ -127,21 +127,29 @@ func TestBytesEqualPostHogsWriter(t *testing.T) {
 // TestBytesEqualPostHogsWriterRereadingCohorts: the same with no printed cohorts kept
 // from the walks, so that every cohort is read back when printed.
 func TestBytesEqualPostHogsWriterRereadingCohorts(t *testing.T) {
+	pool, url, teams := randomTeamsDB(t, 56, 9100, func(int) int { return 60 })
+	saved := cohortCacheBytes
+	cohortCacheBytes = 0
+	t.Cleanup(func() { cohortCacheBytes = saved })
+	requireSameAsPostHog(t, pool, url, teams)
+}
+
+// randomTeamsDB returns a database with three teams of random rows (ids from first,
+// flags(i) flags each, seeded with seed) and their ids.
+func randomTeamsDB(t *testing.T, seed uint64, first int64, flags func(i int) int) (*pgxpool.Pool, string, []int64) {
+	t.Helper()
 	ctx := context.Background()
 	url := testenv.Postgres(t)
 	pool, err := pgxpool.New(ctx, url)
 	require.NoError(t, err)
 	t.Cleanup(pool.Close)
 	require.NoError(t, posthog.ApplySchema(ctx, pool))
-	r := rand.New(rand.NewPCG(56, 78))
+	r := rand.New(rand.NewPCG(seed, seed+22))
 	var teams []int64
 	for i := range 3 {
-		teams = append(teams, insertRandomTeam(t, pool, r, 9100+int64(i), 60))
+		teams = append(teams, insertRandomTeam(t, pool, r, first+int64(i), flags(i)))
 	}
-	saved := cohortCacheBytes
-	cohortCacheBytes = 0
-	t.Cleanup(func() { cohortCacheBytes = saved })
-	requireSameAsPostHog(t, pool, url, teams)
+	return pool, url, teams
 }
 
 // insertRandomTeam writes a team whose rows are random but readable by the Rust
