@@ -76,11 +76,11 @@ func checkDocument(d *pyjson.Doc, what string) *rustProblem {
 	return nil
 }
 
-// checkFlagFilters checks a flag's (effective) filters against FlagFilters.
 // rootFields are the filters' members the Rust reader types, in the order
 // checkFlagFilters reads them.
 var rootFields = []string{"groups", "super_groups", "multivariate", "aggregation_group_type_index", "feature_enrollment", "holdout"}
 
+// checkFlagFilters checks a flag's (effective) filters against FlagFilters.
 func checkFlagFilters(d *pyjson.Doc) *rustProblem {
 	if p := checkDocument(d, "filters"); p != nil {
 		return p

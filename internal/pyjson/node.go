@@ -115,8 +115,8 @@ func (n Node) Lookup(names []string, out []Node) {
 	}
 }
 
-// keyIs reports whether the object key at t is s: a plain key is compared in place
-// (length first), an escaped one after unescaping.
+// keyIs reports whether the string (an object key or a value) at t is s: a plain one is
+// compared in place (length first), an escaped one after unescaping.
 func (d *Doc) keyIs(t *node, s string) bool {
 	if !t.esc {
 		return int(t.end-t.start) == len(s) && string(d.src[t.start:t.end]) == s
@@ -133,13 +133,7 @@ func (n Node) Equal(s string) bool {
 	if n.Kind() != String {
 		return false
 	}
-	t := n.t()
-	raw := n.d.src[t.start:t.end]
-	if !t.esc {
-		return string(raw) == s
-	}
-	var buf [64]byte
-	return string(unescape(buf[:0], raw)) == s
+	return n.d.keyIs(n.t(), s)
 }
 
 // Str returns a string value unescaped (lone surrogates as U+FFFD), and whether n is a
