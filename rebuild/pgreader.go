@@ -28,6 +28,10 @@ type pgReader struct {
 	surveySampling                  bool
 	bucketing, rollout              bool
 	backfillPersons, backfillEvents bool
+	// extras are the tags and experiment flags, read once per snapshot; nil after
+	// extrasRead when they did not fit their bitmaps.
+	extras     *flagExtras
+	extrasRead bool
 }
 
 var _ TeamReader = (*pgReader)(nil)
@@ -244,9 +248,18 @@ func (r *pgReader) FlagIDs(ctx context.Context, f IDFilter, fn func(int64, bool)
 }
 
 // Flags streams the team's flags in one query, in key order straight from the
-// (team_id, key) index; posthog.FlagsSQL says how tags and experiments are read.
+// (team_id, key) index, with the tags and experiments of flagExtras or, past its
+// budget, of posthog.FlagsSQL's subqueries.
 func (r *pgReader) Flags(ctx context.Context, fn func(*FlagRow) error) error {
-	rows, err := r.tx.Query(ctx, posthog.FlagsSQL(r.bucketing, r.rollout, r.hasExperiment), pgx.QueryExecModeExec, r.team.ID)
+	if !r.extrasRead {
+		var err error
+		if r.extras, err = r.readFlagExtras(ctx); err != nil {
+			return err
+		}
+		r.extrasRead = true
+	}
+	x := r.extras
+	rows, err := r.tx.Query(ctx, posthog.FlagsSQL(r.bucketing, r.rollout, r.hasExperiment, x != nil), pgx.QueryExecModeExec, r.team.ID)
 	if err != nil {
 		return fmt.Errorf("read flags of team %d: %w", r.team.ID, err)
 	}
@@ -280,7 +293,9 @@ func (r *pgReader) Flags(ctx context.Context, fn func(*FlagRow) error) error {
 			return fmt.Errorf("read flags of team %d: rollout_percentage: %w", r.team.ID, err)
 		}
 		row.Tags = row.Tags[:0]
-		if v[12] != nil {
+		if x != nil {
+			row.Tags = x.tags(id, row.Tags)
+		} else if v[12] != nil {
 			if err := tags.Parse(v[12]); err != nil {
 				return fmt.Errorf("read evaluation tags of flag %d: %w", id, err)
 			}
@@ -290,7 +305,7 @@ func (r *pgReader) Flags(ctx context.Context, fn func(*FlagRow) error) error {
 				return true
 			})
 		}
-		row.HasExperiment = textBool(v[13])
+		row.HasExperiment = textBool(v[13]) || x != nil && x.experiment(id)
 		if err := fn(&row); err != nil {
 			return err
 		}

@@ -84,8 +84,9 @@ func FlagIDsSQL(activeOnly, excludeEncrypted, byText bool) string {
 
 // FlagsSQL reads a team's ($1) live flags in key order with their evaluation tags (a
 // JSON array) and whether a live experiment uses them. The flags say which optional
-// columns and tables exist.
-func FlagsSQL(bucketing, rollout, experiments bool) string {
+// columns and tables exist; joined leaves the tag and experiment columns NULL and false,
+// for a caller that read them with FlagTagsSQL and FlagExperimentsSQL.
+func FlagsSQL(bucketing, rollout, experiments, joined bool) string {
 	bucketingCol, rolloutCol := "NULL::text", "NULL::integer"
 	if bucketing {
 		bucketingCol = "f.bucketing_identifier"
@@ -97,20 +98,42 @@ func FlagsSQL(bucketing, rollout, experiments bool) string {
 	// experiments are correlated subqueries on the flag's id: an index probe per flag,
 	// and the tag aggregate only for flags that have tags. (Merge joins by key had to
 	// read every team's flags for the tag and experiment sides.)
+	tags := `CASE WHEN EXISTS (SELECT FROM posthog_featureflagevaluationtag et WHERE et.feature_flag_id = f.id)
+				THEN (SELECT jsonb_agg(DISTINCT t.name ORDER BY t.name) FROM posthog_featureflagevaluationtag et
+					JOIN posthog_tag t ON t.id = et.tag_id WHERE et.feature_flag_id = f.id) END`
 	experiment := "false"
 	if experiments {
 		experiment = `EXISTS (SELECT FROM posthog_experiment e WHERE e.feature_flag_id = f.id AND NOT e.deleted)`
 	}
+	if joined {
+		tags, experiment = "NULL::jsonb", "false"
+	}
 	return `SELECT f.id, f.key, f.name, f.filters, f.active, f.ensure_experience_continuity,
 			f.has_encrypted_payloads, f.is_remote_configuration, f.version, f.evaluation_runtime, ` + bucketingCol + `, ` + rolloutCol + `,
-			CASE WHEN EXISTS (SELECT FROM posthog_featureflagevaluationtag et WHERE et.feature_flag_id = f.id)
-				THEN (SELECT jsonb_agg(DISTINCT t.name ORDER BY t.name) FROM posthog_featureflagevaluationtag et
-					JOIN posthog_tag t ON t.id = et.tag_id WHERE et.feature_flag_id = f.id) END,
+			` + tags + `,
 			` + experiment + `
 		FROM posthog_featureflag f
 		WHERE f.team_id = $1 AND NOT f.deleted
 		ORDER BY f.key`
 }
+
+// FlagTagsSQL reads the (flag id, tag name) pairs of a team's ($1) live flags, in no
+// particular order: the same pairs FlagsSQL's tag column aggregates, from one join on
+// the flags' ids (a merge join on the primary key, where FlagsSQL probes per flag).
+const FlagTagsSQL = `SELECT f.id, t.name FROM posthog_featureflag f
+		JOIN posthog_featureflagevaluationtag et ON et.feature_flag_id = f.id
+		JOIN posthog_tag t ON t.id = et.tag_id
+		WHERE f.team_id = $1 AND NOT f.deleted`
+
+// TagNamesOrderSQL sorts the distinct tag names among $1 as FlagsSQL's aggregate does
+// (ORDER BY the column, in its collation).
+const TagNamesOrderSQL = `SELECT DISTINCT t.name FROM posthog_tag t WHERE t.name = ANY($1::text[]) ORDER BY t.name`
+
+// FlagExperimentsSQL reads the ids of a team's ($1) live flags that a live experiment
+// uses, as FlagsSQL's experiment column tells them.
+const FlagExperimentsSQL = `SELECT DISTINCT f.id FROM posthog_featureflag f
+		JOIN posthog_experiment e ON e.feature_flag_id = f.id
+		WHERE f.team_id = $1 AND NOT f.deleted AND NOT e.deleted`
 
 // CohortsSQL reads the live cohorts with the given ids ($1) of a team ($2), or of every
 // team in a project ($2) when project is set. The flags say which optional columns exist.
