@@ -21,12 +21,17 @@ var flagExtrasBudget uint64 = 1 << 20
 // is looked up in one bitmap per name.
 const maxExtraTagNames = 32
 
+// unionAbove is how many tag names a flag is looked up in before one more bitmap, of
+// every tagged flag, is worth its memory: a lookup costs tens of nanoseconds, and a
+// bitmap of a quarter of a million flags a few hundred KiB.
+const unionAbove = 4
+
 // flagExtras are a team's evaluation tags and experiment flags, read by two joins on
 // the flags' ids before the streaming pass. The streaming query would otherwise probe
 // both tables once per flag in key order, which costs the database more than reading
 // the flags' filters does; the joins cost it a few percent of that.
 type flagExtras struct {
-	tagged *roaring.Bitmap   // flags with a tag
+	tagged *roaring.Bitmap   // flags with a tag, when there are more than unionAbove names
 	names  []string          // the tag names, in the order the database sorts them
 	byName []*roaring.Bitmap // the flags with names[i]
 	exps   *roaring.Bitmap   // flags a live experiment uses
@@ -34,7 +39,7 @@ type flagExtras struct {
 
 // tags appends the flag's tag names to dst in the database's order.
 func (x *flagExtras) tags(id int64, dst []string) []string {
-	if id < 1 || id > math.MaxUint32 || !x.tagged.Contains(uint32(id)) {
+	if id < 1 || id > math.MaxUint32 || x.tagged != nil && !x.tagged.Contains(uint32(id)) {
 		return dst
 	}
 	for i, bm := range x.byName {
@@ -105,18 +110,16 @@ func (r *pgReader) readFlagExtras(ctx context.Context) (*flagExtras, error) {
 		}
 	}
 	if len(index) == 0 {
-		x.tagged, x.byName = roaring.New(), nil
+		x.byName = nil
 		return x, nil
 	}
 	if err := r.orderTagNames(ctx, x, index, pending); err != nil {
 		return nil, err
 	}
-	if len(x.byName) == 1 {
-		x.tagged = x.byName[0]
-	} else {
+	if len(x.byName) > unionAbove {
 		x.tagged = roaring.FastOr(x.byName...)
 	}
-	if !x.fits() || x.tagged.GetSizeInBytes()+x.size() > flagExtrasBudget {
+	if !x.fits() || x.tagged != nil && x.tagged.GetSizeInBytes()+x.size() > flagExtrasBudget {
 		return nil, nil
 	}
 	return x, nil

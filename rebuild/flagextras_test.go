@@ -12,7 +12,8 @@ import (
 
 // flagExtrasSQL: team 4 has tags whose collation order is not byte order (the column
 // is given an ICU collation), a tagged deleted flag, and live and deleted experiments;
-// team 5 has more distinct tag names than flagExtras holds.
+// team 5 has more distinct tag names than flagExtras holds, team 6 enough of them for a
+// bitmap of every tagged flag.
 func flagExtrasSQL() string {
 	var b strings.Builder
 	b.WriteString(`
@@ -31,6 +32,14 @@ INSERT INTO posthog_experiment (team_id, name, feature_flag_id, deleted, created
 INSERT INTO posthog_featureflag (id, team_id, key, name, filters, created_at)
  SELECT 500 + i, 5, 'k' || i, 'n', '{"groups":[]}', now() FROM generate_series(0, 9) i;
 `)
+	b.WriteString(`INSERT INTO posthog_team (id, project_id, api_token, name) VALUES (6, 6, 'phc_six', 'six');
+INSERT INTO posthog_featureflag (id, team_id, key, name, filters, created_at)
+ SELECT 600 + i, 6, 'k' || i, 'n', '{"groups":[]}', now() FROM generate_series(0, 19) i;
+`)
+	for i := range unionAbove + 2 {
+		fmt.Fprintf(&b, "INSERT INTO posthog_tag (id, name, team_id) VALUES ('00000000-0000-4000-8000-0000000006%02d', 'six %d', 6);\n", i, i)
+		fmt.Fprintf(&b, "INSERT INTO posthog_featureflagevaluationtag (feature_flag_id, tag_id, created_at) SELECT 600 + i, '00000000-0000-4000-8000-0000000006%02d', now() FROM generate_series(0, 19) i WHERE i %% %d = 0;\n", i, i+2)
+	}
 	for i := range maxExtraTagNames + 3 {
 		fmt.Fprintf(&b, "INSERT INTO posthog_tag (id, name, team_id) VALUES ('00000000-0000-4000-8000-0000000005%02d', 'tag %02d', 5);\n", i, i)
 		fmt.Fprintf(&b, "INSERT INTO posthog_featureflagevaluationtag (feature_flag_id, tag_id, created_at) VALUES (%d, '00000000-0000-4000-8000-0000000005%02d', now());\n", 500+i%10, i)
@@ -64,6 +73,12 @@ func TestFlagExtrasMatchTheSubqueries(t *testing.T) {
 	require.False(t, x.experiment(402), "a deleted experiment")
 	require.False(t, x.experiment(439), "a deleted flag")
 	require.Nil(t, extras(5), "more tag names than the bitmaps hold")
+	x = extras(6)
+	require.NotNil(t, x)
+	require.NotNil(t, x.tagged, "%d names", len(x.names))
+	require.Equal(t, []string{"six 0", "six 1", "six 2", "six 3", "six 4", "six 5"}, x.tags(600, nil))
+	require.Equal(t, []string{"six 0", "six 1", "six 4"}, x.tags(606, nil))
+	require.Empty(t, x.tags(601, nil))
 
 	build := func(team int64) BufferSink {
 		var sink BufferSink
@@ -71,7 +86,7 @@ func TestFlagExtrasMatchTheSubqueries(t *testing.T) {
 		require.NoError(t, err)
 		return sink
 	}
-	joined := map[int64]BufferSink{4: build(4), 5: build(5)}
+	joined := map[int64]BufferSink{4: build(4), 5: build(5), 6: build(6)}
 	saved := flagExtrasBudget
 	flagExtrasBudget = 0
 	t.Cleanup(func() { flagExtrasBudget = saved })
