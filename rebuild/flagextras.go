@@ -55,9 +55,18 @@ func (x *flagExtras) experiment(id int64) bool {
 	return id >= 1 && id <= math.MaxUint32 && x.exps.Contains(uint32(id))
 }
 
+// bitmaps are every bitmap the extras hold.
+func (x *flagExtras) bitmaps() []*roaring.Bitmap {
+	all := append([]*roaring.Bitmap{x.exps}, x.byName...)
+	if x.tagged != nil {
+		all = append(all, x.tagged)
+	}
+	return all
+}
+
 func (x *flagExtras) size() uint64 {
-	n := x.exps.GetSizeInBytes()
-	for _, bm := range x.byName {
+	var n uint64
+	for _, bm := range x.bitmaps() {
 		n += bm.GetSizeInBytes()
 	}
 	return n
@@ -69,8 +78,7 @@ func (x *flagExtras) fits() bool {
 	if x.size() <= flagExtrasBudget {
 		return true
 	}
-	x.exps.RunOptimize()
-	for _, bm := range x.byName {
+	for _, bm := range x.bitmaps() {
 		bm.RunOptimize()
 	}
 	return x.size() <= flagExtrasBudget
@@ -81,20 +89,18 @@ func (x *flagExtras) fits() bool {
 // streaming query then reads them per flag.
 func (r *pgReader) readFlagExtras(ctx context.Context) (*flagExtras, error) {
 	x := &flagExtras{exps: roaring.New()}
-	index := map[string]int{}
-	var pending []*roaring.Bitmap // by index, until the database has ordered the names
+	index := map[string]int{} // name → its bitmap in x.byName, until the database orders them
 	fits, err := r.eachFlagID(ctx, posthog.FlagTagsSQL, "evaluation tags", func(id uint32, v [][]byte) bool {
 		i, ok := index[string(v[1])]
 		if !ok {
-			if len(pending) == maxExtraTagNames {
+			if len(x.byName) == maxExtraTagNames {
 				return false
 			}
-			i = len(pending)
+			i = len(x.byName)
 			index[string(v[1])] = i
-			pending = append(pending, roaring.New())
-			x.byName = append(x.byName, pending[i]) // for size() while reading
+			x.byName = append(x.byName, roaring.New())
 		}
-		pending[i].Add(id)
+		x.byName[i].Add(id)
 		return true
 	}, x.fits)
 	if err != nil || !fits {
@@ -113,13 +119,13 @@ func (r *pgReader) readFlagExtras(ctx context.Context) (*flagExtras, error) {
 		x.byName = nil
 		return x, nil
 	}
-	if err := r.orderTagNames(ctx, x, index, pending); err != nil {
+	if err := r.orderTagNames(ctx, x, index); err != nil {
 		return nil, err
 	}
 	if len(x.byName) > unionAbove {
 		x.tagged = roaring.FastOr(x.byName...)
 	}
-	if !x.fits() || x.tagged != nil && x.tagged.GetSizeInBytes()+x.size() > flagExtrasBudget {
+	if !x.fits() {
 		return nil, nil
 	}
 	return x, nil
@@ -127,7 +133,7 @@ func (r *pgReader) readFlagExtras(ctx context.Context) (*flagExtras, error) {
 
 // orderTagNames has the database sort the names as the streaming query's aggregate
 // would (the column's collation, which need not be byte order).
-func (r *pgReader) orderTagNames(ctx context.Context, x *flagExtras, index map[string]int, pending []*roaring.Bitmap) error {
+func (r *pgReader) orderTagNames(ctx context.Context, x *flagExtras, index map[string]int) error {
 	names := make([]string, 0, len(index))
 	for n := range index {
 		names = append(names, n)
@@ -143,13 +149,14 @@ func (r *pgReader) orderTagNames(ctx context.Context, x *flagExtras, index map[s
 	if len(sorted) != len(index) {
 		return fmt.Errorf("order evaluation tags of team %d: %d names came back sorted, %d were read", r.team.ID, len(sorted), len(index))
 	}
-	x.names, x.byName = sorted, x.byName[:0]
+	read := x.byName
+	x.names, x.byName = sorted, make([]*roaring.Bitmap, 0, len(read))
 	for _, n := range sorted {
 		i, ok := index[n]
 		if !ok {
 			return fmt.Errorf("order evaluation tags of team %d: the database sorted back a name it was not given", r.team.ID)
 		}
-		x.byName = append(x.byName, pending[i])
+		x.byName = append(x.byName, read[i])
 	}
 	return nil
 }
