@@ -22,6 +22,10 @@ type WorkerSample struct {
 	RestartsTotal float64
 }
 
+// MaxReplayPods is the most pods one look may count: the replay models each pod at
+// every step, so a count from a hostile file must not decide how much it allocates.
+const MaxReplayPods = 100_000
+
 // WorkerReplay feeds a fleet's looks through the worker-health detectors (OOM kills,
 // crash loops, false calm) and the finding lifecycle in time order, as the live pass
 // would see them, evaluating every step of data time. It keeps only the looks the
@@ -55,8 +59,10 @@ func increase(prev, cur float64) float64 {
 	return cur - prev
 }
 
-// Add feeds the next look; looks must be in time order.
+// Add feeds the next look; looks must be in time order, and count at most
+// MaxReplayPods pods (more are modelled as MaxReplayPods).
 func (r *WorkerReplay) Add(s WorkerSample) {
+	s.Pods, s.Ready, s.CrashLooping = min(s.Pods, MaxReplayPods), min(s.Ready, MaxReplayPods), min(s.CrashLooping, MaxReplayPods)
 	if r.n > 0 && (!r.last.T.Before(r.next) || s.T.After(r.next)) {
 		r.evaluate(r.last)
 	}

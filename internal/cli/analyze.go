@@ -415,6 +415,9 @@ func analyzeWorkers(in io.Reader, d config.Detectors) ([]analyzeFinding, string,
 				return nil, "", err
 			}
 		}
+		if s.Pods > detectors.MaxReplayPods {
+			return nil, "", fmt.Errorf("line %d: pods (%d) is more than the %d a replay models", line, s.Pods, detectors.MaxReplayPods)
+		}
 		if s.Ready > s.Pods || s.CrashLooping > s.Pods {
 			return nil, "", fmt.Errorf("line %d: ready (%d) and crashlooping (%d) cannot exceed pods (%d)", line, s.Ready, s.CrashLooping, s.Pods)
 		}

@@ -241,6 +241,7 @@ func TestAnalyzeWorkersBadInput(t *testing.T) {
 		{"missing column", "timestamp,pods,ready\n1769990400,4,4\n", "line 1: missing header"},
 		{"ready above pods", head + "1769990400,4,5,0,0,0\n", "line 2: ready (5) and crashlooping (0) cannot exceed pods (4)"},
 		{"negative counter", head + "1769990400,4,4,0,-1,0\n", `line 2: oom_kills_total "-1" is not a non-negative number`},
+		{"too many pods", head + "1769990400,999999999,4,0,0,0\n", "line 2: pods (999999999) is more than the 100000 a replay models"},
 		{"fractional pods", head + "1769990400,4.5,4,0,0,0\n", `line 2: pods "4.5" is not a non-negative integer`},
 		{"out of order", head + "1769990400,4,4,0,0,0\n1769990300,4,4,0,0,0\n", "line 3: timestamp"},
 		{"header only", head, "no data rows"},
