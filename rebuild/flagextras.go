@@ -84,42 +84,91 @@ func (x *flagExtras) fits() bool {
 	return x.size() <= flagExtrasBudget
 }
 
+// extrasCollector gathers flagExtras as (flag id, tag name) pairs and experiment flags
+// arrive, from the tag join or along the first pass, until they outgrow the bitmaps.
+type extrasCollector struct {
+	x     *flagExtras
+	index map[string]int // name → its bitmap in x.byName, until the database orders them
+	added int
+	full  bool // too many names, an id beyond int4, or over budget: read per flag instead
+}
+
+func newExtrasCollector() *extrasCollector {
+	return &extrasCollector{x: &flagExtras{exps: roaring.New()}, index: map[string]int{}}
+}
+
+// inRange reports whether id fits the bitmaps (int4 keys, as the schema's ids are).
+func (c *extrasCollector) inRange(id int64) bool {
+	if id < 1 || id > math.MaxInt32 {
+		c.full = true
+	}
+	return !c.full
+}
+
+// counted checks the budget every few thousand additions.
+func (c *extrasCollector) counted() bool {
+	if c.added++; c.added%4096 == 0 && !c.x.fits() {
+		c.full = true
+	}
+	return !c.full
+}
+
+// tag records that flag id has the tag name; false once the extras gave up.
+func (c *extrasCollector) tag(id int64, name []byte) bool {
+	if !c.inRange(id) {
+		return false
+	}
+	i, ok := c.index[string(name)]
+	if !ok {
+		if len(c.x.byName) == maxExtraTagNames {
+			c.full = true
+			return false
+		}
+		i = len(c.x.byName)
+		c.index[string(name)] = i
+		c.x.byName = append(c.x.byName, roaring.New())
+	}
+	c.x.byName[i].Add(uint32(id))
+	return c.counted()
+}
+
+// experiment records a flag a live experiment uses; false once the extras gave up.
+func (c *extrasCollector) experiment(id int64) bool {
+	if !c.inRange(id) {
+		return false
+	}
+	c.x.exps.Add(uint32(id))
+	return c.counted()
+}
+
 // readFlagExtras reads the team's tags and experiment flags into bitmaps, or returns nil
 // when they do not fit them (too many distinct names, ids beyond int4, over budget): the
 // streaming query then reads them per flag.
 func (r *pgReader) readFlagExtras(ctx context.Context) (*flagExtras, error) {
-	x := &flagExtras{exps: roaring.New()}
-	index := map[string]int{} // name → its bitmap in x.byName, until the database orders them
-	fits, err := r.eachFlagID(ctx, posthog.FlagTagsSQL, "evaluation tags", func(id uint32, v [][]byte) bool {
-		i, ok := index[string(v[1])]
-		if !ok {
-			if len(x.byName) == maxExtraTagNames {
-				return false
-			}
-			i = len(x.byName)
-			index[string(v[1])] = i
-			x.byName = append(x.byName, roaring.New())
-		}
-		x.byName[i].Add(id)
-		return true
-	}, x.fits)
-	if err != nil || !fits {
+	c := newExtrasCollector()
+	if err := r.eachRow(ctx, posthog.FlagTagsSQL, "evaluation tags", func(id int64, v [][]byte) bool { return c.tag(id, v[1]) }); err != nil {
 		return nil, err
 	}
-	if r.hasExperiment {
-		fits, err = r.eachFlagID(ctx, posthog.FlagExperimentsSQL, "experiments", func(id uint32, _ [][]byte) bool {
-			x.exps.Add(id)
-			return true
-		}, x.fits)
-		if err != nil || !fits {
+	return r.completeFlagExtras(ctx, c)
+}
+
+// completeFlagExtras adds the experiment flags to the tags c gathered, has the database
+// order the names, and returns the extras, or nil when they did not fit.
+func (r *pgReader) completeFlagExtras(ctx context.Context, c *extrasCollector) (*flagExtras, error) {
+	if !c.full && r.hasExperiment {
+		if err := r.eachRow(ctx, posthog.FlagExperimentsSQL, "experiments", func(id int64, _ [][]byte) bool { return c.experiment(id) }); err != nil {
 			return nil, err
 		}
 	}
-	if len(index) == 0 {
+	x := c.x
+	if c.full || !x.fits() {
+		return nil, nil
+	}
+	if len(c.index) == 0 {
 		x.byName = nil
 		return x, nil
 	}
-	if err := r.orderTagNames(ctx, x, index); err != nil {
+	if err := r.orderTagNames(ctx, x, c.index); err != nil {
 		return nil, err
 	}
 	if len(x.byName) > unionAbove {
@@ -161,31 +210,26 @@ func (r *pgReader) orderTagNames(ctx context.Context, x *flagExtras, index map[s
 	return nil
 }
 
-// eachFlagID runs a query whose first column is a flag id and calls add with each
-// row; it stops early, reporting false, when add refuses a row, an id is beyond
-// what a bitmap of int4 keys holds, or fits fails (checked every few thousand rows).
-func (r *pgReader) eachFlagID(ctx context.Context, sql, what string, add func(uint32, [][]byte) bool, fits func() bool) (bool, error) {
+// eachRow runs a query whose first column is a flag id and calls add with each row
+// until add refuses one.
+func (r *pgReader) eachRow(ctx context.Context, sql, what string, add func(int64, [][]byte) bool) error {
 	rows, err := r.tx.Query(ctx, sql, pgx.QueryExecModeExec, r.team.ID)
 	if err != nil {
-		return false, fmt.Errorf("read %s of team %d: %w", what, r.team.ID, err)
+		return fmt.Errorf("read %s of team %d: %w", what, r.team.ID, err)
 	}
 	defer rows.Close()
-	n := 0
 	for rows.Next() {
 		v := rows.RawValues()
 		id, err := textInt(v[0])
 		if err != nil {
-			return false, fmt.Errorf("read %s of team %d: %w", what, r.team.ID, err)
+			return fmt.Errorf("read %s of team %d: %w", what, r.team.ID, err)
 		}
-		if id < 1 || id > math.MaxInt32 || !add(uint32(id), v) {
-			return false, nil
-		}
-		if n++; n%4096 == 0 && !fits() {
-			return false, nil
+		if !add(id, v) {
+			return nil
 		}
 	}
 	if err := rows.Err(); err != nil {
-		return false, fmt.Errorf("read %s of team %d: %w", what, r.team.ID, err)
+		return fmt.Errorf("read %s of team %d: %w", what, r.team.ID, err)
 	}
-	return fits(), nil
+	return nil
 }

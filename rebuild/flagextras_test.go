@@ -80,6 +80,41 @@ func TestFlagExtrasMatchTheSubqueries(t *testing.T) {
 	require.Equal(t, []string{"six 0", "six 1", "six 4"}, x.tags(606, nil))
 	require.Empty(t, x.tags(601, nil))
 
+	// The first pass brings the same extras along from its own scan, and reports every
+	// flag once, however many tags it has.
+	for _, c := range []struct {
+		team     int64
+		first    int64
+		flags    int
+		fitsBits bool
+	}{{4, 400, 40, true}, {5, 500, 10, false}, {6, 600, 20, true}} {
+		rd, err := f.src.Open(ctx, c.team, ReadOptions{})
+		require.NoError(t, err)
+		seen := map[int64]int{}
+		require.NoError(t, rd.References(ctx, func(row *RefRow) error { seen[row.ID]++; return nil }))
+		pr := rd.(*pgReader)
+		require.True(t, pr.extrasRead, "team %d", c.team)
+		got := pr.extras
+		rd.Close()
+		require.Len(t, seen, c.flags, "team %d", c.team)
+		for id, n := range seen {
+			require.Equal(t, 1, n, "team %d flag %d reported %d times", c.team, id, n)
+		}
+		want := extras(c.team)
+		if !c.fitsBits {
+			require.Nil(t, got, "team %d", c.team)
+			require.Nil(t, want, "team %d", c.team)
+			continue
+		}
+		require.NotNil(t, got, "team %d", c.team)
+		require.Equal(t, want.names, got.names, "team %d", c.team)
+		require.Equal(t, want.tagged != nil, got.tagged != nil, "team %d", c.team)
+		for id := c.first; id < c.first+int64(c.flags); id++ {
+			require.Equal(t, want.tags(id, nil), got.tags(id, nil), "team %d flag %d", c.team, id)
+			require.Equal(t, want.experiment(id), got.experiment(id), "team %d flag %d", c.team, id)
+		}
+	}
+
 	build := func(team int64) BufferSink {
 		var sink BufferSink
 		_, err := NewBuilder(BuilderOptions{}).Build(ctx, f.src, team, &sink)

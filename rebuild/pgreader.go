@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/RoaringBitmap/roaring/v2/roaring64"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -144,8 +145,23 @@ func (r *pgReader) SurveyFlagIDs(ctx context.Context) ([]int64, error) {
 }
 
 // References has the database extract each flag's flag and cohort properties: the
-// filters themselves never leave the server in this pass.
+// filters themselves never leave the server in this pass. The evaluation tags come
+// along from the same scan of the team's flags, for flagExtras, so the streaming pass
+// needs no join of its own for them.
 func (r *pgReader) References(ctx context.Context, fn func(*RefRow) error) error {
+	c := newExtrasCollector()
+	if err := r.references(ctx, c, fn); err != nil {
+		return err
+	}
+	x, err := r.completeFlagExtras(ctx, c)
+	if err != nil {
+		return err
+	}
+	r.extras, r.extrasRead = x, true
+	return nil
+}
+
+func (r *pgReader) references(ctx context.Context, c *extrasCollector, fn func(*RefRow) error) error {
 	// The exists test stops at the first reference and lets the planner scan in
 	// parallel (allowed for this query only): this pass reads every flag's filters on
 	// the server while the client has nothing to do.
@@ -162,18 +178,27 @@ func (r *pgReader) References(ctx context.Context, fn func(*RefRow) error) error
 	// result formats, plain exec mode returns text only; the statement is unnamed, so it
 	// is still planned for this team's id.)
 	formats := pgx.QueryResultFormats{pgx.TextFormatCode, pgx.TextFormatCode, pgx.TextFormatCode, pgx.TextFormatCode,
-		pgx.TextFormatCode, pgx.TextFormatCode, pgx.TextFormatCode, pgx.BinaryFormatCode}
+		pgx.TextFormatCode, pgx.TextFormatCode, pgx.TextFormatCode, pgx.BinaryFormatCode, pgx.TextFormatCode}
 	rows, err := r.tx.Query(ctx, posthog.FlagReferencesSQL(r.opts.UpConvertLegacy), pgx.QueryExecModeDescribeExec, formats, r.team.ID)
 	if err != nil {
 		return fmt.Errorf("read flag references of team %d: %w", r.team.ID, err)
 	}
 	defer rows.Close()
+	// A flag with n tags comes n times, not necessarily in a row (parallel workers
+	// interleave their rows): reported holds the tagged flags fn has had.
+	reported := roaring64.New()
 	var row RefRow
 	for rows.Next() {
 		v := rows.RawValues()
 		id, err := textInt(v[0])
 		if err != nil {
 			return fmt.Errorf("read flag references of team %d: %w", r.team.ID, err)
+		}
+		if v[8] != nil {
+			c.tag(id, v[8])
+			if !reported.CheckedAdd(uint64(id)) {
+				continue
+			}
 		}
 		row.ID, row.Key, row.Active, row.Encrypted, row.Remote, row.Refs = id, string(v[1]), textBool(v[2]), textBool(v[3]), textBool(v[4]), v[5]
 		row.Deleted = textBool(v[6])

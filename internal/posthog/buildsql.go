@@ -46,19 +46,25 @@ func effectiveFilters(upConvertLegacy bool) string {
 // FlagReferencesSQL reads each of a team's ($1) flags: its id, its key (only if it
 // depends on a flag), active, encrypted, remote, the properties that name a flag or a
 // cohort as a JSON array (NULL when there are none: the filters never leave the
-// server), deleted, and when it last changed (FlagChangedSQL, the only column of a
-// deleted flag that matters). Every live flag is listed, so that its id serves
-// evaluation_metadata too.
+// server), deleted, when it last changed (FlagChangedSQL, the only column of a deleted
+// flag that matters), and an evaluation tag's name. Every live flag is listed, so that
+// its id serves evaluation_metadata too; a live flag with tags comes once per tag (the
+// pairs FlagTagsSQL reads, from the same scan of the team's flags), every other flag
+// once with a NULL name.
 func FlagReferencesSQL(upConvertLegacy bool) string {
 	eff := effectiveFilters(upConvertLegacy)
 	// OFFSET 0 keeps the path query a single evaluation per row, which the outer
 	// expressions test.
 	return `SELECT id, CASE WHEN refs <> '[]' AND refs @? '$[*] ? (@.type == "flag")' THEN key END,
-			active, encrypted, remote, CASE WHEN refs <> '[]' THEN refs END, deleted, changed
+			active, encrypted, remote, CASE WHEN refs <> '[]' THEN refs END, deleted, changed, tag
 		FROM (SELECT f.id, f.key, f.active, COALESCE(f.has_encrypted_payloads, false) AS encrypted,
 				COALESCE(f.is_remote_configuration, false) AS remote, f.deleted, ` + FlagChangedSQL + ` AS changed,
-				CASE WHEN NOT f.deleted THEN jsonb_path_query_array(` + eff + `, '` + refsPath + `', '{}', true) END AS refs
-			FROM posthog_featureflag f WHERE f.team_id = $1 OFFSET 0) s`
+				CASE WHEN NOT f.deleted THEN jsonb_path_query_array(` + eff + `, '` + refsPath + `', '{}', true) END AS refs,
+				t.name AS tag
+			FROM posthog_featureflag f
+			LEFT JOIN (posthog_featureflagevaluationtag et JOIN posthog_tag t ON t.id = et.tag_id)
+				ON et.feature_flag_id = f.id AND NOT f.deleted
+			WHERE f.team_id = $1 OFFSET 0) s`
 }
 
 // FlagHeadsSQL reads a team's ($1) live flags by id ($2) or key ($3): id, key, active,
