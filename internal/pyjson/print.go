@@ -3,6 +3,7 @@ package pyjson
 import (
 	"bytes"
 	"cmp"
+	"encoding/binary"
 	"math"
 	"slices"
 	"strconv"
@@ -37,14 +38,14 @@ type member struct {
 }
 
 func keyPrefix(k []byte) uint64 {
-	var p uint64
-	for i := range 8 {
-		p <<= 8
-		if i < len(k) {
-			p |= uint64(k[i])
-		}
+	if len(k) >= 8 {
+		return binary.BigEndian.Uint64(k)
 	}
-	return p
+	var p uint64
+	for _, c := range k {
+		p = p<<8 | uint64(c)
+	}
+	return p << (8 * (8 - len(k)))
 }
 
 // Append parses src and appends its Python form to dst, with a Doc of its own.
@@ -194,7 +195,7 @@ func (d *Doc) less(a, b member) bool { return d.compare(a, b) < 0 }
 func (d *Doc) dedup(ms []member) []member {
 	out := ms[:1]
 	for _, m := range ms[1:] {
-		if bytes.Equal(d.keyBytes(out[len(out)-1]), d.keyBytes(m)) {
+		if last := out[len(out)-1]; last.prefix == m.prefix && bytes.Equal(d.keyBytes(last), d.keyBytes(m)) {
 			out[len(out)-1] = m
 			continue
 		}
