@@ -54,6 +54,28 @@ type benchRow struct {
 	// zstd with --layout posthog, else the payload itself.
 	StoredBytes int64  `json:"stored_bytes"`
 	Note        string `json:"note,omitempty"`
+	// Runs and RunSeconds, with --repeat above 1: how often the mode was measured and
+	// each run's time; Seconds is then the fastest run, the peaks the highest.
+	Runs       int       `json:"runs,omitempty"`
+	RunSeconds []float64 `json:"run_seconds,omitempty"`
+}
+
+// fold adds another run of the same mode: the fastest time, the highest peaks, the
+// first error.
+func (r *benchRow) fold(o benchRow) {
+	if r.Runs == 0 {
+		*r = o
+		r.Runs, r.RunSeconds = 1, []float64{o.Seconds}
+		return
+	}
+	r.Runs++
+	r.RunSeconds = append(r.RunSeconds, o.Seconds)
+	r.Seconds = min(r.Seconds, o.Seconds)
+	r.PeakHeapBytes = max(r.PeakHeapBytes, o.PeakHeapBytes)
+	r.PeakRSSBytes = max(r.PeakRSSBytes, o.PeakRSSBytes)
+	if r.Note == "" {
+		r.Note = o.Note
+	}
 }
 
 // benchConfig is the configuration a benchmark runs with, and the Postgres it uses:
@@ -72,7 +94,7 @@ func benchConfig(env Env, cfgPath, url string) (config.Config, string, error) {
 // benchRebuildFlags are bench rebuild's flags.
 type benchRebuildFlags struct {
 	cfgPath, url, sizes, cpuProfile, redisURL, layoutName *string
-	naiveMax                                              *int
+	naiveMax, repeat                                      *int
 	compress                                              *bool
 	out                                                   *output
 }
@@ -89,6 +111,7 @@ func newBenchRebuildCmd(env Env) *cobra.Command {
 		url:        fs.String("url", "", "flag database `URL` to seed bench teams into (default flag_database.url)"),
 		sizes:      fs.String("flags", "1000,10000,100000,1000000", "team sizes in flags, comma separated"),
 		naiveMax:   fs.Int("naive-max", 200000, "largest team the naive build is run for (it holds everything in memory)"),
+		repeat:     fs.Int("repeat", 1, "measure every mode `N` times, the modes of a size taking turns, and report the fastest run (peak heap and RSS: the highest)"),
 		out:        outputFlags(cmd, fs),
 		cpuProfile: fs.String("cpuprofile", "", "write a CPU profile of the streaming builds to `FILE`"),
 		redisURL:   fs.String("redis", "", "also build into this Redis `URL` (the full publish path: chunked writes, ETag, rename), as mode publish"),
@@ -146,6 +169,10 @@ func benchRebuild(ctx context.Context, env Env, f benchRebuildFlags) int {
 		cfg.Cache.Layout, cfg.Cache.Compress = *layoutName, *compress
 		pub = app.NewPublisher(cfg, rdb, nil, nil)
 	}
+	if *f.repeat < 1 {
+		fmt.Fprintf(env.Stderr, "flagwarden bench: --repeat must be at least 1, got %d\n", *f.repeat)
+		return 2
+	}
 	var ns []int
 	for _, s := range strings.Split(*sizes, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
@@ -159,7 +186,7 @@ func benchRebuild(ctx context.Context, env Env, f benchRebuildFlags) int {
 	if pub != nil {
 		modes++
 	}
-	p := env.newProgress("bench rebuild", "builds", int64(modes*len(ns)))
+	p := env.newProgress("bench rebuild", "builds", int64(modes*len(ns)**f.repeat))
 	defer p.Finish()
 	// Progress is drawn between measurements only, never during one. (The closure's
 	// body calls the package's measure: its own name is in scope only after it.)
@@ -171,18 +198,23 @@ func benchRebuild(ctx context.Context, env Env, f benchRebuildFlags) int {
 	}
 	var rows []benchRow
 	for _, n := range ns {
+		profiled := false
 		team, err := benchTeam(ctx, pool, n, progressWriter{p, env.Stderr})
 		if err != nil {
 			fmt.Fprintf(env.Stderr, "flagwarden bench: %v\n", err)
 			return 1
 		}
-		rows = append(rows, measure("copy", n, func() (int64, int64, error) {
+		type run struct {
+			mode string
+			fn   func() (int64, int64, error)
+		}
+		runs := []run{{"copy", func() (int64, int64, error) {
 			var w countWriter
 			_, err := posthog.CopyFlags(ctx, pool, team, &w)
 			return w.n, w.n, err
-		}))
-		rows = append(rows, measure("streaming", n, func() (int64, int64, error) {
-			if prof != nil {
+		}}, {"streaming", func() (int64, int64, error) {
+			if prof != nil && !profiled { // the first streaming run of each size: one profile per file
+				profiled = true
 				if err := pprof.StartCPUProfile(prof); err == nil {
 					defer pprof.StopCPUProfile()
 				}
@@ -196,21 +228,38 @@ func benchRebuild(ctx context.Context, env Env, f benchRebuildFlags) int {
 			var sink rebuild.CountSink
 			_, err := rebuild.NewBuilder(rebuild.BuilderOptions{}).Build(ctx, src, team, &sink)
 			return sink.FlagsBytes + sink.DefinitionsBytes, sink.FlagsBytes + sink.DefinitionsBytes, err
-		}))
+		}}}
 		if pub != nil {
-			rows = append(rows, measure("publish", n, func() (int64, int64, error) {
+			runs = append(runs, run{"publish", func() (int64, int64, error) {
 				res, err := rebuild.NewRebuilder(src, rebuild.NewBuilder(rebuild.BuilderOptions{}), pub).Rebuild(ctx, team)
 				return res.FlagsBytes + res.DefinitionsBytes, res.FlagsStoredBytes + res.DefinitionsStoredBytes, err
-			}))
+			}})
 		}
-		if n > *naiveMax {
-			p.Add(1)
-			rows = append(rows, benchRow{Mode: "naive", Flags: n, Note: fmt.Sprintf("skipped: above --naive-max %d, it would hold the whole team in memory", *naiveMax)})
-		} else {
-			rows = append(rows, measure("naive", n, func() (int64, int64, error) {
+		naive := benchRow{Mode: "naive", Flags: n, Note: fmt.Sprintf("skipped: above --naive-max %d, it would hold the whole team in memory", *naiveMax)}
+		if n <= *naiveMax {
+			naive = benchRow{}
+			runs = append(runs, run{"naive", func() (int64, int64, error) {
 				a, b, err := rebuild.NaiveBuild(ctx, src, team)
 				return int64(len(a) + len(b)), int64(len(a) + len(b)), err
-			}))
+			}})
+		}
+		folded := make([]benchRow, len(runs))
+		for range *f.repeat {
+			for i, r := range runs {
+				folded[i].fold(measure(r.mode, n, r.fn))
+			}
+			if naive.Note != "" {
+				p.Add(1)
+			}
+		}
+		if *f.repeat == 1 {
+			for i := range folded {
+				folded[i].Runs, folded[i].RunSeconds = 0, nil // the keys of a single run stay as they were
+			}
+		}
+		rows = append(rows, folded...)
+		if naive.Note != "" {
+			rows = append(rows, naive)
 		}
 	}
 	p.Finish()
@@ -229,6 +278,9 @@ func benchRebuild(ctx context.Context, env Env, f benchRebuildFlags) int {
 		}
 		fmt.Fprintf(env.Stdout, "%-10s %9d %12s %12s %9.2f %10.1f %12s %12s\n", r.Mode, r.Flags, units.Bytes(r.PayloadBytes), units.Bytes(r.StoredBytes), r.Seconds,
 			float64(r.PayloadBytes)/(1<<20)/max(r.Seconds, 1e-9), units.Bytes(r.PeakHeapBytes), units.Bytes(r.PeakRSSBytes))
+	}
+	if *f.repeat > 1 {
+		fmt.Fprintf(env.Stdout, "seconds: the fastest of %d runs; peak heap and rss: the highest\n", *f.repeat)
 	}
 	return 0
 }

@@ -1,0 +1,48 @@
+package cli
+
+import (
+	"encoding/json"
+	"slices"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/flagwarden/flagwarden/internal/testenv"
+)
+
+// TestBenchRebuildRepeat: with --repeat every mode of a size is measured that often and
+// reports its fastest run beside every run's time; a single run keeps the keys it had.
+func TestBenchRebuildRepeat(t *testing.T) {
+	url := testenv.Postgres(t)
+	code, out, errOut := runCLI(t, nil, "bench", "rebuild", "--url", url, "--flags", "40", "--layout", "posthog",
+		"--naive-max", "100", "--repeat", "3", "-o", "json")
+	require.Equal(t, 0, code, errOut)
+	var rows []benchRow
+	require.NoError(t, json.Unmarshal([]byte(out), &rows), out)
+	var modes []string
+	for _, r := range rows {
+		modes = append(modes, r.Mode)
+		require.Empty(t, r.Note, r.Mode)
+		require.Equal(t, 40, r.Flags)
+		require.Equal(t, 3, r.Runs, r.Mode)
+		require.Len(t, r.RunSeconds, 3, r.Mode)
+		require.Equal(t, slices.Min(r.RunSeconds), r.Seconds, r.Mode)
+		require.Positive(t, r.PayloadBytes, r.Mode)
+	}
+	require.Equal(t, []string{"copy", "streaming", "naive"}, modes)
+
+	code, out, errOut = runCLI(t, nil, "bench", "rebuild", "--url", url, "--flags", "40", "--naive-max", "10", "-o", "json")
+	require.Equal(t, 0, code, errOut)
+	var single []map[string]any
+	require.NoError(t, json.Unmarshal([]byte(out), &single), out)
+	require.Len(t, single, 3)
+	for _, r := range single {
+		require.NotContains(t, r, "runs")
+		require.NotContains(t, r, "run_seconds")
+	}
+	require.Contains(t, single[2]["note"], "skipped")
+
+	code, _, errOut = runCLI(t, nil, "bench", "rebuild", "--url", url, "--repeat", "0")
+	require.Equal(t, 2, code)
+	require.Contains(t, errOut, "--repeat must be at least 1")
+}
