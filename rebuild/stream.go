@@ -114,6 +114,7 @@ type streamer struct {
 	fbuf, dbuf  []byte
 	ov          flagPropOverrides
 	fields      []flagField
+	labels      []string // fields[i]'s `"name": `, after the separator from the previous one
 	refs        flagRefs
 }
 
@@ -351,15 +352,18 @@ func (s *streamer) filters(f *FlagRow) (*pyjson.Doc, *rustProblem) {
 func (s *streamer) appendFields(head, tail []byte, f *FlagRow) ([]byte, []byte) {
 	head = append(head, '{')
 	dst := &head
-	sep := ""
 	if s.fields == nil {
 		s.fields = s.c.flagFields()
+		for i, fld := range s.fields {
+			sep := ", "
+			if i == 0 {
+				sep = ""
+			}
+			s.labels = append(s.labels, sep+`"`+flagFieldNames[fld]+`": `)
+		}
 	}
-	for _, fld := range s.fields {
-		b := *dst
-		b = append(b, sep...)
-		sep = ", "
-		b = append(append(append(b, '"'), flagFieldNames[fld]...), `": `...)
+	for i, fld := range s.fields {
+		b := append(*dst, s.labels[i]...)
 		switch fld {
 		case fActive:
 			b = strconv.AppendBool(b, f.Active)
