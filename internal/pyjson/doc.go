@@ -23,7 +23,6 @@
 package pyjson
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"unicode/utf8"
@@ -270,11 +269,7 @@ func (d *Doc) str(pos int) (int, error) {
 	esc := false
 	i := start
 	for {
-		// Fast path: printable ASCII other than the quote and backslash, a word at a
-		// time, then byte by byte up to whatever ends it.
-		for i+8 <= len(src) && !special(binary.LittleEndian.Uint64(src[i:])) {
-			i += 8
-		}
+		// Fast path: printable ASCII other than the quote and backslash.
 		for i < len(src) && plain[src[i]] {
 			i++
 		}
@@ -334,23 +329,6 @@ var plain = func() (t [256]bool) {
 	}
 	return t
 }()
-
-// Bytes of a word, each its own lane (the usual SWAR tests: a lane's top bit is set
-// by the subtraction only when the lane was below the subtrahend).
-const (
-	lanes1  = 0x0101010101010101
-	lanesHi = 0x8080808080808080
-)
-
-// special reports whether any byte of x is one plain refuses: below space, the quote,
-// the backslash, DEL, or not ASCII. Each test is exact once every byte is ASCII.
-func special(x uint64) bool {
-	if x&lanesHi != 0 {
-		return true
-	}
-	zero := func(v uint64) bool { return (v-lanes1)&^v&lanesHi != 0 }
-	return (x-lanes1*0x20)&^x&lanesHi != 0 || zero(x^(lanes1*'"')) || zero(x^(lanes1*'\\')) || zero(x^(lanes1*0x7f))
-}
 
 func isHex4(b []byte) bool {
 	for _, c := range b {

@@ -3,7 +3,6 @@ package pyjson
 import (
 	"bufio"
 	"bytes"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -336,45 +335,5 @@ func BenchmarkAppendFlagFilters(b *testing.B) {
 			b.Fatal(err)
 		}
 		dst = d.Append(dst[:0], d.Root(), nil)
-	}
-}
-
-// TestSpecialMatchesPlain: the word-at-a-time test of Doc.str agrees with the byte
-// table, for every byte value in every lane of an otherwise plain word and for random
-// words.
-func TestSpecialMatchesPlain(t *testing.T) {
-	naive := func(b []byte) bool {
-		for _, c := range b {
-			if !plain[c] {
-				return true
-			}
-		}
-		return false
-	}
-	check := func(b []byte) {
-		t.Helper()
-		if got, want := special(binary.LittleEndian.Uint64(b)), naive(b); got != want {
-			t.Fatalf("special(%q) = %v, the byte table says %v", b, got, want)
-		}
-	}
-	for _, fill := range []byte{'a', ' ', '~', '!', '#', '[', ']'} {
-		for lane := range 8 {
-			for c := range 256 {
-				b := bytes.Repeat([]byte{fill}, 8)
-				b[lane] = byte(c)
-				check(b)
-			}
-		}
-	}
-	rng := rand.New(rand.NewPCG(1, 2))
-	b := make([]byte, 8)
-	for range 200_000 {
-		for i := range b {
-			b[i] = byte(rng.UintN(256))
-			if rng.UintN(4) > 0 { // mostly plain, so that single special bytes are common
-				b[i] = byte(0x20 + rng.UintN(0x5f))
-			}
-		}
-		check(b)
 	}
 }
