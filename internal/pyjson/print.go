@@ -111,6 +111,11 @@ func (d *Doc) appendObject(dst []byte, i int32, ov Overrides) []byte {
 	if t.n == 0 && len(extra) == 0 {
 		return append(dst, "{}"...)
 	}
+	if len(extra) == 0 && t.n <= smallObject {
+		if out, ok := d.appendSmallObject(dst, i, t.n, ov); ok {
+			return out
+		}
+	}
 	base := len(d.members)
 	c := i + 1
 	for k := range t.n {
@@ -156,6 +161,56 @@ func (d *Doc) appendObject(dst []byte, i int32, ov Overrides) []byte {
 	}
 	d.members = d.members[:base]
 	return append(dst, '}')
+}
+
+// smallObject is the most members an object may have to be sorted on the stack: flag
+// filters are made of such objects, and the shared member stack costs them more than
+// their printing.
+const smallObject = 8
+
+// appendSmallObject prints an object of at most smallObject members whose keys print
+// as they are, or reports false (having written nothing) for appendObject to do it.
+func (d *Doc) appendSmallObject(dst []byte, i, n int32, ov Overrides) ([]byte, bool) {
+	type small struct {
+		prefix      uint64
+		k0, k1, val int32
+	}
+	var arr [smallObject]small
+	ms := arr[:n]
+	c := i + 1
+	for k := range ms {
+		kt := &d.tape[c]
+		if kt.esc {
+			return dst, false
+		}
+		ms[k] = small{prefix: keyPrefix(d.src[kt.start:kt.end]), k0: kt.start, k1: kt.end, val: c + 1}
+		c = d.tape[c+1].skip
+	}
+	key := func(m small) []byte { return d.src[m.k0:m.k1] }
+	// Insertion sort, stable: of equal keys the last stays last, and is the one kept.
+	for a := 1; a < len(ms); a++ {
+		for b := a; b > 0; b-- {
+			x, y := ms[b], ms[b-1]
+			if x.prefix > y.prefix || x.prefix == y.prefix && bytes.Compare(key(x), key(y)) >= 0 {
+				break
+			}
+			ms[b], ms[b-1] = y, x
+		}
+	}
+	dst = append(dst, '{')
+	first := true
+	for k, m := range ms {
+		if k+1 < len(ms) && ms[k+1].prefix == m.prefix && bytes.Equal(key(ms[k+1]), key(m)) {
+			continue // a later duplicate wins, as in a Python dict
+		}
+		if !first {
+			dst = append(dst, ", "...)
+		}
+		first = false
+		dst = append(append(append(dst, '"'), key(m)...), `": `...)
+		dst = d.appendNode(dst, m.val, ov)
+	}
+	return append(dst, '}'), true
 }
 
 func (d *Doc) keyBytes(m member) []byte {

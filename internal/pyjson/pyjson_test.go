@@ -156,7 +156,7 @@ func randomJSON(r *rand.Rand, depth int) []byte {
 		return append(b, ']')
 	default:
 		b = append(b, '{')
-		for i := range r.IntN(6) {
+		for i := range r.IntN(12) { // both sides of smallObject
 			if i > 0 {
 				b = append(b, ", "...)
 			}
