@@ -105,10 +105,21 @@ func (n Node) Lookup(names []string, out []Node) {
 	tape := n.d.tape
 	c := n.i + 1
 	for range tape[n.i].n {
-		for i, name := range names {
-			if n.d.keyIs(&tape[c], name) {
-				out[i] = Node{n.d, c + 1}
-				break
+		kt := &tape[c]
+		if kt.esc {
+			for i, name := range names {
+				if n.d.escapedKeyIs(kt, name) {
+					out[i] = Node{n.d, c + 1}
+					break
+				}
+			}
+		} else {
+			key := n.d.src[kt.start:kt.end] // the common case, compared in place
+			for i, name := range names {
+				if len(key) == len(name) && string(key) == name {
+					out[i] = Node{n.d, c + 1}
+					break
+				}
 			}
 		}
 		c = tape[c+1].skip
@@ -121,6 +132,10 @@ func (d *Doc) keyIs(t *node, s string) bool {
 	if !t.esc {
 		return int(t.end-t.start) == len(s) && string(d.src[t.start:t.end]) == s
 	}
+	return d.escapedKeyIs(t, s)
+}
+
+func (d *Doc) escapedKeyIs(t *node, s string) bool {
 	var buf [64]byte
 	return string(unescape(buf[:0], d.src[t.start:t.end])) == s
 }
