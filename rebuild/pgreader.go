@@ -185,7 +185,10 @@ func (r *pgReader) references(ctx context.Context, c *extrasCollector, fn func(*
 	}
 	defer rows.Close()
 	// A flag with n tags comes n times, not necessarily in a row (parallel workers
-	// interleave their rows): reported holds the tagged flags fn has had.
+	// interleave their rows): reported holds the tagged flags fn has had. It is a
+	// subset of the ids the first pass's id bitmap holds, so it is at most that size
+	// (about 2 bytes per id when ids are sparse, a fraction of a bit when dense), and
+	// it is gone when the pass ends.
 	reported := roaring64.New()
 	var row RefRow
 	for rows.Next() {
