@@ -58,6 +58,8 @@ type benchRow struct {
 	// each run's time; Seconds is then the fastest run, the peaks the highest.
 	Runs       int       `json:"runs,omitempty"`
 	RunSeconds []float64 `json:"run_seconds,omitempty"`
+	// CopyRatio is Seconds over the copy row's of the same size, for the other modes.
+	CopyRatio float64 `json:"copy_ratio,omitempty"`
 }
 
 // fold adds another run of the same mode: the fastest time, the highest peaks, the
@@ -257,6 +259,11 @@ func benchRebuild(ctx context.Context, env Env, f benchRebuildFlags) int {
 				folded[i].Runs, folded[i].RunSeconds = 0, nil // the keys of a single run stay as they were
 			}
 		}
+		for i := range folded[1:] { // folded[0] is copy
+			if r := &folded[1+i]; r.Note == "" && folded[0].Note == "" && folded[0].Seconds > 0 {
+				r.CopyRatio = r.Seconds / folded[0].Seconds
+			}
+		}
 		rows = append(rows, folded...)
 		if naive.Note != "" {
 			rows = append(rows, naive)
@@ -270,14 +277,18 @@ func benchRebuild(ctx context.Context, env Env, f benchRebuildFlags) int {
 		}
 		return 0
 	}
-	fmt.Fprintf(env.Stdout, "%-10s %9s %12s %12s %9s %10s %12s %12s\n", "mode", "flags", "payload", "stored", "seconds", "MB/s", "peak heap", "peak rss")
+	fmt.Fprintf(env.Stdout, "%-10s %9s %12s %12s %9s %7s %10s %12s %12s\n", "mode", "flags", "payload", "stored", "seconds", "vs copy", "MB/s", "peak heap", "peak rss")
 	for _, r := range rows {
 		if r.Note != "" {
 			fmt.Fprintf(env.Stdout, "%-10s %9d  %s\n", r.Mode, r.Flags, r.Note)
 			continue
 		}
-		fmt.Fprintf(env.Stdout, "%-10s %9d %12s %12s %9.2f %10.1f %12s %12s\n", r.Mode, r.Flags, units.Bytes(r.PayloadBytes), units.Bytes(r.StoredBytes), r.Seconds,
-			float64(r.PayloadBytes)/(1<<20)/max(r.Seconds, 1e-9), units.Bytes(r.PeakHeapBytes), units.Bytes(r.PeakRSSBytes))
+		ratio := "" // the copy row itself
+		if r.CopyRatio > 0 {
+			ratio = fmt.Sprintf("%.2f", r.CopyRatio)
+		}
+		fmt.Fprintf(env.Stdout, "%-10s %9d %12s %12s %9.2f %7s %10.1f %12s %12s\n", r.Mode, r.Flags, units.Bytes(r.PayloadBytes), units.Bytes(r.StoredBytes), r.Seconds,
+			ratio, float64(r.PayloadBytes)/(1<<20)/max(r.Seconds, 1e-9), units.Bytes(r.PeakHeapBytes), units.Bytes(r.PeakRSSBytes))
 	}
 	if *f.repeat > 1 {
 		fmt.Fprintf(env.Stdout, "seconds: the fastest of %d runs; peak heap and rss: the highest\n", *f.repeat)

@@ -11,7 +11,8 @@ import (
 )
 
 // TestBenchRebuildRepeat: with --repeat every mode of a size is measured that often and
-// reports its fastest run beside every run's time; a single run keeps the keys it had.
+// reports its fastest run beside every run's time; a single run keeps the keys it had;
+// every mode but copy says how many times the copy's time it took.
 func TestBenchRebuildRepeat(t *testing.T) {
 	url := testenv.Postgres(t)
 	code, out, errOut := runCLI(t, nil, "bench", "rebuild", "--url", url, "--flags", "40", "--layout", "posthog",
@@ -30,6 +31,10 @@ func TestBenchRebuildRepeat(t *testing.T) {
 		require.Positive(t, r.PayloadBytes, r.Mode)
 	}
 	require.Equal(t, []string{"copy", "streaming", "naive"}, modes)
+	require.Zero(t, rows[0].CopyRatio, "copy")
+	for _, r := range rows[1:] {
+		require.InDelta(t, r.Seconds/rows[0].Seconds, r.CopyRatio, 1e-9, r.Mode)
+	}
 
 	code, out, errOut = runCLI(t, nil, "bench", "rebuild", "--url", url, "--flags", "40", "--naive-max", "10", "-o", "json")
 	require.Equal(t, 0, code, errOut)
@@ -41,6 +46,11 @@ func TestBenchRebuildRepeat(t *testing.T) {
 		require.NotContains(t, r, "run_seconds")
 	}
 	require.Contains(t, single[2]["note"], "skipped")
+
+	code, out, errOut = runCLI(t, nil, "bench", "rebuild", "--url", url, "--flags", "40", "--naive-max", "10", "--repeat", "2")
+	require.Equal(t, 0, code, errOut)
+	require.Contains(t, out, "vs copy")
+	require.Contains(t, out, "seconds: the fastest of 2 runs")
 
 	code, _, errOut = runCLI(t, nil, "bench", "rebuild", "--url", url, "--repeat", "0")
 	require.Equal(t, 2, code)
