@@ -9,6 +9,7 @@ import (
 	"runtime"
 	rtmetrics "runtime/metrics"
 	"runtime/pprof"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -115,7 +116,7 @@ func newBenchRebuildCmd(env Env) *cobra.Command {
 		naiveMax:   fs.Int("naive-max", 200000, "largest team the naive build is run for (it holds everything in memory)"),
 		repeat:     fs.Int("repeat", 1, "measure every mode `N` times, the modes of a size taking turns, and report the fastest run (peak heap and RSS: the highest)"),
 		out:        outputFlags(cmd, fs),
-		cpuProfile: fs.String("cpuprofile", "", "write a CPU profile of the streaming builds to `FILE`"),
+		cpuProfile: fs.String("cpuprofile", "", "write a CPU profile of the streaming build (of the largest size) to `FILE`"),
 		redisURL:   fs.String("redis", "", "also build into this Redis `URL` (the full publish path: chunked writes, ETag, rename), as mode publish"),
 		layoutName: fs.String("layout", "flagwarden", "cache layout to encode for: flagwarden (JSON as is) or posthog (pickled, zstd-compressed, as PostHog's readers take it)"),
 		compress:   fs.Bool("compress", true, "with --layout posthog, zstd-compress as cache.compress does"),
@@ -199,8 +200,8 @@ func benchRebuild(ctx context.Context, env Env, f benchRebuildFlags) int {
 		return row
 	}
 	var rows []benchRow
+	profiled := false
 	for _, n := range ns {
-		profiled := false
 		team, err := benchTeam(ctx, pool, n, progressWriter{p, env.Stderr})
 		if err != nil {
 			fmt.Fprintf(env.Stderr, "flagwarden bench: %v\n", err)
@@ -215,7 +216,9 @@ func benchRebuild(ctx context.Context, env Env, f benchRebuildFlags) int {
 			_, err := posthog.CopyFlags(ctx, pool, team, &w)
 			return w.n, w.n, err
 		}}, {"streaming", func() (int64, int64, error) {
-			if prof != nil && !profiled { // the first streaming run of each size: one profile per file
+			// A file holds one profile (pprof refuses concatenated ones): the first
+			// streaming run of the largest size.
+			if prof != nil && !profiled && n == slices.Max(ns) {
 				profiled = true
 				if err := pprof.StartCPUProfile(prof); err == nil {
 					defer pprof.StopCPUProfile()

@@ -1,7 +1,12 @@
 package cli
 
 import (
+	"bufio"
+	"compress/gzip"
 	"encoding/json"
+	"io"
+	"os"
+	"path/filepath"
 	"slices"
 	"testing"
 
@@ -51,6 +56,24 @@ func TestBenchRebuildRepeat(t *testing.T) {
 	require.Equal(t, 0, code, errOut)
 	require.Contains(t, out, "vs copy")
 	require.Contains(t, out, "seconds: the fastest of 2 runs")
+
+	// Several sizes still give one profile, which pprof can read: one gzip stream.
+	prof := filepath.Join(t.TempDir(), "cpu.prof")
+	code, _, errOut = runCLI(t, nil, "bench", "rebuild", "--url", url, "--flags", "20,40", "--naive-max", "10", "--repeat", "2", "--cpuprofile", prof)
+	require.Equal(t, 0, code, errOut)
+	f, err := os.Open(prof)
+	require.NoError(t, err)
+	defer f.Close()
+	br := bufio.NewReader(f)
+	zr, err := gzip.NewReader(br)
+	require.NoError(t, err)
+	zr.Multistream(false)
+	body, err := io.ReadAll(zr)
+	require.NoError(t, err)
+	require.NotEmpty(t, body)
+	rest, err := io.ReadAll(br)
+	require.NoError(t, err)
+	require.Empty(t, rest, "a second profile follows the first")
 
 	code, _, errOut = runCLI(t, nil, "bench", "rebuild", "--url", url, "--repeat", "0")
 	require.Equal(t, 2, code)
