@@ -113,8 +113,7 @@ type streamer struct {
 	head, tail  []byte
 	fbuf, dbuf  []byte
 	ov          flagPropOverrides
-	fields      []flagField
-	labels      []string // fields[i]'s `"name": `, after the separator from the previous one
+	fields      []labelledField
 	refs        flagRefs
 }
 
@@ -347,24 +346,30 @@ func (s *streamer) filters(f *FlagRow) (*pyjson.Doc, *rustProblem) {
 	return eff, nil
 }
 
+// labelledField is a flag field with its `"name": ` as printed, after the separator from
+// the field before it.
+type labelledField struct {
+	f     flagField
+	label string
+}
+
 // appendFields prints the flag's fields around "filters": head ends with `"filters": `,
 // tail starts after the filters value.
 func (s *streamer) appendFields(head, tail []byte, f *FlagRow) ([]byte, []byte) {
 	head = append(head, '{')
 	dst := &head
 	if s.fields == nil {
-		s.fields = s.c.flagFields()
-		for i, fld := range s.fields {
+		for i, fld := range s.c.flagFields() {
 			sep := ", "
 			if i == 0 {
 				sep = ""
 			}
-			s.labels = append(s.labels, sep+`"`+flagFieldNames[fld]+`": `)
+			s.fields = append(s.fields, labelledField{fld, sep + `"` + flagFieldNames[fld] + `": `})
 		}
 	}
-	for i, fld := range s.fields {
-		b := append(*dst, s.labels[i]...)
-		switch fld {
+	for _, lf := range s.fields {
+		b := append(*dst, lf.label...)
+		switch lf.f {
 		case fActive:
 			b = strconv.AppendBool(b, f.Active)
 		case fBucketingIdentifier:

@@ -114,7 +114,9 @@ func (n Node) Lookup(names []string, out []Node) {
 				}
 			}
 		} else {
-			key := n.d.src[kt.start:kt.end] // the common case, compared in place
+			// The common case, compared in place: keyIs is too big to inline, and this
+			// loop tries every name on every member.
+			key := n.d.src[kt.start:kt.end]
 			for i, name := range names {
 				if len(key) == len(name) && string(key) == name {
 					out[i] = Node{n.d, c + 1}
