@@ -67,6 +67,13 @@ type BuildResult struct {
 	// budget before it started (its size estimate); 0 for builds outside the engine.
 	PeakHeapBytes    int64 `json:"peak_heap_bytes"`
 	MemoryBoundBytes int64 `json:"memory_bound_bytes"`
+	// PeakLiveHeapBytes is the whole process's peak live heap while the build ran: what
+	// the collector found reachable, without the garbage PeakHeapBytes includes (up to
+	// as much again, by GOGC). Process wide too.
+	PeakLiveHeapBytes int64 `json:"peak_live_heap_bytes"`
+	// FirstPassSeconds is the build's first pass, the database extracting each flag's
+	// references; the rest of the build is the streaming pass and the publish.
+	FirstPassSeconds float64 `json:"first_pass_seconds"`
 	// Problems are the bad rows the build reported (cohorts it could not use, cohort
 	// cycles), at most 20.
 	Problems []string `json:"problems,omitempty"`

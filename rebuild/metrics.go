@@ -13,6 +13,8 @@ type metrics struct {
 	builds      *prometheus.CounterVec
 	duration    *prometheus.HistogramVec
 	peakHeap    prometheus.Gauge
+	peakLive    prometheus.Gauge
+	firstPass   *prometheus.HistogramVec
 	running     *prometheus.GaugeVec
 	waiting     *prometheus.GaugeVec
 	budget      prometheus.Gauge
@@ -32,7 +34,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		duration: f.NewHistogramVec(prometheus.HistogramOpts{Name: "flagwarden_rebuild_build_duration_seconds",
 			Help: "Duration of one build.", Buckets: prometheus.ExponentialBuckets(0.01, 3, 10)}, []string{"lane"}),
 		peakHeap: f.NewGauge(prometheus.GaugeOpts{Name: "flagwarden_rebuild_build_peak_heap_bytes",
-			Help: "Peak live heap of the process during the last build."}),
+			Help: "Peak Go heap of the process during the last build: live objects and garbage not yet collected."}),
+		peakLive: f.NewGauge(prometheus.GaugeOpts{Name: "flagwarden_rebuild_build_peak_live_heap_bytes",
+			Help: "Peak live heap of the process during the last build: what the garbage collector found reachable."}),
+		firstPass: f.NewHistogramVec(prometheus.HistogramOpts{Name: "flagwarden_rebuild_first_pass_duration_seconds",
+			Help: "Duration of a build's first pass, the flag database extracting each flag's references.", Buckets: prometheus.ExponentialBuckets(0.01, 3, 10)}, []string{"lane"}),
 		running: f.NewGaugeVec(prometheus.GaugeOpts{Name: "flagwarden_rebuild_lane_running",
 			Help: "Builds running in this process, by lane."}, []string{"lane"}),
 		waiting: f.NewGaugeVec(prometheus.GaugeOpts{Name: "flagwarden_rebuild_lane_waiting",

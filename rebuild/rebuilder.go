@@ -3,12 +3,10 @@ package rebuild
 import (
 	"context"
 	"io"
-	rtmetrics "runtime/metrics"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/flagwarden/flagwarden/internal/cachekeys"
+	"github.com/flagwarden/flagwarden/internal/heapwatch"
 )
 
 // Rebuilder runs one team's build end to end: stream both payloads from the source
@@ -32,15 +30,17 @@ func (r *Rebuilder) now() time.Time { return r.pub.opts.Clock.Now().UTC() }
 // and the temporary keys are removed. The result is filled in either way.
 func (r *Rebuilder) Rebuild(ctx context.Context, team int64) (res BuildResult, err error) {
 	res = BuildResult{TeamID: team, StartedAt: r.now()}
-	peak := startHeapSampler()
-	// Named results: the deferred finish time and peak heap reach the caller.
+	heap := heapwatch.Start(5 * time.Millisecond)
+	// Named results: the deferred finish time and peaks reach the caller.
 	defer func() {
-		res.PeakHeapBytes = peak.stop()
+		p := heap.Stop()
+		res.PeakHeapBytes, res.PeakLiveHeapBytes = p.Heap, p.Live
 		res.FinishedAt = r.now()
 	}()
 	sink := &streamSink{ctx: ctx, pub: r.pub, team: team}
 	st, err := r.builder.Build(ctx, r.src, team, sink)
 	res.Flags, res.Cohorts, res.SkippedFlags = st.Flags, st.Cohorts, st.Skipped
+	res.FirstPassSeconds = st.FirstPass.Seconds()
 	res.Problems, res.Skipped, res.SkippedByReason = st.Problems, st.SkippedFlags, st.SkippedByReason
 	flags, defs := sink.flags, sink.defs
 	if err != nil {
@@ -89,59 +89,4 @@ func (s *streamSink) abort() {
 		s.flags.Abort()
 		s.defs.Abort()
 	}
-}
-
-// heapSampler records the largest live-heap reading while a build runs. The reading is
-// process wide: concurrent builds and everything else count too, so it is an upper
-// bound for one build.
-type heapSampler struct {
-	peak atomic.Int64
-	done chan struct{}
-	wg   sync.WaitGroup
-}
-
-const heapMetric = "/memory/classes/heap/objects:bytes"
-
-func readHeap() int64 {
-	s := []rtmetrics.Sample{{Name: heapMetric}}
-	rtmetrics.Read(s)
-	if s[0].Value.Kind() != rtmetrics.KindUint64 {
-		return 0
-	}
-	return int64(s[0].Value.Uint64())
-}
-
-func startHeapSampler() *heapSampler {
-	h := &heapSampler{done: make(chan struct{})}
-	h.peak.Store(readHeap())
-	h.wg.Add(1)
-	go func() {
-		defer h.wg.Done()
-		t := time.NewTicker(5 * time.Millisecond)
-		defer t.Stop()
-		for {
-			select {
-			case <-h.done:
-				return
-			case <-t.C:
-				if v := readHeap(); v > h.peak.Load() {
-					h.peak.Store(v)
-				}
-			}
-		}
-	}()
-	return h
-}
-
-func (h *heapSampler) stop() int64 {
-	select {
-	case <-h.done:
-	default:
-		close(h.done)
-	}
-	h.wg.Wait()
-	if v := readHeap(); v > h.peak.Load() {
-		h.peak.Store(v)
-	}
-	return h.peak.Load()
 }

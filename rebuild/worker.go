@@ -153,6 +153,10 @@ func (e *Engine) observe(res BuildResult) {
 	e.metrics.builds.WithLabelValues(string(res.Lane), result).Inc()
 	e.metrics.duration.WithLabelValues(string(res.Lane)).Observe(res.FinishedAt.Sub(res.StartedAt).Seconds())
 	e.metrics.peakHeap.Set(float64(res.PeakHeapBytes))
+	e.metrics.peakLive.Set(float64(res.PeakLiveHeapBytes))
+	if res.FirstPassSeconds > 0 { // the build reached its streaming pass
+		e.metrics.firstPass.WithLabelValues(string(res.Lane)).Observe(res.FirstPassSeconds)
+	}
 	if res.OK {
 		for reason, n := range res.SkippedByReason {
 			e.metrics.skipped.WithLabelValues(reason).Add(float64(n))

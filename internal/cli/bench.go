@@ -7,12 +7,10 @@ import (
 	"io"
 	"os"
 	"runtime"
-	rtmetrics "runtime/metrics"
 	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -26,6 +24,7 @@ import (
 	"github.com/flagwarden/flagwarden/internal/app"
 	"github.com/flagwarden/flagwarden/internal/config"
 	"github.com/flagwarden/flagwarden/internal/dedupbench"
+	"github.com/flagwarden/flagwarden/internal/heapwatch"
 	"github.com/flagwarden/flagwarden/internal/hypercache"
 	"github.com/flagwarden/flagwarden/internal/posthog"
 	"github.com/flagwarden/flagwarden/internal/posthog/seed"
@@ -61,10 +60,18 @@ type benchRow struct {
 	RunSeconds []float64 `json:"run_seconds,omitempty"`
 	// CopyRatio is Seconds over the copy row's of the same size, for the other modes.
 	CopyRatio float64 `json:"copy_ratio,omitempty"`
+	// PeakLiveHeapBytes is the highest live heap the collector found during the run:
+	// what the build held, where PeakHeapBytes adds the garbage not yet collected.
+	PeakLiveHeapBytes int64 `json:"peak_live_heap_bytes"`
+	// ClientCPUSeconds is the CPU time this process spent on the run (the database's
+	// own is not in it); FirstPassSeconds is the build's first pass, for the modes
+	// that have one. With --repeat both are the fastest run's.
+	ClientCPUSeconds float64 `json:"client_cpu_seconds"`
+	FirstPassSeconds float64 `json:"first_pass_seconds,omitempty"`
 }
 
-// fold adds another run of the same mode: the fastest time, the highest peaks, the
-// first error.
+// fold adds another run of the same mode: the fastest time (with that run's CPU and
+// first pass), the highest peaks, the first error.
 func (r *benchRow) fold(o benchRow) {
 	if r.Runs == 0 {
 		*r = o
@@ -73,8 +80,11 @@ func (r *benchRow) fold(o benchRow) {
 	}
 	r.Runs++
 	r.RunSeconds = append(r.RunSeconds, o.Seconds)
-	r.Seconds = min(r.Seconds, o.Seconds)
+	if o.Seconds < r.Seconds {
+		r.Seconds, r.ClientCPUSeconds, r.FirstPassSeconds = o.Seconds, o.ClientCPUSeconds, o.FirstPassSeconds
+	}
 	r.PeakHeapBytes = max(r.PeakHeapBytes, o.PeakHeapBytes)
+	r.PeakLiveHeapBytes = max(r.PeakLiveHeapBytes, o.PeakLiveHeapBytes)
 	r.PeakRSSBytes = max(r.PeakRSSBytes, o.PeakRSSBytes)
 	if r.Note == "" {
 		r.Note = o.Note
@@ -193,7 +203,7 @@ func benchRebuild(ctx context.Context, env Env, f benchRebuildFlags) int {
 	defer p.Finish()
 	// Progress is drawn between measurements only, never during one. (The closure's
 	// body calls the package's measure: its own name is in scope only after it.)
-	measure := func(mode string, flags int, fn func() (int64, int64, error)) benchRow {
+	measure := func(mode string, flags int, fn func() (measured, error)) benchRow {
 		p.Describe(fmt.Sprintf("%s, %s flags", mode, humanize.Comma(int64(flags))))
 		row := measure(mode, flags, fn)
 		p.Add(1)
@@ -209,13 +219,13 @@ func benchRebuild(ctx context.Context, env Env, f benchRebuildFlags) int {
 		}
 		type run struct {
 			mode string
-			fn   func() (int64, int64, error)
+			fn   func() (measured, error)
 		}
-		runs := []run{{"copy", func() (int64, int64, error) {
+		runs := []run{{"copy", func() (measured, error) {
 			var w countWriter
 			_, err := posthog.CopyFlags(ctx, pool, team, &w)
-			return w.n, w.n, err
-		}}, {"streaming", func() (int64, int64, error) {
+			return measured{payload: w.n, stored: w.n}, err
+		}}, {"streaming", func() (measured, error) {
 			// A file holds one profile (pprof refuses concatenated ones): the first
 			// streaming run of the largest size.
 			if prof != nil && !profiled && n == slices.Max(ns) {
@@ -226,26 +236,28 @@ func benchRebuild(ctx context.Context, env Env, f benchRebuildFlags) int {
 			}
 			if postHogLayout {
 				sink := &storedSink{compress: *compress}
-				_, err := rebuild.NewBuilder(rebuild.BuilderOptions{}).Build(ctx, src, team, sink)
+				st, err := rebuild.NewBuilder(rebuild.BuilderOptions{}).Build(ctx, src, team, sink)
 				err = errors.Join(err, sink.close())
-				return sink.bytes(), sink.stored(), err
+				return measured{payload: sink.bytes(), stored: sink.stored(), firstPass: st.FirstPass.Seconds()}, err
 			}
 			var sink rebuild.CountSink
-			_, err := rebuild.NewBuilder(rebuild.BuilderOptions{}).Build(ctx, src, team, &sink)
-			return sink.FlagsBytes + sink.DefinitionsBytes, sink.FlagsBytes + sink.DefinitionsBytes, err
+			st, err := rebuild.NewBuilder(rebuild.BuilderOptions{}).Build(ctx, src, team, &sink)
+			n := sink.FlagsBytes + sink.DefinitionsBytes
+			return measured{payload: n, stored: n, firstPass: st.FirstPass.Seconds()}, err
 		}}}
 		if pub != nil {
-			runs = append(runs, run{"publish", func() (int64, int64, error) {
+			runs = append(runs, run{"publish", func() (measured, error) {
 				res, err := rebuild.NewRebuilder(src, rebuild.NewBuilder(rebuild.BuilderOptions{}), pub).Rebuild(ctx, team)
-				return res.FlagsBytes + res.DefinitionsBytes, res.FlagsStoredBytes + res.DefinitionsStoredBytes, err
+				return measured{payload: res.FlagsBytes + res.DefinitionsBytes, stored: res.FlagsStoredBytes + res.DefinitionsStoredBytes,
+					firstPass: res.FirstPassSeconds}, err
 			}})
 		}
 		naive := benchRow{Mode: "naive", Flags: n, Note: fmt.Sprintf("skipped: above --naive-max %d, it would hold the whole team in memory", *naiveMax)}
 		if n <= *naiveMax {
 			naive = benchRow{}
-			runs = append(runs, run{"naive", func() (int64, int64, error) {
+			runs = append(runs, run{"naive", func() (measured, error) {
 				a, b, err := rebuild.NaiveBuild(ctx, src, team)
-				return int64(len(a) + len(b)), int64(len(a) + len(b)), err
+				return measured{payload: int64(len(a) + len(b)), stored: int64(len(a) + len(b))}, err
 			}})
 		}
 		folded := make([]benchRow, len(runs))
@@ -280,21 +292,26 @@ func benchRebuild(ctx context.Context, env Env, f benchRebuildFlags) int {
 		}
 		return 0
 	}
-	fmt.Fprintf(env.Stdout, "%-10s %9s %12s %12s %9s %7s %10s %12s %12s\n", "mode", "flags", "payload", "stored", "seconds", "vs copy", "MB/s", "peak heap", "peak rss")
+	fmt.Fprintf(env.Stdout, "%-10s %9s %12s %12s %9s %7s %9s %10s %10s %12s %12s %12s\n", "mode", "flags", "payload", "stored", "seconds", "vs copy",
+		"1st pass", "client cpu", "MB/s", "peak heap", "live heap", "peak rss")
 	for _, r := range rows {
 		if r.Note != "" {
 			fmt.Fprintf(env.Stdout, "%-10s %9d  %s\n", r.Mode, r.Flags, r.Note)
 			continue
 		}
-		ratio := "" // the copy row itself
+		ratio, first := "", "" // the copy row itself; the modes without a first pass
 		if r.CopyRatio > 0 {
 			ratio = fmt.Sprintf("%.2f", r.CopyRatio)
 		}
-		fmt.Fprintf(env.Stdout, "%-10s %9d %12s %12s %9.2f %7s %10.1f %12s %12s\n", r.Mode, r.Flags, units.Bytes(r.PayloadBytes), units.Bytes(r.StoredBytes), r.Seconds,
-			ratio, float64(r.PayloadBytes)/(1<<20)/max(r.Seconds, 1e-9), units.Bytes(r.PeakHeapBytes), units.Bytes(r.PeakRSSBytes))
+		if r.FirstPassSeconds > 0 {
+			first = fmt.Sprintf("%.2f", r.FirstPassSeconds)
+		}
+		fmt.Fprintf(env.Stdout, "%-10s %9d %12s %12s %9.2f %7s %9s %10.2f %10.1f %12s %12s %12s\n", r.Mode, r.Flags, units.Bytes(r.PayloadBytes), units.Bytes(r.StoredBytes), r.Seconds,
+			ratio, first, r.ClientCPUSeconds, float64(r.PayloadBytes)/(1<<20)/max(r.Seconds, 1e-9),
+			units.Bytes(r.PeakHeapBytes), units.Bytes(r.PeakLiveHeapBytes), units.Bytes(r.PeakRSSBytes))
 	}
 	if *f.repeat > 1 {
-		fmt.Fprintf(env.Stdout, "seconds: the fastest of %d runs; peak heap and rss: the highest\n", *f.repeat)
+		fmt.Fprintf(env.Stdout, "seconds: the fastest of %d runs (1st pass and client cpu: that run's); peaks: the highest\n", *f.repeat)
 	}
 	return 0
 }
@@ -316,47 +333,31 @@ func benchTeam(ctx context.Context, pool *pgxpool.Pool, n int, log io.Writer) (i
 	return res.GiantTeamID, nil
 }
 
-// measure runs fn once with heap sampling and a reset RSS high-water mark.
-func measure(mode string, flags int, fn func() (payload, stored int64, err error)) benchRow {
+// measured is what one run reports of itself.
+type measured struct {
+	payload, stored int64
+	firstPass       float64 // seconds; 0 for modes without a first pass
+}
+
+// measure runs fn once with heap sampling, a reset RSS high-water mark and the
+// process's CPU time.
+func measure(mode string, flags int, fn func() (measured, error)) benchRow {
 	runtime.GC()
 	procstat.ResetPeakRSS()
-	base := heapBytes()
-	var peak atomic.Int64
-	peak.Store(base)
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		t := time.NewTicker(2 * time.Millisecond)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-				if v := heapBytes(); v > peak.Load() {
-					peak.Store(v)
-				}
-			}
-		}
-	}()
+	heap := heapwatch.Start(2 * time.Millisecond)
+	cpu := procstat.CPUSeconds()
 	start := time.Now()
-	n, stored, err := fn()
+	m, err := fn()
 	el := time.Since(start)
-	close(done)
-	wg.Wait()
-	row := benchRow{Mode: mode, Flags: flags, PayloadBytes: n, StoredBytes: stored, Seconds: el.Seconds(), PeakHeapBytes: peak.Load(), PeakRSSBytes: procstat.PeakRSS()}
+	cpu = procstat.CPUSeconds() - cpu
+	peaks := heap.Stop()
+	row := benchRow{Mode: mode, Flags: flags, PayloadBytes: m.payload, StoredBytes: m.stored, Seconds: el.Seconds(),
+		PeakHeapBytes: peaks.Heap, PeakLiveHeapBytes: peaks.Live, PeakRSSBytes: procstat.PeakRSS(),
+		ClientCPUSeconds: cpu, FirstPassSeconds: m.firstPass}
 	if err != nil {
 		row.Note = "error: " + err.Error()
 	}
 	return row
-}
-
-func heapBytes() int64 {
-	s := []rtmetrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
-	rtmetrics.Read(s)
-	return int64(s[0].Value.Uint64())
 }
 
 // requestOutcomes sums flagwarden_rebuild_requests_total by outcome.

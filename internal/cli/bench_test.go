@@ -34,6 +34,14 @@ func TestBenchRebuildRepeat(t *testing.T) {
 		require.Len(t, r.RunSeconds, 3, r.Mode)
 		require.Equal(t, slices.Min(r.RunSeconds), r.Seconds, r.Mode)
 		require.Positive(t, r.PayloadBytes, r.Mode)
+		require.Positive(t, r.PeakLiveHeapBytes, r.Mode)
+		require.Positive(t, r.ClientCPUSeconds, r.Mode)
+		if r.Mode == "streaming" {
+			require.Positive(t, r.FirstPassSeconds, "the streaming build's first pass")
+			require.Less(t, r.FirstPassSeconds, r.Seconds, "the first pass is part of the build")
+		} else {
+			require.Zero(t, r.FirstPassSeconds, "%s has no first pass", r.Mode)
+		}
 	}
 	require.Equal(t, []string{"copy", "streaming", "naive"}, modes)
 	require.Zero(t, rows[0].CopyRatio, "copy")
@@ -55,6 +63,8 @@ func TestBenchRebuildRepeat(t *testing.T) {
 	code, out, errOut = runCLI(t, nil, "bench", "rebuild", "--url", url, "--flags", "40", "--naive-max", "10", "--repeat", "2")
 	require.Equal(t, 0, code, errOut)
 	require.Contains(t, out, "vs copy")
+	require.Contains(t, out, "live heap")
+	require.Contains(t, out, "client cpu")
 	require.Contains(t, out, "seconds: the fastest of 2 runs")
 
 	// Several sizes still give one profile, which pprof can read: one gzip stream.

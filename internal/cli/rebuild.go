@@ -136,9 +136,10 @@ func runRebuild(ctx context.Context, env Env, cfgPath string, team int64, all, d
 		if len(etag) > 16 {
 			etag = etag[:16]
 		}
-		p.Print(env.Stdout, "team %d: %s: %d flags, %d cohorts, %d skipped; flags.json %s, flags_with_cohorts.json %s; etag %s; peak heap %s; %s\n",
+		p.Print(env.Stdout, "team %d: %s: %d flags, %d cohorts, %d skipped; flags.json %s, flags_with_cohorts.json %s; etag %s; peak heap %s (live %s); %s (first pass %s)\n",
 			id, state, res.Flags, res.Cohorts, res.SkippedFlags, units.Bytes(res.FlagsBytes), units.Bytes(res.DefinitionsBytes), etag,
-			units.Bytes(res.PeakHeapBytes), time.Since(t0).Round(time.Millisecond))
+			units.Bytes(res.PeakHeapBytes), units.Bytes(res.PeakLiveHeapBytes), time.Since(t0).Round(time.Millisecond),
+			time.Duration(res.FirstPassSeconds*float64(time.Second)).Round(time.Millisecond))
 		for _, s := range res.Skipped {
 			p.Print(env.Stdout, "  skipped flag %d (%s): %s: %s\n", s.ID, s.Key, s.Reason, s.Detail)
 		}

@@ -1,5 +1,5 @@
-// Package procstat reads this process's own memory figures from /proc, for the
-// benchmarks' peak-RSS columns.
+// Package procstat reads this process's own resource figures, for the benchmarks'
+// peak-RSS and CPU columns.
 package procstat
 
 import (
