@@ -26,19 +26,22 @@ type metrics struct {
 	rescued     prometheus.Counter
 }
 
+// buildBuckets span a build and its first pass: 10 ms to about 3 minutes.
+var buildBuckets = prometheus.ExponentialBuckets(0.01, 3, 10)
+
 func newMetrics(reg prometheus.Registerer) *metrics {
 	f := promauto.With(reg)
 	m := &metrics{
 		builds: f.NewCounterVec(prometheus.CounterOpts{Name: "flagwarden_rebuild_builds_total",
 			Help: "Builds finished, by lane and result (ok, unchanged, failed, rerouted)."}, []string{"lane", "result"}),
 		duration: f.NewHistogramVec(prometheus.HistogramOpts{Name: "flagwarden_rebuild_build_duration_seconds",
-			Help: "Duration of one build.", Buckets: prometheus.ExponentialBuckets(0.01, 3, 10)}, []string{"lane"}),
+			Help: "Duration of one build.", Buckets: buildBuckets}, []string{"lane"}),
 		peakHeap: f.NewGauge(prometheus.GaugeOpts{Name: "flagwarden_rebuild_build_peak_heap_bytes",
 			Help: "Peak Go heap of the process during the last build: live objects and garbage not yet collected."}),
 		peakLive: f.NewGauge(prometheus.GaugeOpts{Name: "flagwarden_rebuild_build_peak_live_heap_bytes",
 			Help: "Peak live heap of the process during the last build: what the garbage collector found reachable."}),
 		firstPass: f.NewHistogramVec(prometheus.HistogramOpts{Name: "flagwarden_rebuild_first_pass_duration_seconds",
-			Help: "Duration of a build's first pass, the flag database extracting each flag's references.", Buckets: prometheus.ExponentialBuckets(0.01, 3, 10)}, []string{"lane"}),
+			Help: "Duration of a build's first pass, the flag database extracting each flag's references.", Buckets: buildBuckets}, []string{"lane"}),
 		running: f.NewGaugeVec(prometheus.GaugeOpts{Name: "flagwarden_rebuild_lane_running",
 			Help: "Builds running in this process, by lane."}, []string{"lane"}),
 		waiting: f.NewGaugeVec(prometheus.GaugeOpts{Name: "flagwarden_rebuild_lane_waiting",

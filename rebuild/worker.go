@@ -154,7 +154,7 @@ func (e *Engine) observe(res BuildResult) {
 	e.metrics.duration.WithLabelValues(string(res.Lane)).Observe(res.FinishedAt.Sub(res.StartedAt).Seconds())
 	e.metrics.peakHeap.Set(float64(res.PeakHeapBytes))
 	e.metrics.peakLive.Set(float64(res.PeakLiveHeapBytes))
-	if res.FirstPassSeconds > 0 { // the build reached its streaming pass
+	if res.FirstPassSeconds > 0 { // the build got through its first pass
 		e.metrics.firstPass.WithLabelValues(string(res.Lane)).Observe(res.FirstPassSeconds)
 	}
 	if res.OK {
