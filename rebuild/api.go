@@ -74,6 +74,12 @@ type BuildResult struct {
 	// FirstPassSeconds is the build's first pass, the database extracting each flag's
 	// references; the rest of the build is the streaming pass and the publish.
 	FirstPassSeconds float64 `json:"first_pass_seconds"`
+	// PredictionReused is true when the build predicted from the team's previous build
+	// in this process instead of having the database extract every flag's references
+	// (the shorter first pass); Attempts is how many streaming passes it took, 2 or more
+	// when the prediction, either kind, was wrong.
+	PredictionReused bool `json:"prediction_reused"`
+	Attempts         int  `json:"attempts"`
 	// Problems are the bad rows the build reported (cohorts it could not use, cohort
 	// cycles), at most 20.
 	Problems []string `json:"problems,omitempty"`

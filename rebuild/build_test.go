@@ -522,6 +522,111 @@ INSERT INTO posthog_featureflagevaluationtag (feature_flag_id, tag_id, created_a
 	}
 }
 
+// TestBuildFirstPassReadsReferencesAsTheStreamDoes: the first pass finds a flag's
+// references in a group after one without properties (a strict path that required
+// them in every group would miss them), so the team builds in one pass with the
+// cohort and the dependency the streaming pass finds.
+func TestBuildFirstPassReadsReferencesAsTheStreamDoes(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, "")
+	ctx := context.Background()
+	_, err := f.pool.Exec(ctx, `
+INSERT INTO posthog_team (id, project_id, api_token, name) VALUES (7, 7, 'phc_seven', 'seven');
+INSERT INTO posthog_cohort (id, team_id, name, description, deleted, is_static, filters, groups, version, count) VALUES
+ (70, 7, 'after a bare group', '', false, false, '{"properties":{"type":"AND","values":[{"key":"plan","type":"person","value":"pro","operator":"exact"}]}}', '[]', 1, 1);
+INSERT INTO posthog_featureflag (id, team_id, key, name, filters, created_at) VALUES
+ (700, 7, 'base', 'n', '{"groups":[{"properties":[],"rollout_percentage":100}]}', now()),
+ (701, 7, 'cohorted', 'n', '{"groups":[{"rollout_percentage":10},{"properties":[{"key":"id","type":"cohort","value":70}]}]}', now()),
+ (702, 7, 'dependent', 'n', '{"groups":[{"rollout_percentage":10},{"properties":[{"key":"700","type":"flag","value":true,"operator":"flag_evaluates_to"}]}]}', now());`)
+	require.NoError(t, err)
+	var sink BufferSink
+	st, err := NewBuilder(BuilderOptions{}).Build(ctx, f.src, 7, &sink)
+	require.NoError(t, err)
+	require.Equal(t, 1, st.Attempts, "the first pass predicted the streaming pass: %+v", st)
+	require.EqualValues(t, 1, st.Cohorts, "cohort 70 and no other")
+	var defs struct {
+		Cohorts map[string]json.RawMessage `json:"cohorts"`
+		Flags   []struct {
+			Key     string `json:"key"`
+			Filters struct {
+				Groups []struct {
+					Properties []struct {
+						Key   string `json:"key"`
+						Chain []any  `json:"dependency_chain"`
+						Type  any    `json:"type"`
+					} `json:"properties"`
+				} `json:"groups"`
+			} `json:"filters"`
+		} `json:"flags"`
+	}
+	require.NoError(t, json.Unmarshal(sink.Definitions.Bytes(), &defs))
+	require.Contains(t, defs.Cohorts, "70")
+	require.Len(t, defs.Cohorts, 1)
+	var dependent bool
+	for _, fl := range defs.Flags {
+		if fl.Key == "dependent" {
+			dependent = true
+			p := fl.Filters.Groups[1].Properties[0]
+			require.Equal(t, "base", p.Key, "the dependency is named by key")
+			require.Equal(t, []any{"base"}, p.Chain)
+		}
+	}
+	require.True(t, dependent)
+}
+
+// TestBuildPredictsFromThePreviousBuild: a builder's next build of a team predicts from
+// its last one; when the data changed under the prediction the build takes a second
+// pass, and either way the payloads are a cold builder's, byte for byte. A team with a
+// flag the Rust reader rejects, which a cold build learns only in its streaming pass,
+// needs one pass once the builder knows it.
+func TestBuildPredictsFromThePreviousBuild(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, "")
+	ctx := context.Background()
+	warm := NewBuilder(BuilderOptions{})
+	check := func(step string, reused bool, attempts int) {
+		t.Helper()
+		var got, want BufferSink
+		st, err := warm.Build(ctx, f.src, 1, &got)
+		require.NoError(t, err, step)
+		require.Equal(t, reused, st.PredictionReused, step)
+		require.Equal(t, attempts, st.Attempts, step)
+		cold, err := NewBuilder(BuilderOptions{PredictionCacheBytes: -1}).Build(ctx, f.src, 1, &want)
+		require.NoError(t, err, step)
+		require.False(t, cold.PredictionReused, step)
+		require.Equal(t, want.Flags.String(), got.Flags.String(), step)
+		require.Equal(t, want.Definitions.String(), got.Definitions.String(), step)
+		require.Equal(t, cold.Skipped, st.Skipped, step)
+		require.Equal(t, cold.Team.Watermark, st.Team.Watermark, step)
+	}
+	check("first build", false, 1)
+	check("unchanged data", true, 1)
+	_, err := f.pool.Exec(ctx, `UPDATE posthog_featureflag SET updated_at = '2026-02-01',
+		filters = '{"groups":[{"properties":[{"key":"id","type":"cohort","value":14}],"rollout_percentage":100}]}' WHERE id = 101`)
+	require.NoError(t, err)
+	check("a flag names another cohort", true, 2)
+	check("after the miss", true, 1)
+	_, err = f.pool.Exec(ctx, `UPDATE posthog_featureflag SET filters = '{"groups":[{"properties":[{"key":"email","value":"x"}]}]}' WHERE id = 107`)
+	require.NoError(t, err)
+	var sink BufferSink
+	cold, err := NewBuilder(BuilderOptions{PredictionCacheBytes: -1}).Build(ctx, f.src, 1, &sink)
+	require.NoError(t, err)
+	require.Equal(t, 2, cold.Attempts, "a cold build learns the rejected flag in its streaming pass")
+	require.EqualValues(t, 1, cold.Skipped)
+	check("a flag the Rust reader rejects", true, 2)
+	check("the rejected flag known", true, 1)
+
+	r := f.rebuilder(BuilderOptions{}, PublisherOptions{})
+	res, err := r.Rebuild(ctx, 1)
+	require.NoError(t, err)
+	require.False(t, res.PredictionReused)
+	require.Equal(t, 2, res.Attempts)
+	res, err = r.Rebuild(ctx, 1)
+	require.NoError(t, err)
+	require.True(t, res.PredictionReused)
+	require.Equal(t, 1, res.Attempts)
+}
+
 // TestBuildStampsThePublishersClock: build times come from the publisher's clock, the
 // one cache freshness is judged by (the demo's is simulated).
 func TestBuildStampsThePublishersClock(t *testing.T) {

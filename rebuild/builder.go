@@ -36,6 +36,11 @@ type BuilderOptions struct {
 	// MaxAttempts bounds how often a build restarts on its snapshot when the streaming
 	// pass finds what the first pass could not predict. Default 4.
 	MaxAttempts int
+	// PredictionCacheBytes bounds the teams' last indexes the builder keeps to predict
+	// their next builds from (see predictionCache). Default
+	// DefaultPredictionCacheBytes; negative keeps none, so every build runs the full
+	// first pass.
+	PredictionCacheBytes int64
 }
 
 // BuildProgress is reported as a build streams.
@@ -81,6 +86,9 @@ type BuildStats struct {
 	// references (its share of the build, with the client mostly idle), before the
 	// streaming passes.
 	FirstPass time.Duration
+	// PredictionReused says the first attempt predicted from the team's previous build,
+	// so the first pass read ids, states and tags but extracted no references.
+	PredictionReused bool
 }
 
 func (s *BuildStats) problem(format string, args ...any) {
@@ -118,7 +126,8 @@ type Sink interface {
 // Its memory is a few flag rows in flight, small write buffers, and the team's
 // dependency-bearing flags and referenced cohorts, whatever the team's size.
 type Builder struct {
-	opts BuilderOptions
+	opts  BuilderOptions
+	preds *predictionCache // nil: none kept
 }
 
 // NewBuilder returns a builder.
@@ -126,7 +135,12 @@ func NewBuilder(opts BuilderOptions) *Builder {
 	opts.PageSize = cmp.Or(opts.PageSize, 5000)
 	opts.Contract = cmp.Or(opts.Contract, NewestContract)
 	opts.MaxAttempts = cmp.Or(opts.MaxAttempts, 4)
-	return &Builder{opts: opts}
+	opts.PredictionCacheBytes = cmp.Or(opts.PredictionCacheBytes, DefaultPredictionCacheBytes)
+	b := &Builder{opts: opts}
+	if opts.PredictionCacheBytes > 0 {
+		b.preds = newPredictionCache(opts.PredictionCacheBytes)
+	}
+	return b
 }
 
 // Contract is the contract the builder writes.
@@ -138,7 +152,9 @@ func (b *Builder) Contract() Contract { return b.opts.Contract }
 func (b *Builder) Build(ctx context.Context, src FlagSource, teamID int64, sink Sink) (BuildStats, error) {
 	var st BuildStats
 	c := b.opts.Contract
-	rd, err := src.Open(ctx, teamID, ReadOptions{UpConvertLegacy: c.upConvertLegacy()})
+	key := predictionKey{team: teamID, contract: c}
+	last := b.preds.get(key)
+	rd, err := src.Open(ctx, teamID, ReadOptions{UpConvertLegacy: c.upConvertLegacy(), OmitRefs: last != nil})
 	if err != nil {
 		return st, err
 	}
@@ -153,11 +169,12 @@ func (b *Builder) Build(ctx context.Context, src FlagSource, teamID int64, sink 
 		return st, err
 	}
 	firstPass := time.Now()
-	pred, ids, changed, err := predict(ctx, rd, c, env.surveys)
+	pred, ids, changed, err := predict(ctx, rd, c, env.surveys, last)
 	if err != nil {
 		return st, err
 	}
 	st.FirstPass = time.Since(firstPass)
+	st.PredictionReused = last != nil
 	if changed.After(st.Team.Watermark) {
 		st.Team.Watermark = changed.UTC()
 		env.team = st.Team
@@ -166,7 +183,7 @@ func (b *Builder) Build(ctx context.Context, src FlagSource, teamID int64, sink 
 		env.ids = ids
 	}
 	for attempt := 1; ; attempt++ {
-		st = BuildStats{Team: st.Team, Attempts: attempt, FirstPass: st.FirstPass}
+		st = BuildStats{Team: st.Team, Attempts: attempt, FirstPass: st.FirstPass, PredictionReused: st.PredictionReused}
 		fw, dw, err := sink.Writers(attempt)
 		if err != nil {
 			return st, err
@@ -177,9 +194,11 @@ func (b *Builder) Build(ctx context.Context, src FlagSource, teamID int64, sink 
 		}
 		if exact.sameAs(pred) {
 			st.Dropped = int64(len(exact.drop))
+			b.preds.put(key, exact)
 			return st, nil
 		}
 		if attempt >= b.opts.MaxAttempts {
+			b.preds.forget(key)
 			return st, fmt.Errorf("team %d: the build did not settle in %d attempts (is the data changing under a snapshot?)", teamID, attempt)
 		}
 		pred = exact

@@ -347,10 +347,11 @@ const dropNullProperties = "a condition group's properties are null (PostHog's g
 
 // predict builds the first attempt's index from the source's reference rows: no
 // filters are read, so flags the Rust reader would reject and flags dropped for a
-// broken cohort are learnt in the streaming pass.
+// broken cohort are learnt in the streaming pass. Given the team's last exact index
+// (the reader then omits references), it predicts that index instead.
 // It also collects the ids evaluation_metadata lists, as long as they fit their budget,
 // and the newest change of any flag, deleted ones included.
-func predict(ctx context.Context, rd TeamReader, c Contract, surveys []int64) (*teamIndex, *idSet, time.Time, error) {
+func predict(ctx context.Context, rd TeamReader, c Contract, surveys []int64, last *teamIndex) (*teamIndex, *idSet, time.Time, error) {
 	ix := newIndexer(c, surveys, nil)
 	ids := newIDSet()
 	filter := c.idFilter()
@@ -392,6 +393,9 @@ func predict(ctx context.Context, rd TeamReader, c Contract, surveys []int64) (*
 	})
 	if err != nil {
 		return nil, nil, changed, err
+	}
+	if last != nil {
+		return last, ids, changed, nil
 	}
 	return ix.finish(), ids, changed, nil
 }

@@ -15,6 +15,7 @@ type metrics struct {
 	peakHeap    prometheus.Gauge
 	peakLive    prometheus.Gauge
 	firstPass   *prometheus.HistogramVec
+	predictions *prometheus.CounterVec
 	running     *prometheus.GaugeVec
 	waiting     *prometheus.GaugeVec
 	budget      prometheus.Gauge
@@ -42,6 +43,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Peak live heap of the process during the last build: what the garbage collector found reachable."}),
 		firstPass: f.NewHistogramVec(prometheus.HistogramOpts{Name: "flagwarden_rebuild_first_pass_duration_seconds",
 			Help: "Duration of a build's first pass, the flag database extracting each flag's references.", Buckets: buildBuckets}, []string{"lane"}),
+		predictions: f.NewCounterVec(prometheus.CounterOpts{Name: "flagwarden_rebuild_predictions_total",
+			Help: "Builds by where their prediction came from (references: extracted by the first pass; previous_build) and whether it held (one streaming pass) or missed."}, []string{"source", "result"}),
 		running: f.NewGaugeVec(prometheus.GaugeOpts{Name: "flagwarden_rebuild_lane_running",
 			Help: "Builds running in this process, by lane."}, []string{"lane"}),
 		waiting: f.NewGaugeVec(prometheus.GaugeOpts{Name: "flagwarden_rebuild_lane_waiting",

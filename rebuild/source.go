@@ -102,6 +102,10 @@ type ReadOptions struct {
 	// UpConvertLegacy reads references from filters without "groups" as get_filters()
 	// up-converts them (one group with the row's properties).
 	UpConvertLegacy bool
+	// OmitRefs asks References for ids, states, change times and tags only (RefRow's
+	// Key and Refs stay empty): the build predicts from its previous build's index,
+	// which the streaming pass checks as it does the first pass's.
+	OmitRefs bool
 }
 
 // FlagSource is where a build reads a team's data. The Postgres implementation reads

@@ -157,6 +157,16 @@ func (e *Engine) observe(res BuildResult) {
 	if res.FirstPassSeconds > 0 { // the build got through its first pass
 		e.metrics.firstPass.WithLabelValues(string(res.Lane)).Observe(res.FirstPassSeconds)
 	}
+	if res.OK && res.Attempts > 0 { // a build that failed proved no prediction right or wrong
+		source, held := "references", "held"
+		if res.PredictionReused {
+			source = "previous_build"
+		}
+		if res.Attempts > 1 {
+			held = "missed"
+		}
+		e.metrics.predictions.WithLabelValues(source, held).Inc()
+	}
 	if res.OK {
 		for reason, n := range res.SkippedByReason {
 			e.metrics.skipped.WithLabelValues(reason).Add(float64(n))

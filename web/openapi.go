@@ -217,6 +217,8 @@ func buildOpenAPI() obj {
 			"peak_heap_bytes":      obj{"type": "integer", "format": "int64", "description": "The whole process's peak Go heap during the build (other builds and the server included), not the build's own figure: live objects and garbage not yet collected."},
 			"peak_live_heap_bytes": obj{"type": "integer", "format": "int64", "description": "The whole process's peak live heap during the build: what the garbage collector found reachable, without the garbage peak_heap_bytes includes."},
 			"first_pass_seconds":   obj{"type": "number", "description": "How long the build's first pass took: the flag database extracting each flag's references, before the streaming pass."},
+			"prediction_reused":    obj{"type": "boolean", "description": "The build predicted from the team's previous build in this process, so its first pass extracted no references."},
+			"attempts":             obj{"type": "integer", "description": "Streaming passes the build took: 2 or more when its prediction was wrong (the payloads are the same either way)."},
 			"memory_bound_bytes":   obj{"type": "integer", "format": "int64", "description": "What the build reserved of the memory budget before it started: its own bound. 0 for builds run outside the engine."},
 			"skipped":              arrayOf(obj{"type": "object", "properties": obj{"id": integer, "key": str, "reason": str, "detail": str}}),
 			"skipped_by_reason":    obj{"type": "object", "additionalProperties": integer}}},

@@ -1,6 +1,7 @@
 package app
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -68,6 +69,7 @@ func BuilderOptions(cfg config.Config, progress func(rebuild.BuildProgress)) reb
 	return rebuild.BuilderOptions{
 		PageSize: cfg.Rebuild.PageSize, FailOnMalformed: cfg.Rebuild.OnMalformed == "fail",
 		Contract: rebuild.Contract(cfg.Cache.PostHogContract), Progress: progress,
+		PredictionCacheBytes: cmp.Or(int64(cfg.Rebuild.PredictionCache), -1), // 0 keeps none
 	}
 }
 

@@ -116,7 +116,13 @@ func newBenchRebuildCmd(env Env) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "rebuild [--config FILE | --url URL] [--flags 1000,10000,100000,1000000] [--naive-max N] [-o table|json|yaml]",
 		Short: "a build's peak heap, peak RSS and throughput by team size, against COPY and a naive build",
-		Args:  noArgs,
+		Long: `a build's peak heap, peak RSS and throughput by team size, against COPY and a naive build
+
+Modes: copy (COPY of the rows a build reads), streaming (a cold build: a new builder,
+the whole first pass), warm (the same builder's next build of the team, predicting from
+the streaming build's index, as a service's builds do), naive (everything in memory,
+up to --naive-max) and, with --redis, publish.`,
+		Args: noArgs,
 	}
 	fs := cmd.Flags()
 	f := benchRebuildFlags{
@@ -195,7 +201,7 @@ func benchRebuild(ctx context.Context, env Env, f benchRebuildFlags) int {
 		}
 		ns = append(ns, n)
 	}
-	modes := 3 // copy, streaming, naive
+	modes := 4 // copy, streaming, warm, naive
 	if pub != nil {
 		modes++
 	}
@@ -221,6 +227,32 @@ func benchRebuild(ctx context.Context, env Env, f benchRebuildFlags) int {
 			mode string
 			fn   func() (measured, error)
 		}
+		// streaming is a cold build: a new builder, which runs the whole first pass.
+		// warm is the build after it with the same builder, as a service's next build of
+		// the team: it predicts from the previous build's index (the runs take turns,
+		// so every warm run follows a streaming one).
+		var last *rebuild.Builder
+		build := func(b *rebuild.Builder, warm bool) (measured, error) {
+			var st rebuild.BuildStats
+			var m measured
+			var err error
+			if postHogLayout {
+				sink := &storedSink{compress: *compress}
+				st, err = b.Build(ctx, src, team, sink)
+				err = errors.Join(err, sink.close())
+				m = measured{payload: sink.bytes(), stored: sink.stored()}
+			} else {
+				var sink rebuild.CountSink
+				st, err = b.Build(ctx, src, team, &sink)
+				m = measured{payload: sink.FlagsBytes + sink.DefinitionsBytes}
+				m.stored = m.payload
+			}
+			m.firstPass = st.FirstPass.Seconds()
+			if err == nil && st.PredictionReused != warm {
+				err = fmt.Errorf("the build reused a previous build's index: %t, expected %t", st.PredictionReused, warm)
+			}
+			return m, err
+		}
 		runs := []run{{"copy", func() (measured, error) {
 			var w countWriter
 			_, err := posthog.CopyFlags(ctx, pool, team, &w)
@@ -234,16 +266,10 @@ func benchRebuild(ctx context.Context, env Env, f benchRebuildFlags) int {
 					defer pprof.StopCPUProfile()
 				}
 			}
-			if postHogLayout {
-				sink := &storedSink{compress: *compress}
-				st, err := rebuild.NewBuilder(rebuild.BuilderOptions{}).Build(ctx, src, team, sink)
-				err = errors.Join(err, sink.close())
-				return measured{payload: sink.bytes(), stored: sink.stored(), firstPass: st.FirstPass.Seconds()}, err
-			}
-			var sink rebuild.CountSink
-			st, err := rebuild.NewBuilder(rebuild.BuilderOptions{}).Build(ctx, src, team, &sink)
-			n := sink.FlagsBytes + sink.DefinitionsBytes
-			return measured{payload: n, stored: n, firstPass: st.FirstPass.Seconds()}, err
+			last = rebuild.NewBuilder(rebuild.BuilderOptions{})
+			return build(last, false)
+		}}, {"warm", func() (measured, error) {
+			return build(last, true)
 		}}}
 		if pub != nil {
 			runs = append(runs, run{"publish", func() (measured, error) {

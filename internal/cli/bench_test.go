@@ -36,14 +36,14 @@ func TestBenchRebuildRepeat(t *testing.T) {
 		require.Positive(t, r.PayloadBytes, r.Mode)
 		require.Positive(t, r.PeakLiveHeapBytes, r.Mode)
 		require.Positive(t, r.ClientCPUSeconds, r.Mode)
-		if r.Mode == "streaming" {
-			require.Positive(t, r.FirstPassSeconds, "the streaming build's first pass")
+		if r.Mode == "streaming" || r.Mode == "warm" {
+			require.Positive(t, r.FirstPassSeconds, "the %s build's first pass", r.Mode)
 			require.Less(t, r.FirstPassSeconds, r.Seconds, "the first pass is part of the build")
 		} else {
 			require.Zero(t, r.FirstPassSeconds, "%s has no first pass", r.Mode)
 		}
 	}
-	require.Equal(t, []string{"copy", "streaming", "naive"}, modes)
+	require.Equal(t, []string{"copy", "streaming", "warm", "naive"}, modes)
 	require.Zero(t, rows[0].CopyRatio, "copy")
 	for _, r := range rows[1:] {
 		require.InDelta(t, r.Seconds/rows[0].Seconds, r.CopyRatio, 1e-9, r.Mode)
@@ -53,12 +53,12 @@ func TestBenchRebuildRepeat(t *testing.T) {
 	require.Equal(t, 0, code, errOut)
 	var single []map[string]any
 	require.NoError(t, json.Unmarshal([]byte(out), &single), out)
-	require.Len(t, single, 3)
+	require.Len(t, single, 4)
 	for _, r := range single {
 		require.NotContains(t, r, "runs")
 		require.NotContains(t, r, "run_seconds")
 	}
-	require.Contains(t, single[2]["note"], "skipped")
+	require.Contains(t, single[3]["note"], "skipped")
 
 	code, out, errOut = runCLI(t, nil, "bench", "rebuild", "--url", url, "--flags", "40", "--naive-max", "10", "--repeat", "2")
 	require.Equal(t, 0, code, errOut)

@@ -31,6 +31,10 @@ type Rebuild struct {
 	MaxAttempts int `yaml:"max_attempts"`
 	// PageSize is how many flags one read fetches.
 	PageSize int `yaml:"page_size"`
+	// PredictionCache bounds the teams' last build indexes a process keeps, from which
+	// their next builds predict instead of extracting every flag's references; 0 keeps
+	// none.
+	PredictionCache ByteSize `yaml:"prediction_cache"`
 	// ChunkBytes is the size of one write to Redis.
 	ChunkBytes ByteSize `yaml:"chunk_bytes"`
 	// MaxValueBytes is the largest single Redis value written; a larger payload is
@@ -91,12 +95,13 @@ func defaultRebuild() Rebuild {
 		Workers: LaneWorkers{
 			Small: rebuilddefaults.SmallWorkers, Large: rebuilddefaults.LargeWorkers, Quarantine: rebuilddefaults.QuarantineWorkers,
 		},
-		BuildTimeout:  rebuilddefaults.BuildTimeout,
-		MaxAttempts:   rebuilddefaults.MaxAttempts,
-		PageSize:      500,
-		ChunkBytes:    rebuilddefaults.ChunkBytes,
-		MaxValueBytes: rebuilddefaults.MaxValueBytes,
-		OnMalformed:   "skip",
+		BuildTimeout:    rebuilddefaults.BuildTimeout,
+		MaxAttempts:     rebuilddefaults.MaxAttempts,
+		PageSize:        500,
+		PredictionCache: rebuilddefaults.PredictionCache,
+		ChunkBytes:      rebuilddefaults.ChunkBytes,
+		MaxValueBytes:   rebuilddefaults.MaxValueBytes,
+		OnMalformed:     "skip",
 		CeleryConsumer: CeleryConsumer{
 			Queue: "flagwarden",
 			Tasks: []string{"posthog.tasks.feature_flags.update_team_flags_cache", "posthog.tasks.feature_flags.update_team_service_flags_cache"},
@@ -128,6 +133,7 @@ func (r Rebuild) validate(p *problems) {
 	p.positive("rebuild.build_timeout", r.BuildTimeout)
 	p.atLeast("rebuild.max_attempts", int64(r.MaxAttempts), 1)
 	p.atLeast("rebuild.page_size", int64(r.PageSize), 1)
+	p.atLeast("rebuild.prediction_cache", int64(r.PredictionCache), 0)
 	p.atLeast("rebuild.chunk_bytes", int64(r.ChunkBytes), 1024)
 	if r.MaxValueBytes < r.ChunkBytes || r.MaxValueBytes > 512<<20 {
 		p.add("rebuild.max_value_bytes", "must be between rebuild.chunk_bytes (%s) and 512MiB, got %s", r.ChunkBytes, r.MaxValueBytes)

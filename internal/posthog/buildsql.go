@@ -50,8 +50,18 @@ func effectiveFilters(upConvertLegacy bool) string {
 // flag that matters), and an evaluation tag's name. Every live flag is listed, so that
 // its id serves evaluation_metadata too; a live flag with tags comes once per tag (the
 // pairs FlagTagsSQL reads, from the same scan of the team's flags), every other flag
-// once with a NULL name.
-func FlagReferencesSQL(upConvertLegacy bool) string {
+// once with a NULL name. Without refs the key and properties columns are NULL and the
+// filters are not read: the build already knows the references from its previous build
+// and only checks them.
+func FlagReferencesSQL(upConvertLegacy, refs bool) string {
+	if !refs {
+		return `SELECT f.id, NULL::text, f.active, COALESCE(f.has_encrypted_payloads, false),
+				COALESCE(f.is_remote_configuration, false), NULL::jsonb, f.deleted, ` + FlagChangedSQL + `, t.name
+			FROM posthog_featureflag f
+			LEFT JOIN (posthog_featureflagevaluationtag et JOIN posthog_tag t ON t.id = et.tag_id)
+				ON et.feature_flag_id = f.id AND NOT f.deleted
+			WHERE f.team_id = $1`
+	}
 	eff := effectiveFilters(upConvertLegacy)
 	// OFFSET 0 keeps the path query a single evaluation per row, which the outer
 	// expressions test.

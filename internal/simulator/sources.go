@@ -198,19 +198,20 @@ func teamInfo(t *Team) rebuild.TeamInfo {
 
 // Open implements rebuild.FlagSource: the team is copied once, so every read of the
 // build sees the same team.
-func (s FlagSource) Open(_ context.Context, teamID int64, _ rebuild.ReadOptions) (rebuild.TeamReader, error) {
+func (s FlagSource) Open(_ context.Context, teamID int64, opts rebuild.ReadOptions) (rebuild.TeamReader, error) {
 	t, seed, ok := s.team(teamID)
 	if !ok {
 		return nil, fmt.Errorf("team %d: %w", teamID, rebuild.ErrUnknownTeam)
 	}
-	return &simReader{t: t, seed: seed}, nil
+	return &simReader{t: t, seed: seed, omitRefs: opts.OmitRefs}, nil
 }
 
 // simReader generates one team's rows. Flag i has id i+1 and key flag-NNNNNNN: all
 // active, none encrypted, no flag dependencies, cohort conditions on some.
 type simReader struct {
-	t    Team
-	seed uint64
+	omitRefs bool
+	t        Team
+	seed     uint64
 }
 
 // flagKey is flag i's key; zero padding makes key order index order.
@@ -231,7 +232,9 @@ func (r *simReader) References(ctx context.Context, fn func(*rebuild.RefRow) err
 			}
 		}
 		row = rebuild.RefRow{ID: i + 1, Key: flagKey(i), Active: true}
-		if c := (*Fleet)(nil).FlagCohort(r.seed, &r.t, i); c != 0 {
+		if r.omitRefs {
+			row.Key = ""
+		} else if c := (*Fleet)(nil).FlagCohort(r.seed, &r.t, i); c != 0 {
 			buf = fmt.Appendf(buf[:0], `[{"key": "id", "type": "cohort", "value": %d}]`, c)
 			row.Refs = buf
 		}

@@ -37,6 +37,9 @@ const (
 	// CoalesceDelay is how long a team's new job and its follow-up wait before they
 	// may start, so that requests meanwhile join them in memory.
 	CoalesceDelay = 500 * time.Millisecond
+	// PredictionCache bounds the teams' last build indexes a builder keeps to predict
+	// their next builds from.
+	PredictionCache = 32 << 20
 )
 
 // Publishing.
