@@ -575,10 +575,11 @@ INSERT INTO posthog_featureflag (id, team_id, key, name, filters, created_at) VA
 }
 
 // TestBuildPredictsFromThePreviousBuild: a builder's next build of a team predicts from
-// its last one; when the data changed under the prediction the build takes a second
-// pass, and either way the payloads are a cold builder's, byte for byte. A team with a
-// flag the Rust reader rejects, which a cold build learns only in its streaming pass,
-// needs one pass once the builder knows it.
+// its last one, with the flags changed since read afresh, so what they add (a cohort,
+// a dependency, a new flag) is predicted; a cohort that only a changed flag named
+// before costs a second pass. Either way the payloads are a cold builder's, byte for
+// byte. A team with a flag the Rust reader rejects, which a cold build learns only in
+// its streaming pass, needs one pass once the builder knows it.
 func TestBuildPredictsFromThePreviousBuild(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, "")
@@ -604,8 +605,18 @@ func TestBuildPredictsFromThePreviousBuild(t *testing.T) {
 	_, err := f.pool.Exec(ctx, `UPDATE posthog_featureflag SET updated_at = '2026-02-01',
 		filters = '{"groups":[{"properties":[{"key":"id","type":"cohort","value":14}],"rollout_percentage":100}]}' WHERE id = 101`)
 	require.NoError(t, err)
-	check("a flag names another cohort", true, 2)
+	check("a flag names another cohort", true, 1)
+	_, err = f.pool.Exec(ctx, `INSERT INTO posthog_featureflag (id, team_id, key, name, filters, created_at) VALUES
+		(110, 1, 'newcomer', 'n', '{"groups":[{"properties":[{"key":"alpha","type":"flag","value":true,"operator":"flag_evaluates_to"},{"key":"id","type":"cohort","value":10}]}]}', now())`)
+	require.NoError(t, err)
+	check("a new flag with a dependency", true, 1)
+	_, err = f.pool.Exec(ctx, `UPDATE posthog_featureflag SET updated_at = now(), filters = '{"groups":[{"properties":[],"rollout_percentage":100}]}' WHERE id = 101`)
+	require.NoError(t, err)
+	check("the only flag naming a cohort no longer does", true, 2)
 	check("after the miss", true, 1)
+	_, err = f.pool.Exec(ctx, `UPDATE posthog_featureflag SET deleted = true, updated_at = now() WHERE id = 110`)
+	require.NoError(t, err)
+	check("a deleted flag with a dependency", true, 1)
 	_, err = f.pool.Exec(ctx, `UPDATE posthog_featureflag SET filters = '{"groups":[{"properties":[{"key":"email","value":"x"}]}]}' WHERE id = 107`)
 	require.NoError(t, err)
 	var sink BufferSink

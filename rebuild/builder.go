@@ -87,7 +87,7 @@ type BuildStats struct {
 	// streaming passes.
 	FirstPass time.Duration
 	// PredictionReused says the first attempt predicted from the team's previous build,
-	// so the first pass read ids, states and tags but extracted no references.
+	// so the first pass extracted the references of the flags changed since only.
 	PredictionReused bool
 }
 
@@ -154,7 +154,12 @@ func (b *Builder) Build(ctx context.Context, src FlagSource, teamID int64, sink 
 	c := b.opts.Contract
 	key := predictionKey{team: teamID, contract: c}
 	last := b.preds.get(key)
-	rd, err := src.Open(ctx, teamID, ReadOptions{UpConvertLegacy: c.upConvertLegacy(), OmitRefs: last != nil})
+	ro := ReadOptions{UpConvertLegacy: c.upConvertLegacy()}
+	if last != nil {
+		// A zero time (the last build saw no flags) extracts every flag's.
+		ro.RefsChangedAfter = last.changed
+	}
+	rd, err := src.Open(ctx, teamID, ro)
 	if err != nil {
 		return st, err
 	}
@@ -194,7 +199,7 @@ func (b *Builder) Build(ctx context.Context, src FlagSource, teamID int64, sink 
 		}
 		if exact.sameAs(pred) {
 			st.Dropped = int64(len(exact.drop))
-			b.preds.put(key, exact)
+			b.preds.put(key, lastBuild{index: exact, changed: changed})
 			return st, nil
 		}
 		if attempt >= b.opts.MaxAttempts {

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/RoaringBitmap/roaring/v2/roaring64"
+
 	"github.com/flagwarden/flagwarden/internal/pyjson"
 )
 
@@ -347,12 +349,18 @@ const dropNullProperties = "a condition group's properties are null (PostHog's g
 
 // predict builds the first attempt's index from the source's reference rows: no
 // filters are read, so flags the Rust reader would reject and flags dropped for a
-// broken cohort are learnt in the streaming pass. Given the team's last exact index
-// (the reader then omits references), it predicts that index instead.
+// broken cohort are learnt in the streaming pass. Given the team's last build (the
+// reader then extracts the references of the flags changed since it only), it
+// predicts that build's exact index with those flags replaced by what they are now.
 // It also collects the ids evaluation_metadata lists, as long as they fit their budget,
 // and the newest change of any flag, deleted ones included.
-func predict(ctx context.Context, rd TeamReader, c Contract, surveys []int64, last *teamIndex) (*teamIndex, *idSet, time.Time, error) {
+func predict(ctx context.Context, rd TeamReader, c Contract, surveys []int64, last *lastBuild) (*teamIndex, *idSet, time.Time, error) {
 	ix := newIndexer(c, surveys, nil)
+	var since time.Time
+	var changedIDs *roaring64.Bitmap // the flags changed since the last build, deleted ones too
+	if last != nil {
+		since, changedIDs = last.changed, roaring64.New()
+	}
 	ids := newIDSet()
 	filter := c.idFilter()
 	var changed time.Time
@@ -362,6 +370,9 @@ func predict(ctx context.Context, rd TeamReader, c Contract, surveys []int64, la
 	err := rd.References(ctx, func(row *RefRow) error {
 		if row.Changed.After(changed) {
 			changed = row.Changed
+		}
+		if last != nil && row.Changed.After(since) {
+			changedIDs.Add(uint64(row.ID))
 		}
 		if row.Deleted {
 			return nil
@@ -394,8 +405,12 @@ func predict(ctx context.Context, rd TeamReader, c Contract, surveys []int64, la
 	if err != nil {
 		return nil, nil, changed, err
 	}
-	if last != nil {
-		return last, ids, changed, nil
+	switch {
+	case last == nil:
+		return ix.finish(), ids, changed, nil
+	case changedIDs.IsEmpty():
+		return last.index, ids, changed, nil
+	default:
+		return last.index.refreshed(changedIDs, ix.finish()), ids, changed, nil
 	}
-	return ix.finish(), ids, changed, nil
 }

@@ -179,7 +179,12 @@ func (r *pgReader) references(ctx context.Context, c *extrasCollector, fn func(*
 	// is still planned for this team's id.)
 	formats := pgx.QueryResultFormats{pgx.TextFormatCode, pgx.TextFormatCode, pgx.TextFormatCode, pgx.TextFormatCode,
 		pgx.TextFormatCode, pgx.TextFormatCode, pgx.TextFormatCode, pgx.BinaryFormatCode, pgx.TextFormatCode}
-	rows, err := r.tx.Query(ctx, posthog.FlagReferencesSQL(r.opts.UpConvertLegacy, !r.opts.OmitRefs), pgx.QueryExecModeDescribeExec, formats, r.team.ID)
+	args := []any{r.team.ID}
+	if since := r.opts.RefsChangedAfter; !since.IsZero() {
+		args = append(args, since)
+	}
+	rows, err := r.tx.Query(ctx, posthog.FlagReferencesSQL(r.opts.UpConvertLegacy, len(args) > 1),
+		append([]any{pgx.QueryExecModeDescribeExec, formats}, args...)...)
 	if err != nil {
 		return fmt.Errorf("read flag references of team %d: %w", r.team.ID, err)
 	}

@@ -2,19 +2,24 @@ package rebuild
 
 import (
 	"container/list"
+	"maps"
 	"sync"
+	"time"
+
+	"github.com/RoaringBitmap/roaring/v2/roaring64"
 
 	"github.com/flagwarden/flagwarden/rebuild/defaults"
 )
 
-// A team's next build usually finds the references its last build found: a flag
-// change seldom adds or removes a cohort or flag condition. So a builder keeps each
-// team's last exact index and the next build predicts from it instead of asking the
-// database to extract every flag's references (the first pass's costly part, about a
-// quarter of a large team's build, nearly all of it database CPU). The streaming pass
-// checks the prediction against every row as it checks the first pass's; a wrong one
-// costs a second pass, after which the exact index is kept again. So the payloads are
-// the same either way, and only the time differs.
+// A team's next build finds the references its last build found, but for the flags
+// changed since. So a builder keeps each team's last exact index, and the next build
+// has the database extract the references of the changed flags only (every flag's is
+// the first pass's costly part, about a quarter of a large team's build, nearly all of
+// it database CPU) and predicts the last index with those flags replaced. The
+// streaming pass checks the prediction against every row as it checks the first
+// pass's; a wrong one (a cohort that only a changed flag named before, a flag the
+// streaming pass rejects again) costs a second pass, after which the exact index is
+// kept again. So the payloads are the same either way; only the time differs.
 
 // DefaultPredictionCacheBytes bounds the indexes a builder keeps by default.
 const DefaultPredictionCacheBytes = defaults.PredictionCache
@@ -25,9 +30,9 @@ type predictionKey struct {
 }
 
 type prediction struct {
-	key   predictionKey
-	index *teamIndex
-	size  int64
+	key  predictionKey
+	last lastBuild
+	size int64
 }
 
 // predictionCache holds teams' last exact indexes, the least recently used going first
@@ -45,7 +50,7 @@ func newPredictionCache(budget int64) *predictionCache {
 	return &predictionCache{budget: budget, order: list.New(), byKey: map[predictionKey]*list.Element{}}
 }
 
-func (c *predictionCache) get(k predictionKey) *teamIndex {
+func (c *predictionCache) get(k predictionKey) *lastBuild {
 	if c == nil {
 		return nil
 	}
@@ -56,15 +61,15 @@ func (c *predictionCache) get(k predictionKey) *teamIndex {
 		return nil
 	}
 	c.order.MoveToFront(e)
-	return e.Value.(*prediction).index
+	return &e.Value.(*prediction).last
 }
 
-// put keeps x for k; an index larger than the whole budget is not kept.
-func (c *predictionCache) put(k predictionKey, x *teamIndex) {
+// put keeps b for k; an index larger than the whole budget is not kept.
+func (c *predictionCache) put(k predictionKey, b lastBuild) {
 	if c == nil {
 		return
 	}
-	size := x.size()
+	size := b.index.size()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if e, ok := c.byKey[k]; ok {
@@ -75,7 +80,7 @@ func (c *predictionCache) put(k predictionKey, x *teamIndex) {
 	if size > c.budget {
 		return
 	}
-	c.byKey[k] = c.order.PushFront(&prediction{key: k, index: x, size: size})
+	c.byKey[k] = c.order.PushFront(&prediction{key: k, last: b, size: size})
 	c.used += size
 	for c.used > c.budget {
 		last := c.order.Back()
@@ -115,4 +120,66 @@ func (x *teamIndex) size() int64 {
 	n += 8*int64(len(t.ids)) + int64(len(t.flags)) + 4*int64(len(t.keyEnd)+len(t.refEnd)+len(t.refLen)) +
 		int64(len(t.keys)+len(t.refs))
 	return n
+}
+
+// lastBuild is what a team's previous build leaves for its next: its exact index, and
+// the newest change of any flag it saw.
+type lastBuild struct {
+	index   *teamIndex
+	changed time.Time
+}
+
+// refreshed is x with the flags in changed (those changed since x was built, deleted
+// ones included) replaced by fresh, the index of those flags alone as they are now.
+// What a changed flag added (a cohort, a dependency) is exact; a cohort only it named
+// before stays listed, and the streaming pass finds that and builds again.
+func (x *teamIndex) refreshed(changed *roaring64.Bitmap, fresh *teamIndex) *teamIndex {
+	out := newIndex()
+	for id, s := range x.skip {
+		if !changed.Contains(uint64(id)) {
+			out.skip[id] = s
+		}
+	}
+	maps.Copy(out.skip, fresh.skip)
+	for id, d := range x.drop {
+		if !changed.Contains(uint64(id)) {
+			out.drop[id] = d
+		}
+	}
+	maps.Copy(out.drop, fresh.drop)
+	out.fjCohorts = unionSorted(x.fjCohorts, fresh.fjCohorts)
+	out.defCohortsAll = unionSorted(x.defCohortsAll, fresh.defCohortsAll)
+	out.defCohortsKept = unionSorted(x.defCohortsKept, fresh.defCohortsKept)
+	var refs []string
+	copyDep := func(t *depTable, i int) {
+		refs = refs[:0]
+		t.eachRef(i, func(r string) { refs = append(refs, r) })
+		out.deps.add(t.ids[i], t.key(i), t.flags[i], refs)
+	}
+	for i := range x.deps.len() {
+		if !changed.Contains(uint64(x.deps.ids[i])) {
+			copyDep(&x.deps, i)
+		}
+	}
+	for i := range fresh.deps.len() {
+		copyDep(&fresh.deps, i)
+	}
+	out.deps.sortByID()
+	return out
+}
+
+// unionSorted merges two sorted lists of distinct ids into one.
+func unionSorted(a, b []int64) []int64 {
+	out := make([]int64, 0, len(a)+len(b))
+	for len(a) > 0 && len(b) > 0 {
+		switch {
+		case a[0] < b[0]:
+			out, a = append(out, a[0]), a[1:]
+		case a[0] > b[0]:
+			out, b = append(out, b[0]), b[1:]
+		default:
+			out, a, b = append(out, a[0]), a[1:], b[1:]
+		}
+	}
+	return append(append(out, a...), b...)
 }

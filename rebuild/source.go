@@ -102,10 +102,11 @@ type ReadOptions struct {
 	// UpConvertLegacy reads references from filters without "groups" as get_filters()
 	// up-converts them (one group with the row's properties).
 	UpConvertLegacy bool
-	// OmitRefs asks References for ids, states, change times and tags only (RefRow's
-	// Key and Refs stay empty): the build predicts from its previous build's index,
-	// which the streaming pass checks as it does the first pass's.
-	OmitRefs bool
+	// RefsChangedAfter, when set, has References extract the references of the flags
+	// changed after it only (RefRow's Key and Refs stay empty for the others, whose
+	// filters are not read): the build predicts the rest from its previous build of the
+	// team, which saw them as they are.
+	RefsChangedAfter time.Time
 }
 
 // FlagSource is where a build reads a team's data. The Postgres implementation reads

@@ -50,17 +50,13 @@ func effectiveFilters(upConvertLegacy bool) string {
 // flag that matters), and an evaluation tag's name. Every live flag is listed, so that
 // its id serves evaluation_metadata too; a live flag with tags comes once per tag (the
 // pairs FlagTagsSQL reads, from the same scan of the team's flags), every other flag
-// once with a NULL name. Without refs the key and properties columns are NULL and the
-// filters are not read: the build already knows the references from its previous build
-// and only checks them.
-func FlagReferencesSQL(upConvertLegacy, refs bool) string {
-	if !refs {
-		return `SELECT f.id, NULL::text, f.active, COALESCE(f.has_encrypted_payloads, false),
-				COALESCE(f.is_remote_configuration, false), NULL::jsonb, f.deleted, ` + FlagChangedSQL + `, t.name
-			FROM posthog_featureflag f
-			LEFT JOIN (posthog_featureflagevaluationtag et JOIN posthog_tag t ON t.id = et.tag_id)
-				ON et.feature_flag_id = f.id AND NOT f.deleted
-			WHERE f.team_id = $1`
+// once with a NULL name. With changedAfter, the key and properties columns are those
+// of the flags changed after $2 only, the other flags' filters are not read: the build
+// knows their references from its previous build.
+func FlagReferencesSQL(upConvertLegacy, changedAfter bool) string {
+	extract := "NOT f.deleted"
+	if changedAfter {
+		extract += " AND " + FlagChangedSQL + " > $2"
 	}
 	eff := effectiveFilters(upConvertLegacy)
 	// OFFSET 0 keeps the path query a single evaluation per row, which the outer
@@ -69,7 +65,7 @@ func FlagReferencesSQL(upConvertLegacy, refs bool) string {
 			active, encrypted, remote, CASE WHEN refs <> '[]' THEN refs END, deleted, changed, tag
 		FROM (SELECT f.id, f.key, f.active, COALESCE(f.has_encrypted_payloads, false) AS encrypted,
 				COALESCE(f.is_remote_configuration, false) AS remote, f.deleted, ` + FlagChangedSQL + ` AS changed,
-				CASE WHEN NOT f.deleted THEN jsonb_path_query_array(` + eff + `, '` + refsPath + `', '{}', true) END AS refs,
+				CASE WHEN ` + extract + ` THEN jsonb_path_query_array(` + eff + `, '` + refsPath + `', '{}', true) END AS refs,
 				t.name AS tag
 			FROM posthog_featureflag f
 			LEFT JOIN (posthog_featureflagevaluationtag et JOIN posthog_tag t ON t.id = et.tag_id)

@@ -203,13 +203,13 @@ func (s FlagSource) Open(_ context.Context, teamID int64, opts rebuild.ReadOptio
 	if !ok {
 		return nil, fmt.Errorf("team %d: %w", teamID, rebuild.ErrUnknownTeam)
 	}
-	return &simReader{t: t, seed: seed, omitRefs: opts.OmitRefs}, nil
+	return &simReader{t: t, seed: seed, refsAfter: opts.RefsChangedAfter}, nil
 }
 
 // simReader generates one team's rows. Flag i has id i+1 and key flag-NNNNNNN: all
 // active, none encrypted, no flag dependencies, cohort conditions on some.
 type simReader struct {
-	omitRefs bool
+	refsAfter time.Time // see rebuild.ReadOptions.RefsChangedAfter
 	t        Team
 	seed     uint64
 }
@@ -231,8 +231,8 @@ func (r *simReader) References(ctx context.Context, fn func(*rebuild.RefRow) err
 				return err
 			}
 		}
-		row = rebuild.RefRow{ID: i + 1, Key: flagKey(i), Active: true}
-		if r.omitRefs {
+		row = rebuild.RefRow{ID: i + 1, Key: flagKey(i), Active: true, Changed: r.t.UpdatedAt}
+		if !r.refsAfter.IsZero() && !row.Changed.After(r.refsAfter) {
 			row.Key = ""
 		} else if c := (*Fleet)(nil).FlagCohort(r.seed, &r.t, i); c != 0 {
 			buf = fmt.Appendf(buf[:0], `[{"key": "id", "type": "cohort", "value": %d}]`, c)
