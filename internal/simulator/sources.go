@@ -210,8 +210,8 @@ func (s FlagSource) Open(_ context.Context, teamID int64, opts rebuild.ReadOptio
 // active, none encrypted, no flag dependencies, cohort conditions on some.
 type simReader struct {
 	refsAfter time.Time // see rebuild.ReadOptions.RefsChangedAfter
-	t        Team
-	seed     uint64
+	t         Team
+	seed      uint64
 }
 
 // flagKey is flag i's key; zero padding makes key order index order.
