@@ -389,7 +389,10 @@ func TestDashboardInBrowser(t *testing.T) {
 		require.Equal(t, "211 MiB", e.text(t, `#team-rebuilds [data-field="heap"]`))
 		require.Equal(t, "live 120 MiB, the rest garbage not yet collected",
 			evalJS[string](t, e, `document.querySelector('#team-rebuilds [data-field="heap"]').title`))
-		require.Contains(t, evalJS[string](t, e, `document.querySelector('#team-rebuilds [data-field="took"]').title`), "first pass 2.5")
+		took := evalJS[string](t, e, `document.querySelector('#team-rebuilds [data-field="took"]').title`)
+		require.Contains(t, took, "first pass 2.5")
+		require.Contains(t, took, "changed since the previous build")
+		require.Contains(t, took, "2 streaming passes")
 		require.Contains(t, e.text(t, "#team-rebuilds"), "PROCESS HEAP PEAK", "the heap is labelled as the process's")
 		e.checkCharts(t, "#size-history", "Payload, both caches")
 		// Byte ticks are evenly spaced at a round binary step (2^k B, KiB, MiB, GiB), and

@@ -186,7 +186,7 @@ export function rebuildTable(list, withTeam) {
     html += `<tr data-job="${b.job_id}">${withTeam ? `<td><a href="/teams/${b.team_id}" data-link>team ${b.team_id}</a></td>` : ""}
       <td>${isSet(b.finished_at) ? when(b.finished_at) : "–"}</td><td>${esc(b.lane)}</td>
       <td>${b.ok ? (b.unchanged ? badge("unchanged", "info") : badge("built", "ok")) : badge("failed", "crit") + ` <span class="err small">${esc(b.error)}</span>`}${b.skipped_flags ? " " + badge(b.skipped_flags + " skipped", "warn") : ""}</td>
-      <td class="r num" data-field="took"${b.first_pass_seconds ? ` title="of it the first pass ${esc(fmtDuration(b.first_pass_seconds))}: the flag database extracting references"` : ""}>${isSet(b.started_at) && isSet(b.finished_at) ? fmtDuration(took) : "–"}</td>
+      <td class="r num" data-field="took"${b.first_pass_seconds ? ` title="of it the first pass ${esc(fmtDuration(b.first_pass_seconds))}: the flag database extracting references${b.prediction_reused ? " of the flags changed since the previous build" : ""}${b.attempts > 1 ? `; ${b.attempts} streaming passes, the prediction missed` : ""}"` : ""}>${isSet(b.started_at) && isSet(b.finished_at) ? fmtDuration(took) : "–"}</td>
       <td class="r" data-field="memory-bound">${b.memory_bound_bytes ? num(b.memory_bound_bytes, fmtBytes) : "–"}</td>
       <td class="r muted" data-field="heap"${b.peak_live_heap_bytes ? ` title="live ${esc(fmtBytes(b.peak_live_heap_bytes))}, the rest garbage not yet collected"` : ""}>${b.peak_heap_bytes ? num(b.peak_heap_bytes, fmtBytes) : "–"}</td>
       <td class="r">${num(b.flags, fmtCount)}</td>
