@@ -73,9 +73,7 @@ func (c *predictionCache) put(k predictionKey, b lastBuild) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if e, ok := c.byKey[k]; ok {
-		c.used -= e.Value.(*prediction).size
-		c.order.Remove(e)
-		delete(c.byKey, k)
+		c.remove(e)
 	}
 	if size > c.budget {
 		return
@@ -83,11 +81,7 @@ func (c *predictionCache) put(k predictionKey, b lastBuild) {
 	c.byKey[k] = c.order.PushFront(&prediction{key: k, last: b, size: size})
 	c.used += size
 	for c.used > c.budget {
-		last := c.order.Back()
-		p := last.Value.(*prediction)
-		c.order.Remove(last)
-		delete(c.byKey, p.key)
-		c.used -= p.size
+		c.remove(c.order.Back())
 	}
 }
 
@@ -99,10 +93,16 @@ func (c *predictionCache) forget(k predictionKey) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if e, ok := c.byKey[k]; ok {
-		c.used -= e.Value.(*prediction).size
-		c.order.Remove(e)
-		delete(c.byKey, k)
+		c.remove(e)
 	}
+}
+
+// remove drops an entry; the caller holds mu.
+func (c *predictionCache) remove(e *list.Element) {
+	p := e.Value.(*prediction)
+	c.order.Remove(e)
+	delete(c.byKey, p.key)
+	c.used -= p.size
 }
 
 // size estimates the index's memory: its slices' bytes and about 64 bytes per map
