@@ -617,6 +617,9 @@ func TestBuildPredictsFromThePreviousBuild(t *testing.T) {
 	_, err = f.pool.Exec(ctx, `UPDATE posthog_featureflag SET deleted = true, updated_at = now() WHERE id = 110`)
 	require.NoError(t, err)
 	check("a deleted flag with a dependency", true, 1)
+	_, err = f.pool.Exec(ctx, `UPDATE posthog_featureflag SET active = false, updated_at = now() WHERE id = 100`)
+	require.NoError(t, err)
+	check("the only active flag naming a cohort is switched off", true, 2)
 	_, err = f.pool.Exec(ctx, `UPDATE posthog_featureflag SET filters = '{"groups":[{"properties":[{"key":"email","value":"x"}]}]}' WHERE id = 107`)
 	require.NoError(t, err)
 	var sink BufferSink
