@@ -154,11 +154,16 @@ func (t *depTable) sortByID() {
 	sort.Slice(idx, func(a, b int) bool { return t.ids[idx[a]] < t.ids[idx[b]] })
 	var out depTable
 	for _, i := range idx {
-		var refs []string
-		t.eachRef(i, func(r string) { refs = append(refs, r) })
-		out.add(t.ids[i], t.key(i), t.flags[i], refs)
+		out.addFrom(t, i)
 	}
 	*t = out
+}
+
+// addFrom appends u's entry i, under add's rule on the order of ids.
+func (t *depTable) addFrom(u *depTable, i int) {
+	var refs []string
+	u.eachRef(i, func(r string) { refs = append(refs, r) })
+	t.add(u.ids[i], u.key(i), u.flags[i], refs)
 }
 
 func (t *depTable) equal(u *depTable) bool {
@@ -327,15 +332,11 @@ func (ix *indexer) finish() *teamIndex {
 		}
 		for i := range p.len() {
 			if ix.matched[i] {
-				var refs []string
-				p.eachRef(i, func(r string) { refs = append(refs, r) })
-				ix.x.deps.add(p.ids[i], p.key(i), p.flags[i], refs)
+				ix.x.deps.addFrom(p, i)
 			}
 		}
 		for i := range ix.extra.len() {
-			var refs []string
-			ix.extra.eachRef(i, func(r string) { refs = append(refs, r) })
-			ix.x.deps.add(ix.extra.ids[i], ix.extra.key(i), ix.extra.flags[i], refs)
+			ix.x.deps.addFrom(&ix.extra, i)
 		}
 	}
 	ix.x.deps.sortByID()

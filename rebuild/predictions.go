@@ -134,37 +134,31 @@ type lastBuild struct {
 // What a changed flag added (a cohort, a dependency) is exact; a cohort only it named
 // before stays listed, and the streaming pass finds that and builds again.
 func (x *teamIndex) refreshed(changed *roaring64.Bitmap, fresh *teamIndex) *teamIndex {
-	out := newIndex()
-	for id, s := range x.skip {
-		if !changed.Contains(uint64(id)) {
-			out.skip[id] = s
-		}
-	}
-	maps.Copy(out.skip, fresh.skip)
-	for id, d := range x.drop {
-		if !changed.Contains(uint64(id)) {
-			out.drop[id] = d
-		}
-	}
-	maps.Copy(out.drop, fresh.drop)
+	out := &teamIndex{skip: replaced(x.skip, changed, fresh.skip), drop: replaced(x.drop, changed, fresh.drop)}
 	out.fjCohorts = unionSorted(x.fjCohorts, fresh.fjCohorts)
 	out.defCohortsAll = unionSorted(x.defCohortsAll, fresh.defCohortsAll)
 	out.defCohortsKept = unionSorted(x.defCohortsKept, fresh.defCohortsKept)
-	var refs []string
-	copyDep := func(t *depTable, i int) {
-		refs = refs[:0]
-		t.eachRef(i, func(r string) { refs = append(refs, r) })
-		out.deps.add(t.ids[i], t.key(i), t.flags[i], refs)
-	}
 	for i := range x.deps.len() {
 		if !changed.Contains(uint64(x.deps.ids[i])) {
-			copyDep(&x.deps, i)
+			out.deps.addFrom(&x.deps, i)
 		}
 	}
 	for i := range fresh.deps.len() {
-		copyDep(&fresh.deps, i)
+		out.deps.addFrom(&fresh.deps, i)
 	}
 	out.deps.sortByID()
+	return out
+}
+
+// replaced is old without the changed flags' entries, plus fresh's.
+func replaced[V any](old map[int64]V, changed *roaring64.Bitmap, fresh map[int64]V) map[int64]V {
+	out := make(map[int64]V, len(old)+len(fresh))
+	for id, v := range old {
+		if !changed.Contains(uint64(id)) {
+			out[id] = v
+		}
+	}
+	maps.Copy(out, fresh)
 	return out
 }
 

@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/flagwarden/flagwarden/internal/posthog/seed"
@@ -25,15 +26,10 @@ func TestBuildPredictionsUnderRandomEdits(t *testing.T) {
 	require.NoError(t, err)
 	team := res.GiantTeamID
 	rng := rand.New(rand.NewPCG(21, 12))
-	var cohorts []int64
 	rows, err := f.pool.Query(ctx, `SELECT id FROM posthog_cohort WHERE team_id = $1 ORDER BY id`, team)
 	require.NoError(t, err)
-	for rows.Next() {
-		var id int64
-		require.NoError(t, rows.Scan(&id))
-		cohorts = append(cohorts, id)
-	}
-	require.NoError(t, rows.Err())
+	cohorts, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	require.NoError(t, err)
 	require.NotEmpty(t, cohorts)
 
 	type flag struct {
@@ -43,14 +39,11 @@ func TestBuildPredictionsUnderRandomEdits(t *testing.T) {
 	liveFlags := func() []flag {
 		rows, err := f.pool.Query(ctx, `SELECT id, key FROM posthog_featureflag WHERE team_id = $1 AND NOT deleted ORDER BY id`, team)
 		require.NoError(t, err)
-		defer rows.Close()
-		var out []flag
-		for rows.Next() {
+		out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (flag, error) {
 			var fl flag
-			require.NoError(t, rows.Scan(&fl.id, &fl.key))
-			out = append(out, fl)
-		}
-		require.NoError(t, rows.Err())
+			return fl, r.Scan(&fl.id, &fl.key)
+		})
+		require.NoError(t, err)
 		return out
 	}
 	filters := func(fs []flag) string {
