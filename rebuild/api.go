@@ -75,11 +75,21 @@ type BuildResult struct {
 	// references; the rest of the build is the streaming pass and the publish.
 	FirstPassSeconds float64 `json:"first_pass_seconds"`
 	// PredictionReused is true when the build predicted from the team's previous build
-	// in this process instead of having the database extract every flag's references
+	// (PredictionSource says whose) instead of having the database extract every flag's references
 	// (the shorter first pass); Attempts is how many streaming passes it took, 2 or more
 	// when the prediction, either kind, was wrong.
 	PredictionReused bool `json:"prediction_reused"`
 	Attempts         int  `json:"attempts"`
+	// PredictionSource is where the first pass's prediction came from: references (the
+	// full first pass), previous_build (this process's last build of the team) or
+	// shared (the last build by any replica, from the shared store).
+	PredictionSource string `json:"prediction_source,omitempty"`
+	// SharedPredictionLoad and SharedPredictionSave are what the build did with the
+	// shared store: loaded, absent, invalid or error; saved, kept, too_large or error.
+	// SharedPredictionError says why an operation failed (the build went on without).
+	SharedPredictionLoad  string `json:"shared_prediction_load,omitempty"`
+	SharedPredictionSave  string `json:"shared_prediction_save,omitempty"`
+	SharedPredictionError string `json:"shared_prediction_error,omitempty"`
 	// Problems are the bad rows the build reported (cohorts it could not use, cohort
 	// cycles), at most 20.
 	Problems []string `json:"problems,omitempty"`

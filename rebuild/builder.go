@@ -41,6 +41,10 @@ type BuilderOptions struct {
 	// DefaultPredictionCacheBytes; negative keeps none, so every build runs the full
 	// first pass.
 	PredictionCacheBytes int64
+	// Predictions, if set, shares the teams' last indexes with other builders (replicas,
+	// the next process): a build without a prediction of its own loads the stored one,
+	// and every successful build stores its exact index.
+	Predictions PredictionStore
 }
 
 // BuildProgress is reported as a build streams.
@@ -88,7 +92,14 @@ type BuildStats struct {
 	FirstPass time.Duration
 	// PredictionReused says the first attempt predicted from the team's previous build,
 	// so the first pass extracted the references of the flags changed since only.
+	// PredictionSource says whose build: PredictionPreviousBuild (this builder's),
+	// PredictionShared (the shared store's), else PredictionReferences (none: the full
+	// first pass).
 	PredictionReused bool
+	PredictionSource string
+	// SharedLoad and SharedSave are what the build did with BuilderOptions.Predictions
+	// (the Shared* values; empty: nothing), SharedError why an operation failed.
+	SharedLoad, SharedSave, SharedError string
 }
 
 func (s *BuildStats) problem(format string, args ...any) {
@@ -154,6 +165,14 @@ func (b *Builder) Build(ctx context.Context, src FlagSource, teamID int64, sink 
 	c := b.opts.Contract
 	key := predictionKey{team: teamID, contract: c}
 	last := b.preds.get(key)
+	st.PredictionSource = PredictionPreviousBuild
+	if last == nil && b.opts.Predictions != nil {
+		last = b.loadShared(ctx, key, &st)
+		st.PredictionSource = PredictionShared
+	}
+	if last == nil {
+		st.PredictionSource = PredictionReferences
+	}
 	ro := ReadOptions{UpConvertLegacy: c.upConvertLegacy()}
 	if last != nil {
 		// A zero time (the last build saw no flags) extracts every flag's.
@@ -180,6 +199,7 @@ func (b *Builder) Build(ctx context.Context, src FlagSource, teamID int64, sink 
 	}
 	st.FirstPass = time.Since(firstPass)
 	st.PredictionReused = last != nil
+	first := pred
 	if changed.After(st.Team.Watermark) {
 		st.Team.Watermark = changed.UTC()
 		env.team = st.Team
@@ -188,7 +208,8 @@ func (b *Builder) Build(ctx context.Context, src FlagSource, teamID int64, sink 
 		env.ids = ids
 	}
 	for attempt := 1; ; attempt++ {
-		st = BuildStats{Team: st.Team, Attempts: attempt, FirstPass: st.FirstPass, PredictionReused: st.PredictionReused}
+		st = BuildStats{Team: st.Team, Attempts: attempt, FirstPass: st.FirstPass, PredictionReused: st.PredictionReused,
+			PredictionSource: st.PredictionSource, SharedLoad: st.SharedLoad, SharedError: st.SharedError}
 		fw, dw, err := sink.Writers(attempt)
 		if err != nil {
 			return st, err
@@ -199,11 +220,21 @@ func (b *Builder) Build(ctx context.Context, src FlagSource, teamID int64, sink 
 		}
 		if exact.sameAs(pred) {
 			st.Dropped = int64(len(exact.drop))
-			b.preds.put(key, lastBuild{index: exact, changed: changed})
+			lb := lastBuild{index: exact, changed: changed}
+			b.preds.put(key, lb)
+			if b.opts.Predictions != nil {
+				// The stored entry is this one when the build found what it predicted
+				// from it and no flag changed since.
+				unchanged := last != nil && attempt == 1 && first == last.index && changed.Equal(last.changed)
+				b.saveShared(ctx, key, lb, unchanged, &st)
+			}
 			return st, nil
 		}
 		if attempt >= b.opts.MaxAttempts {
 			b.preds.forget(key)
+			if b.opts.Predictions != nil {
+				b.forgetShared(ctx, key, &st)
+			}
 			return st, fmt.Errorf("team %d: the build did not settle in %d attempts (is the data changing under a snapshot?)", teamID, attempt)
 		}
 		pred = exact

@@ -16,6 +16,7 @@ type metrics struct {
 	peakLive    prometheus.Gauge
 	firstPass   *prometheus.HistogramVec
 	predictions *prometheus.CounterVec
+	shared      *prometheus.CounterVec
 	running     *prometheus.GaugeVec
 	waiting     *prometheus.GaugeVec
 	budget      prometheus.Gauge
@@ -44,7 +45,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		firstPass: f.NewHistogramVec(prometheus.HistogramOpts{Name: "flagwarden_rebuild_first_pass_duration_seconds",
 			Help: "Duration of a build's first pass, the flag database extracting each flag's references.", Buckets: buildBuckets}, []string{"lane"}),
 		predictions: f.NewCounterVec(prometheus.CounterOpts{Name: "flagwarden_rebuild_predictions_total",
-			Help: "Builds by where their prediction came from (references: extracted by the first pass; previous_build) and whether it held (one streaming pass) or missed."}, []string{"source", "result"}),
+			Help: "Builds by where their prediction came from (references: extracted by the first pass; previous_build: this process's last build of the team; shared: any replica's, from the shared store) and whether it held (one streaming pass) or missed."}, []string{"source", "result"}),
+		shared: f.NewCounterVec(prometheus.CounterOpts{Name: "flagwarden_rebuild_shared_predictions_total",
+			Help: "Builds' operations on the shared prediction store: load (loaded, absent, invalid, error) and save (saved, kept, too_large, error)."}, []string{"op", "result"}),
 		running: f.NewGaugeVec(prometheus.GaugeOpts{Name: "flagwarden_rebuild_lane_running",
 			Help: "Builds running in this process, by lane."}, []string{"lane"}),
 		waiting: f.NewGaugeVec(prometheus.GaugeOpts{Name: "flagwarden_rebuild_lane_waiting",

@@ -41,7 +41,8 @@ func (r *Rebuilder) Rebuild(ctx context.Context, team int64) (res BuildResult, e
 	st, err := r.builder.Build(ctx, r.src, team, sink)
 	res.Flags, res.Cohorts, res.SkippedFlags = st.Flags, st.Cohorts, st.Skipped
 	res.FirstPassSeconds = st.FirstPass.Seconds()
-	res.PredictionReused, res.Attempts = st.PredictionReused, st.Attempts
+	res.PredictionReused, res.Attempts, res.PredictionSource = st.PredictionReused, st.Attempts, st.PredictionSource
+	res.SharedPredictionLoad, res.SharedPredictionSave, res.SharedPredictionError = st.SharedLoad, st.SharedSave, st.SharedError
 	res.Problems, res.Skipped, res.SkippedByReason = st.Problems, st.SkippedFlags, st.SkippedByReason
 	flags, defs := sink.flags, sink.defs
 	if err != nil {

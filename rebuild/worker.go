@@ -1,6 +1,7 @@
 package rebuild
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -158,14 +159,21 @@ func (e *Engine) observe(res BuildResult) {
 		e.metrics.firstPass.WithLabelValues(string(res.Lane)).Observe(res.FirstPassSeconds)
 	}
 	if res.OK && res.Attempts > 0 { // a build that failed proved no prediction right or wrong
-		source, held := "references", "held"
-		if res.PredictionReused {
-			source = "previous_build"
-		}
+		held := "held"
 		if res.Attempts > 1 {
 			held = "missed"
 		}
-		e.metrics.predictions.WithLabelValues(source, held).Inc()
+		e.metrics.predictions.WithLabelValues(cmp.Or(res.PredictionSource, PredictionReferences), held).Inc()
+	}
+	if res.SharedPredictionError != "" {
+		e.logger.Warn("shared prediction store", "team", res.TeamID, "load", res.SharedPredictionLoad,
+			"save", res.SharedPredictionSave, "err", res.SharedPredictionError)
+	}
+	if res.SharedPredictionLoad != "" {
+		e.metrics.shared.WithLabelValues("load", res.SharedPredictionLoad).Inc()
+	}
+	if res.SharedPredictionSave != "" {
+		e.metrics.shared.WithLabelValues("save", res.SharedPredictionSave).Inc()
 	}
 	if res.OK {
 		for reason, n := range res.SkippedByReason {

@@ -391,7 +391,7 @@ func TestDashboardInBrowser(t *testing.T) {
 			evalJS[string](t, e, `document.querySelector('#team-rebuilds [data-field="heap"]').title`))
 		took := evalJS[string](t, e, `document.querySelector('#team-rebuilds [data-field="took"]').title`)
 		require.Contains(t, took, "first pass 2.5")
-		require.Contains(t, took, "changed since the previous build")
+		require.Contains(t, took, "changed since the previous build (another replica's or process's, from the shared store)")
 		require.Contains(t, took, "2 streaming passes")
 		require.Contains(t, e.text(t, "#team-rebuilds"), "PROCESS HEAP PEAK", "the heap is labelled as the process's")
 		e.checkCharts(t, "#size-history", "Payload, both caches")

@@ -313,7 +313,7 @@ func newBundle(t testing.TB, mods ...bundleOpt) *bundle {
 	b.engine.history[2] = []rebuild.BuildResult{{TeamID: 2, JobID: 7, Lane: rebuild.LaneLarge, StartedAt: fixtureNow.Add(-2 * time.Hour),
 		FinishedAt: fixtureNow.Add(-2*time.Hour + 95*time.Second), OK: true, Flags: 48000, FlagsBytes: 2_100_000_000,
 		DefinitionsBytes: 1_900_000_000, PeakHeapBytes: 211 << 20, MemoryBoundBytes: 96 << 20,
-		PeakLiveHeapBytes: 120 << 20, FirstPassSeconds: 2.5, PredictionReused: true, Attempts: 2}}
+		PeakLiveHeapBytes: 120 << 20, FirstPassSeconds: 2.5, PredictionReused: true, PredictionSource: rebuild.PredictionShared, Attempts: 2}}
 	opts := APIOptions{
 		Snapshots: b.snaps, Series: b.series, Findings: b.findings, Engine: b.engine,
 		Loops: func() []loop.Health {

@@ -86,8 +86,11 @@ func (c Config) overview() *dashboard.DashboardBuilder { //nolint:staticcheck //
 					{fmt.Sprintf("histogram_quantile(0.99, sum by (le, lane) (rate(%s[$__rate_interval])))", v.s("flagwarden_rebuild_build_duration_seconds_bucket")), "{{lane}} p99", false},
 				}},
 			{title: "Build predictions", unit: "ops", w: 8,
-				desc:    "Builds per second by where their first attempt's prediction came from (references: the first pass extracted every flag's; previous_build: only the flags changed since the team's last build on that replica) and whether it held (one streaming pass) or missed (a second pass). Misses of previous_build mean edits that remove references; they cost a pass, never a wrong payload.",
-				queries: []q{{fmt.Sprintf("sum by (source, result) (rate(%s[$__rate_interval]))", v.s("flagwarden_rebuild_predictions_total")), "{{source}} {{result}}", false}}},
+				desc: "Builds per second by where their first attempt's prediction came from (references: the first pass extracted every flag's; previous_build: only the flags changed since the team's last build on that replica; shared: since its last build on any replica, from the shared store in Redis) and whether it held (one streaming pass) or missed (a second pass); and what builds did with the shared store (load: loaded, absent, invalid, error; save: saved, kept, too_large, error). Misses mean edits that remove references; they cost a pass, never a wrong payload.",
+				queries: []q{
+					{fmt.Sprintf("sum by (source, result) (rate(%s[$__rate_interval]))", v.s("flagwarden_rebuild_predictions_total")), "{{source}} {{result}}", false},
+					{fmt.Sprintf("sum by (op, result) (rate(%s[$__rate_interval]))", v.s("flagwarden_rebuild_shared_predictions_total")), "shared {{op}} {{result}}", false},
+				}},
 			{title: "Build peak memory against the budget", unit: "bytes", w: 8,
 				desc: "Per replica: the peak Go heap during the last build (garbage included) and its peak live heap (what the builds held), the estimated bytes the running builds hold, and the memory budget they share (rebuild.memory_budget). The peaks staying flat as teams grow is the streaming build working.",
 				queries: []q{

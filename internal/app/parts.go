@@ -73,6 +73,15 @@ func BuilderOptions(cfg config.Config, progress func(rebuild.BuildProgress)) reb
 	}
 }
 
+// SharedPredictions is the store rebuild.shared_prediction_ttl describes in the cache
+// Redis, or nil when it is 0.
+func SharedPredictions(cfg config.Config, rdb redis.UniversalClient) rebuild.PredictionStore {
+	if cfg.Rebuild.SharedPredictionTTL <= 0 || rdb == nil {
+		return nil
+	}
+	return rebuild.NewRedisPredictions(rdb, CacheLayout(cfg), cfg.Rebuild.SharedPredictionTTL)
+}
+
 // OpenDatabase connects a pool to the database a state_database or flag_database
 // section describes.
 func OpenDatabase(ctx context.Context, db config.Database) (*pgxpool.Pool, error) {

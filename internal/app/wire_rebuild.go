@@ -24,6 +24,7 @@ func (a *App) wireRebuild(ctx context.Context) error {
 	src := a.rebuildSource()                                   // the flag database, or the embedded source (embedded.go)
 	pub := NewPublisher(a.cfg, a.cache, Mirror(a.s3), a.clock) // the clock the cache-freshness collector judges by
 	opts := EngineOptions(a.cfg, src, pub, Sinks{Logger: logger, Registry: a.registry})
+	opts.Builder.Predictions = SharedPredictions(a.cfg, a.cache)
 	// Builds run under the replica's id; those of replicas that stopped heartbeating
 	// are rescued.
 	opts.ReplicaID, opts.RescueDeadAfter = a.replica, a.deadReplicaAfter()

@@ -119,6 +119,12 @@ func (l Layout) ETag(team int64, kind Kind) string { return l.Payload(team, kind
 // seconds of the last successful build (or unchanged check).
 func (l Layout) Index(kind Kind) string { return l.prefix() + "flagwarden:built_at:" + string(kind) }
 
+// Prediction is a team's shared build prediction (the rebuild engine's encoding,
+// version v) for one cache contract.
+func (l Layout) Prediction(team int64, contract string, v int) string {
+	return l.prefix() + "flagwarden:prediction:v" + strconv.Itoa(v) + ":" + contract + ":" + strconv.FormatInt(team, 10)
+}
+
 // Expiry is PostHog's expiry-tracking sorted set for the kind (member team id, score
 // expiry unix seconds).
 func (l Layout) Expiry(kind Kind) string {

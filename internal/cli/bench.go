@@ -121,7 +121,9 @@ func newBenchRebuildCmd(env Env) *cobra.Command {
 Modes: copy (COPY of the rows a build reads), streaming (a cold build: a new builder,
 the whole first pass), warm (the same builder's next build of the team, predicting from
 the streaming build's index, as a service's builds do), naive (everything in memory,
-up to --naive-max) and, with --redis, publish.`,
+up to --naive-max) and, with --redis, publish (a cold build through the whole publish
+path) and shared (a new builder predicting from the team's last build stored in Redis,
+as another replica or a restarted process does; seeded by one untimed build).`,
 		Args: noArgs,
 	}
 	fs := cmd.Flags()
@@ -177,6 +179,7 @@ func benchRebuild(ctx context.Context, env Env, f benchRebuildFlags) int {
 	}
 	src := app.NewFlagSource(pool)
 	var pub *rebuild.Publisher
+	var shared rebuild.PredictionStore
 	if *redisURL != "" {
 		opt, err := redis.ParseURL(*redisURL)
 		if err != nil {
@@ -187,6 +190,7 @@ func benchRebuild(ctx context.Context, env Env, f benchRebuildFlags) int {
 		defer rdb.Close()
 		cfg.Cache.Layout, cfg.Cache.Compress = *layoutName, *compress
 		pub = app.NewPublisher(cfg, rdb, nil, nil)
+		shared = rebuild.NewRedisPredictions(rdb, app.CacheLayout(cfg), time.Hour)
 	}
 	if *f.repeat < 1 {
 		fmt.Fprintf(env.Stderr, "flagwarden bench: --repeat must be at least 1, got %d\n", *f.repeat)
@@ -203,7 +207,7 @@ func benchRebuild(ctx context.Context, env Env, f benchRebuildFlags) int {
 	}
 	modes := 4 // copy, streaming, warm, naive
 	if pub != nil {
-		modes++
+		modes += 2 // publish, shared
 	}
 	p := env.newProgress("bench rebuild", "builds", int64(modes*len(ns)**f.repeat))
 	defer p.Finish()
@@ -232,7 +236,7 @@ func benchRebuild(ctx context.Context, env Env, f benchRebuildFlags) int {
 		// the team: it predicts from the previous build's index (the runs take turns,
 		// so every warm run follows a streaming one).
 		var last *rebuild.Builder
-		build := func(b *rebuild.Builder, warm bool) (measured, error) {
+		build := func(b *rebuild.Builder, source string) (measured, error) {
 			var st rebuild.BuildStats
 			var m measured
 			var err error
@@ -248,8 +252,8 @@ func benchRebuild(ctx context.Context, env Env, f benchRebuildFlags) int {
 				m.stored = m.payload
 			}
 			m.firstPass = st.FirstPass.Seconds()
-			if err == nil && st.PredictionReused != warm {
-				err = fmt.Errorf("the build reused a previous build's index: %t, expected %t", st.PredictionReused, warm)
+			if err == nil && st.PredictionSource != source {
+				err = fmt.Errorf("the build predicted from %s, expected %s", st.PredictionSource, source)
 			}
 			return m, err
 		}
@@ -267,15 +271,24 @@ func benchRebuild(ctx context.Context, env Env, f benchRebuildFlags) int {
 				}
 			}
 			last = rebuild.NewBuilder(rebuild.BuilderOptions{})
-			return build(last, false)
+			return build(last, rebuild.PredictionReferences)
 		}}, {"warm", func() (measured, error) {
-			return build(last, true)
+			return build(last, rebuild.PredictionPreviousBuild)
 		}}}
 		if pub != nil {
 			runs = append(runs, run{"publish", func() (measured, error) {
 				res, err := rebuild.NewRebuilder(src, rebuild.NewBuilder(rebuild.BuilderOptions{}), pub).Rebuild(ctx, team)
 				return measured{payload: res.FlagsBytes + res.DefinitionsBytes, stored: res.FlagsStoredBytes + res.DefinitionsStoredBytes,
 					firstPass: res.FirstPassSeconds}, err
+			}})
+			// The team's last build in the deployment, which the shared runs predict from.
+			p.Describe(fmt.Sprintf("storing the shared prediction of %s flags", humanize.Comma(int64(n))))
+			if _, err := rebuild.NewBuilder(rebuild.BuilderOptions{Predictions: shared}).Build(ctx, src, team, &rebuild.CountSink{}); err != nil {
+				fmt.Fprintf(env.Stderr, "flagwarden bench: %v\n", err)
+				return 1
+			}
+			runs = append(runs, run{"shared", func() (measured, error) {
+				return build(rebuild.NewBuilder(rebuild.BuilderOptions{Predictions: shared}), rebuild.PredictionShared)
 			}})
 		}
 		naive := benchRow{Mode: "naive", Flags: n, Note: fmt.Sprintf("skipped: above --naive-max %d, it would hold the whole team in memory", *naiveMax)}

@@ -89,3 +89,24 @@ func TestBenchRebuildRepeat(t *testing.T) {
 	require.Equal(t, 2, code)
 	require.Contains(t, errOut, "--repeat must be at least 1")
 }
+
+// TestBenchRebuildWithRedis: with --redis the bench adds the publish path and the
+// shared mode, a new builder that predicts from the team's last build in Redis.
+func TestBenchRebuildWithRedis(t *testing.T) {
+	url, redisURL := testenv.Postgres(t), testenv.Redis(t)
+	code, out, errOut := runCLI(t, nil, "bench", "rebuild", "--url", url, "--redis", redisURL, "--flags", "40", "--layout", "posthog",
+		"--naive-max", "10", "--repeat", "2", "-o", "json")
+	require.Equal(t, 0, code, errOut)
+	var rows []benchRow
+	require.NoError(t, json.Unmarshal([]byte(out), &rows), out)
+	var modes []string
+	for _, r := range rows {
+		modes = append(modes, r.Mode)
+	}
+	require.Equal(t, []string{"copy", "streaming", "warm", "publish", "shared", "naive"}, modes)
+	shared := rows[4]
+	require.Equal(t, 2, shared.Runs)
+	require.Positive(t, shared.FirstPassSeconds)
+	require.Equal(t, rows[1].PayloadBytes, shared.PayloadBytes, "the same payloads as the cold build")
+	require.Equal(t, rows[1].StoredBytes, shared.StoredBytes)
+}

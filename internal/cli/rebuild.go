@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -76,6 +77,7 @@ func runRebuild(ctx context.Context, env Env, cfgPath string, team int64, all, d
 	}
 
 	var pub *rebuild.Publisher
+	var shared rebuild.PredictionStore // a one-shot run predicts from the deployment's last builds
 	if !dry {
 		opt, err := redis.ParseURL(cfg.Cache.URL.Value())
 		if err != nil {
@@ -90,6 +92,7 @@ func runRebuild(ctx context.Context, env Env, cfgPath string, team int64, all, d
 			return 1
 		}
 		pub = app.NewPublisher(cfg, rdb, app.Mirror(tier), nil)
+		shared = app.SharedPredictions(cfg, rdb)
 	}
 	src := app.NewFlagSource(pool)
 	failed := 0
@@ -102,13 +105,16 @@ func runRebuild(ctx context.Context, env Env, cfgPath string, team int64, all, d
 		progress := func(bp rebuild.BuildProgress) {
 			p.Describe(fmt.Sprintf("team %d: %s rows, %s", id, humanize.Comma(bp.Rows), units.Bytes(bp.Bytes)))
 		}
-		b := rebuild.NewBuilder(app.BuilderOptions(cfg, progress))
+		bo := app.BuilderOptions(cfg, progress)
+		bo.Predictions = shared
+		b := rebuild.NewBuilder(bo)
 		var res rebuild.BuildResult
 		if dry {
 			var sink rebuild.CountSink
 			st, err := b.Build(ctx, src, id, &sink)
 			res = rebuild.BuildResult{TeamID: id, OK: err == nil, Flags: st.Flags, Cohorts: st.Cohorts, SkippedFlags: st.Skipped,
-				FlagsBytes: sink.FlagsBytes, DefinitionsBytes: sink.DefinitionsBytes, Problems: st.Problems, Skipped: st.SkippedFlags}
+				FlagsBytes: sink.FlagsBytes, DefinitionsBytes: sink.DefinitionsBytes, Problems: st.Problems, Skipped: st.SkippedFlags,
+				FirstPassSeconds: st.FirstPass.Seconds(), PredictionSource: st.PredictionSource}
 			if err != nil {
 				res.Error = err.Error()
 			}
@@ -136,10 +142,13 @@ func runRebuild(ctx context.Context, env Env, cfgPath string, team int64, all, d
 		if len(etag) > 16 {
 			etag = etag[:16]
 		}
-		p.Print(env.Stdout, "team %d: %s: %d flags, %d cohorts, %d skipped; flags.json %s, flags_with_cohorts.json %s; etag %s; peak heap %s (live %s); %s (first pass %s)\n",
+		p.Print(env.Stdout, "team %d: %s: %d flags, %d cohorts, %d skipped; flags.json %s, flags_with_cohorts.json %s; etag %s; peak heap %s (live %s); %s (first pass %s, prediction: %s)\n",
 			id, state, res.Flags, res.Cohorts, res.SkippedFlags, units.Bytes(res.FlagsBytes), units.Bytes(res.DefinitionsBytes), etag,
 			units.Bytes(res.PeakHeapBytes), units.Bytes(res.PeakLiveHeapBytes), time.Since(t0).Round(time.Millisecond),
-			time.Duration(res.FirstPassSeconds*float64(time.Second)).Round(time.Millisecond))
+			time.Duration(res.FirstPassSeconds*float64(time.Second)).Round(time.Millisecond), cmp.Or(res.PredictionSource, "none"))
+		if res.SharedPredictionError != "" {
+			p.Print(env.Stderr, "  shared prediction: %s\n", res.SharedPredictionError)
+		}
 		for _, s := range res.Skipped {
 			p.Print(env.Stdout, "  skipped flag %d (%s): %s: %s\n", s.ID, s.Key, s.Reason, s.Detail)
 		}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -55,6 +56,15 @@ cache:
 
 	code, out, errOut := runCLI(t, nil, "rebuild", "--all", "--config", cfg)
 	require.Equal(t, 0, code, "%s\n%s", out, errOut)
+	require.Contains(t, out, "prediction: references")
+	require.NotContains(t, out, "prediction: shared")
+	// A second process predicts every team from the first one's builds, shared in Redis.
+	code, out, errOut = runCLI(t, nil, "rebuild", "--all", "--config", cfg)
+	require.Equal(t, 0, code, "%s\n%s", out, errOut)
+	require.NotContains(t, errOut, "shared prediction")
+	require.Equal(t, 4, strings.Count(out, "prediction: shared)"), out)
+	require.Equal(t, 4, strings.Count(out, ": unchanged: "), out)
+	require.NotContains(t, out, "prediction: references")
 
 	code, out, errOut = runCLI(t, nil, "verify", "--config", cfg)
 	require.Equal(t, 0, code, "%s\n%s", out, errOut)

@@ -269,3 +269,16 @@ func TestOverflowingValuesNameLineKeyAndReason(t *testing.T) {
 	_, err = Parse(strings.NewReader(minimal), []string{"FLAGWARDEN_REBUILD_MEMORY_BUDGET=1e30GiB"})
 	require.ErrorContains(t, err, `invalid byte size "1e30GiB": too large`)
 }
+
+// rebuild.shared_prediction_ttl: a week by default, 0 shares none, negative refused.
+func TestSharedPredictionTTL(t *testing.T) {
+	t.Parallel()
+	def, err := Parse(strings.NewReader(minimal), nil)
+	require.NoError(t, err)
+	require.Equal(t, 7*24*time.Hour, def.Rebuild.SharedPredictionTTL)
+	off, err := Parse(strings.NewReader(minimal+"rebuild:\n  shared_prediction_ttl: 0s\n"), nil)
+	require.NoError(t, err)
+	require.Zero(t, off.Rebuild.SharedPredictionTTL)
+	_, err = Parse(strings.NewReader(minimal+"rebuild:\n  shared_prediction_ttl: -1h\n"), nil)
+	require.ErrorContains(t, err, "rebuild.shared_prediction_ttl: must not be negative, got -1h0m0s")
+}

@@ -35,6 +35,10 @@ type Rebuild struct {
 	// their next builds predict instead of extracting every flag's references; 0 keeps
 	// none.
 	PredictionCache ByteSize `yaml:"prediction_cache"`
+	// SharedPredictionTTL keeps each team's last build index in the cache Redis for
+	// this long, so that a build on any replica, or after a restart, predicts from it
+	// too; 0 shares none.
+	SharedPredictionTTL time.Duration `yaml:"shared_prediction_ttl"`
 	// ChunkBytes is the size of one write to Redis.
 	ChunkBytes ByteSize `yaml:"chunk_bytes"`
 	// MaxValueBytes is the largest single Redis value written; a larger payload is
@@ -95,13 +99,14 @@ func defaultRebuild() Rebuild {
 		Workers: LaneWorkers{
 			Small: rebuilddefaults.SmallWorkers, Large: rebuilddefaults.LargeWorkers, Quarantine: rebuilddefaults.QuarantineWorkers,
 		},
-		BuildTimeout:    rebuilddefaults.BuildTimeout,
-		MaxAttempts:     rebuilddefaults.MaxAttempts,
-		PageSize:        500,
-		PredictionCache: rebuilddefaults.PredictionCache,
-		ChunkBytes:      rebuilddefaults.ChunkBytes,
-		MaxValueBytes:   rebuilddefaults.MaxValueBytes,
-		OnMalformed:     "skip",
+		BuildTimeout:        rebuilddefaults.BuildTimeout,
+		MaxAttempts:         rebuilddefaults.MaxAttempts,
+		PageSize:            500,
+		PredictionCache:     rebuilddefaults.PredictionCache,
+		SharedPredictionTTL: rebuilddefaults.SharedPredictionTTL,
+		ChunkBytes:          rebuilddefaults.ChunkBytes,
+		MaxValueBytes:       rebuilddefaults.MaxValueBytes,
+		OnMalformed:         "skip",
 		CeleryConsumer: CeleryConsumer{
 			Queue: "flagwarden",
 			Tasks: []string{"posthog.tasks.feature_flags.update_team_flags_cache", "posthog.tasks.feature_flags.update_team_service_flags_cache"},
@@ -134,6 +139,9 @@ func (r Rebuild) validate(p *problems) {
 	p.atLeast("rebuild.max_attempts", int64(r.MaxAttempts), 1)
 	p.atLeast("rebuild.page_size", int64(r.PageSize), 1)
 	p.atLeast("rebuild.prediction_cache", int64(r.PredictionCache), 0)
+	if r.SharedPredictionTTL < 0 {
+		p.add("rebuild.shared_prediction_ttl", "must not be negative, got %s", r.SharedPredictionTTL)
+	}
 	p.atLeast("rebuild.chunk_bytes", int64(r.ChunkBytes), 1024)
 	if r.MaxValueBytes < r.ChunkBytes || r.MaxValueBytes > 512<<20 {
 		p.add("rebuild.max_value_bytes", "must be between rebuild.chunk_bytes (%s) and 512MiB, got %s", r.ChunkBytes, r.MaxValueBytes)

@@ -40,6 +40,9 @@ const (
 	// PredictionCache bounds the teams' last build indexes a builder keeps to predict
 	// their next builds from.
 	PredictionCache = 32 << 20
+	// SharedPredictionTTL is how long a team's shared prediction lives in Redis after
+	// the last build that stored or confirmed it.
+	SharedPredictionTTL = 7 * 24 * time.Hour
 )
 
 // Publishing.
