@@ -124,6 +124,14 @@ func (p *Publisher) chunk() int {
 	return p.opts.ChunkBytes
 }
 
+// StoredAppend bounds one APPEND of PostHog-layout (encoded) bytes. The encoded output
+// is a twentieth of the payload, so even 256 KiB appends are few (about 350 for both
+// payloads of a million flags) while each stream holds a quarter of what a ChunkBytes
+// batch would: the publish path's heap stays near the encoder's own.
+const StoredAppend = 256 << 10
+
+func (p *Publisher) storedAppend() int { return min(p.opts.ChunkBytes, StoredAppend) }
+
 // Layout is the key layout the publisher writes.
 func (p *Publisher) Layout() cachekeys.Layout { return p.opts.Layout }
 
@@ -215,9 +223,12 @@ func (k storedSink) Write(p []byte) (int, error) {
 	if limit := s.p.opts.MaxValueBytes; s.stored+int64(len(p)) > limit {
 		return 0, &PayloadTooLargeError{TeamID: s.team, Kind: s.kind, Limit: limit, Stored: s.stored + int64(len(p))}
 	}
-	s.out = append(s.out, p...) // grows to ChunkBytes at most: compressed output is small
+	if s.out == nil {
+		s.out = make([]byte, 0, s.p.storedAppend()+EncodeChunk) // allocated once: no growth garbage
+	}
+	s.out = append(s.out, p...)
 	s.stored += int64(len(p))
-	if len(s.out) >= s.p.opts.ChunkBytes {
+	if len(s.out) >= s.p.storedAppend() {
 		if err := s.flushOut(); err != nil {
 			return 0, err
 		}
