@@ -31,6 +31,10 @@ const (
 	predictionVersion = 1
 )
 
+// maxDecodedPrediction bounds the index a shared prediction decodes to, by
+// teamIndex.size's estimate; an index larger than that is not shared.
+const maxDecodedPrediction = 2 * MaxSharedPredictionBytes
+
 // ErrBadPrediction is what decoding a malformed shared prediction returns (wrapped).
 var ErrBadPrediction = errors.New("malformed shared prediction")
 
@@ -137,18 +141,34 @@ func decodePrediction(b []byte, team int64, c Contract) (lastBuild, error) {
 		d.fail("change time marker")
 	}
 	x := newIndex()
+	// held is what the index will take (teamIndex.size's estimate): a map entry costs
+	// far more than its few encoded bytes, so a small value must not grow into a large
+	// index.
+	held := int64(256)
+	hold := func(n int64) {
+		if held += n; held > maxDecodedPrediction {
+			d.fail("the index would take more than %d MiB", maxDecodedPrediction>>20)
+		}
+	}
 	n := d.count(4)
 	ids := idReader{d: &d}
 	for range n {
 		id := ids.next()
 		key, code, detail := d.str(), d.str(), d.str()
+		if hold(64 + int64(len(key)+len(code)+len(detail))); d.err != nil {
+			break
+		}
 		x.skip[id] = skipInfo{key: key, code: code, detail: detail}
 	}
 	n = d.count(2)
 	ids = idReader{d: &d}
 	for range n {
 		id := ids.next()
-		x.drop[id] = d.str()
+		reason := d.str()
+		if hold(64 + int64(len(reason))); d.err != nil {
+			break
+		}
+		x.drop[id] = reason
 	}
 	for _, list := range []*[]int64{&x.fjCohorts, &x.defCohortsAll, &x.defCohortsKept} {
 		n = d.count(1)
@@ -173,7 +193,11 @@ func decodePrediction(b []byte, team int64, c Contract) (lastBuild, error) {
 		for range d.count(1) {
 			refs = append(refs, d.str())
 		}
-		if d.err != nil {
+		held := 8 + 1 + 4*2 + int64(len(key))
+		for _, r := range refs {
+			held += 4 + int64(len(r))
+		}
+		if hold(held); d.err != nil {
 			break
 		}
 		x.deps.add(id, key, flags, refs)

@@ -1,6 +1,7 @@
 package rebuild
 
 import (
+	"encoding/binary"
 	"testing"
 	"time"
 
@@ -82,6 +83,16 @@ func TestPredictionRefusesWhatIsNotItsOwn(t *testing.T) {
 	refuse("a repeated cohort", body(0, 0, 0, 2, 20, 0, 0, 0, 0), 1, Contract202602, "ids not increasing after 10")
 	refuse("unknown dependency flags", body(0, 0, 0, 0, 0, 0, 1, 2, 0x08, 0, 0), 1, Contract202602, "dependency flags 0x8")
 	refuse("a string longer than the rest", body(0, 0, 1, 2, 9, 'x'), 1, Contract202602, "a string of 9 bytes with 1 left")
+	// A megabyte of minimal skip entries would make a 20 MiB map: refused on the way.
+	many := body(0)
+	many = binary.AppendUvarint(many, 300_000)
+	for i := range 300_000 {
+		many = append(many, byte(min(i, 1)), 0, 0, 0)
+	}
+	many = append(many, 0, 0, 0, 0, 0)
+	refuse("an index far larger than its value", many, 1, Contract202602, "the index would take more than 16 MiB")
+	_, err := decodePrediction(many[:len(many)-4*290_000-5], 1, Contract202602)
+	require.ErrorContains(t, err, "entries in", "the count is checked against the bytes first")
 	// The same bodies, well formed, decode.
 	lb, err := decodePrediction(body(0, 0, 0, 2, 20, 1, 0, 0, 1, 2, depActive, 1, 'k', 1, 1, '9'), 1, Contract202602)
 	require.NoError(t, err)

@@ -1,6 +1,7 @@
 package rebuild
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -35,8 +36,9 @@ type PredictionStore interface {
 
 // MaxSharedPredictionBytes bounds one shared prediction: a team of a million flags
 // with tens of thousands of dependencies needs a few hundred KiB. A larger index is not
-// shared (its builder still keeps it), and a larger stored value is not read.
-const MaxSharedPredictionBytes = 16 << 20
+// shared (its builder still keeps it, budget permitting), and a larger stored value is
+// not read.
+const MaxSharedPredictionBytes = 8 << 20
 
 // ErrPredictionTooLarge is what a store returns for a prediction over
 // MaxSharedPredictionBytes.
@@ -174,7 +176,13 @@ func (b *Builder) saveShared(ctx context.Context, k predictionKey, lb lastBuild,
 			return
 		}
 	}
-	err := s.SavePrediction(ctx, k.team, k.contract, encodePrediction(k.team, k.contract, lb))
+	var err error
+	if lb.index.size() > maxDecodedPrediction { // no reader would take it
+		err = s.ForgetPrediction(ctx, k.team, k.contract)
+		err = cmp.Or(err, ErrPredictionTooLarge)
+	} else {
+		err = s.SavePrediction(ctx, k.team, k.contract, encodePrediction(k.team, k.contract, lb))
+	}
 	switch {
 	case errors.Is(err, ErrPredictionTooLarge):
 		st.SharedSave = SharedTooLarge

@@ -2,6 +2,7 @@ package rebuild
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -87,7 +88,7 @@ func TestBuildsShareTheirPredictions(t *testing.T) {
 	require.NoError(t, f.rdb.SetRange(ctx, key, MaxSharedPredictionBytes, "x").Err())
 	st = build("oversized", replica())
 	expect("oversized", st, PredictionReferences, SharedInvalid, SharedSaved, 1)
-	require.Contains(t, st.SharedError, "larger than 16 MiB")
+	require.Contains(t, st.SharedError, "larger than 8 MiB")
 	n, err := f.rdb.StrLen(ctx, key).Result()
 	require.NoError(t, err)
 	require.Less(t, n, int64(1<<20))
@@ -166,4 +167,31 @@ func TestEngineReplicasShareTheirPredictions(t *testing.T) {
 	require.Equal(t, 1.0, testutil.ToFloat64(other.metrics.predictions.WithLabelValues(PredictionShared, "held")))
 	require.Equal(t, 1.0, testutil.ToFloat64(other.metrics.shared.WithLabelValues("load", SharedLoaded)))
 	require.Equal(t, 1.0, testutil.ToFloat64(other.metrics.shared.WithLabelValues("save", SharedKept)))
+}
+
+// TestOversizedIndexIsNotShared: an index no reader would take is not written, and the
+// team's older entry goes, so that no build predicts from it.
+func TestOversizedIndexIsNotShared(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, "")
+	ctx := context.Background()
+	store := NewRedisPredictions(f.rdb, cachekeys.Layout{}, time.Hour)
+	b := NewBuilder(BuilderOptions{Predictions: store})
+	k := predictionKey{team: 5, contract: NewestContract}
+	small := lastBuild{index: sampleIndex(), changed: time.Unix(1e9, 0)}
+	var st BuildStats
+	b.saveShared(ctx, k, small, false, &st)
+	require.Equal(t, SharedSaved, st.SharedSave)
+	big := newIndex()
+	key := strings.Repeat("k", 1<<20)
+	for i := range 20 {
+		big.deps.add(int64(i), key, depActive, nil)
+	}
+	require.Greater(t, big.size(), int64(maxDecodedPrediction))
+	st = BuildStats{}
+	b.saveShared(ctx, k, lastBuild{index: big}, false, &st)
+	require.Equal(t, SharedTooLarge, st.SharedSave)
+	raw, err := store.LoadPrediction(ctx, 5, NewestContract)
+	require.NoError(t, err)
+	require.Nil(t, raw, "the older entry is gone")
 }
