@@ -226,24 +226,14 @@ func (d *predDecoder) fail(format string, args ...any) {
 	d.b = nil
 }
 
-func (d *predDecoder) uvarint() uint64 {
-	if d.err != nil {
-		return 0
-	}
-	v, n := binary.Uvarint(d.b)
-	if n <= 0 {
-		d.fail("truncated or overlong number")
-		return 0
-	}
-	d.b = d.b[n:]
-	return v
-}
+func (d *predDecoder) uvarint() uint64 { return readNumber(d, binary.Uvarint) }
+func (d *predDecoder) varint() int64   { return readNumber(d, binary.Varint) }
 
-func (d *predDecoder) varint() int64 {
+func readNumber[T uint64 | int64](d *predDecoder, read func([]byte) (T, int)) T {
 	if d.err != nil {
 		return 0
 	}
-	v, n := binary.Varint(d.b)
+	v, n := read(d.b)
 	if n <= 0 {
 		d.fail("truncated or overlong number")
 		return 0

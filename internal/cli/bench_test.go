@@ -20,14 +20,8 @@ import (
 // every mode but copy says how many times the copy's time it took.
 func TestBenchRebuildRepeat(t *testing.T) {
 	url := testenv.Postgres(t)
-	code, out, errOut := runCLI(t, nil, "bench", "rebuild", "--url", url, "--flags", "40", "--layout", "posthog",
-		"--naive-max", "100", "--repeat", "3", "-o", "json")
-	require.Equal(t, 0, code, errOut)
-	var rows []benchRow
-	require.NoError(t, json.Unmarshal([]byte(out), &rows), out)
-	var modes []string
+	rows, modes := benchRows(t, "--url", url, "--flags", "40", "--layout", "posthog", "--naive-max", "100", "--repeat", "3")
 	for _, r := range rows {
-		modes = append(modes, r.Mode)
 		require.Empty(t, r.Note, r.Mode)
 		require.Equal(t, 40, r.Flags)
 		require.Equal(t, 3, r.Runs, r.Mode)
@@ -49,7 +43,7 @@ func TestBenchRebuildRepeat(t *testing.T) {
 		require.InDelta(t, r.Seconds/rows[0].Seconds, r.CopyRatio, 1e-9, r.Mode)
 	}
 
-	code, out, errOut = runCLI(t, nil, "bench", "rebuild", "--url", url, "--flags", "40", "--naive-max", "10", "-o", "json")
+	code, out, errOut := runCLI(t, nil, "bench", "rebuild", "--url", url, "--flags", "40", "--naive-max", "10", "-o", "json")
 	require.Equal(t, 0, code, errOut)
 	var single []map[string]any
 	require.NoError(t, json.Unmarshal([]byte(out), &single), out)
@@ -93,9 +87,20 @@ func TestBenchRebuildRepeat(t *testing.T) {
 // TestBenchRebuildWithRedis: with --redis the bench adds the publish path and the
 // shared mode, a new builder that predicts from the team's last build in Redis.
 func TestBenchRebuildWithRedis(t *testing.T) {
-	url, redisURL := testenv.Postgres(t), testenv.Redis(t)
-	code, out, errOut := runCLI(t, nil, "bench", "rebuild", "--url", url, "--redis", redisURL, "--flags", "40", "--layout", "posthog",
-		"--naive-max", "10", "--repeat", "2", "-o", "json")
+	rows, modes := benchRows(t, "--url", testenv.Postgres(t), "--redis", testenv.Redis(t), "--flags", "40", "--layout", "posthog",
+		"--naive-max", "10", "--repeat", "2")
+	require.Equal(t, []string{"copy", "streaming", "warm", "publish", "shared", "naive"}, modes)
+	shared := rows[4]
+	require.Equal(t, 2, shared.Runs)
+	require.Positive(t, shared.FirstPassSeconds)
+	require.Equal(t, rows[1].PayloadBytes, shared.PayloadBytes, "the same payloads as the cold build")
+	require.Equal(t, rows[1].StoredBytes, shared.StoredBytes)
+}
+
+// benchRows runs bench rebuild with args and -o json: its rows and their modes.
+func benchRows(t *testing.T, args ...string) ([]benchRow, []string) {
+	t.Helper()
+	code, out, errOut := runCLI(t, nil, append(append([]string{"bench", "rebuild"}, args...), "-o", "json")...)
 	require.Equal(t, 0, code, errOut)
 	var rows []benchRow
 	require.NoError(t, json.Unmarshal([]byte(out), &rows), out)
@@ -103,10 +108,5 @@ func TestBenchRebuildWithRedis(t *testing.T) {
 	for _, r := range rows {
 		modes = append(modes, r.Mode)
 	}
-	require.Equal(t, []string{"copy", "streaming", "warm", "publish", "shared", "naive"}, modes)
-	shared := rows[4]
-	require.Equal(t, 2, shared.Runs)
-	require.Positive(t, shared.FirstPassSeconds)
-	require.Equal(t, rows[1].PayloadBytes, shared.PayloadBytes, "the same payloads as the cold build")
-	require.Equal(t, rows[1].StoredBytes, shared.StoredBytes)
+	return rows, modes
 }
