@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"flag"
+	"fmt"
 	"math"
 	"net"
 	"os"
@@ -701,4 +702,45 @@ func TestBinaryTimestamptz(t *testing.T) {
 	require.True(t, got.IsZero())
 	_, err = binaryTimestamptz([]byte{1, 2, 3})
 	require.ErrorContains(t, err, "3 bytes")
+}
+
+// TestBuildReadsCohortsInBatches: a team naming more cohorts than one query reads gets
+// every one of them, in both payloads, in id order.
+func TestBuildReadsCohortsInBatches(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, "")
+	ctx := context.Background()
+	n := cohortBatch + 3
+	_, err := f.pool.Exec(ctx, fmt.Sprintf(`
+INSERT INTO posthog_team (id, project_id, api_token, name) VALUES (9, 9, 'phc_nine', 'nine');
+INSERT INTO posthog_cohort (id, team_id, name, deleted, is_static, filters, groups)
+SELECT 100000 + i, 9, 'c' || i, false, false,
+	'{"properties":{"type":"OR","values":[{"type":"AND","values":[{"key":"plan","type":"person","value":["pro"],"operator":"exact"}]}]}}', '[]'
+FROM generate_series(1, %[1]d) i;
+INSERT INTO posthog_featureflag (id, team_id, key, name, filters, active, created_at)
+SELECT 9000, 9, 'many', 'n', jsonb_build_object('groups', jsonb_build_array(jsonb_build_object('properties',
+	(SELECT jsonb_agg(jsonb_build_object('key', 'id', 'type', 'cohort', 'value', 100000 + i) ORDER BY i DESC) FROM generate_series(1, %[1]d) i)))),
+	true, now()`, n))
+	require.NoError(t, err)
+	var sink BufferSink
+	st, err := NewBuilder(BuilderOptions{}).Build(ctx, f.src, 9, &sink)
+	require.NoError(t, err)
+	require.EqualValues(t, n, st.Cohorts)
+	require.EqualValues(t, n, st.FlagsCohorts)
+	require.Equal(t, 1, st.Attempts)
+	var defs struct {
+		Cohorts map[string]json.RawMessage `json:"cohorts"`
+	}
+	require.NoError(t, json.Unmarshal(sink.Definitions.Bytes(), &defs))
+	require.Len(t, defs.Cohorts, n)
+	var fj struct {
+		Cohorts []struct {
+			ID int64 `json:"id"`
+		} `json:"cohorts"`
+	}
+	require.NoError(t, json.Unmarshal(sink.Flags.Bytes(), &fj))
+	require.Len(t, fj.Cohorts, n)
+	for i, c := range fj.Cohorts {
+		require.EqualValues(t, 100001+i, c.ID)
+	}
 }

@@ -15,8 +15,9 @@ import (
 // PostHog's breadth-first load does (_MAX_COHORT_DEPENDENCY_DEPTH).
 const MaxCohortDepth = 20
 
-// cohortBatch bounds the ids of one cohort query.
-const cohortBatch = 500
+// cohortBatch bounds the ids of one cohort query. A query costs a round trip and a
+// plan: 2,000 ids took the bench team's two cohort walks from 55 to 40 ms against 500.
+const cohortBatch = 2000
 
 // cohortDocs are one cohort row's JSON columns, parsed.
 type cohortDocs struct {
