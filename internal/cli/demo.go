@@ -93,10 +93,11 @@ func startDemo(ctx context.Context, o demoOptions) (d *demo, err error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	d = &demo{opts: o}
+	started := &demo{opts: o}
+	d = started
 	defer func() {
-		if err != nil {
-			d.cleanup()
+		if err != nil { // d is nil by then: every error path returns nil
+			started.cleanup()
 		}
 	}()
 	if d.dir, err = os.MkdirTemp("", "flagwarden-demo-"); err != nil {

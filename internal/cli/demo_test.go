@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -247,6 +248,18 @@ func TestDemoRejectsBadSpeed(t *testing.T) {
 	code := Main(t.Context(), []string{"demo", "--speed", "-3"}, Env{Stdout: &out, Stderr: &errOut})
 	require.Equal(t, 1, code)
 	require.Contains(t, errOut.String(), "--speed must be between 0 and 10000")
+}
+
+// TestDemoOnABusyAddress: a listen address already taken is a clear error (the demo
+// cleans up what it had started), not a crash.
+func TestDemoOnABusyAddress(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer l.Close()
+	var out, errOut bytes.Buffer
+	code := Main(t.Context(), []string{"demo", "--listen", l.Addr().String()}, Env{Stdout: &out, Stderr: &errOut})
+	require.Equal(t, 1, code, out.String())
+	require.Contains(t, errOut.String(), "address already in use")
 }
 
 // TestDemoPagesAlertmanager runs the demo with a real Alertmanager: the outlier finding
