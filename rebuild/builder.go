@@ -45,6 +45,10 @@ type BuilderOptions struct {
 	// the next process): a build without a prediction of its own loads the stored one,
 	// and every successful build stores its exact index.
 	Predictions PredictionStore
+	// LoadPredictionsOnly, with Predictions, loads the shared predictions but never
+	// stores, extends or removes one: for the verifier, which must not write to a Redis
+	// whose caches it checks.
+	LoadPredictionsOnly bool
 }
 
 // BuildProgress is reported as a build streams.
@@ -222,7 +226,7 @@ func (b *Builder) Build(ctx context.Context, src FlagSource, teamID int64, sink 
 			st.Dropped = int64(len(exact.drop))
 			lb := lastBuild{index: exact, changed: changed}
 			b.preds.put(key, lb)
-			if b.opts.Predictions != nil {
+			if b.opts.Predictions != nil && !b.opts.LoadPredictionsOnly {
 				// The stored entry is this one when the build found what it predicted
 				// from it and no flag changed since.
 				unchanged := last != nil && attempt == 1 && first == last.index && changed.Equal(last.changed)
@@ -232,7 +236,7 @@ func (b *Builder) Build(ctx context.Context, src FlagSource, teamID int64, sink 
 		}
 		if attempt >= b.opts.MaxAttempts {
 			b.preds.forget(key)
-			if b.opts.Predictions != nil {
+			if b.opts.Predictions != nil && !b.opts.LoadPredictionsOnly {
 				b.forgetShared(ctx, key, &st)
 			}
 			return st, fmt.Errorf("team %d: the build did not settle in %d attempts (is the data changing under a snapshot?)", teamID, attempt)

@@ -195,3 +195,38 @@ func TestOversizedIndexIsNotShared(t *testing.T) {
 	require.NoError(t, err)
 	require.Nil(t, raw, "the older entry is gone")
 }
+
+// TestLoadOnlyBuilderWritesNothing: the verifier's builder predicts from the shared
+// store but leaves it as it was, even when its build finds something new.
+func TestLoadOnlyBuilderWritesNothing(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, "")
+	ctx := context.Background()
+	layout := cachekeys.Layout{}
+	store := NewRedisPredictions(f.rdb, layout, time.Hour)
+	key := layout.Prediction(1, string(NewestContract), predictionVersion)
+	_, err := NewBuilder(BuilderOptions{Predictions: store}).Build(ctx, f.src, 1, &BufferSink{})
+	require.NoError(t, err)
+	require.NoError(t, f.rdb.Expire(ctx, key, 100*time.Second).Err())
+	before, err := f.rdb.Get(ctx, key).Bytes()
+	require.NoError(t, err)
+	_, err = f.pool.Exec(ctx, `UPDATE posthog_featureflag SET updated_at = now(),
+		filters = '{"groups":[{"properties":[{"key":"id","type":"cohort","value":14}],"rollout_percentage":100}]}' WHERE id = 101`)
+	require.NoError(t, err)
+	var got, want BufferSink
+	st, err := NewBuilder(BuilderOptions{Predictions: store, LoadPredictionsOnly: true}).Build(ctx, f.src, 1, &got)
+	require.NoError(t, err)
+	require.Equal(t, PredictionShared, st.PredictionSource)
+	require.Equal(t, SharedLoaded, st.SharedLoad)
+	require.Empty(t, st.SharedSave)
+	_, err = NewBuilder(BuilderOptions{PredictionCacheBytes: -1}).Build(ctx, f.src, 1, &want)
+	require.NoError(t, err)
+	require.Equal(t, want.Flags.String(), got.Flags.String())
+	require.Equal(t, want.Definitions.String(), got.Definitions.String())
+	after, err := f.rdb.Get(ctx, key).Bytes()
+	require.NoError(t, err)
+	require.Equal(t, before, after, "the stored prediction is the engine's, untouched")
+	ttl, err := f.rdb.TTL(ctx, key).Result()
+	require.NoError(t, err)
+	require.LessOrEqual(t, ttl, 100*time.Second, "its life was not extended")
+}

@@ -54,6 +54,9 @@ func NewVerifier(cfg config.Config, src rebuild.FlagSource, rdb redis.UniversalC
 		TTL:     cfg.Cache.TTL,
 		Grace:   grace,
 	}
+	// The fresh builds predict from the rebuild engine's last builds, which makes them
+	// cheaper, and store nothing: a check must not write to the Redis it checks.
+	opts.Builder.Predictions, opts.Builder.LoadPredictionsOnly = SharedPredictions(cfg, rdb), true
 	if tier != nil {
 		opts.S3 = tier
 	}
