@@ -226,19 +226,15 @@ func (b *Builder) Build(ctx context.Context, src FlagSource, teamID int64, sink 
 			st.Dropped = int64(len(exact.drop))
 			lb := lastBuild{index: exact, changed: changed}
 			b.preds.put(key, lb)
-			if b.opts.Predictions != nil && !b.opts.LoadPredictionsOnly {
-				// The stored entry is this one when the build found what it predicted
-				// from it and no flag changed since.
-				unchanged := last != nil && attempt == 1 && first == last.index && changed.Equal(last.changed)
-				b.saveShared(ctx, key, lb, unchanged, &st)
-			}
+			// The stored entry is this one when the build found what it predicted from
+			// it and no flag changed since.
+			unchanged := last != nil && attempt == 1 && first == last.index && changed.Equal(last.changed)
+			b.saveShared(ctx, key, lb, unchanged, &st)
 			return st, nil
 		}
 		if attempt >= b.opts.MaxAttempts {
 			b.preds.forget(key)
-			if b.opts.Predictions != nil && !b.opts.LoadPredictionsOnly {
-				b.forgetShared(ctx, key, &st)
-			}
+			b.forgetShared(ctx, key, &st)
 			return st, fmt.Errorf("team %d: the build did not settle in %d attempts (is the data changing under a snapshot?)", teamID, attempt)
 		}
 		pred = exact

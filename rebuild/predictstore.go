@@ -159,9 +159,17 @@ func (b *Builder) loadShared(ctx context.Context, k predictionKey, st *BuildStat
 	return &lb
 }
 
+// writesShared: the builder stores its indexes in a shared store.
+func (b *Builder) writesShared() bool {
+	return b.opts.Predictions != nil && !b.opts.LoadPredictionsOnly
+}
+
 // saveShared stores the build's exact index, or only extends the stored one's life
 // when the build found what its prediction said and nothing changed since.
 func (b *Builder) saveShared(ctx context.Context, k predictionKey, lb lastBuild, unchanged bool, st *BuildStats) {
+	if !b.writesShared() {
+		return
+	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), sharedTimeout)
 	defer cancel()
 	s := b.opts.Predictions
@@ -195,6 +203,9 @@ func (b *Builder) saveShared(ctx context.Context, k predictionKey, lb lastBuild,
 
 // forgetShared removes the team's shared prediction after a build that did not settle.
 func (b *Builder) forgetShared(ctx context.Context, k predictionKey, st *BuildStats) {
+	if !b.writesShared() {
+		return
+	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), sharedTimeout)
 	defer cancel()
 	if err := b.opts.Predictions.ForgetPrediction(ctx, k.team, k.contract); err != nil {
